@@ -1,0 +1,67 @@
+"""conveyor: background jobs for Python that fail well.
+
+    from conveyor import Conveyor
+
+    app = Conveyor()                      # CONVEYOR_URL, or sqlite:///conveyor.db
+
+    @app.task(max_attempts=5)
+    def send_email(to: str, subject: str) -> str: ...
+
+    job = send_email.enqueue("a@example.com", subject="hi")
+
+Then run `conveyor worker myapp.tasks:app`.
+"""
+
+from conveyor.app import Conveyor
+from conveyor.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    ConveyorError,
+    Discard,
+    EnqueueError,
+    InvalidArgumentsError,
+    InvalidOptionError,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    RetryAfter,
+    SchemaError,
+    SerializationError,
+    UnknownTaskError,
+    WaitTimeout,
+)
+from conveyor.job import Job
+from conveyor.retry import Retry
+from conveyor.task import Task
+from conveyor.types import AttemptError, JobRecord, JobState
+from conveyor.worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttemptError",
+    "BackendError",
+    "BackendUnavailable",
+    "ConfigurationError",
+    "Conveyor",
+    "ConveyorError",
+    "Discard",
+    "EnqueueError",
+    "InvalidArgumentsError",
+    "InvalidOptionError",
+    "Job",
+    "JobCancelled",
+    "JobFailed",
+    "JobNotFound",
+    "JobRecord",
+    "JobState",
+    "Retry",
+    "RetryAfter",
+    "SchemaError",
+    "SerializationError",
+    "Task",
+    "UnknownTaskError",
+    "WaitTimeout",
+    "Worker",
+]

@@ -1,0 +1,52 @@
+"""Time, injected.
+
+Nothing in conveyor calls `time.time()` directly for a job decision: the SQLite
+backend reads its `Clock` (on one host the process clock *is* the database's
+clock), and the PostgreSQL backend asks the database. Tests hand the SQLite
+backend a `ManualClock` and move time instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the Unix epoch."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+
+class ManualClock:
+    """A clock that only moves when told to. Thread-safe."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float | timedelta) -> None:
+        step = seconds.total_seconds() if isinstance(seconds, timedelta) else seconds
+        with self._lock:
+            self._now += step
+
+
+def to_datetime(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC)
+
+
+def to_epoch(value: datetime) -> float:
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are ambiguous: pass an aware datetime (e.g. with tz=UTC)")
+    return value.timestamp()

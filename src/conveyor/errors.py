@@ -1,0 +1,133 @@
+"""Every exception conveyor raises, and the two control signals tasks may raise.
+
+    ConveyorError
+    ├── ConfigurationError        bad URL, bad option value, bad worker settings
+    ├── EnqueueError              nothing was written
+    │   ├── SerializationError    arguments are not JSON
+    │   ├── InvalidArgumentsError arguments do not fit the task's signature
+    │   └── InvalidOptionError    unknown or out-of-range option (delay < 0, priority …)
+    ├── UnknownTaskError          no task registered under that name
+    ├── BackendError              the database failed us
+    │   ├── BackendUnavailable    cannot connect within the connect timeout
+    │   └── SchemaError           schema missing or of an unknown version: run `conveyor migrate`
+    ├── JobError                  raised by `Job.wait()`
+    │   ├── JobFailed             the job ended `dead`
+    │   ├── JobCancelled          the job ended `cancelled`
+    │   └── JobNotFound           the job does not exist (never enqueued, or pruned)
+    └── WaitTimeout               `Job.wait(timeout=…)` ran out (also a `TimeoutError`)
+
+    ControlSignal                 not failures: a task raises them to steer its own retries
+    ├── RetryAfter(seconds)       retry at exactly this delay (e.g. a 429's Retry-After)
+    └── Discard(reason)           do not retry: the job goes to `dead` now
+
+`TaskTimeout` and `LeaseExpired` are the error types recorded in a job's error
+history when an attempt ran out of time or its worker vanished.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+class ConveyorError(Exception):
+    """Base of every error conveyor raises."""
+
+
+class ConfigurationError(ConveyorError):
+    """A setting is wrong; the message says which and what to write instead."""
+
+
+class EnqueueError(ConveyorError):
+    """An enqueue was refused; nothing was written."""
+
+
+class SerializationError(EnqueueError):
+    """Task arguments (or a result) are not JSON-serialisable."""
+
+
+class InvalidArgumentsError(EnqueueError):
+    """The arguments do not fit the task function's signature."""
+
+
+class InvalidOptionError(EnqueueError):
+    """An enqueue option is unknown or out of range."""
+
+
+class UnknownTaskError(ConveyorError):
+    """No task is registered under the given name."""
+
+
+class BackendError(ConveyorError):
+    """The backend failed to carry out an operation."""
+
+
+class BackendUnavailable(BackendError):
+    """The database cannot be reached; nothing was written."""
+
+
+class SchemaError(BackendError):
+    """The database schema is missing or at a version this code does not know."""
+
+
+class JobError(ConveyorError):
+    """Raised by `Job.wait()` when the job did not succeed."""
+
+    def __init__(self, message: str, job_id: int) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobFailed(JobError):
+    """The job ended `dead`; `last_error` holds the last attempt's error type and message."""
+
+    def __init__(self, message: str, job_id: int, last_error: str | None = None) -> None:
+        super().__init__(message, job_id)
+        self.last_error = last_error
+
+
+class JobCancelled(JobError):
+    """The job was cancelled before it ran."""
+
+
+class JobNotFound(JobError):
+    """No job with this id exists (it was never enqueued or has been pruned)."""
+
+
+class WaitTimeout(ConveyorError, TimeoutError):
+    """`Job.wait()` gave up before the job finished; the job itself is untouched."""
+
+
+class TaskTimeout(ConveyorError, TimeoutError):
+    """Recorded in a job's history when an attempt exceeded the task's timeout."""
+
+
+class LeaseExpired(ConveyorError):
+    """Recorded in a job's history when its worker stopped heartbeating (crash, kill, pause)."""
+
+
+class ControlSignal(Exception):
+    """Base of the signals a task raises to steer its own retries. Not a failure of conveyor."""
+
+
+class RetryAfter(ControlSignal):
+    """Ask for another attempt after `seconds` (float seconds or a timedelta).
+
+    The attempt still counts toward `max_attempts`; when none are left the job
+    goes to `dead` like any other failure.
+    """
+
+    def __init__(self, seconds: float | timedelta, reason: str = "") -> None:
+        delay = seconds.total_seconds() if isinstance(seconds, timedelta) else float(seconds)
+        if not delay >= 0:
+            raise InvalidOptionError(f"RetryAfter needs a delay >= 0 seconds, got {seconds!r}")
+        super().__init__(reason or f"retry requested after {delay:g}s")
+        self.seconds = delay
+        self.reason = reason
+
+
+class Discard(ControlSignal):
+    """Stop retrying: the job goes to `dead` at once with this reason."""
+
+    def __init__(self, reason: str = "discarded by the task") -> None:
+        super().__init__(reason)
+        self.reason = reason
