@@ -1,0 +1,283 @@
+"""`Conveyor`: configuration, the task registry, and the backend chosen by URL.
+
+Building a `Conveyor` touches nothing: the backend connects on first use, so
+importing a module that defines an app has no side effect beyond registration.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
+
+from conveyor.backends import Backend, open_backend
+from conveyor.backends.base import JobInsert
+from conveyor.clock import Clock
+from conveyor.errors import ConfigurationError, UnknownTaskError
+from conveyor.job import Job, job_from_record
+from conveyor.retry import DEFAULT_RETRY, Retry
+from conveyor.task import Task, build_options, check_max_attempts, check_priority, check_queue
+
+if TYPE_CHECKING:
+    from conveyor.worker import Worker
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_URL = "sqlite:///conveyor.db"
+
+
+def _seconds(value: float | timedelta, name: str, *, minimum: float = 0.0) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < minimum:
+        raise ConfigurationError(f"{name} must be a number of seconds >= {minimum}, got {value!r}")
+    return float(seconds)
+
+
+class TaskDecorator(Protocol):
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]]) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Task[P, R]: ...
+
+
+class Conveyor:
+    """One job system: where jobs live, which tasks exist, and the defaults for both.
+
+    ``Conveyor()`` reads ``CONVEYOR_URL`` and falls back to ``sqlite:///conveyor.db``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        lease: float | timedelta = 30.0,
+        poll_interval: float | timedelta = 1.0,
+        default_queue: str = "default",
+        default_priority: int = 5,
+        default_max_attempts: int = 5,
+        default_retry: Retry = DEFAULT_RETRY,
+        idempotency_window: float | timedelta = timedelta(hours=24),
+        retention: float | timedelta = timedelta(days=7),
+        connect_timeout: float | timedelta = 5.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.url = url or os.environ.get("CONVEYOR_URL") or DEFAULT_URL
+        self.lease = _seconds(lease, "lease", minimum=0.1)
+        self.poll_interval = _seconds(poll_interval, "poll_interval", minimum=0.001)
+        if self.poll_interval >= self.lease:
+            raise ConfigurationError(
+                f"poll_interval ({self.poll_interval}s) must be shorter than the lease "
+                f"({self.lease}s), or leases expire between two heartbeats"
+            )
+        try:
+            self.default_queue = check_queue(default_queue)
+            self.default_priority = check_priority(default_priority)
+            self.default_max_attempts = check_max_attempts(default_max_attempts)
+        except Exception as exc:
+            raise ConfigurationError(str(exc)) from exc
+        if not isinstance(default_retry, Retry):
+            raise ConfigurationError(
+                f"default_retry must be a conveyor.Retry, got {default_retry!r}"
+            )
+        self.default_retry = default_retry
+        self.idempotency_window = _seconds(idempotency_window, "idempotency_window")
+        self.retention = _seconds(retention, "retention")
+        self.connect_timeout = _seconds(connect_timeout, "connect_timeout", minimum=0.1)
+        self.clock = clock
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._backend: Backend | None = None
+        self._backend_lock = threading.Lock()
+        # Validate the URL now (cheap, no connection) so a typo fails at start-up.
+        scheme = self.url.split(":", 1)[0].lower()
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ConfigurationError(
+                f"unknown backend URL {self.url!r}: use sqlite:///path/to/file.db or "
+                "postgresql://user@host/db"
+            )
+
+    def __repr__(self) -> str:
+        return f"<Conveyor {self.url} tasks={len(self.tasks)}>"
+
+    # -- backend ----------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        """The storage engine; created on first use."""
+        if self._backend is None:
+            with self._backend_lock:
+                if self._backend is None:
+                    self._backend = open_backend(
+                        self.url, clock=self.clock, connect_timeout=self.connect_timeout
+                    )
+        return self._backend
+
+    def close(self) -> None:
+        """Close the backend's connections (a later use opens new ones)."""
+        with self._backend_lock:
+            backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+
+    def migrate(self, *, dry_run: bool = False) -> list[tuple[int, str]]:
+        """Bring the database schema up to date (or show what would run)."""
+        return self.backend.migrate(dry_run=dry_run)
+
+    # -- tasks ------------------------------------------------------------------------
+    @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        dont_retry: Iterable[type[BaseException]] = (),
+        retry_on: Iterable[type[BaseException]] = (Exception,),
+        tags: Iterable[str] = (),
+    ) -> TaskDecorator: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        dont_retry: Iterable[type[BaseException]] = (),
+        retry_on: Iterable[type[BaseException]] = (Exception,),
+        tags: Iterable[str] = (),
+    ) -> Any:
+        """Register a function as a task, under `name` (default: the function's name).
+
+        The name is what is stored with each job: keep it stable across deploys.
+        """
+        options = build_options(
+            queue=queue, priority=priority, max_attempts=max_attempts, retry=retry,
+            timeout=timeout, dont_retry=dont_retry, retry_on=retry_on, tags=tags,
+        )
+
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
+            if not callable(func):
+                raise ConfigurationError(f"@app.task decorates a function, got {func!r}")
+            task_name = name or func.__qualname__
+            if "<locals>" in task_name and name is None:
+                task_name = func.__name__
+            existing = self.tasks.get(task_name)
+            if existing is not None and existing.fn is not func:
+                raise ConfigurationError(
+                    f"a task named {task_name!r} is already registered (from "
+                    f"{existing.fn.__module__}); give one of them name=..."
+                )
+            task: Task[Any, Any] = Task(self, func, task_name, options)
+            self.tasks[task_name] = task
+            return task
+
+        if fn is not None:
+            return register(fn)
+        return register
+
+    def get_task(self, name: str) -> Task[Any, Any]:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            raise UnknownTaskError(
+                f"no task named {name!r} is registered in this app (known: {known}); "
+                "import the module that defines it before starting the worker"
+            ) from None
+
+    def retry_policy(self, task: Task[Any, Any]) -> Retry:
+        return task.options.retry or self.default_retry
+
+    # -- jobs -------------------------------------------------------------------------
+    def _enqueue(self, inserts: Sequence[JobInsert], *, connection: Any = None) -> list[Job[Any]]:
+        results = self.backend.job_insert_many(inserts, connection=connection)
+        return [Job(self, r.id, r.state, created=r.created) for r in results]
+
+    def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Job[Any]:
+        """Enqueue by task name (for code that does not import the task)."""
+        return self.get_task(task_name).enqueue(*args, **kwargs)
+
+    def get_job(self, job_id: int) -> Job[Any] | None:
+        record = self.backend.job_get(job_id)
+        return None if record is None else job_from_record(self, record)
+
+    # -- worker -----------------------------------------------------------------------
+    def worker(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 8,
+        pool: str = "thread",
+        burst: bool = False,
+        grace: float = 30.0,
+        app_path: str | None = None,
+        **settings: Any,
+    ) -> Worker:
+        """Build a worker for this app (see `conveyor.worker.Worker` for every setting)."""
+        from conveyor.worker import Worker
+
+        return Worker(
+            self, queues=queues, concurrency=concurrency, pool=pool, burst=burst, grace=grace,
+            app_path=app_path, **settings,
+        )
+
+    def run_worker(self, **settings: Any) -> int:
+        """Run a worker in this process until stopped (or, with burst=True, until idle)."""
+        return self.worker(**settings).run()
+
+    def stats(self) -> Mapping[str, Any]:
+        return {s.queue: s for s in self.backend.queue_stats()}
+
+
+def load_app(path: str) -> Conveyor:
+    """Import `module:attribute` (or `module`, whose `app` attribute is taken)."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name:
+        raise ConfigurationError(f"app path {path!r} is empty: write module.path:app")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"cannot import {module_name!r} for app {path!r} ({exc}); run from the folder that "
+            "holds it or add it to PYTHONPATH"
+        ) from exc
+    app = getattr(module, attribute or "app", None)
+    if not isinstance(app, Conveyor):
+        raise ConfigurationError(
+            f"{path!r} is not a Conveyor app (found {type(app).__name__}): point at the "
+            "Conveyor() object, e.g. myapp.tasks:app"
+        )
+    return app
+
+
+def find_app_path(app: Conveyor) -> str | None:
+    """The `module:attribute` an imported app can be found under (for child processes)."""
+    for name, module in list(sys.modules.items()):
+        if name == "__main__" or module is None:
+            continue
+        for attribute, value in list(vars(module).items()):
+            if value is app:
+                return f"{name}:{attribute}"
+    return None
+
+
+__all__ = ["DEFAULT_URL", "Conveyor", "find_app_path", "load_app"]

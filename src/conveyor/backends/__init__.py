@@ -1,0 +1,30 @@
+"""Storage engines. `open_backend(url)` picks one by URL scheme."""
+
+from __future__ import annotations
+
+from conveyor.backends.base import Backend
+from conveyor.clock import Clock
+from conveyor.errors import ConfigurationError
+
+
+def open_backend(url: str, *, clock: Clock | None = None, connect_timeout: float = 5.0) -> Backend:
+    """Build (without connecting) the backend a URL names."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        from conveyor.backends.sqlite.backend import SQLiteBackend
+
+        return SQLiteBackend(url, clock=clock)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from conveyor.backends.postgres.backend import PostgresBackend
+        except ImportError as exc:  # psycopg is an optional dependency
+            raise ConfigurationError(
+                f"the PostgreSQL backend needs psycopg: pip install 'conveyor[postgres]' ({exc})"
+            ) from exc
+        return PostgresBackend(url, connect_timeout=connect_timeout)
+    raise ConfigurationError(
+        f"unknown backend URL {url!r}: use sqlite:///path/to/file.db or postgresql://user@host/db"
+    )
+
+
+__all__ = ["Backend", "open_backend"]

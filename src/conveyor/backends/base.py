@@ -1,0 +1,210 @@
+"""The internal Backend protocol: every storage engine implements exactly this.
+
+Methods are named Noun-Verb (`job_insert_many`, `job_fetch`, …) and take plain
+dataclasses. Every state change is one atomic transaction in the backend, and
+every change a worker makes to a job it runs is *fenced* by the lease token it
+was given at fetch: a worker that lost its lease changes nothing.
+
+Times cross this boundary as float seconds since the epoch (absolute) or float
+seconds (durations). "Now" is always the database's clock, never the caller's.
+
+The protocol is internal: it may change freely between releases. The public
+surface is `Conveyor`, `Task`, `Job` and the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from conveyor.types import JobRecord, JobState
+
+SCHEMA_VERSION = 1
+"""The schema version this code reads and writes. A database at another version is refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobInsert:
+    """One job to insert. Arguments are already validated and encoded as JSON text."""
+
+    task: str
+    queue: str
+    args_json: str
+    """JSON text of ``[args, kwargs]``."""
+    priority: int
+    max_attempts: int
+    delay: float = 0.0
+    """Seconds after the database's now; ignored when `run_at` is given."""
+    run_at: float | None = None
+    """Absolute earliest start (epoch seconds)."""
+    idempotency_key: str | None = None
+    idempotency_window: float = 0.0
+    """Seconds after the job finishes during which the key still returns this job."""
+    group_key: str | None = None
+    timeout: float | None = None
+    tags: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InsertResult:
+    id: int
+    created: bool
+    """False when an unfinished (or recently finished) job with the same
+    idempotency key already existed and is returned instead."""
+    state: JobState
+
+
+@dataclass(frozen=True, slots=True)
+class FetchParams:
+    worker_id: str
+    queues: Sequence[str]
+    """Queues in the worker's order of preference (ties go to the earlier one)."""
+    limit: int
+    lease_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class HeldJob:
+    """A job a worker holds: the fencing token must match for any write to apply."""
+
+    id: int
+    lease_token: int
+
+
+Outcome = Literal["succeeded", "retry", "dead"]
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The end of one attempt, written only if the worker still holds the lease."""
+
+    job_id: int
+    lease_token: int
+    outcome: Outcome
+    result_json: str | None = None
+    """For `succeeded`: JSON text of the return value."""
+    error_json: str | None = None
+    """For `retry` and `dead`: JSON text of one `AttemptError` entry."""
+    retry_delay: float = 0.0
+    """For `retry`: seconds after the database's now before the next attempt."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    states: Sequence[JobState] = ()
+    queue: str | None = None
+    task: str | None = None
+    ids: Sequence[int] = ()
+    limit: int = 100
+    before_id: int | None = None
+    """Cursor: only jobs with a smaller id (lists are newest first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queue: str
+    counts: dict[JobState, int]
+    oldest_available_age: float | None
+    """Seconds the longest-waiting due job has waited past its run_at; None when none wait."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    id: str
+    hostname: str
+    pid: int
+    queues: Sequence[str]
+    concurrency: int
+    started_at: float
+    last_heartbeat_at: float = 0.0
+    running: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """What a storage engine must do. See the module docstring for the rules."""
+
+    url: str
+    supports_notify: bool
+    """True when `wait_for_work` is woken by a push (LISTEN/NOTIFY) rather than polling."""
+
+    # -- schema -------------------------------------------------------------
+    def migrate(self, *, dry_run: bool = False) -> list[tuple[int, str]]:
+        """Apply pending migrations (or, with dry_run, only return them) as (version, sql)."""
+        ...
+
+    def schema_check(self) -> None:
+        """Raise `SchemaError` with the command to run unless the schema is `SCHEMA_VERSION`."""
+        ...
+
+    # -- jobs ---------------------------------------------------------------
+    def job_insert_many(
+        self, jobs: Sequence[JobInsert], *, connection: Any = None
+    ) -> list[InsertResult]:
+        """Insert jobs in one transaction (the caller's, when `connection` is given)."""
+        ...
+
+    def job_fetch(self, params: FetchParams) -> list[JobRecord]:
+        """Lease up to `limit` due jobs: stage due scheduled jobs, pick fairly across
+        queues (priority, run_at, id within one), mark them running, attempt + 1."""
+        ...
+
+    def job_complete_many(self, completions: Sequence[Completion]) -> list[int]:
+        """Record attempt outcomes; returns the ids whose lease still matched."""
+        ...
+
+    def job_heartbeat(
+        self, worker_id: str, jobs: Sequence[HeldJob], lease_seconds: float
+    ) -> list[int]:
+        """Extend the leases still held; returns their ids (a missing id was lost)."""
+        ...
+
+    def job_release_many(self, worker_id: str, jobs: Sequence[HeldJob]) -> list[int]:
+        """Give running jobs back (graceful shutdown): available now, attempt not counted."""
+        ...
+
+    def job_rescue(self, limit: int = 1000) -> list[int]:
+        """Recover jobs whose lease expired: the lost attempt is recorded as a
+        `LeaseExpired` error; the job is available again, or dead if none are left."""
+        ...
+
+    def job_get(self, job_id: int) -> JobRecord | None: ...
+
+    def job_list(self, filter: JobFilter) -> list[JobRecord]: ...
+
+    def job_retry(self, filter: JobFilter) -> int:
+        """Move matching dead jobs back to available with a fresh set of attempts."""
+        ...
+
+    def job_cancel(self, job_id: int) -> bool:
+        """Cancel a job that has not started (scheduled or available)."""
+        ...
+
+    def job_delete(self, filter: JobFilter) -> int:
+        """Delete matching finished jobs (dead, succeeded, cancelled)."""
+        ...
+
+    def job_prune(self, older_than: float, limit: int = 10_000) -> int:
+        """Delete succeeded and cancelled jobs finished more than `older_than` seconds ago."""
+        ...
+
+    def queue_stats(self) -> list[QueueStats]: ...
+
+    # -- workers ------------------------------------------------------------
+    def worker_heartbeat(self, info: WorkerInfo) -> None: ...
+
+    def worker_list(self, alive_within: float) -> list[WorkerInfo]: ...
+
+    def worker_remove(self, worker_id: str) -> None: ...
+
+    # -- waiting and time ---------------------------------------------------
+    def wait_for_work(self, timeout: float) -> None:
+        """Block up to `timeout` seconds, returning early when new work may be there."""
+        ...
+
+    def now(self) -> float:
+        """The database's clock, epoch seconds."""
+        ...
+
+    def close(self) -> None: ...

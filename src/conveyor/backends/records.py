@@ -1,0 +1,88 @@
+"""Turning a job row (any backend) into a `JobRecord`, and the JSON every backend stores."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from conveyor.types import AttemptError, JobRecord, JobState
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return datetime.fromtimestamp(float(value), tz=UTC)
+
+
+def _json(value: Any) -> Any:
+    # SQLite hands back JSON as text; psycopg already decodes jsonb.
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+class RowLike(Protocol):
+    """A row read by name: a dict, a psycopg dict row or a sqlite3.Row."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def job_record_from_row(row: RowLike) -> JobRecord:
+    args, kwargs = _json(row["args"])
+    result = row["result"]
+    created_at = _time(row["created_at"])
+    run_at = _time(row["run_at"])
+    assert created_at is not None and run_at is not None
+    return JobRecord(
+        id=int(row["id"]),
+        task=row["task"],
+        queue=row["queue"],
+        args=list(args),
+        kwargs=dict(kwargs),
+        state=JobState(row["state"]),
+        priority=int(row["priority"]),
+        run_at=run_at,
+        attempt=int(row["attempt"]),
+        max_attempts=int(row["max_attempts"]),
+        lease_owner=row["lease_owner"],
+        lease_expires_at=_time(row["lease_expires_at"]),
+        lease_token=int(row["lease_token"]),
+        idempotency_key=row["idempotency_key"],
+        group_key=row["group_key"],
+        timeout=None if row["timeout"] is None else float(row["timeout"]),
+        created_at=created_at,
+        started_at=_time(row["started_at"]),
+        finished_at=_time(row["finished_at"]),
+        result=None if result is None else _json(result),
+        errors=[AttemptError.from_json(entry) for entry in _json(row["errors"])],
+        tags=list(_json(row["tags"])),
+    )
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, as stored."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def interleave(candidates: list[list[int]], limit: int) -> list[int]:
+    """Take up to `limit` ids round-robin from per-queue candidate lists.
+
+    Each list is already in that queue's order (priority, run_at, id). The
+    first job of every queue comes before the second job of any queue, so a
+    backlog in one queue cannot starve another; ties go to the queue listed first.
+    """
+    picked: list[int] = []
+    rank = 0
+    while len(picked) < limit:
+        took = False
+        for ids in candidates:
+            if rank < len(ids):
+                picked.append(ids[rank])
+                took = True
+                if len(picked) == limit:
+                    break
+        if not took:
+            break
+        rank += 1
+    return picked

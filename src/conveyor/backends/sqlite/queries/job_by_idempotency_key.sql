@@ -1,0 +1,1 @@
+SELECT id, state FROM conveyor_jobs WHERE task = :task AND idempotency_key = :idempotency_key

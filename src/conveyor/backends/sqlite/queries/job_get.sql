@@ -1,0 +1,1 @@
+SELECT * FROM conveyor_jobs WHERE id = :job_id

@@ -1,0 +1,1 @@
+DELETE FROM conveyor_workers WHERE last_heartbeat_at < :now - :older_than

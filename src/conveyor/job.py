@@ -1,0 +1,116 @@
+"""`Job`: the handle `enqueue` returns. A thin view over one row, re-read on demand."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+from conveyor.errors import JobCancelled, JobFailed, JobNotFound, WaitTimeout
+from conveyor.types import JobRecord, JobState
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+R = TypeVar("R")
+
+
+class Job(Generic[R]):
+    """A job by id. `state` and `record` are as of the last read; `refresh()` re-reads."""
+
+    __slots__ = ("_app", "_record", "_state", "created", "id")
+
+    def __init__(
+        self,
+        app: Conveyor,
+        job_id: int,
+        state: JobState,
+        *,
+        created: bool = True,
+        record: JobRecord | None = None,
+    ) -> None:
+        self._app = app
+        self.id = job_id
+        self._state = state
+        self._record = record
+        self.created = created
+        """False when an idempotency key returned an existing job instead of a new one."""
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self._state}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.id == self.id and other._app is self._app
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def state(self) -> JobState:
+        return self._state
+
+    @property
+    def record(self) -> JobRecord:
+        """The full row as of the last read (read now if never read)."""
+        if self._record is None:
+            self.refresh()
+        assert self._record is not None
+        return self._record
+
+    def refresh(self) -> Job[R]:
+        record = self._app.backend.job_get(self.id)
+        if record is None:
+            raise JobNotFound(
+                f"job {self.id} does not exist (never enqueued, or pruned after retention)",
+                self.id,
+            )
+        self._record = record
+        self._state = record.state
+        return self
+
+    @property
+    def result(self) -> R:
+        """The return value once succeeded (see `wait`)."""
+        return cast(R, self.record.result)
+
+    def wait(self, timeout: float | None = None, *, poll: float = 0.05) -> R:
+        """Block until the job finishes; return its result or raise why it did not.
+
+        Raises `JobFailed` (dead), `JobCancelled`, or `WaitTimeout` after `timeout`
+        seconds (the job itself is untouched and may still finish later).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = min(0.005, poll)
+        while True:
+            self.refresh()
+            record = self.record
+            if record.state is JobState.SUCCEEDED:
+                return cast(R, record.result)
+            if record.state is JobState.DEAD:
+                last = record.errors[-1] if record.errors else None
+                summary = f"{last.type}: {last.message}" if last else "no error recorded"
+                raise JobFailed(
+                    f"job {self.id} ({record.task}) is dead after {record.attempt} attempt(s): "
+                    f"{summary}",
+                    self.id,
+                    summary,
+                )
+            if record.state is JobState.CANCELLED:
+                raise JobCancelled(f"job {self.id} ({record.task}) was cancelled", self.id)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"job {self.id} ({record.task}) is still {record.state} after {timeout}s"
+                )
+            if deadline is not None:
+                delay = min(delay, max(0.0, deadline - time.monotonic()))
+            time.sleep(delay)
+            delay = min(poll, max(delay, 0.001) * 2)
+
+    def cancel(self) -> bool:
+        """Cancel the job if it has not started; True if it was cancelled now."""
+        cancelled = self._app.backend.job_cancel(self.id)
+        self.refresh()
+        return cancelled
+
+
+def job_from_record(app: Conveyor, record: JobRecord) -> Job[Any]:
+    return Job(app, record.id, record.state, record=record)

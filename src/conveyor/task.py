@@ -1,0 +1,399 @@
+"""`@app.task`, the typed `Task[P, R]` handle, and the `using(...)` option builder.
+
+Options resolve call → task → app: a value given to `using(...)` wins over the
+task's decorator, which wins over the app's defaults. `UNSET` marks "not
+given", so "not given" and "given as None" differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack, final
+
+from conveyor.backends.base import JobInsert
+from conveyor.backends.records import dumps
+from conveyor.errors import (
+    ConfigurationError,
+    InvalidArgumentsError,
+    InvalidOptionError,
+    SerializationError,
+)
+from conveyor.retry import Retry
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+    from conveyor.job import Job
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+MIN_PRIORITY, MAX_PRIORITY = 0, 9
+
+
+class _Unset(Enum):
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset.UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """What `@app.task(...)` fixed for every job of the task (None: the app decides)."""
+
+    queue: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    retry: Retry | None = None
+    timeout: float | None = None
+    dont_retry: tuple[type[BaseException], ...] = ()
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    tags: tuple[str, ...] = ()
+
+
+class UsingOptions(TypedDict, total=False):
+    """The options `task.using(...)` accepts; anything else is refused."""
+
+    queue: str
+    priority: int
+    delay: float | timedelta
+    run_at: datetime
+    idempotency_key: str | None
+    max_attempts: int
+    timeout: float | None
+    group: str | None
+    tags: Sequence[str]
+    connection: Any
+
+
+_USING_KEYS = frozenset(UsingOptions.__annotations__)
+
+
+# -- validation -------------------------------------------------------------------
+def check_queue(queue: object) -> str:
+    if not isinstance(queue, str) or not queue or len(queue) > 255 or queue != queue.strip():
+        raise InvalidOptionError(
+            f"queue must be a non-empty name of at most 255 characters, got {queue!r}"
+        )
+    return queue
+
+
+def check_priority(priority: object) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int) or not (
+        MIN_PRIORITY <= priority <= MAX_PRIORITY
+    ):
+        raise InvalidOptionError(
+            f"priority must be an int from {MIN_PRIORITY} (most urgent) to {MAX_PRIORITY}, "
+            f"got {priority!r}"
+        )
+    return priority
+
+
+def check_max_attempts(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidOptionError(f"max_attempts must be an int >= 1, got {value!r}")
+    return value
+
+
+def check_timeout(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        math.isfinite(value) and value > 0
+    ):
+        raise InvalidOptionError(f"timeout must be a number of seconds > 0 or None, got {value!r}")
+    return float(value)
+
+
+def check_delay(value: object) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidOptionError(f"delay must be a number of seconds, got {value!r}")
+    if value < 0:
+        raise InvalidOptionError(f"delay must be >= 0 seconds, got {value!r}: use 0 to run now")
+    return float(value)
+
+
+def check_json(value: Any, where: str) -> None:
+    """Refuse anything that does not survive a JSON round trip, naming where it is."""
+    if value is None or isinstance(value, bool | int | str):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise SerializationError(f"{where} is {value!r}, which JSON cannot hold")
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            check_json(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise SerializationError(
+                    f"{where} has the key {key!r} ({type(key).__name__}); JSON object keys "
+                    "must be str"
+                )
+            check_json(item, f"{where}[{key!r}]")
+        return
+    hint = {
+        "set": "pass a list",
+        "frozenset": "pass a list",
+        "bytes": "pass text (e.g. base64)",
+        "datetime": "pass .isoformat()",
+        "date": "pass .isoformat()",
+        "Decimal": "pass str(value)",
+        "UUID": "pass str(value)",
+    }.get(type(value).__name__, "pass plain JSON data (dict, list, str, int, float, bool, None)")
+    raise SerializationError(
+        f"{where} is a {type(value).__name__}, which is not JSON: {hint}. "
+        "conveyor stores arguments as data, never as pickled objects"
+    )
+
+
+# -- the task ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _CallOptions:
+    queue: str | _Unset = UNSET
+    priority: int | _Unset = UNSET
+    delay: float | _Unset = UNSET
+    run_at: datetime | _Unset = UNSET
+    idempotency_key: str | _Unset | None = UNSET
+    max_attempts: int | _Unset = UNSET
+    timeout: float | _Unset | None = UNSET
+    group: str | _Unset | None = UNSET
+    tags: tuple[str, ...] | _Unset = UNSET
+    connection: Any = UNSET
+
+
+@final
+class Call(Generic[P, R]):
+    """A task with its arguments, not yet enqueued: an item for `enqueue_many`."""
+
+    __slots__ = ("args", "kwargs", "task")
+
+    def __init__(self, task: Task[P, R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.task = task
+        self.args = args
+        self.kwargs = kwargs
+
+
+class Task(Generic[P, R]):
+    """A registered task. Call it to run inline; `enqueue` it to run on a worker."""
+
+    def __init__(
+        self,
+        app: Conveyor,
+        fn: Callable[P, R] | Callable[P, Awaitable[R]],
+        name: str,
+        options: TaskOptions,
+        call_options: _CallOptions | None = None,
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.options = options
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self._signature = inspect.signature(fn)
+        self._call = call_options or _CallOptions()
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """Run the function here and now, as if it were not a task."""
+        return self.fn(*args, **kwargs)
+
+    # -- options ------------------------------------------------------------------
+    def using(self, **options: Unpack[UsingOptions]) -> Task[P, R]:
+        """A copy of this task whose enqueues use these options (the task is unchanged)."""
+        unknown = set(options) - _USING_KEYS
+        if unknown:
+            raise InvalidOptionError(
+                f"unknown option(s) {sorted(unknown)} for {self.name}.using(): "
+                f"known are {sorted(_USING_KEYS)}"
+            )
+        changes: dict[str, Any] = {}
+        for key, value in options.items():
+            if key == "queue":
+                value = check_queue(value)
+            elif key == "priority":
+                value = check_priority(value)
+            elif key == "max_attempts":
+                value = check_max_attempts(value)
+            elif key == "timeout":
+                value = check_timeout(value)
+            elif key == "delay":
+                value = check_delay(value)
+            elif key == "run_at":
+                if not isinstance(value, datetime) or value.tzinfo is None:
+                    raise InvalidOptionError(
+                        f"run_at must be an aware datetime (e.g. datetime.now(UTC) + ...), "
+                        f"got {value!r}"
+                    )
+            elif key == "idempotency_key":
+                if value is not None and (not isinstance(value, str) or not value):
+                    raise InvalidOptionError(
+                        f"idempotency_key must be a non-empty str or None, got {value!r}"
+                    )
+            elif key == "tags":
+                if not isinstance(value, list | tuple) or not all(
+                    isinstance(t, str) for t in value
+                ):
+                    raise InvalidOptionError(f"tags must be a list of str, got {value!r}")
+                value = tuple(value)
+            elif key == "group" and value is not None and not isinstance(value, str):
+                raise InvalidOptionError(f"group must be a str or None, got {value!r}")
+            changes[key] = value
+        if "delay" in changes and "run_at" in changes:
+            raise InvalidOptionError("give delay= or run_at=, not both")
+        if "delay" in changes:
+            changes["run_at"] = UNSET
+        if "run_at" in changes and changes["run_at"] is not UNSET:
+            changes["delay"] = UNSET
+        return Task(self.app, self.fn, self.name, self.options, replace(self._call, **changes))
+
+    # -- building jobs --------------------------------------------------------------
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> Call[P, R]:
+        """Bind arguments without enqueuing, for `enqueue_many`."""
+        return Call(self, args, kwargs)
+
+    def _encode(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArgumentsError(
+                f"{self.name}{self._signature} cannot take these arguments: {exc}"
+            ) from exc
+        for i, arg in enumerate(args):
+            check_json(arg, f"{self.name}: argument {i}")
+        for key, arg in kwargs.items():
+            check_json(arg, f"{self.name}: argument {key!r}")
+        return dumps([list(args), dict(kwargs)])
+
+    def _insert(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> JobInsert:
+        app, opts, call = self.app, self.options, self._call
+        run_at = None if call.run_at is UNSET else call.run_at.timestamp()
+        return JobInsert(
+            task=self.name,
+            queue=call.queue if call.queue is not UNSET else (opts.queue or app.default_queue),
+            args_json=self._encode(args, kwargs),
+            priority=call.priority if call.priority is not UNSET else (
+                opts.priority if opts.priority is not None else app.default_priority
+            ),
+            max_attempts=call.max_attempts if call.max_attempts is not UNSET else (
+                opts.max_attempts or app.default_max_attempts
+            ),
+            delay=0.0 if call.delay is UNSET else call.delay,
+            run_at=run_at,
+            idempotency_key=None if call.idempotency_key is UNSET else call.idempotency_key,
+            idempotency_window=app.idempotency_window,
+            group_key=None if call.group is UNSET else call.group,
+            timeout=call.timeout if call.timeout is not UNSET else opts.timeout,
+            tags=call.tags if call.tags is not UNSET else opts.tags,
+        )
+
+    @property
+    def _connection(self) -> Any:
+        return None if self._call.connection is UNSET else self._call.connection
+
+    # -- enqueue ------------------------------------------------------------------------
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """Store one job and return its handle. Nothing is written if anything is invalid."""
+        return self.app._enqueue([self._insert(args, kwargs)], connection=self._connection)[0]
+
+    async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """`enqueue` for async code: the write runs in a thread, the event loop stays free."""
+        job = self._insert(args, kwargs)
+        jobs: list[Job[R]] = await asyncio.to_thread(
+            self.app._enqueue, [job], connection=self._connection
+        )
+        return jobs[0]
+
+    def enqueue_many(
+        self, calls: Iterable[Call[P, R] | tuple[Any, ...] | Mapping[str, Any]]
+    ) -> list[Job[R]]:
+        """Store many jobs in one transaction. Items: `task.call(...)`, a tuple of
+        positional arguments, or a dict of keyword arguments. All or nothing."""
+        inserts: list[JobInsert] = []
+        for i, item in enumerate(calls):
+            if isinstance(item, Call):
+                if item.task.name != self.name:
+                    raise InvalidOptionError(
+                        f"item {i} is a call of {item.task.name}, not of {self.name}"
+                    )
+                inserts.append(self._insert(item.args, item.kwargs))
+            elif isinstance(item, tuple):
+                inserts.append(self._insert(item, {}))
+            elif isinstance(item, Mapping):
+                inserts.append(self._insert((), dict(item)))
+            else:
+                raise InvalidOptionError(
+                    f"item {i} of enqueue_many is a {type(item).__name__}: pass "
+                    f"{self.name}.call(...), a tuple of arguments or a dict of keyword arguments"
+                )
+        if not inserts:
+            return []
+        return self.app._enqueue(inserts, connection=self._connection)
+
+    async def aenqueue_many(
+        self, calls: Iterable[Call[P, R] | tuple[Any, ...] | Mapping[str, Any]]
+    ) -> list[Job[R]]:
+        items = list(calls)
+        return await asyncio.to_thread(self.enqueue_many, items)
+
+
+def build_options(
+    *,
+    queue: str | None,
+    priority: int | None,
+    max_attempts: int | None,
+    retry: Retry | None,
+    timeout: float | None,
+    dont_retry: Iterable[type[BaseException]],
+    retry_on: Iterable[type[BaseException]],
+    tags: Iterable[str],
+) -> TaskOptions:
+    """Validate the decorator's options once, at import, with errors that say what to write."""
+    try:
+        return TaskOptions(
+            queue=None if queue is None else check_queue(queue),
+            priority=None if priority is None else check_priority(priority),
+            max_attempts=None if max_attempts is None else check_max_attempts(max_attempts),
+            retry=_check_retry(retry),
+            timeout=check_timeout(timeout),
+            dont_retry=_check_exceptions(dont_retry, "dont_retry"),
+            retry_on=_check_exceptions(retry_on, "retry_on"),
+            tags=tuple(tags),
+        )
+    except InvalidOptionError as exc:
+        raise ConfigurationError(str(exc)) from exc
+
+
+def _check_retry(retry: Retry | None) -> Retry | None:
+    if retry is not None and not isinstance(retry, Retry):
+        raise ConfigurationError(f"retry= must be a conveyor.Retry, got {retry!r}")
+    return retry
+
+
+def _check_exceptions(
+    types: Iterable[type[BaseException]], name: str
+) -> tuple[type[BaseException], ...]:
+    found = tuple(types)
+    for t in found:
+        if not (isinstance(t, type) and issubclass(t, BaseException)):
+            raise ConfigurationError(f"{name}= takes exception classes, got {t!r}")
+    return found

@@ -1,0 +1,553 @@
+"""The worker: fetch loop, slots, leases and heartbeats, completions, shutdown.
+
+Threads of one worker process:
+
+- main: fetches as many jobs as there are free slots (one transaction), hands
+  them to the slots, runs maintenance (rescue expired leases, prune) every
+  poll interval, and waits for work or a free slot in between;
+- slots (`concurrency` of them): each runs one attempt at a time, in the
+  thread, on the shared event loop (async tasks), or in its own child process
+  (`pool="process"`);
+- completer: writes finished attempts in batches (one transaction per batch);
+- heartbeat: extends the leases of every held job, records the worker's own
+  liveness, and enforces soft timeouts.
+
+Shutdown (SIGTERM/SIGINT or `stop()`): stop fetching, let running attempts
+finish for up to `grace` seconds, release what is still running back to
+`available` (not counted as an attempt), flush completions, exit 0. A second
+signal skips the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from conveyor.backends.base import Completion, FetchParams, HeldJob, WorkerInfo
+from conveyor.errors import BackendError, ConfigurationError, ConveyorError, TaskTimeout
+from conveyor.types import JobRecord
+from conveyor.worker.child import ChildProcess
+from conveyor.worker.executor import Outcome, failure, run_attempt, to_completion, with_timeout
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+log = logging.getLogger("conveyor.worker")
+
+POOLS = ("thread", "process")
+PRUNE_BATCH = 2_000
+"""Finished jobs deleted per prune statement: small enough to keep each write short."""
+PRUNE_BUDGET = 0.5
+"""Seconds one prune pass may spend before the worker goes back to fetching."""
+
+
+@dataclass(slots=True)
+class _Held:
+    record: JobRecord
+    deadline: float | None
+    """monotonic time after which a thread attempt is failed as timed out (soft timeout)."""
+    abandoned: bool = False
+    """Timed out, lost or released: whatever the attempt returns later is not written."""
+    finished: bool = False
+    """The attempt returned; its completion is queued for the completer."""
+    child: ChildProcess | None = None
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    fetched: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    dead: int = 0
+    lost: int = 0
+    """Completions refused because the lease had moved on (fenced)."""
+    released: int = 0
+    rescued: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Worker:
+    """Runs jobs of `app` from `queues` with `concurrency` slots until stopped."""
+
+    def __init__(
+        self,
+        app: Conveyor,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 8,
+        pool: str = "thread",
+        burst: bool = False,
+        grace: float = 30.0,
+        lease: float | None = None,
+        poll_interval: float | None = None,
+        heartbeat_interval: float | None = None,
+        prune_interval: float = 60.0,
+        prune_batch: int = PRUNE_BATCH,
+        app_path: str | None = None,
+        max_jobs_per_child: int | None = None,
+        install_signals: bool = True,
+        worker_id: str | None = None,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if pool not in POOLS:
+            raise ConfigurationError(f"pool must be one of {POOLS}, got {pool!r}")
+        if isinstance(prune_batch, bool) or not isinstance(prune_batch, int) or prune_batch < 1:
+            raise ConfigurationError(f"prune_batch must be an int >= 1, got {prune_batch!r}")
+        if grace < 0:
+            raise ConfigurationError(f"grace must be >= 0 seconds, got {grace!r}")
+        self.app = app
+        self.queues = list(queues) if queues else [app.default_queue]
+        if not self.queues or len(set(self.queues)) != len(self.queues):
+            raise ConfigurationError(f"queues must be distinct names, got {self.queues!r}")
+        self.concurrency = concurrency
+        self.pool = pool
+        self.burst = burst
+        self.grace = grace
+        self.lease = lease if lease is not None else app.lease
+        self.poll_interval = poll_interval if poll_interval is not None else app.poll_interval
+        self.heartbeat_interval = heartbeat_interval or self.lease / 3
+        if self.heartbeat_interval >= self.lease:
+            raise ConfigurationError(
+                f"heartbeat_interval ({self.heartbeat_interval}s) must be shorter than the lease "
+                f"({self.lease}s)"
+            )
+        self.prune_interval = prune_interval
+        self.prune_batch = prune_batch
+        self.max_jobs_per_child = max_jobs_per_child
+        self.install_signals = install_signals
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.app_path = app_path
+        if pool == "process":
+            from conveyor.app import find_app_path
+
+            self.app_path = app_path or find_app_path(app)
+            if not self.app_path:
+                raise ConfigurationError(
+                    "pool='process' starts child processes that import the app: pass "
+                    "app_path='module:app' (the CLI does this for you)"
+                )
+        self.stats = WorkerStats()
+        self._held: dict[int, _Held] = {}
+        self._lock = threading.Lock()
+        self._busy = 0
+        self._slot_freed = threading.Condition(self._lock)
+        self._stopping = threading.Event()
+        self._hard_stop = threading.Event()
+        self._work: queue.SimpleQueue[JobRecord | None] = queue.SimpleQueue()
+        self._completions: queue.SimpleQueue[tuple[Completion, JobRecord] | None] = (
+            queue.SimpleQueue()
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._threads: list[threading.Thread] = []
+        self._started_at = time.time()
+        self._local = threading.local()
+        self._backend_down_since: float | None = None
+
+    # -- public -----------------------------------------------------------------------
+    def stop(self, *, graceful: bool = True) -> None:
+        """Ask the worker to stop (thread-safe); a second, or graceful=False, skips grace."""
+        if self._stopping.is_set() or not graceful:
+            self._hard_stop.set()
+        self._stopping.set()
+        with self._slot_freed:
+            self._slot_freed.notify_all()
+
+    @property
+    def running_jobs(self) -> int:
+        with self._lock:
+            return self._busy
+
+    def run(self) -> int:
+        """Work until stopped (or idle, with burst). Returns the process exit code (0)."""
+        backend = self.app.backend
+        backend.schema_check()
+        restore = self._install_signal_handlers()
+        self._start_threads()
+        log.info(
+            "worker %s started: queues=%s concurrency=%d pool=%s lease=%.1fs",
+            self.id, ",".join(self.queues), self.concurrency, self.pool, self.lease,
+            extra={"worker": self.id},
+        )
+        try:
+            self._loop_until_stopped()
+        finally:
+            self._shutdown()
+            restore()
+        return 0
+
+    # -- main loop --------------------------------------------------------------------
+    def _prune(self) -> bool:
+        """Delete finished history past retention in short batches; True once none is left."""
+        deadline = time.monotonic() + PRUNE_BUDGET
+        while self.app.backend.job_prune(self.app.retention, self.prune_batch) >= self.prune_batch:
+            if time.monotonic() >= deadline or self._stopping.is_set():
+                return False
+        return True
+
+    def _loop_until_stopped(self) -> None:
+        backend = self.app.backend
+        last_maintenance = 0.0
+        last_prune = time.monotonic()
+        failures = 0
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            try:
+                if now - last_maintenance >= self.poll_interval:
+                    self.stats.rescued += len(backend.job_rescue())
+                    last_maintenance = now
+                if now - last_prune >= self.prune_interval:
+                    caught_up = self._prune()
+                    # Out of budget with history still waiting: prune again on the next
+                    # pass, not an interval later, so pruning keeps up with any
+                    # completion rate while fetches still run between passes.
+                    last_prune = now if caught_up else now - self.prune_interval
+                with self._lock:
+                    free = self.concurrency - self._busy
+                if free <= 0:
+                    with self._slot_freed:
+                        if self._busy >= self.concurrency and not self._stopping.is_set():
+                            self._slot_freed.wait(self.poll_interval)
+                    continue
+                jobs = backend.job_fetch(
+                    FetchParams(self.id, self.queues, free, self.lease)
+                )
+                self._backend_recovered()
+                failures = 0
+            except BackendError as exc:
+                failures += 1
+                self._backend_failed(exc, failures)
+                continue
+            for record in jobs:
+                self._dispatch(record)
+            if len(jobs) == free:
+                continue  # there may be more
+            if self.burst and not jobs and self._idle():
+                log.info("worker %s: queues empty, burst done", self.id)
+                return
+            try:
+                backend.wait_for_work(self.poll_interval)
+            except BackendError as exc:
+                failures += 1
+                self._backend_failed(exc, failures)
+
+    def _idle(self) -> bool:
+        with self._lock:
+            return self._busy == 0 and not self._held
+
+    def _backend_failed(self, exc: BackendError, failures: int) -> None:
+        if self._backend_down_since is None:
+            self._backend_down_since = time.monotonic()
+            log.error("worker %s: backend unavailable, retrying with backoff: %s", self.id, exc)
+        # Full-jitter backoff, capped, so a fleet of workers does not reconnect in step.
+        delay = random.uniform(0, min(10.0, 0.1 * 2 ** min(failures, 10)))
+        self._stopping.wait(delay)
+
+    def _backend_recovered(self) -> None:
+        if self._backend_down_since is not None:
+            down = time.monotonic() - self._backend_down_since
+            self._backend_down_since = None
+            log.warning("worker %s: backend back after %.1fs", self.id, down)
+
+    def _dispatch(self, record: JobRecord) -> None:
+        deadline = None
+        if record.timeout is not None and self.pool == "thread":
+            deadline = time.monotonic() + record.timeout
+        with self._lock:
+            self._held[record.id] = _Held(record, deadline)
+            self._busy += 1
+        self.stats.fetched += 1
+        self._work.put(record)
+
+    # -- slots ------------------------------------------------------------------------
+    def _start_threads(self) -> None:
+        if any(t.is_async for t in self.app.tasks.values()) and self.pool == "thread":
+            self._loop = asyncio.new_event_loop()
+            self._spawn(self._loop.run_forever, "conveyor-asyncio")
+        for i in range(self.concurrency):
+            self._spawn(self._slot_main, f"conveyor-slot-{i}")
+        self._completer = self._spawn(self._completer_main, "conveyor-completer")
+        self._heartbeat = self._spawn(self._heartbeat_main, "conveyor-heartbeat")
+
+    def _spawn(self, target: Any, name: str) -> threading.Thread:
+        # Daemon threads: a task stuck forever in a thread must not keep the process alive
+        # after shutdown has released its job.
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return thread
+
+    def _slot_main(self) -> None:
+        child: ChildProcess | None = None
+        if self.pool == "process":
+            assert self.app_path is not None
+            child = ChildProcess(self.app_path, max_jobs=self.max_jobs_per_child)
+        try:
+            while True:
+                record = self._work.get()
+                if record is None:
+                    return
+                outcome = self._attempt(record, child)
+                self._finish(record, outcome)
+        finally:
+            if child is not None:
+                child.stop()
+
+    def _attempt(self, record: JobRecord, child: ChildProcess | None) -> Outcome:
+        task = self.app.tasks.get(record.task)
+        try:
+            if child is not None and task is not None:
+                with self._lock:
+                    held = self._held.get(record.id)
+                    if held is not None:
+                        held.child = child
+                return child.run(record)
+            return run_attempt(task, record, run_coroutine=self._run_coroutine)
+        except Exception as exc:  # a bug of ours must not kill the slot
+            log.exception("worker %s: internal error running job %s", self.id, record.id)
+            return failure(exc)
+
+    def _run_coroutine(self, coro: Any, timeout: float | None) -> Any:
+        assert self._loop is not None, "async task without an event loop"
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(
+            with_timeout(coro, timeout), self._loop
+        )
+        return future.result()
+
+    def _finish(self, record: JobRecord, outcome: Outcome) -> None:
+        with self._lock:
+            held = self._held.get(record.id)
+            abandoned = (
+                held is None or held.abandoned or held.record.lease_token != record.lease_token
+            )
+            if held is not None and not abandoned:
+                held.finished = True
+            self._busy -= 1
+            self._slot_freed.notify_all()
+        if abandoned:
+            log.warning(
+                "worker %s: job %s finished after its attempt was given up (timeout, lost lease "
+                "or shutdown); its outcome is not recorded", self.id, record.id,
+                extra={"job_id": record.id, "task": record.task},
+            )
+            return
+        self._complete(record, outcome)
+
+    def _complete(self, record: JobRecord, outcome: Outcome) -> None:
+        task = self.app.tasks.get(record.task)
+        policy = self.app.retry_policy(task) if task is not None else self.app.default_retry
+        completion = to_completion(
+            record, outcome, worker_id=self.id, retry=policy, now=time.time()
+        )
+        self._completions.put((completion, record))
+
+    # -- completer --------------------------------------------------------------------
+    def _completer_main(self) -> None:
+        backend = self.app.backend
+        done = False
+        while not done:
+            first = self._completions.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < 500:
+                try:
+                    item = self._completions.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    done = True
+                    break
+                batch.append(item)
+            self._write_completions(backend, batch)
+
+    def _write_completions(
+        self, backend: Any, batch: list[tuple[Completion, JobRecord]]
+    ) -> None:
+        failures = 0
+        while True:
+            try:
+                applied = set(backend.job_complete_many([c for c, _ in batch]))
+                break
+            except BackendError as exc:
+                failures += 1
+                # Keep trying while we may still hold the leases; fencing makes a late
+                # write harmless, and giving up would only make the job run again.
+                if self._hard_stop.is_set() and failures > 3:
+                    log.error("worker %s: dropping %d completions: %s", self.id, len(batch), exc)
+                    applied = set()
+                    break
+                self._backend_failed(exc, failures)
+        with self._lock:
+            for _, record in batch:
+                held = self._held.get(record.id)
+                if held is not None and held.record.lease_token == record.lease_token:
+                    del self._held[record.id]
+        for completion, record in batch:
+            if completion.job_id not in applied:
+                self.stats.lost += 1
+                log.warning(
+                    "worker %s: job %s attempt %d: the lease had moved on, outcome not recorded",
+                    self.id, record.id, record.attempt,
+                    extra={"job_id": record.id, "task": record.task, "attempt": record.attempt},
+                )
+                continue
+            if completion.outcome == "succeeded":
+                self.stats.succeeded += 1
+            elif completion.outcome == "retry":
+                self.stats.retried += 1
+            else:
+                self.stats.dead += 1
+        with self._slot_freed:
+            self._slot_freed.notify_all()
+
+    # -- heartbeat --------------------------------------------------------------------
+    def _heartbeat_main(self) -> None:
+        backend = self.app.backend
+        next_beat = 0.0
+        tick = min(0.05, self.heartbeat_interval)
+        while not self._hard_stop.is_set():
+            self._enforce_soft_timeouts()
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + self.heartbeat_interval
+                with contextlib.suppress(BackendError):
+                    self._beat(backend)
+            if self._stopping.is_set() and self._idle():
+                return
+            self._hard_stop.wait(tick)
+
+    def _beat(self, backend: Any) -> None:
+        with self._lock:
+            held = [
+                HeldJob(h.record.id, h.record.lease_token)
+                for h in self._held.values() if not h.abandoned
+            ]
+            running = self._busy
+        if held:
+            kept = set(backend.job_heartbeat(self.id, held, self.lease))
+            lost = [h for h in held if h.id not in kept]
+            if lost:
+                with self._lock:
+                    for h in lost:
+                        entry = self._held.get(h.id)
+                        if entry is not None and entry.record.lease_token == h.lease_token:
+                            entry.abandoned = True
+                            # A finished attempt waiting for the completer is resolved there.
+                log.warning(
+                    "worker %s: lost the lease of job(s) %s (paused too long or cut off); "
+                    "another worker may run them", self.id, [h.id for h in lost],
+                )
+        backend.worker_heartbeat(
+            WorkerInfo(
+                id=self.id, hostname=socket.gethostname(), pid=os.getpid(),
+                queues=self.queues, concurrency=self.concurrency, started_at=self._started_at,
+                running=running, meta={"pool": self.pool},
+            )
+        )
+
+    def _enforce_soft_timeouts(self) -> None:
+        now = time.monotonic()
+        expired: list[JobRecord] = []
+        with self._lock:
+            for held in self._held.values():
+                if held.deadline is not None and not held.abandoned and now >= held.deadline:
+                    held.abandoned = True
+                    expired.append(held.record)
+        for record in expired:
+            log.warning(
+                "worker %s: job %s exceeded its %ss timeout; the attempt is failed, but a thread "
+                "cannot be stopped: it keeps its slot until it returns (use pool='process' for "
+                "hard timeouts)", self.id, record.id, record.timeout,
+                extra={"job_id": record.id, "task": record.task},
+            )
+            self._complete(record, failure(TaskTimeout(
+                f"attempt exceeded the task's timeout of {record.timeout}s (soft timeout: the "
+                "thread could not be stopped)"
+            )))
+
+    # -- shutdown ---------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        backend = self.app.backend
+        deadline = time.monotonic() + (0.0 if self._hard_stop.is_set() else self.grace)
+        with self._slot_freed:
+            while self._busy > 0 and not self._hard_stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._slot_freed.wait(min(left, 0.1))
+        # Whatever still runs goes back to the queue now, instead of waiting for its lease.
+        with self._lock:
+            running = [h for h in self._held.values() if not h.abandoned and not h.finished]
+            for h in running:
+                h.abandoned = True
+        if running:
+            try:
+                released = backend.job_release_many(
+                    self.id, [HeldJob(h.record.id, h.record.lease_token) for h in running]
+                )
+                self.stats.released += len(released)
+                log.warning(
+                    "worker %s: grace period over, released %d running job(s): %s",
+                    self.id, len(released), released,
+                )
+            except ConveyorError as exc:
+                log.error(
+                    "worker %s: could not release %d job(s) (%s); their leases will expire",
+                    self.id, len(running), exc,
+                )
+            for h in running:
+                if h.child is not None:
+                    h.child.kill()
+        for _ in range(self.concurrency):
+            self._work.put(None)
+        self._completions.put(None)
+        self._completer.join(timeout=max(5.0, self.grace))
+        self._hard_stop.set()
+        self._heartbeat.join(timeout=5.0)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        with contextlib.suppress(ConveyorError):
+            backend.worker_remove(self.id)
+        log.info(
+            "worker %s stopped: %d succeeded, %d retried, %d dead, %d released",
+            self.id, self.stats.succeeded, self.stats.retried, self.stats.dead,
+            self.stats.released,
+        )
+
+    def _install_signal_handlers(self) -> Any:
+        if not self.install_signals or threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            name = signal.Signals(signum).name
+            if self._stopping.is_set():
+                log.warning("worker %s: second %s, stopping now", self.id, name)
+            else:
+                log.warning(
+                    "worker %s: %s, finishing running jobs (up to %.0fs; again to skip)",
+                    self.id, name, self.grace,
+                )
+            self.stop()
+
+        previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def restore() -> None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        return restore
