@@ -1,0 +1,150 @@
+"""Contract: leases. A worker that lost its lease changes nothing; a dead worker's
+jobs come back."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from conveyor import Conveyor, JobState
+from conveyor.backends.base import Completion, FetchParams, HeldJob
+
+LEASE = 0.3
+
+
+def lease_one(app: Conveyor, worker: str, lease: float = LEASE) -> Any:
+    jobs = app.backend.job_fetch(FetchParams(worker, ["default"], 1, lease))
+    assert len(jobs) == 1
+    return jobs[0]
+
+
+def error_json(attempt: int) -> str:
+    return json.dumps({"attempt": attempt, "type": "X", "message": "m", "traceback": "",
+                       "worker": "w", "at": 0.0})
+
+
+def test_fetch_leases_a_job_to_exactly_one_worker(app: Conveyor) -> None:
+    @app.task()
+    def noop() -> None: ...
+
+    job = noop.enqueue()
+    first = lease_one(app, "a", lease=30)
+    assert app.backend.job_fetch(FetchParams("b", ["default"], 10, 30)) == []
+    assert first.id == job.id and first.attempt == 1 and first.lease_owner == "a"
+    assert first.lease_token >= 1 and job.refresh().state is JobState.RUNNING
+
+
+def test_expired_lease_is_rescued_and_counts_as_a_failed_attempt(app: Conveyor) -> None:
+    @app.task()
+    def noop() -> None: ...
+
+    job = noop.enqueue()
+    lease_one(app, "crashed-worker")
+    assert app.backend.job_rescue() == []  # lease still valid
+    time.sleep(LEASE + 0.1)
+    assert app.backend.job_rescue() == [job.id]
+    record = job.refresh().record
+    assert record.state is JobState.AVAILABLE and record.attempt == 1
+    assert record.errors[0].type == "conveyor.errors.LeaseExpired"
+    assert record.errors[0].worker == "crashed-worker"
+
+
+def test_rescue_of_the_last_attempt_ends_dead(app: Conveyor) -> None:
+    @app.task(max_attempts=1)
+    def poison() -> None: ...
+
+    job = poison.enqueue()
+    lease_one(app, "crashed-worker")
+    time.sleep(LEASE + 0.1)
+    app.backend.job_rescue()
+    assert job.refresh().state is JobState.DEAD
+
+
+def test_late_completion_after_losing_the_lease_is_refused(app: Conveyor) -> None:
+    @app.task()
+    def noop() -> None: ...
+
+    job = noop.enqueue()
+    old = lease_one(app, "paused-worker")
+    time.sleep(LEASE + 0.1)
+    app.backend.job_rescue()
+    new = lease_one(app, "new-owner", lease=30)
+    assert new.lease_token > old.lease_token
+    for outcome in ("succeeded", "retry", "dead"):
+        late = Completion(old.id, old.lease_token, outcome, result_json="1",
+                          error_json=error_json(1))
+        assert app.backend.job_complete_many([late]) == []
+    assert job.refresh().state is JobState.RUNNING and job.record.lease_owner == "new-owner"
+    assert app.backend.job_heartbeat("paused-worker", [HeldJob(old.id, old.lease_token)], 30) == []
+    assert app.backend.job_release_many("paused-worker", [HeldJob(old.id, old.lease_token)]) == []
+    done = Completion(new.id, new.lease_token, "succeeded", result_json='"mine"')
+    assert app.backend.job_complete_many([done]) == [job.id]
+    assert job.wait(1) == "mine"
+
+
+def test_a_second_completion_cannot_overwrite_the_first(app: Conveyor) -> None:
+    @app.task()
+    def noop() -> None: ...
+
+    job = noop.enqueue()
+    held = lease_one(app, "w", lease=30)
+    ok = Completion(held.id, held.lease_token, "succeeded", result_json='"first"')
+    again = Completion(held.id, held.lease_token, "dead", error_json=error_json(1))
+    assert app.backend.job_complete_many([ok]) == [job.id]
+    assert app.backend.job_complete_many([again]) == []
+    assert job.wait(1) == "first"
+
+
+def test_heartbeat_keeps_the_lease_alive(app: Conveyor) -> None:
+    @app.task()
+    def noop() -> None: ...
+
+    job = noop.enqueue()
+    held = lease_one(app, "w")
+    for _ in range(4):
+        time.sleep(LEASE / 3)
+        assert app.backend.job_heartbeat("w", [HeldJob(held.id, held.lease_token)], LEASE) == [
+            job.id]
+    assert app.backend.job_rescue() == []
+    assert job.refresh().state is JobState.RUNNING
+
+
+def test_retry_completion_schedules_the_next_attempt(app: Conveyor) -> None:
+    @app.task()
+    def noop() -> None: ...
+
+    job = noop.enqueue()
+    held = lease_one(app, "w", lease=30)
+    retry = Completion(held.id, held.lease_token, "retry", error_json=error_json(1),
+                       retry_delay=60)
+    assert app.backend.job_complete_many([retry]) == [job.id]
+    record = job.refresh().record
+    assert record.state is JobState.SCHEDULED and record.lease_owner is None
+    assert record.run_at.timestamp() > app.backend.now() + 50
+
+
+def test_a_killed_workers_job_runs_again_within_lease_plus_poll(make_app: Any) -> None:
+    app = make_app(lease=LEASE, poll_interval=0.05)
+    runs: list[int] = []
+
+    @app.task()
+    def work() -> None:
+        runs.append(1)
+
+    job = work.enqueue()
+    lease_one(app, "killed")  # a worker that fetched, then vanished
+    started = time.monotonic()
+    worker = app.worker(install_signals=False, burst=False)
+    import threading
+
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        job.wait(5)
+    finally:
+        worker.stop()
+        thread.join(5)
+    assert runs == [1]
+    assert time.monotonic() - started < LEASE + 1.0
+    assert job.record.attempt == 2  # the lost attempt counted
