@@ -1,0 +1,840 @@
+"""The PostgreSQL backend: one database shared by any number of workers on any number of hosts.
+
+Workers fetch with `FOR UPDATE SKIP LOCKED` (they never wait on each other),
+wake on LISTEN/NOTIFY (polling stays the fallback), and batch their round
+trips: one statement per batch of completions, heartbeats or releases, one
+transaction per fetch.
+
+The clock: every time decision (run_at, lease expiry, rescue, idempotency
+windows, retention) is made by the database with `now()`, never by the
+worker's clock, so hosts with skewed clocks agree on what is due and what
+expired.
+
+Connections come from a `psycopg_pool.ConnectionPool` in autocommit mode
+(a single statement needs no BEGIN/COMMIT round trips; several statements run
+in an explicit transaction). Connections are checked when taken from the pool,
+so after a PostgreSQL restart the broken ones are dropped and replaced instead
+of failing a worker's next call. SQL uses only named `%(name)s` placeholders and
+does not depend on server-side prepared statements, so it also runs through
+PgBouncer.
+
+LISTEN needs a direct connection: through PgBouncer in transaction (or
+statement) pooling mode a LISTEN lands on whichever server connection serves
+that transaction, and notifications never reach us. Point the URL at
+PostgreSQL itself (or a session-pooling PgBouncer) for push wake-ups; with
+anything else workers still find work by polling every `poll_interval`.
+
+Unlike SQLite, PostgreSQL is never migrated implicitly: a shared database is
+changed by an operator running `conveyor migrate` (or applying the SQL that
+`conveyor migrate --dry-run` prints), and every other call refuses to run on a
+schema it does not know.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Self
+
+import psycopg
+import psycopg.errors
+from psycopg import IsolationLevel
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from conveyor.backends.base import (
+    SCHEMA_VERSION,
+    Completion,
+    FetchParams,
+    HeldJob,
+    InsertResult,
+    JobFilter,
+    JobInsert,
+    QueueStats,
+    WorkerInfo,
+)
+from conveyor.backends.records import dumps, job_record_from_row
+from conveyor.backends.sql import load_migrations, load_queries
+from conveyor.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    EnqueueError,
+    SchemaError,
+    SerializationError,
+)
+from conveyor.types import FINISHED_STATES, JobRecord, JobState
+
+log = logging.getLogger("conveyor.postgres")
+
+_Q = load_queries("conveyor.backends.postgres")
+_MIGRATIONS = load_migrations("conveyor.backends.postgres")
+
+_STAGE_LIMIT = 1_000
+"""Most scheduled jobs one fetch makes available (so a fetch stays short); a larger
+backlog that fell due at once is staged by the next fetches, oldest first."""
+_NOTIFY_PAYLOAD_MAX = 7_999
+"""PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; past that we send an empty one."""
+_LISTEN_RETRY_AFTER = 5.0
+"""Seconds to poll instead of retrying a LISTEN connection that just failed."""
+_WORKER_HISTORY = 86_400.0
+"""Rows of workers silent this long are history, not workers."""
+
+Connection = psycopg.Connection[DictRow]
+
+_last_connect_error: dict[str, str] = {}
+"""Why the latest connection attempt to a URL failed, in libpq's words (the pool
+itself only reports that it timed out). Cleared by the next success."""
+
+
+class _PoolConnection(psycopg.Connection[DictRow]):
+    """A pool connection that remembers why connecting failed, for the error message."""
+
+    @classmethod
+    def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+        try:
+            conn = super().connect(conninfo, **kwargs)
+        except psycopg.Error as exc:
+            _last_connect_error[conninfo] = str(exc).strip().replace("\n", " ")
+            raise
+        _last_connect_error.pop(conninfo, None)
+        return conn
+
+
+def _configure(conn: Connection) -> None:
+    # Idempotent enqueue relies on READ COMMITTED (ON CONFLICT waits for the
+    # racing transaction, then the next statement sees its row): do not inherit
+    # a stricter default_transaction_isolation from the server.
+    conn.isolation_level = IsolationLevel.READ_COMMITTED
+
+
+class PostgresBackend:
+    supports_notify = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 5.0,
+        min_connections: int = 1,
+        max_connections: int = 10,
+    ) -> None:
+        self.url = url
+        self.connect_timeout = float(connect_timeout)
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigurationError(
+                f"bad PostgreSQL URL ({str(exc).strip()}): write "
+                "postgresql://user@host:5432/database"
+            ) from exc
+        host = str(params.get("host") or "(local socket)")
+        port = str(params.get("port") or "5432")
+        self._dbname = str(params["dbname"]) if params.get("dbname") else None
+        user = params.get("user")
+        self.where = (
+            f"postgresql://{f'{user}@' if user else ''}{host}:{port}/{self._dbname or ''}"
+        )
+        """The URL without its password: safe for logs and error messages."""
+        self._connect_kwargs: dict[str, Any] = {
+            # libpq wants whole seconds; never round a short timeout down to "wait forever".
+            "connect_timeout": max(1, math.ceil(self.connect_timeout)),
+        }
+        if "application_name" not in params:
+            self._connect_kwargs["application_name"] = "conveyor"
+        self._min_connections = min_connections
+        self._max_connections = max_connections
+        self._pool: ConnectionPool[_PoolConnection] | None = None
+        self._pool_pid = 0
+        self._pool_lock = threading.Lock()
+        self._closed = False
+        # LISTEN: one dedicated autocommit connection, outside the pool.
+        self._listen_conn: psycopg.Connection[Any] | None = None
+        self._listen_pid = 0
+        self._listen_lock = threading.Lock()
+        self._listen_retry_at = 0.0
+        self._wake = threading.Condition()
+        self._wake_generation = 0
+        self._closing = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"<PostgresBackend {self.where}>"
+
+    # -- connections ----------------------------------------------------------------
+    def _get_pool(self) -> ConnectionPool[_PoolConnection]:
+        pool = self._pool
+        if pool is not None and self._pool_pid == os.getpid():
+            return pool
+        with self._pool_lock:
+            if self._closed:
+                raise BackendError("this conveyor backend is closed")
+            if self._pool is None or self._pool_pid != os.getpid():
+                # A forked child never touches its parent's connections: it opens its own.
+                self._pool = ConnectionPool(
+                    self.url,
+                    connection_class=_PoolConnection,
+                    kwargs={**self._connect_kwargs, "autocommit": True, "row_factory": dict_row,
+                            "prepare_threshold": None},
+                    min_size=self._min_connections,
+                    max_size=self._max_connections,
+                    open=False,
+                    configure=_configure,
+                    timeout=self.connect_timeout,
+                    # Give up a background reconnection cycle early (its backoff doubles
+                    # up to this), so the pool is back within seconds of the server.
+                    reconnect_timeout=max(15.0, 3 * self.connect_timeout),
+                    name=f"conveyor {self.where}",
+                )
+                self._pool.open(wait=False)
+                self._pool_pid = os.getpid()
+            return self._pool
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """A pooled autocommit connection; every psycopg error leaves as a conveyor error."""
+        pool = self._get_pool()
+        try:
+            conn = self._checked_out(pool)
+        except PoolTimeout as exc:
+            raise self._unavailable(pool, exc) from exc
+        except PoolClosed as exc:
+            raise BackendError("this conveyor backend is closed") from exc
+        try:
+            yield conn
+        except psycopg.Error as exc:
+            raise self._translate(exc) from exc
+        finally:
+            pool.putconn(conn)  # a broken connection is discarded here, not reused
+
+    def _checked_out(self, pool: ConnectionPool[_PoolConnection]) -> _PoolConnection:
+        """A pool connection that answered an empty query just now.
+
+        A server restart breaks every pooled connection at once. The first one
+        found broken makes the pool check all the others, so the caller gets a
+        fresh connection at once instead of failing (or backing off) once per
+        dead connection.
+        """
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            conn = pool.getconn(timeout=max(0.001, deadline - time.monotonic()))
+            try:
+                ConnectionPool.check_connection(conn)
+            except psycopg.Error:
+                pool.putconn(conn)
+                pool.check()
+                continue
+            return conn
+
+    @contextlib.contextmanager
+    def _transaction(self, *, pipeline: bool = False) -> Iterator[Connection]:
+        """Several statements that commit together (or not at all).
+
+        With `pipeline`, statements are sent without waiting for each other's
+        results: BEGIN travels with the first statement and COMMIT with the last,
+        so a fetch or an enqueue costs two round trips instead of four.
+        """
+        with self._connection() as conn, contextlib.ExitStack() as stack:
+            if pipeline:
+                stack.enter_context(conn.pipeline())
+            stack.enter_context(conn.transaction())
+            yield conn
+
+    def _execute(self, query: str, params: dict[str, Any]) -> list[DictRow]:
+        """One statement, which commits by itself."""
+        with self._connection() as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description is not None else []
+
+    def _rowcount(self, query: str, params: dict[str, Any]) -> int:
+        with self._connection() as conn:
+            return conn.execute(query, params).rowcount
+
+    def _unavailable(self, pool: ConnectionPool[_PoolConnection], exc: PoolTimeout) -> BackendError:
+        stats = pool.get_stats()
+        if stats.get("pool_size", 0) >= self._max_connections:
+            return BackendUnavailable(
+                f"all {self._max_connections} connections to {self.where} stayed busy for "
+                f"{self.connect_timeout:g}s ({exc}): look for long transactions in "
+                "pg_stat_activity, or raise the connection limit"
+            )
+        return BackendUnavailable(
+            f"cannot connect to PostgreSQL at {self.where} within {self.connect_timeout:g}s "
+            f"({_last_connect_error.get(self.url) or exc}): check that the server is running "
+            "and reachable from this host, and that the URL's host, port, user, password and "
+            "database are right"
+        )
+
+    def _translate(self, exc: psycopg.Error) -> BackendError:
+        return translate_error(exc, self.where)
+
+    # -- schema ---------------------------------------------------------------------
+    def migrate(self, *, dry_run: bool = False) -> list[tuple[int, str]]:
+        with self._transaction() as conn:
+            if dry_run:
+                conn.execute(_Q["transaction_read_only"])
+            else:
+                # Several hosts may migrate at once: the second waits here, then
+                # finds the schema current and applies nothing.
+                conn.execute(_Q["migrate_lock"])
+            current = self._schema_version(conn) or 0
+            if current > SCHEMA_VERSION:
+                raise SchemaError(
+                    f"{self.where} is at schema {current}, newer than this conveyor knows "
+                    f"({SCHEMA_VERSION}): upgrade conveyor"
+                )
+            pending = [m for m in _MIGRATIONS if m.version > current]
+            if not dry_run:
+                for migration in pending:
+                    conn.execute(migration.sql)
+                    recorded = self._schema_version(conn)
+                    if recorded != migration.version:
+                        raise SchemaError(
+                            f"migration {migration.name} did not record itself in "
+                            f"conveyor_schema (found version {recorded}): end it with "
+                            f"INSERT INTO conveyor_schema (version, name) VALUES "
+                            f"({migration.version}, '{migration.name}')"
+                        )
+                    log.info("applied migration %s to %s", migration.name, self.where)
+        return [(m.version, m.sql) for m in pending]
+
+    @staticmethod
+    def _schema_version(conn: Connection) -> int | None:
+        present = conn.execute(_Q["schema_table_exists"]).fetchone()
+        if present is None or not present["present"]:
+            return None
+        row = conn.execute(_Q["schema_version"]).fetchone()
+        return None if row is None or row["version"] is None else int(row["version"])
+
+    def schema_check(self) -> None:
+        with self._connection() as conn:
+            version = self._schema_version(conn)
+        if version is None:
+            raise SchemaError(
+                f"the conveyor tables are missing in {self.where}: run `conveyor migrate` "
+                "(PostgreSQL is never migrated implicitly)"
+            )
+        if version < SCHEMA_VERSION:
+            raise SchemaError(
+                f"{self.where} is at schema {version}, this conveyor needs {SCHEMA_VERSION}: "
+                "run `conveyor migrate`"
+            )
+        if version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"{self.where} is at schema {version}, newer than this conveyor knows "
+                f"({SCHEMA_VERSION}): upgrade conveyor on this host (`conveyor migrate` "
+                "never downgrades)"
+            )
+
+    # -- enqueue --------------------------------------------------------------------
+    def job_insert_many(
+        self, jobs: Sequence[JobInsert], *, connection: Any = None
+    ) -> list[InsertResult]:
+        foreign = None if connection is None else self._check_foreign_connection(connection)
+        if not jobs:
+            return []
+        for job in jobs:
+            _check_storable(job)
+        if foreign is not None:
+            conn = foreign
+            try:
+                with _callers_transaction(conn):
+                    return self._insert(conn, jobs)
+            except psycopg.Error as exc:
+                raise self._translate(exc) from exc
+        with self._transaction(pipeline=True) as conn:
+            return self._insert(conn, jobs)
+
+    def _insert(
+        self, conn: psycopg.Connection[Any], jobs: Sequence[JobInsert]
+    ) -> list[InsertResult]:
+        """Insert in the transaction open on `conn`, then NOTIFY once, in it, for the due ones."""
+        with conn.cursor(row_factory=dict_row) as cur:
+            return self._insert_with(cur, jobs)
+
+    def _insert_with(
+        self, cur: psycopg.Cursor[DictRow], jobs: Sequence[JobInsert]
+    ) -> list[InsertResult]:
+        results: list[InsertResult | None] = [None] * len(jobs)
+        plain = [i for i, job in enumerate(jobs) if job.idempotency_key is None]
+        if plain:
+            specs = [_batch_spec(n, jobs[i]) for n, i in enumerate(plain)]
+            cur.execute(_Q["job_insert_batch"], {"jobs": dumps(specs)})
+            # Rows were inserted in input order, so ascending ids restore it.
+            rows = sorted(cur.fetchall(), key=lambda row: int(row["id"]))
+            if len(rows) != len(plain):  # pragma: no cover - an INSERT ... SELECT inserts all
+                raise BackendError(f"inserted {len(rows)} of {len(plain)} jobs")
+            for i, row in zip(plain, rows, strict=True):
+                results[i] = InsertResult(int(row["id"]), True, JobState(row["state"]))
+        for i, job in enumerate(jobs):
+            if job.idempotency_key is not None:
+                results[i] = _insert_idempotent(cur, job)
+        done = [r for r in results if r is not None]
+        assert len(done) == len(jobs)
+        woken = sorted({
+            job.queue for job, r in zip(jobs, done, strict=True)
+            if r.created and r.state == JobState.AVAILABLE
+        })
+        if woken:
+            cur.execute(_Q["notify"], {"queues": _notify_payload(woken)})
+        return done
+
+    def _check_foreign_connection(self, connection: Any) -> psycopg.Connection[Any]:
+        if not isinstance(connection, psycopg.Connection):
+            raise EnqueueError(
+                "connection= must be a psycopg (3) Connection for the PostgreSQL backend, got "
+                f"{type(connection).__module__}.{type(connection).__name__}; pass the "
+                "psycopg.Connection your transaction runs on (for SQLAlchemy: "
+                "session.connection().connection.driver_connection)"
+            )
+        if connection.closed:
+            raise EnqueueError("connection= is closed: pass an open connection")
+        if connection.info.transaction_status == TransactionStatus.INERROR:
+            raise EnqueueError(
+                "connection= is in a failed transaction: roll it back before enqueueing"
+            )
+        theirs = connection.info.dbname
+        if self._dbname is not None and theirs != self._dbname:
+            raise EnqueueError(
+                f"connection= is open on database {theirs!r} but this app stores jobs in "
+                f"{self._dbname!r} ({self.where}): connect to the app's database"
+            )
+        return connection
+
+    # -- worker side ----------------------------------------------------------------
+    def job_fetch(self, params: FetchParams) -> list[JobRecord]:
+        queues = list(dict.fromkeys(params.queues))
+        if params.limit <= 0 or not queues:
+            return []
+        with self._transaction(pipeline=True) as conn:
+            conn.execute(_Q["job_stage"], {"limit": _STAGE_LIMIT})
+            rows = conn.execute(
+                _Q["job_fetch"],
+                {"queues": queues, "limit": params.limit, "worker_id": params.worker_id,
+                 "lease_seconds": params.lease_seconds},
+            ).fetchall()
+        rows.sort(key=lambda row: int(row["pick_order"]))
+        return [job_record_from_row(row) for row in rows]
+
+    def job_complete_many(self, completions: Sequence[Completion]) -> list[int]:
+        if not completions:
+            return []
+        given = [
+            {"job_id": c.job_id, "lease_token": c.lease_token, "outcome": c.outcome,
+             "result": _storable_json(c.result_json), "error": _storable_json(c.error_json),
+             "retry_delay": c.retry_delay}
+            for c in completions
+        ]
+        rows = self._execute(_Q["job_complete"], {"completions": dumps(given)})
+        return [int(row["id"]) for row in rows]
+
+    def job_heartbeat(
+        self, worker_id: str, jobs: Sequence[HeldJob], lease_seconds: float
+    ) -> list[int]:
+        if not jobs:
+            return []
+        rows = self._execute(
+            _Q["job_heartbeat"],
+            {"worker_id": worker_id, "ids": [j.id for j in jobs],
+             "tokens": [j.lease_token for j in jobs], "lease_seconds": lease_seconds},
+        )
+        return [int(row["id"]) for row in rows]
+
+    def job_release_many(self, worker_id: str, jobs: Sequence[HeldJob]) -> list[int]:
+        if not jobs:
+            return []
+        with self._transaction() as conn:
+            rows = conn.execute(
+                _Q["job_release"],
+                {"worker_id": worker_id, "ids": [j.id for j in jobs],
+                 "tokens": [j.lease_token for j in jobs]},
+            ).fetchall()
+            _notify_for(conn, rows)
+        return [int(row["id"]) for row in rows]
+
+    def job_rescue(self, limit: int = 1000) -> list[int]:
+        rows = self._execute(_Q["job_rescue"], {"limit": limit})
+        return [int(row["id"]) for row in rows]
+
+    # -- operator side --------------------------------------------------------------
+    def job_get(self, job_id: int) -> JobRecord | None:
+        rows = self._execute(_Q["job_get"], {"job_id": job_id})
+        return job_record_from_row(rows[0]) if rows else None
+
+    def job_list(self, filter: JobFilter) -> list[JobRecord]:
+        rows = self._execute(_Q["job_list"], _filter_params(filter))
+        return [job_record_from_row(row) for row in rows]
+
+    def job_retry(self, filter: JobFilter) -> int:
+        with self._transaction() as conn:
+            rows = conn.execute(_Q["job_retry_dead"], _filter_params(filter)).fetchall()
+            _notify_for(conn, rows)
+        return len(rows)
+
+    def job_cancel(self, job_id: int) -> bool:
+        return bool(self._execute(_Q["job_cancel"], {"job_id": job_id}))
+
+    def job_delete(self, filter: JobFilter) -> int:
+        params = _filter_params(filter)
+        if params["states"] is None:
+            params["states"] = sorted(str(s) for s in FINISHED_STATES)
+        return self._rowcount(_Q["job_delete"], params)
+
+    def job_prune(self, older_than: float, limit: int = 10_000) -> int:
+        return self._rowcount(_Q["job_prune"], {"older_than": older_than, "limit": limit})
+
+    def queue_stats(self) -> list[QueueStats]:
+        rows = self._execute(_Q["queue_stats"], {})
+        by_queue: dict[str, dict[JobState, int]] = {}
+        oldest: dict[str, float] = {}
+        for row in rows:
+            counts = by_queue.setdefault(row["queue"], dict.fromkeys(JobState, 0))
+            counts[JobState(row["state"])] = int(row["jobs"])
+            if row["oldest_due_age"] is not None:
+                age = max(0.0, float(row["oldest_due_age"]))
+                oldest[row["queue"]] = max(age, oldest.get(row["queue"], 0.0))
+        return [
+            QueueStats(queue=queue, counts=counts, oldest_available_age=oldest.get(queue))
+            for queue, counts in sorted(by_queue.items())
+        ]
+
+    # -- workers --------------------------------------------------------------------
+    def worker_heartbeat(self, info: WorkerInfo) -> None:
+        with self._transaction(pipeline=True) as conn:
+            conn.execute(
+                _Q["worker_heartbeat"],
+                {"id": info.id, "hostname": info.hostname, "pid": info.pid,
+                 "queues": list(info.queues), "concurrency": info.concurrency,
+                 "started_at": info.started_at, "running": info.running,
+                 "meta": dumps(info.meta)},
+            )
+            conn.execute(_Q["worker_prune"], {"older_than": _WORKER_HISTORY})
+
+    def worker_list(self, alive_within: float) -> list[WorkerInfo]:
+        rows = self._execute(_Q["worker_list"], {"alive_within": alive_within})
+        return [
+            WorkerInfo(
+                id=row["id"], hostname=row["hostname"], pid=int(row["pid"]),
+                queues=[str(q) for q in row["queues"]], concurrency=int(row["concurrency"]),
+                started_at=float(row["started_at"]),
+                last_heartbeat_at=float(row["last_heartbeat_at"]),
+                running=int(row["running"]),
+                meta=row["meta"] if isinstance(row["meta"], dict) else {},
+            )
+            for row in rows
+        ]
+
+    def worker_remove(self, worker_id: str) -> None:
+        self._execute(_Q["worker_remove"], {"worker_id": worker_id})
+
+    # -- waiting and time -----------------------------------------------------------
+    def wait_for_work(self, timeout: float) -> None:
+        """Block until a NOTIFY on `conveyor_jobs` (new or released work) or `timeout`.
+
+        One thread at a time reads the LISTEN connection; other threads of this
+        process wait for it to tell them. When the connection cannot be opened
+        or breaks, this degrades to sleeping out the timeout (the caller polls)
+        and tries again a few seconds later.
+        """
+        deadline = time.monotonic() + timeout
+        with self._wake:
+            generation = self._wake_generation
+        while not self._closing.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self._listen_lock.acquire(blocking=False):
+                try:
+                    with self._wake:
+                        if self._wake_generation != generation:
+                            return
+                    woken = self._listen(left)
+                finally:
+                    self._listen_lock.release()
+                    with self._wake:  # let a waiting thread take over the listening
+                        self._wake.notify_all()
+                if woken is None:  # no LISTEN connection: poll
+                    self._closing.wait(max(0.0, deadline - time.monotonic()))
+                    return
+                if woken:
+                    with self._wake:
+                        self._wake_generation += 1
+                        self._wake.notify_all()
+                    return
+            else:
+                with self._wake:
+                    if self._wake_generation != generation:
+                        return
+                    self._wake.wait(left)
+                    if self._wake_generation != generation:
+                        return
+
+    def _listen(self, timeout: float) -> bool | None:
+        """Wait on the LISTEN connection: True if notified, False on timeout,
+        None when there is no working connection (the caller then polls)."""
+        if self._listen_pid != os.getpid():
+            # A forked child must not read its parent's socket; it listens on its own.
+            self._listen_conn = None
+        conn = self._listen_conn
+        if conn is None:
+            if time.monotonic() < self._listen_retry_at or self._closing.is_set():
+                return None
+            try:
+                conn = psycopg.connect(
+                    self.url, autocommit=True, **self._connect_kwargs, **_keepalives(self.url)
+                )
+                conn.execute(_Q["listen"])
+            except psycopg.Error as exc:
+                self._listen_retry_at = time.monotonic() + _LISTEN_RETRY_AFTER
+                log.warning(
+                    "cannot LISTEN on %s (%s); polling until it works again",
+                    self.where, str(exc).strip(),
+                )
+                return None
+            self._listen_conn = conn
+            self._listen_pid = os.getpid()
+        notified = False
+        try:
+            # Exhaust the generator (stop_after ends it): it holds the connection's lock.
+            for _notify in conn.notifies(timeout=timeout, stop_after=1):
+                notified = True
+        except psycopg.Error as exc:
+            log.warning("the LISTEN connection to %s broke (%s); reconnecting", self.where, exc)
+            self._drop_listen_connection()
+            return None
+        return notified
+
+    def _drop_listen_connection(self) -> None:
+        conn, self._listen_conn = self._listen_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def now(self) -> float:
+        rows = self._execute(_Q["now"], {})
+        return float(rows[0]["now"])
+
+    def close(self) -> None:
+        self._closing.set()
+        with self._pool_lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None and self._pool_pid == os.getpid():
+            pool.close(timeout=self.connect_timeout)
+        with self._wake:
+            self._wake.notify_all()
+        # A thread inside wait_for_work leaves within its timeout; close after it.
+        if self._listen_lock.acquire(timeout=max(self.connect_timeout, 1.0)):
+            try:
+                self._drop_listen_connection()
+            finally:
+                self._listen_lock.release()
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _callers_transaction(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Run inside the caller's transaction; never commit it.
+
+    In a transaction (explicit, or implicitly begun by a non-autocommit
+    connection) the jobs simply join it. A connection in autocommit mode with no
+    transaction open gets one for the duration of the batch, so the batch is
+    atomic. No savepoints: a savepoint per enqueue would burn subtransactions,
+    which PostgreSQL handles badly past 64 per transaction.
+    """
+    if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+        with conn.transaction():
+            yield
+    else:
+        yield
+
+
+def _insert_idempotent(cur: psycopg.Cursor[DictRow], job: JobInsert) -> InsertResult:
+    params = _insert_params(job)
+    # The race "key released between our INSERT and our SELECT" repeats at most a few times.
+    for _attempt in range(5):
+        cur.execute(_Q["idempotency_release"], params)
+        row = cur.execute(_Q["job_insert"], params).fetchone()
+        if row is not None:
+            return InsertResult(int(row["id"]), True, JobState(row["state"]))
+        existing = cur.execute(_Q["job_by_idempotency_key"], params).fetchone()
+        if existing is not None:
+            return InsertResult(int(existing["id"]), False, JobState(existing["state"]))
+    raise BackendError(  # pragma: no cover - needs a key released and retaken five times
+        f"idempotent insert of {job.task!r} key {job.idempotency_key!r} kept racing; try again"
+    )
+
+
+def _insert_params(job: JobInsert) -> dict[str, Any]:
+    return {
+        "task": job.task,
+        "queue": job.queue,
+        "args": job.args_json,
+        "priority": job.priority,
+        "run_at": job.run_at,
+        "delay": job.delay,
+        "max_attempts": job.max_attempts,
+        "idempotency_key": job.idempotency_key,
+        "idempotency_window": job.idempotency_window,
+        "group_key": job.group_key,
+        "timeout": job.timeout,
+        "tags": dumps(list(job.tags)),
+    }
+
+
+def _batch_spec(n: int, job: JobInsert) -> dict[str, Any]:
+    return {
+        "n": n,
+        "task": job.task,
+        "queue": job.queue,
+        "args": job.args_json,
+        "priority": job.priority,
+        "max_attempts": job.max_attempts,
+        "run_at": job.run_at,
+        "delay": job.delay,
+        "idempotency_window": job.idempotency_window,
+        "group_key": job.group_key,
+        "timeout": job.timeout,
+        "tags": list(job.tags),
+    }
+
+
+def _check_storable(job: JobInsert) -> None:
+    """Refuse, before writing anything, what PostgreSQL cannot store: a NUL character
+    or half of a surrogate pair (e.g. a file name decoded with surrogateescape)."""
+    texts = [job.task, job.queue, job.idempotency_key, job.group_key, *job.tags]
+    if any(text is not None and not _storable_text(text) for text in texts):
+        raise SerializationError(
+            f"task {job.task!r}: the task name, queue, idempotency key, group key or a tag "
+            "holds a NUL character or a lone surrogate, which PostgreSQL cannot store: "
+            "remove it"
+        )
+    if _SUSPECT_ESCAPE.search(job.args_json) and not _storable_value(
+        json.loads(job.args_json)
+    ):
+        raise SerializationError(
+            f"arguments of {job.task!r} hold a NUL character or a lone surrogate, which "
+            "PostgreSQL jsonb cannot store: encode binary data (e.g. base64) before enqueueing"
+        )
+
+
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|d[89a-f][0-9a-f]{2})", re.IGNORECASE)
+"""JSON escapes of the characters jsonb refuses (a cheap test before an exact one)."""
+
+
+def _storable_json(text: str | None) -> str | None:
+    """A result or error that jsonb cannot store is stored with U+FFFD in place of
+    the offending characters.
+
+    Refusing it would leave the job running until its lease expires and then
+    run it again, for ever; a replaced character is the lesser harm.
+    """
+    if text is None or not _SUSPECT_ESCAPE.search(text):
+        return text
+    value = json.loads(text)
+    if _storable_value(value):
+        return text
+    return dumps(_make_storable(value))
+
+
+def _storable_text(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable_value(value: Any) -> bool:
+    if isinstance(value, str):
+        return _storable_text(value)
+    if isinstance(value, list):
+        return all(_storable_value(v) for v in value)
+    if isinstance(value, dict):
+        return all(_storable_text(k) and _storable_value(v) for k, v in value.items())
+    return True
+
+
+def _make_storable(value: Any) -> Any:
+    if isinstance(value, str):
+        if _storable_text(value):
+            return value
+        return "".join(
+            "\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in value
+        )
+    if isinstance(value, list):
+        return [_make_storable(v) for v in value]
+    if isinstance(value, dict):
+        return {_make_storable(k): _make_storable(v) for k, v in value.items()}
+    return value
+
+
+def _notify_payload(queues: Sequence[str]) -> str:
+    payload = ",".join(queues)
+    return payload if len(payload.encode()) <= _NOTIFY_PAYLOAD_MAX else ""
+
+
+def _notify_for(conn: psycopg.Connection[Any], rows: Sequence[DictRow]) -> None:
+    """One NOTIFY in the current transaction when `rows` (with a queue) became available."""
+    if rows:
+        conn.execute(
+            _Q["notify"], {"queues": _notify_payload(sorted({row["queue"] for row in rows}))}
+        )
+
+
+def _filter_params(filter: JobFilter) -> dict[str, Any]:
+    return {
+        "states": [str(s) for s in filter.states] if filter.states else None,
+        "queue": filter.queue,
+        "task": filter.task,
+        "ids": list(filter.ids) if filter.ids else None,
+        "before_id": filter.before_id,
+        "limit": filter.limit,
+    }
+
+
+def _keepalives(url: str) -> dict[str, Any]:
+    """TCP keepalives for the idle LISTEN connection (unless the URL sets them), so
+    a connection silently cut by the network is noticed in about half a minute."""
+    params = conninfo_to_dict(url)
+    if any(key.startswith("keepalives") for key in params):
+        return {}
+    return {"keepalives": 1, "keepalives_idle": 15, "keepalives_interval": 5,
+            "keepalives_count": 3}
+
+
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+"""admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections."""
+
+
+def translate_error(exc: psycopg.Error, where: str) -> BackendError:
+    """A psycopg error as the conveyor error that names the fix."""
+    text = str(exc).strip().replace("\n", " ")
+    sqlstate = exc.sqlstate
+    if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedColumn):
+        return SchemaError(
+            f"the conveyor schema in {where} is missing or out of date ({text}): "
+            "run `conveyor migrate`"
+        )
+    if isinstance(exc, psycopg.OperationalError) and (
+        sqlstate is None or sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
+    ):
+        return BackendUnavailable(
+            f"lost the connection to PostgreSQL at {where} ({text}): check that the server "
+            "is up and reachable"
+        )
+    if isinstance(exc, psycopg.DataError):
+        return BackendError(f"PostgreSQL refused a value at {where} ({text})")
+    return BackendError(f"PostgreSQL error at {where} ({sqlstate or 'no SQLSTATE'}: {text})")

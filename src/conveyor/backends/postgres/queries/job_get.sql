@@ -1,0 +1,7 @@
+-- result as text: a JSON string result must reach the record decoder as JSON text,
+-- not as the Python str psycopg would decode it to.
+SELECT id, task, queue, args, state, priority, run_at, attempt, max_attempts,
+       lease_owner, lease_expires_at, lease_token, idempotency_key, group_key, timeout,
+       created_at, started_at, finished_at, result::text AS result, errors, tags
+FROM conveyor_jobs
+WHERE id = %(job_id)s::bigint

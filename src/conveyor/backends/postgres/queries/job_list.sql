@@ -1,0 +1,13 @@
+-- result as text: a JSON string result must reach the record decoder as JSON text,
+-- not as the Python str psycopg would decode it to.
+SELECT id, task, queue, args, state, priority, run_at, attempt, max_attempts,
+       lease_owner, lease_expires_at, lease_token, idempotency_key, group_key, timeout,
+       created_at, started_at, finished_at, result::text AS result, errors, tags
+FROM conveyor_jobs
+WHERE (%(states)s::text[] IS NULL OR state = ANY (%(states)s::text[]))
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(task)s::text IS NULL OR task = %(task)s::text)
+  AND (%(ids)s::bigint[] IS NULL OR id = ANY (%(ids)s::bigint[]))
+  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+ORDER BY id DESC
+LIMIT %(limit)s::integer

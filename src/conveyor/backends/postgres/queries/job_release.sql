@@ -1,0 +1,21 @@
+-- Graceful shutdown: the attempt was interrupted by us, not failed, so it is not counted.
+WITH given AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[]) AS held(id, lease_token)
+),
+held AS MATERIALIZED (
+    SELECT job.id FROM conveyor_jobs AS job JOIN given ON given.id = job.id
+    WHERE job.state = 'running'
+      AND job.lease_owner = %(worker_id)s::text
+      AND job.lease_token = given.lease_token
+    ORDER BY job.id
+    FOR UPDATE OF job
+)
+UPDATE conveyor_jobs AS job
+SET state = 'available',
+    attempt = job.attempt - 1,
+    run_at = now(),
+    lease_owner = NULL,
+    lease_expires_at = NULL
+FROM held
+WHERE job.id = held.id AND job.state = 'running' AND job.lease_owner = %(worker_id)s::text
+RETURNING job.id, job.queue

@@ -1,0 +1,12 @@
+-- An operator's retry: a dead job gets a fresh set of attempts; its history stays.
+UPDATE conveyor_jobs
+SET state = 'available',
+    attempt = 0,
+    run_at = now(),
+    finished_at = NULL,
+    idempotency_expires_at = NULL
+WHERE state = 'dead'
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(task)s::text IS NULL OR task = %(task)s::text)
+  AND (%(ids)s::bigint[] IS NULL OR id = ANY (%(ids)s::bigint[]))
+RETURNING id, queue

@@ -1,0 +1,1 @@
+LISTEN conveyor_jobs
