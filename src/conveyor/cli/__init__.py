@@ -1,0 +1,56 @@
+"""The `conveyor` command line.
+
+    conveyor worker myapp.tasks:app -q default,emails -c 16
+    conveyor status myapp.tasks:app
+    conveyor dlq list | retry | purge
+    conveyor jobs show ID | list
+    conveyor migrate [--dry-run]
+    conveyor demo
+
+The app is named by a positional `module:attr`, by `-A/--app`, or by
+`$CONVEYOR_APP`. Errors a user can fix are one red `error: ...` line and exit
+code 1; every read command has `--json`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from conveyor.cli.common import ConveyorGroup
+from conveyor.cli.demo import demo
+from conveyor.cli.dlq import dlq
+from conveyor.cli.jobs import jobs
+from conveyor.cli.logs import configure_logging
+from conveyor.cli.migrate import migrate
+from conveyor.cli.status import status
+from conveyor.cli.worker import worker
+
+
+@click.group(
+    name="conveyor", cls=ConveyorGroup, context_settings={"help_option_names": ["-h", "--help"]}
+)
+@click.version_option(package_name="conveyor", prog_name="conveyor")
+def cli() -> None:
+    """conveyor: background jobs for Python that fail well.
+
+    New here? Run `conveyor demo`.
+    """
+    # Warnings (e.g. the SQLite version check) as log lines on stderr; `worker`
+    # sets its own level and format.
+    configure_logging("warning")
+
+
+cli.add_command(worker)
+cli.add_command(migrate)
+cli.add_command(status)
+cli.add_command(jobs)
+cli.add_command(dlq)
+cli.add_command(demo)
+
+
+def main() -> None:
+    """The `conveyor` console script."""
+    cli.main(prog_name="conveyor")
+
+
+__all__ = ["cli", "main"]

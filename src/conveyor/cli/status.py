@@ -1,0 +1,123 @@
+"""`conveyor status`: jobs per queue and state, the oldest wait, and the live workers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.table import Table
+
+from conveyor.backends.base import QueueStats, WorkerInfo
+from conveyor.cli.common import app_options, console, echo_json, format_duration, open_app
+from conveyor.types import JobState
+
+STATE_COLUMNS = (
+    JobState.AVAILABLE,
+    JobState.SCHEDULED,
+    JobState.RUNNING,
+    JobState.SUCCEEDED,
+    JobState.DEAD,
+    JobState.CANCELLED,
+)
+
+STATE_STYLES = {
+    JobState.AVAILABLE: "cyan",
+    JobState.SCHEDULED: "blue",
+    JobState.RUNNING: "yellow",
+    JobState.SUCCEEDED: "green",
+    JobState.DEAD: "red",
+    JobState.CANCELLED: "dim",
+}
+
+
+def queue_json(stats: QueueStats) -> dict[str, Any]:
+    return {
+        "queue": stats.queue,
+        "counts": {str(state): stats.counts.get(state, 0) for state in STATE_COLUMNS},
+        "oldest_waiting_seconds": stats.oldest_available_age,
+    }
+
+
+def worker_json(info: WorkerInfo, now: float) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "hostname": info.hostname,
+        "pid": info.pid,
+        "queues": list(info.queues),
+        "concurrency": info.concurrency,
+        "running": info.running,
+        "started_at": info.started_at,
+        "last_heartbeat_at": info.last_heartbeat_at,
+        "last_heartbeat_age_seconds": max(0.0, now - info.last_heartbeat_at),
+        "meta": info.meta,
+    }
+
+
+@click.command()
+@app_options
+@click.option(
+    "--alive-within", type=click.FloatRange(min=0), metavar="SECONDS",
+    help="Count a worker as alive if it sent a heartbeat this recently "
+    "(default: twice the app's lease, at least 60s).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def status(
+    app_argument: str | None, app_option: str | None, alive_within: float | None, as_json: bool
+) -> None:
+    """Jobs per queue and state, how long the oldest ready job has waited, and the workers."""
+    app, _ = open_app(app_argument, app_option)
+    backend = app.backend
+    queues = backend.queue_stats()
+    window = alive_within if alive_within is not None else max(60.0, 2 * app.lease)
+    workers = backend.worker_list(alive_within=window)
+    now = backend.now()
+    totals = {str(state): sum(q.counts.get(state, 0) for q in queues) for state in STATE_COLUMNS}
+    if as_json:
+        echo_json({
+            "queues": [queue_json(q) for q in queues],
+            "totals": totals,
+            "workers": [worker_json(w, now) for w in workers],
+        })
+        return
+
+    out = console()
+    table = Table(title="Queues", title_justify="left")
+    table.add_column("queue", style="bold")
+    for state in STATE_COLUMNS:
+        table.add_column(str(state), justify="right", style=STATE_STYLES[state])
+    table.add_column("oldest waiting", justify="right")
+    for q in queues:
+        table.add_row(
+            q.queue,
+            *(str(q.counts.get(state, 0)) for state in STATE_COLUMNS),
+            format_duration(q.oldest_available_age),
+        )
+    if len(queues) > 1:
+        table.add_section()
+        oldest = [q.oldest_available_age for q in queues if q.oldest_available_age is not None]
+        table.add_row(
+            "total", *(str(totals[str(s)]) for s in STATE_COLUMNS),
+            format_duration(max(oldest) if oldest else None), style="bold",
+        )
+    if queues:
+        out.print(table)
+    else:
+        out.print("[dim]no jobs yet[/]")
+
+    out.print()
+    if not workers:
+        out.print(f"[dim]no workers alive (none sent a heartbeat in the last "
+                  f"{format_duration(window)})[/]")
+        return
+    wtable = Table(title=f"Workers alive: {len(workers)}", title_justify="left")
+    wtable.add_column("id", style="bold", overflow="fold")
+    wtable.add_column("queues")
+    wtable.add_column("concurrency", justify="right")
+    wtable.add_column("running", justify="right")
+    wtable.add_column("last heartbeat", justify="right")
+    for w in workers:
+        wtable.add_row(
+            w.id, ",".join(w.queues), str(w.concurrency), str(w.running),
+            f"{format_duration(now - w.last_heartbeat_at)} ago",
+        )
+    out.print(wtable)

@@ -1,0 +1,94 @@
+"""`conveyor worker`: run jobs until SIGTERM (or, with --burst, until the queues are empty)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from conveyor.cli.common import app_options, open_app
+from conveyor.cli.logs import LEVELS, configure_logging
+
+
+def split_queues(values: tuple[str, ...]) -> list[str]:
+    """`-q a,b -q c` -> ['a', 'b', 'c'], in order, each once."""
+    queues: list[str] = []
+    for value in values:
+        for name in value.split(","):
+            name = name.strip()
+            if name and name not in queues:
+                queues.append(name)
+    return queues
+
+
+@click.command()
+@app_options
+@click.option(
+    "-q", "--queues", "queues", multiple=True, metavar="A,B",
+    help="Queues to serve, most preferred first (comma list, repeatable). Default: the app's.",
+)
+@click.option(
+    "-c", "--concurrency", type=click.IntRange(min=1), default=8, show_default=True, metavar="N",
+    help="Jobs run at the same time.",
+)
+@click.option(
+    "--pool", type=click.Choice(["thread", "process"]), default="thread", show_default=True,
+    help="Run attempts in threads, or in child processes (hard timeouts, CPU-bound work).",
+)
+@click.option("--burst", is_flag=True, help="Exit 0 once the queues are empty.")
+@click.option(
+    "--lease", type=click.FloatRange(min=0.1), metavar="SECONDS",
+    help="How long a fetched job stays ours without a heartbeat. Default: the app's.",
+)
+@click.option(
+    "--poll-interval", type=click.FloatRange(min=0.001), metavar="SECONDS",
+    help="Longest wait between two looks for work. Default: the app's.",
+)
+@click.option(
+    "--grace", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
+    help="On SIGTERM, how long running jobs may finish before they are released.",
+)
+@click.option(
+    "--max-jobs-per-child", type=click.IntRange(min=1), metavar="N",
+    help="With --pool process: replace a child after this many jobs.",
+)
+@click.option(
+    "--log-level", type=click.Choice(LEVELS, case_sensitive=False), default="info",
+    show_default=True,
+)
+@click.option("--log-json", is_flag=True, help="Log one JSON object per line (to stderr).")
+def worker(
+    *,
+    app_argument: str | None,
+    app_option: str | None,
+    queues: tuple[str, ...],
+    concurrency: int,
+    pool: str,
+    burst: bool,
+    lease: float | None,
+    poll_interval: float | None,
+    grace: float,
+    max_jobs_per_child: int | None,
+    log_level: str,
+    log_json: bool,
+) -> None:
+    """Run jobs of APP (module:attr, e.g. myapp.tasks:app).
+
+    SIGTERM or Ctrl-C stops fetching, lets running jobs finish for up to
+    --grace seconds, gives back what is left, and exits 0. A second signal
+    skips the grace period.
+    """
+    configure_logging(log_level, json_lines=log_json)
+    app, path = open_app(app_argument, app_option)
+    runner = app.worker(
+        queues=split_queues(queues) or None,
+        concurrency=concurrency,
+        pool=pool,
+        burst=burst,
+        grace=grace,
+        app_path=path,
+        lease=lease,
+        poll_interval=poll_interval,
+        max_jobs_per_child=max_jobs_per_child,
+    )
+    sys.exit(runner.run())
