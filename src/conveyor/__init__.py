@@ -32,7 +32,7 @@ from conveyor.errors import (
     WaitTimeout,
 )
 from conveyor.job import Job
-from conveyor.retry import Retry
+from conveyor.retry import CircuitBreaker, Retry
 from conveyor.task import Task
 from conveyor.types import AttemptError, JobRecord, JobState
 from conveyor.worker import Worker
@@ -43,6 +43,7 @@ __all__ = [
     "AttemptError",
     "BackendError",
     "BackendUnavailable",
+    "CircuitBreaker",
     "ConfigurationError",
     "Conveyor",
     "ConveyorError",

@@ -19,7 +19,7 @@ from conveyor.backends.base import JobInsert
 from conveyor.clock import Clock
 from conveyor.errors import ConfigurationError, UnknownTaskError
 from conveyor.job import Job, job_from_record
-from conveyor.retry import DEFAULT_RETRY, Retry
+from conveyor.retry import DEFAULT_RETRY, CircuitBreaker, Retry
 from conveyor.task import Task, build_options, check_max_attempts, check_priority, check_queue
 
 if TYPE_CHECKING:
@@ -146,6 +146,7 @@ class Conveyor:
         dont_retry: Iterable[type[BaseException]] = (),
         retry_on: Iterable[type[BaseException]] = (Exception,),
         tags: Iterable[str] = (),
+        breaker: CircuitBreaker | None = None,
     ) -> TaskDecorator: ...
 
     def task(
@@ -162,6 +163,7 @@ class Conveyor:
         dont_retry: Iterable[type[BaseException]] = (),
         retry_on: Iterable[type[BaseException]] = (Exception,),
         tags: Iterable[str] = (),
+        breaker: CircuitBreaker | None = None,
     ) -> Any:
         """Register a function as a task, under `name` (default: the function's name).
 
@@ -170,6 +172,7 @@ class Conveyor:
         options = build_options(
             queue=queue, priority=priority, max_attempts=max_attempts, retry=retry,
             timeout=timeout, dont_retry=dont_retry, retry_on=retry_on, tags=tags,
+            breaker=breaker,
         )
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:

@@ -75,3 +75,60 @@ class Retry:
 _rng = random.Random()
 
 DEFAULT_RETRY = Retry()
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreaker:
+    """Stop spending a task's attempts while what it depends on is down.
+
+    Each worker process watches the task's recent attempts. When, within the
+    last `window` seconds, at least `min_attempts` ran and at least
+    `failure_rate` of them failed with a retryable error, the circuit opens:
+    for `cooldown` seconds the worker does not run the task, and the jobs it
+    fetches go back to `scheduled` for when the circuit may close, their
+    attempt not counted. Then one job runs as a probe: success closes the
+    circuit, failure opens it again for twice as long (up to `max_cooldown`).
+
+    Only failures the retry policy would retry count: `RetryAfter`, `Discard`
+    and errors in `dont_retry` say nothing about the dependency's health.
+    """
+
+    failure_rate: float = 0.5
+    """Fraction of failed attempts in the window that opens the circuit (0 < rate <= 1)."""
+    min_attempts: int = 10
+    """Attempts the window must hold before the rate means anything."""
+    window: float = 60.0
+    """Seconds of recent attempts the rate is computed over."""
+    cooldown: float = 30.0
+    """Seconds the circuit stays open before a probe."""
+    max_cooldown: float = 600.0
+    """Longest cooldown after repeated failed probes."""
+
+    def __post_init__(self) -> None:
+        rate = self.failure_rate
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
+            raise ConfigurationError(
+                f"CircuitBreaker(failure_rate=...) must be in (0, 1], got {rate!r}"
+            )
+        attempts = self.min_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ConfigurationError(
+                f"CircuitBreaker(min_attempts=...) must be an int >= 1, got {attempts!r}"
+            )
+        for name in ("window", "cooldown", "max_cooldown"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ConfigurationError(
+                    f"CircuitBreaker({name}=...) must be a finite number of seconds > 0, "
+                    f"got {value!r}"
+                )
+        if self.max_cooldown < self.cooldown:
+            raise ConfigurationError(
+                f"CircuitBreaker(max_cooldown={self.max_cooldown!r}) must be >= "
+                f"cooldown ({self.cooldown!r})"
+            )

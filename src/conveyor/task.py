@@ -24,7 +24,7 @@ from conveyor.errors import (
     InvalidOptionError,
     SerializationError,
 )
-from conveyor.retry import Retry
+from conveyor.retry import CircuitBreaker, Retry
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -58,6 +58,7 @@ class TaskOptions:
     dont_retry: tuple[type[BaseException], ...] = ()
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     tags: tuple[str, ...] = ()
+    breaker: CircuitBreaker | None = None
 
 
 class UsingOptions(TypedDict, total=False):
@@ -366,6 +367,7 @@ def build_options(
     dont_retry: Iterable[type[BaseException]],
     retry_on: Iterable[type[BaseException]],
     tags: Iterable[str],
+    breaker: CircuitBreaker | None = None,
 ) -> TaskOptions:
     """Validate the decorator's options once, at import, with errors that say what to write."""
     try:
@@ -378,6 +380,7 @@ def build_options(
             dont_retry=_check_exceptions(dont_retry, "dont_retry"),
             retry_on=_check_exceptions(retry_on, "retry_on"),
             tags=tuple(tags),
+            breaker=_check_breaker(breaker),
         )
     except InvalidOptionError as exc:
         raise ConfigurationError(str(exc)) from exc
@@ -387,6 +390,12 @@ def _check_retry(retry: Retry | None) -> Retry | None:
     if retry is not None and not isinstance(retry, Retry):
         raise ConfigurationError(f"retry= must be a conveyor.Retry, got {retry!r}")
     return retry
+
+
+def _check_breaker(breaker: CircuitBreaker | None) -> CircuitBreaker | None:
+    if breaker is not None and not isinstance(breaker, CircuitBreaker):
+        raise ConfigurationError(f"breaker= must be a conveyor.CircuitBreaker, got {breaker!r}")
+    return breaker
 
 
 def _check_exceptions(

@@ -5,7 +5,8 @@ who sets it and when, so the state machine can be read off one page:
 
     scheduled ──(run_at reached)──► available ──(fetched, leased)──► running
         ▲                                                          │
-        └──────────── failed attempt, attempts left ◄──────────────┤
+        └─── failed attempt with attempts left, or ◄───────────────┤
+             deferred by an open circuit breaker                   │
                                                                    ├─► succeeded
                                                                    ├─► dead (exhausted,
                                                                    │   Discard, dont_retry,

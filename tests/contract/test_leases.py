@@ -148,3 +148,23 @@ def test_a_killed_workers_job_runs_again_within_lease_plus_poll(make_app: Any) -
     assert runs == [1]
     assert time.monotonic() - started < LEASE + 1.0
     assert job.record.attempt == 2  # the lost attempt counted
+
+
+def test_release_with_a_delay_schedules_the_job_without_counting_the_attempt(
+    app: Conveyor,
+) -> None:
+    @app.task()
+    def noop() -> None: ...
+
+    job = noop.enqueue()
+    held = lease_one(app, "w", lease=30)
+    before = app.backend.now()
+    # A stale token changes nothing: the release is fenced like every other write.
+    assert app.backend.job_release_many("w", [HeldJob(job.id, held.lease_token + 1)], 60) == []
+    assert app.backend.job_release_many("w", [HeldJob(job.id, held.lease_token)], 60) == [job.id]
+    record = job.refresh().record
+    assert record.state is JobState.SCHEDULED and record.attempt == 0
+    assert record.lease_owner is None and record.lease_expires_at is None
+    assert 59 <= record.run_at.timestamp() - before <= 61
+    assert record.errors == []
+    assert app.backend.job_fetch(FetchParams("w", ["default"], 1, 30)) == []  # not due yet

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conveyor import Conveyor, Discard, JobFailed, JobState, Retry, RetryAfter
+from conveyor import CircuitBreaker, Conveyor, Discard, JobFailed, JobState, Retry, RetryAfter
 from conveyor.backends.base import FetchParams, JobFilter
 from conveyor.testing import drain
 
@@ -362,3 +362,57 @@ def test_worker_records_its_heartbeat_while_running(app: Conveyor) -> None:
     thread.join(10)
     assert [w.id for w in alive] == [worker.id]
     assert app.backend.worker_list(alive_within=5) == []  # removed on a clean stop
+
+
+def test_an_open_circuit_makes_jobs_wait_instead_of_burning_their_attempts(
+    app: Conveyor,
+) -> None:
+    down = threading.Event()
+    down.set()
+    calls: list[int] = []
+
+    @app.task(
+        max_attempts=3,
+        retry=FAST,
+        breaker=CircuitBreaker(
+            failure_rate=0.5, min_attempts=4, window=60, cooldown=0.5, max_cooldown=1.0
+        ),
+    )
+    def call_api(i: int) -> int:
+        calls.append(i)
+        if down.is_set():
+            raise ConnectionError("api down")
+        return i
+
+    jobs = call_api.enqueue_many([(i,) for i in range(20)])
+    worker = app.worker(concurrency=1, install_signals=False)
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        wait_until(lambda: worker.stats.deferred >= 5, "jobs deferred by the open circuit")
+        # Without the breaker, 20 jobs x 3 attempts would all be dead by now.
+        assert not [j for j in jobs if j.refresh().state is JobState.DEAD]
+        down.clear()  # the dependency is back: the next probe closes the circuit
+        wait_until(
+            lambda: all(j.refresh().state is JobState.SUCCEEDED for j in jobs),
+            "every job succeeded once the dependency was back",
+            timeout=30,
+        )
+    finally:
+        worker.stop()
+        runner.join(10)
+    assert worker.breakers.state("call_api") == "closed"
+    records = [j.record for j in jobs]
+    failed_attempts = sum(len(r.errors) for r in records)
+    # 4 failures opened the circuit; at most a couple of failed probes after that.
+    assert 4 <= failed_attempts <= 7
+    assert len(calls) == 20 + failed_attempts  # deferred jobs never ran while open
+    assert sum(1 for r in records if r.attempt == 1 and not r.errors) >= 13
+
+
+def wait_until(condition: Any, what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        time.sleep(0.02)

@@ -160,8 +160,11 @@ class Backend(Protocol):
         """Extend the leases still held; returns their ids (a missing id was lost)."""
         ...
 
-    def job_release_many(self, worker_id: str, jobs: Sequence[HeldJob]) -> list[int]:
-        """Give running jobs back (graceful shutdown): available now, attempt not counted."""
+    def job_release_many(
+        self, worker_id: str, jobs: Sequence[HeldJob], delay: float = 0.0
+    ) -> list[int]:
+        """Give running jobs back, their attempt not counted: available now (graceful
+        shutdown), or scheduled `delay` seconds from now (an open circuit breaker)."""
         ...
 
     def job_rescue(self, limit: int = 1000) -> list[int]:

@@ -7,7 +7,8 @@ Threads of one worker process:
   poll interval, and waits for work or a free slot in between;
 - slots (`concurrency` of them): each runs one attempt at a time, in the
   thread, on the shared event loop (async tasks), or in its own child process
-  (`pool="process"`);
+  (`pool="process"`), unless the task's circuit breaker is open, in which case
+  the job goes back to `scheduled` for later, its attempt not counted;
 - completer: writes finished attempts in batches (one transaction per batch);
 - heartbeat: extends the leases of every held job, records the worker's own
   liveness, and enforces soft timeouts.
@@ -38,8 +39,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from conveyor.backends.base import Completion, FetchParams, HeldJob, WorkerInfo
+from conveyor.clock import SystemClock
 from conveyor.errors import BackendError, ConfigurationError, ConveyorError, TaskTimeout
 from conveyor.types import JobRecord
+from conveyor.worker.breaker import Breakers
 from conveyor.worker.child import ChildProcess
 from conveyor.worker.executor import Outcome, failure, run_attempt, to_completion, with_timeout
 
@@ -76,6 +79,8 @@ class WorkerStats:
     lost: int = 0
     """Completions refused because the lease had moved on (fenced)."""
     released: int = 0
+    deferred: int = 0
+    """Jobs given back for later because their task's circuit breaker was open."""
     rescued: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -157,6 +162,10 @@ class Worker:
         self._started_at = time.time()
         self._local = threading.local()
         self._backend_down_since: float | None = None
+        self.breakers = Breakers(
+            {name: t.options.breaker for name, t in app.tasks.items() if t.options.breaker},
+            now=(app.clock or SystemClock()).now, worker_id=self.id,
+        )
 
     # -- public -----------------------------------------------------------------------
     def stop(self, *, graceful: bool = True) -> None:
@@ -301,7 +310,12 @@ class Worker:
                 record = self._work.get()
                 if record is None:
                     return
+                admission = self.breakers.admit(record.task)
+                if admission.wait > 0:
+                    self._defer(record, admission.wait)
+                    continue
                 outcome = self._attempt(record, child)
+                self.breakers.record(record.task, _health(outcome), probe=admission.probe)
                 self._finish(record, outcome)
         finally:
             if child is not None:
@@ -327,6 +341,35 @@ class Worker:
             with_timeout(coro, timeout), self._loop
         )
         return future.result()
+
+    def _defer(self, record: JobRecord, wait: float) -> None:
+        """Give a job of a task whose circuit is open back for later, attempt not counted."""
+        with self._lock:
+            held = self._held.get(record.id)
+            ours = (
+                held is not None
+                and not held.abandoned
+                and held.record.lease_token == record.lease_token
+            )
+        failures = 0
+        while ours:
+            try:
+                self.app.backend.job_release_many(
+                    self.id, [HeldJob(record.id, record.lease_token)], delay=wait
+                )
+                self.stats.deferred += 1
+                break
+            except BackendError as exc:
+                failures += 1
+                if self._hard_stop.is_set():
+                    break  # the lease will expire and the job come back
+                self._backend_failed(exc, failures)
+        with self._lock:
+            held = self._held.get(record.id)
+            if held is not None and held.record.lease_token == record.lease_token:
+                del self._held[record.id]
+            self._busy -= 1
+            self._slot_freed.notify_all()
 
     def _finish(self, record: JobRecord, outcome: Outcome) -> None:
         with self._lock:
@@ -551,3 +594,14 @@ class Worker:
                 signal.signal(sig, handler)
 
         return restore
+
+
+def _health(outcome: Outcome) -> bool | None:
+    """What an attempt says about the task's dependencies, for its circuit breaker:
+    True for a failure the retry policy would retry, False for a success, None for
+    anything that says nothing (RetryAfter, Discard, dont_retry, unknown task)."""
+    if outcome.kind == "ok":
+        return False
+    if outcome.kind == "error" and outcome.retryable:
+        return True
+    return None

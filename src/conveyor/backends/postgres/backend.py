@@ -448,16 +448,19 @@ class PostgresBackend:
         )
         return [int(row["id"]) for row in rows]
 
-    def job_release_many(self, worker_id: str, jobs: Sequence[HeldJob]) -> list[int]:
+    def job_release_many(
+        self, worker_id: str, jobs: Sequence[HeldJob], delay: float = 0.0
+    ) -> list[int]:
         if not jobs:
             return []
         with self._transaction() as conn:
             rows = conn.execute(
                 _Q["job_release"],
                 {"worker_id": worker_id, "ids": [j.id for j in jobs],
-                 "tokens": [j.lease_token for j in jobs]},
+                 "tokens": [j.lease_token for j in jobs], "delay": max(0.0, delay)},
             ).fetchall()
-            _notify_for(conn, rows)
+            if delay <= 0:
+                _notify_for(conn, rows)
         return [int(row["id"]) for row in rows]
 
     def job_rescue(self, limit: int = 1000) -> list[int]:

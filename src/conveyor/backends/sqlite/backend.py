@@ -417,13 +417,16 @@ class SQLiteBackend:
             ).fetchall()
         return [int(r[0]) for r in rows]
 
-    def job_release_many(self, worker_id: str, jobs: Sequence[HeldJob]) -> list[int]:
+    def job_release_many(
+        self, worker_id: str, jobs: Sequence[HeldJob], delay: float = 0.0
+    ) -> list[int]:
         if not jobs:
             return []
         with self._write() as conn:
             rows = conn.execute(
                 _Q["job_release"],
-                {"worker_id": worker_id, "held": _held(jobs), "now": self.clock.now()},
+                {"worker_id": worker_id, "held": _held(jobs), "now": self.clock.now(),
+                 "delay": max(0.0, delay)},
             ).fetchall()
         self._notify_local()
         return [int(r[0]) for r in rows]

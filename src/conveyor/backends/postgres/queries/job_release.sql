@@ -1,4 +1,5 @@
--- Graceful shutdown: the attempt was interrupted by us, not failed, so it is not counted.
+-- Graceful shutdown (delay 0: available now) or an open circuit breaker (scheduled
+-- after the delay): the attempt was stopped by us, not failed, so it is not counted.
 WITH given AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[]) AS held(id, lease_token)
 ),
@@ -11,9 +12,9 @@ held AS MATERIALIZED (
     FOR UPDATE OF job
 )
 UPDATE conveyor_jobs AS job
-SET state = 'available',
+SET state = CASE WHEN %(delay)s::float8 > 0 THEN 'scheduled' ELSE 'available' END,
     attempt = job.attempt - 1,
-    run_at = now(),
+    run_at = now() + make_interval(secs => %(delay)s::float8),
     lease_owner = NULL,
     lease_expires_at = NULL
 FROM held
