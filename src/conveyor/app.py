@@ -20,6 +20,7 @@ from conveyor.clock import Clock
 from conveyor.errors import ConfigurationError, UnknownTaskError
 from conveyor.job import Job, job_from_record
 from conveyor.retry import DEFAULT_RETRY, CircuitBreaker, Retry
+from conveyor.scheduler import CronEntry, CronExpression, build_entry
 from conveyor.task import Task, build_options, check_max_attempts, check_priority, check_queue
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ class Conveyor:
         self.connect_timeout = _seconds(connect_timeout, "connect_timeout", minimum=0.1)
         self.clock = clock
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.schedules: dict[str, CronEntry] = {}
+        """Periodic jobs by entry name (see `cron`)."""
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
         # Validate the URL now (cheap, no connection) so a typo fails at start-up.
@@ -193,6 +196,49 @@ class Conveyor:
 
         if fn is not None:
             return register(fn)
+        return register
+
+    def cron(
+        self,
+        schedule: str,
+        *,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        timezone: str = "UTC",
+        max_lateness: float | timedelta = 600.0,
+    ) -> Callable[[Task[P, R]], Task[P, R]]:
+        """Enqueue the task at every tick of a cron `schedule`; goes above `@app.task`.
+
+            @app.cron("0 3 * * *", timezone="Europe/Paris")
+            @app.task()
+            def nightly_report() -> None: ...
+
+        Workers enqueue each tick once, however many run (see `conveyor.scheduler`).
+        `args`/`kwargs` are checked against the task now; `name` (default: the task's)
+        tells several schedules of one task apart. A tick no worker saw within
+        `max_lateness` seconds is skipped, not fired late.
+        """
+        expression_check = CronExpression.parse(schedule)
+        lateness = _seconds(max_lateness, "max_lateness", minimum=60.0)
+
+        def register(task: Task[P, R]) -> Task[P, R]:
+            if not isinstance(task, Task) or task.app is not self:
+                raise ConfigurationError(
+                    f"@app.cron({expression_check.text!r}) goes above @app.task of the same "
+                    f"app, got {task!r}"
+                )
+            entry = build_entry(
+                task, schedule, args=args, kwargs=kwargs, name=name, timezone=timezone,
+                max_lateness=lateness,
+            )
+            if entry.name in self.schedules:
+                raise ConfigurationError(
+                    f"a schedule named {entry.name!r} already exists: give this one name=..."
+                )
+            self.schedules[entry.name] = entry
+            return task
+
         return register
 
     def get_task(self, name: str) -> Task[Any, Any]:

@@ -3,8 +3,9 @@
 Threads of one worker process:
 
 - main: fetches as many jobs as there are free slots (one transaction), hands
-  them to the slots, runs maintenance (rescue expired leases, prune) every
-  poll interval, and waits for work or a free slot in between;
+  them to the slots, runs maintenance (rescue expired leases, enqueue due
+  periodic jobs, prune) every poll interval, and waits for work or a free
+  slot in between;
 - slots (`concurrency` of them): each runs one attempt at a time, in the
   thread, on the shared event loop (async tasks), or in its own child process
   (`pool="process"`), unless the task's circuit breaker is open, in which case
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.backends.base import Completion, FetchParams, HeldJob, WorkerInfo
 from conveyor.clock import SystemClock
 from conveyor.errors import BackendError, ConfigurationError, ConveyorError, TaskTimeout
+from conveyor.scheduler import CronScheduler
 from conveyor.types import JobRecord
 from conveyor.worker.breaker import Breakers
 from conveyor.worker.child import ChildProcess
@@ -102,6 +104,7 @@ class Worker:
         heartbeat_interval: float | None = None,
         prune_interval: float = 60.0,
         prune_batch: int = PRUNE_BATCH,
+        cron: bool | None = None,
         app_path: str | None = None,
         max_jobs_per_child: int | None = None,
         install_signals: bool = True,
@@ -133,6 +136,8 @@ class Worker:
             )
         self.prune_interval = prune_interval
         self.prune_batch = prune_batch
+        self.cron = CronScheduler(app) if (not burst if cron is None else cron) else None
+        """Enqueues the app's periodic jobs; off by default for burst workers."""
         self.max_jobs_per_child = max_jobs_per_child
         self.install_signals = install_signals
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -218,6 +223,8 @@ class Worker:
             try:
                 if now - last_maintenance >= self.poll_interval:
                     self.stats.rescued += len(backend.job_rescue())
+                    if self.cron is not None:
+                        self.cron.run_due()
                     last_maintenance = now
                 if now - last_prune >= self.prune_interval:
                     caught_up = self._prune()
