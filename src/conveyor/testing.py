@@ -1,27 +1,37 @@
 """Helpers for testing your own tasks on a real backend (no eager mode, no mocks).
 
-    from conveyor.testing import drain, temporary_app
+Your app, with the tasks your modules registered on it, on a fresh SQLite file
+for the length of a test:
 
-    def test_welcome_email(tmp_path):
-        app = temporary_app(tmp_path)           # a real SQLite file
-        ...register or import tasks on app...
-        job = send_welcome.enqueue(42)
-        drain(app)                              # runs everything, retries included
-        assert job.refresh().state == "succeeded"
+    from conveyor.testing import drain, enqueued, temporary_database
+    from myapp.tasks import app, send_welcome
+
+    def test_signup_sends_a_welcome(tmp_path):
+        with temporary_database(app, tmp_path):
+            signup("a@example.com")               # your code enqueues
+            (job,) = enqueued(app, send_welcome)   # what was enqueued, and with what
+            assert job.args == ["a@example.com"]
+            drain(app)                            # runs everything, retries included
+            assert app.get_job(job.id).state == "succeeded"
+
+`temporary_app(tmp_path)` gives a new, empty app instead, for tasks defined in
+the test itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from conveyor.app import Conveyor
 from conveyor.backends.base import JobFilter
-from conveyor.errors import WaitTimeout
+from conveyor.errors import ConfigurationError, WaitTimeout
+from conveyor.task import Task
 from conveyor.types import JobRecord, JobState
 from conveyor.worker import WorkerStats
 
@@ -41,6 +51,51 @@ def temporary_app(folder: str | os.PathLike[str], **settings: Any) -> Conveyor:
     path = Path(folder) / "conveyor-test.db"
     settings.setdefault("poll_interval", 0.05)
     return Conveyor(f"sqlite:///{path}", **settings)
+
+
+@contextlib.contextmanager
+def temporary_database(app: Conveyor, folder: str | os.PathLike[str]) -> Iterator[Conveyor]:
+    """Point `app`, tasks and all, at a fresh SQLite file in `folder` for the block.
+
+    Everything that goes through `app` (enqueue, workers, `drain`, `get_job`)
+    uses the temporary file; afterwards the app is back on its own database,
+    untouched. Not for use while a worker of the app runs in another thread.
+    """
+    path = Path(folder) / "conveyor-test.db"
+    if path.exists():
+        raise ConfigurationError(
+            f"{path} already exists: give temporary_database an empty folder "
+            "(pytest's tmp_path is one per test)"
+        )
+    saved_url = app.url
+    app.close()
+    app.url = f"sqlite:///{path}"
+    try:
+        yield app
+    finally:
+        app.close()
+        app.url = saved_url
+
+
+def enqueued(
+    app: Conveyor,
+    task: Task[Any, Any] | str | None = None,
+    *,
+    states: Sequence[JobState] = (),
+) -> list[JobRecord]:
+    """The jobs in `app`'s database (of `task`, in `states` if given), oldest first."""
+    name = task.name if isinstance(task, Task) else task
+    found: list[JobRecord] = []
+    before: int | None = None
+    while True:
+        page = app.backend.job_list(
+            JobFilter(states=tuple(states), task=name, limit=1_000, before_id=before)
+        )
+        found += page
+        if len(page) < 1_000:
+            break
+        before = page[-1].id
+    return sorted(found, key=lambda record: record.id)
 
 
 def unfinished(app: Conveyor, queues: Sequence[str] | None = None) -> list[JobRecord]:
@@ -92,4 +147,11 @@ def drain(
         totals.dead += worker.stats.dead
 
 
-__all__ = ["DrainResult", "drain", "temporary_app", "unfinished"]
+__all__ = [
+    "DrainResult",
+    "drain",
+    "enqueued",
+    "temporary_app",
+    "temporary_database",
+    "unfinished",
+]
