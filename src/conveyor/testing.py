@@ -142,6 +142,10 @@ def drain(
         )
         worker.run()
         rounds += 1
+        if worker.stats.fetched == 0:
+            # Nothing to fetch, yet jobs are unfinished: another worker holds them (or
+            # held them and died). Wait a poll interval, not a busy loop of workers.
+            time.sleep(min(app.poll_interval, max(0.0, deadline - time.monotonic())))
         totals.succeeded += worker.stats.succeeded
         totals.retried += worker.stats.retried
         totals.dead += worker.stats.dead
