@@ -57,7 +57,10 @@ def _pg_truncate(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE conveyor_jobs, conveyor_workers RESTART IDENTITY")
+        conn.execute(
+            "TRUNCATE conveyor_jobs, conveyor_workers, conveyor_queue_pauses, "
+            "conveyor_api_tokens RESTART IDENTITY"
+        )
 
 
 @pytest.fixture(params=BACKENDS)

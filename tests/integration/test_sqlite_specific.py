@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import Conveyor
+from conveyor.backends.base import SCHEMA_VERSION
 from conveyor.backends.sqlite.backend import sqlite_has_wal_reset_bug
 
 HOLDER = textwrap.dedent(
@@ -78,7 +79,7 @@ def test_the_database_file_is_created_and_migrated_on_first_use(tmp_path: Path) 
     noop.enqueue()
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT max(version) FROM conveyor_schema").fetchone()[0] == 1
+    assert conn.execute("SELECT max(version) FROM conveyor_schema").fetchone()[0] == SCHEMA_VERSION
     conn.close()
     app.close()
 

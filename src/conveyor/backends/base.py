@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 
 from conveyor.types import JobRecord, JobState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 """The schema version this code reads and writes. A database at another version is refused."""
 
 
@@ -99,6 +99,12 @@ class JobFilter:
     limit: int = 100
     before_id: int | None = None
     """Cursor: only jobs with a smaller id (lists are newest first)."""
+    created_after: float | None = None
+    """Only jobs created at or after this time (epoch seconds). Read by `job_list` only."""
+    created_before: float | None = None
+    """Only jobs created before this time (epoch seconds). Read by `job_list` only."""
+    error_text: str | None = None
+    """Only jobs whose error history contains this text (any case). Read by `job_list` only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +113,54 @@ class QueueStats:
     counts: dict[JobState, int]
     oldest_available_age: float | None
     """Seconds the longest-waiting due job has waited past its run_at; None when none wait."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePause:
+    queue: str
+    paused_at: float
+    paused_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    """Jobs of one queue that finished in one time bucket, by outcome."""
+
+    queue: str
+    state: JobState
+    """`succeeded` or `dead`."""
+    bucket: int
+    """Bucket number: 0 covers [since, since + bucket_seconds)."""
+    jobs: int
+
+
+Role = Literal["viewer", "enqueuer", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "enqueuer", "operator", "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInsert:
+    name: str
+    token_hash: str
+    """Hex SHA-256 of the token; the token itself is never stored."""
+    role: Role
+    tasks: Sequence[str] = ()
+    """For `enqueuer`: the only tasks it may enqueue (empty: any)."""
+    queues: Sequence[str] = ()
+    """For `enqueuer`: the only queues it may enqueue into (empty: any)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    id: int
+    name: str
+    token_hash: str
+    role: Role
+    tasks: Sequence[str]
+    queues: Sequence[str]
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +247,35 @@ class Backend(Protocol):
         ...
 
     def queue_stats(self) -> list[QueueStats]: ...
+
+    def queue_pause(self, queue: str, by: str = "") -> bool:
+        """Stop workers fetching from `queue` (running jobs finish); False if already paused."""
+        ...
+
+    def queue_resume(self, queue: str) -> bool:
+        """Let workers fetch from `queue` again; False if it was not paused."""
+        ...
+
+    def queue_pause_list(self) -> list[QueuePause]: ...
+
+    def job_throughput(self, since: float, bucket_seconds: float) -> list[Throughput]:
+        """Succeeded and dead jobs per queue and time bucket, finished at or after `since`."""
+        ...
+
+    # -- API tokens ---------------------------------------------------------
+    def token_insert(self, token: TokenInsert) -> int: ...
+
+    def token_list(self) -> list[ApiToken]: ...
+
+    def token_by_hash(self, token_hash: str) -> ApiToken | None: ...
+
+    def token_revoke(self, token_id: int) -> bool:
+        """Revoke a token at once; False if there is no such live token."""
+        ...
+
+    def token_touch(self, token_id: int) -> None:
+        """Record that the token was just used."""
+        ...
 
     # -- workers ------------------------------------------------------------
     def worker_heartbeat(self, info: WorkerInfo) -> None: ...

@@ -53,13 +53,18 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from conveyor.backends.base import (
     SCHEMA_VERSION,
+    ApiToken,
     Completion,
     FetchParams,
     HeldJob,
     InsertResult,
     JobFilter,
     JobInsert,
+    QueuePause,
     QueueStats,
+    Role,
+    Throughput,
+    TokenInsert,
     WorkerInfo,
 )
 from conveyor.backends.records import dumps, job_record_from_row
@@ -509,6 +514,50 @@ class PostgresBackend:
             for queue, counts in sorted(by_queue.items())
         ]
 
+    def queue_pause(self, queue: str, by: str = "") -> bool:
+        return bool(self._execute(_Q["queue_pause"], {"queue": queue, "by": by}))
+
+    def queue_resume(self, queue: str) -> bool:
+        with self._transaction() as conn:
+            rows = conn.execute(_Q["queue_resume"], {"queue": queue}).fetchall()
+            _notify_for(conn, rows)  # its waiting jobs are fetchable again: wake the workers
+        return bool(rows)
+
+    def queue_pause_list(self) -> list[QueuePause]:
+        return [
+            QueuePause(row["queue"], float(row["paused_at"]), row["paused_by"])
+            for row in self._execute(_Q["queue_pause_list"], {})
+        ]
+
+    def job_throughput(self, since: float, bucket_seconds: float) -> list[Throughput]:
+        rows = self._execute(_Q["job_throughput"], {"since": since, "bucket": bucket_seconds})
+        return [
+            Throughput(row["queue"], JobState(row["state"]), int(row["bucket"]), int(row["jobs"]))
+            for row in rows
+        ]
+
+    # -- API tokens -----------------------------------------------------------------
+    def token_insert(self, token: TokenInsert) -> int:
+        rows = self._execute(
+            _Q["token_insert"],
+            {"name": token.name, "token_hash": token.token_hash, "role": token.role,
+             "tasks": list(token.tasks), "queues": list(token.queues)},
+        )
+        return int(rows[0]["id"])
+
+    def token_list(self) -> list[ApiToken]:
+        return [_token(row) for row in self._execute(_Q["token_list"], {})]
+
+    def token_by_hash(self, token_hash: str) -> ApiToken | None:
+        rows = self._execute(_Q["token_by_hash"], {"token_hash": token_hash})
+        return _token(rows[0]) if rows else None
+
+    def token_revoke(self, token_id: int) -> bool:
+        return bool(self._execute(_Q["token_revoke"], {"id": token_id}))
+
+    def token_touch(self, token_id: int) -> None:
+        self._execute(_Q["token_touch"], {"id": token_id})
+
     # -- workers --------------------------------------------------------------------
     def worker_heartbeat(self, info: WorkerInfo) -> None:
         with self._transaction(pipeline=True) as conn:
@@ -805,7 +854,21 @@ def _filter_params(filter: JobFilter) -> dict[str, Any]:
         "ids": list(filter.ids) if filter.ids else None,
         "before_id": filter.before_id,
         "limit": filter.limit,
+        "created_after": filter.created_after,
+        "created_before": filter.created_before,
+        "error_text": filter.error_text or None,
     }
+
+
+def _token(row: DictRow) -> ApiToken:
+    role: Role = row["role"]
+    return ApiToken(
+        id=int(row["id"]), name=row["name"], token_hash=row["token_hash"], role=role,
+        tasks=[str(t) for t in row["tasks"]], queues=[str(q) for q in row["queues"]],
+        created_at=float(row["created_at"]),
+        last_used_at=None if row["last_used_at"] is None else float(row["last_used_at"]),
+        revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
+    )
 
 
 def _keepalives(url: str) -> dict[str, Any]:

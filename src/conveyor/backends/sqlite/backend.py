@@ -26,13 +26,18 @@ from urllib.parse import parse_qs, urlsplit
 
 from conveyor.backends.base import (
     SCHEMA_VERSION,
+    ApiToken,
     Completion,
     FetchParams,
     HeldJob,
     InsertResult,
     JobFilter,
     JobInsert,
+    QueuePause,
     QueueStats,
+    Role,
+    Throughput,
+    TokenInsert,
     WorkerInfo,
 )
 from conveyor.backends.records import dumps, interleave, job_record_from_row
@@ -499,6 +504,61 @@ class SQLiteBackend:
             for queue, counts in sorted(by_queue.items())
         ]
 
+    def queue_pause(self, queue: str, by: str = "") -> bool:
+        with self._write() as conn:
+            row = conn.execute(
+                _Q["queue_pause"], {"queue": queue, "by": by, "now": self.clock.now()}
+            ).fetchone()
+        return row is not None
+
+    def queue_resume(self, queue: str) -> bool:
+        with self._write() as conn:
+            row = conn.execute(_Q["queue_resume"], {"queue": queue}).fetchone()
+        self._notify_local()
+        return row is not None
+
+    def queue_pause_list(self) -> list[QueuePause]:
+        return [
+            QueuePause(row["queue"], float(row["paused_at"]), row["paused_by"])
+            for row in self._read(_Q["queue_pause_list"], {})
+        ]
+
+    def job_throughput(self, since: float, bucket_seconds: float) -> list[Throughput]:
+        rows = self._read(_Q["job_throughput"], {"since": since, "bucket": bucket_seconds})
+        return [
+            Throughput(row["queue"], JobState(row["state"]), int(row["bucket"]), int(row["jobs"]))
+            for row in rows
+        ]
+
+    # -- API tokens ---------------------------------------------------------------
+    def token_insert(self, token: TokenInsert) -> int:
+        with self._write() as conn:
+            row = conn.execute(
+                _Q["token_insert"],
+                {"name": token.name, "token_hash": token.token_hash, "role": token.role,
+                 "tasks": dumps(list(token.tasks)), "queues": dumps(list(token.queues)),
+                 "now": self.clock.now()},
+            ).fetchone()
+        return int(row[0])
+
+    def token_list(self) -> list[ApiToken]:
+        return [_token(row) for row in self._read(_Q["token_list"], {})]
+
+    def token_by_hash(self, token_hash: str) -> ApiToken | None:
+        rows = self._read(_Q["token_by_hash"], {"token_hash": token_hash})
+        return _token(rows[0]) if rows else None
+
+    def token_revoke(self, token_id: int) -> bool:
+        with self._write() as conn:
+            row = conn.execute(
+                _Q["token_revoke"], {"id": token_id, "now": self.clock.now()}
+            ).fetchone()
+        return row is not None
+
+    def token_touch(self, token_id: int) -> None:
+        with self._write() as conn:
+            conn.execute(_Q["token_touch"], {"id": token_id, "now": self.clock.now()})
+
     # -- workers ----------------------------------------------------------------
     def worker_heartbeat(self, info: WorkerInfo) -> None:
         with self._write() as conn:
@@ -589,7 +649,21 @@ def _filter_params(filter: JobFilter) -> dict[str, Any]:
         "ids": dumps(list(filter.ids)) if filter.ids else None,
         "before_id": filter.before_id,
         "limit": filter.limit,
+        "created_after": filter.created_after,
+        "created_before": filter.created_before,
+        "error_text": filter.error_text or None,
     }
+
+
+def _token(row: sqlite3.Row) -> ApiToken:
+    role: Role = row["role"]
+    return ApiToken(
+        id=int(row["id"]), name=row["name"], token_hash=row["token_hash"], role=role,
+        tasks=_loads_list(row["tasks"]), queues=_loads_list(row["queues"]),
+        created_at=float(row["created_at"]),
+        last_used_at=None if row["last_used_at"] is None else float(row["last_used_at"]),
+        revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
+    )
 
 
 def _loads_list(text: str) -> list[str]:

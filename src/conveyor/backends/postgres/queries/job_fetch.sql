@@ -5,6 +5,7 @@
 -- picks then interleave round-robin: the first job of every queue comes before
 -- the second job of any queue, ties going to the queue listed first, so a
 -- backlog in one queue cannot starve another. pick_order is that order.
+-- A paused queue offers nothing (its jobs stay available for when it resumes).
 -- result as text: the record decoder expects JSON text for it (see job_get).
 WITH candidates AS MATERIALIZED (
     SELECT job.id, job.priority, job.run_at, wanted.rank AS queue_rank
@@ -13,6 +14,7 @@ WITH candidates AS MATERIALIZED (
         SELECT id, priority, run_at
         FROM conveyor_jobs
         WHERE state = 'available' AND queue = wanted.name
+          AND NOT EXISTS (SELECT 1 FROM conveyor_queue_pauses AS p WHERE p.queue = wanted.name)
         ORDER BY priority, run_at, id
         LIMIT %(limit)s::integer
         FOR UPDATE SKIP LOCKED

@@ -9,5 +9,9 @@ WHERE (%(states)s::text[] IS NULL OR state = ANY (%(states)s::text[]))
   AND (%(task)s::text IS NULL OR task = %(task)s::text)
   AND (%(ids)s::bigint[] IS NULL OR id = ANY (%(ids)s::bigint[]))
   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+  AND (%(created_after)s::float8 IS NULL OR created_at >= to_timestamp(%(created_after)s::float8))
+  AND (%(created_before)s::float8 IS NULL OR created_at < to_timestamp(%(created_before)s::float8))
+  AND (%(error_text)s::text IS NULL
+       OR strpos(lower(errors::text), lower(%(error_text)s::text)) > 0)
 ORDER BY id DESC
 LIMIT %(limit)s::integer

@@ -1,0 +1,1 @@
+DELETE FROM conveyor_queue_pauses WHERE queue = %(queue)s::text RETURNING queue
