@@ -5,6 +5,8 @@
     conveyor dlq list | retry | purge
     conveyor jobs show ID | list
     conveyor migrate [--dry-run]
+    conveyor web myapp.tasks:app [--host 127.0.0.1 --port 8000]
+    conveyor tokens create --role operator --name me | list | revoke ID
     conveyor demo
 
 The app is named by a positional `module:attr`, by `-A/--app`, or by
@@ -23,6 +25,7 @@ from conveyor.cli.jobs import jobs
 from conveyor.cli.logs import configure_logging
 from conveyor.cli.migrate import migrate
 from conveyor.cli.status import status
+from conveyor.cli.web import tokens, web
 from conveyor.cli.worker import worker
 
 
@@ -46,6 +49,8 @@ cli.add_command(status)
 cli.add_command(jobs)
 cli.add_command(dlq)
 cli.add_command(demo)
+cli.add_command(web)
+cli.add_command(tokens)
 
 
 def main() -> None:

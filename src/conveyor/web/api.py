@@ -1,0 +1,491 @@
+"""The HTTP API's operations (under /api/v1): handlers and their declared schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conveyor.backends.base import JobFilter, JobInsert
+from conveyor.task import Task
+from conveyor.types import JobState
+from conveyor.web.arguments import check_arguments
+from conveyor.web.auth import Permission, create_token
+from conveyor.web.problems import Problem
+from conveyor.web.routing import (
+    Call,
+    Endpoint,
+    Param,
+    Reply,
+    decode_cursor,
+    encode_cursor,
+)
+from conveyor.web.schema import nullable, obj, parse_datetime
+from conveyor.web.views import dead_groups, group_job_ids, job_json, queue_views, worker_json
+
+BULK_MAX = 1000
+LIST_MAX = 500
+
+# -- schemas ---------------------------------------------------------------------------
+TEXT = {"type": "string", "minLength": 1, "maxLength": 255}
+TIME = {"type": "string", "format": "date-time"}
+STATES = [str(s) for s in JobState]
+JOB_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+
+OPTIONS = obj({
+    "queue": {**TEXT, "description": "Queue name (default: the task's, then the app's)."},
+    "priority": {"type": "integer", "minimum": 0, "maximum": 9,
+                 "description": "0 is the most urgent."},
+    "delay": {"type": "number", "minimum": 0, "maximum": 10 * 365 * 86400,
+              "description": "Seconds to wait before the job may run."},
+    "run_at": {**TIME, "description": "Earliest start (instead of delay)."},
+    "idempotency_key": {**TEXT, "description": "A repeat with the same key returns the same "
+                        "job (200) instead of a new one (201)."},
+    "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "timeout": {"type": "number", "minimum": 0.001, "maximum": 7 * 86400,
+                "description": "Seconds per attempt."},
+    "group": TEXT,
+    "tags": {"type": "array", "items": TEXT, "maxItems": 50},
+}, description="The options of `task.using(...)`.")
+
+ENQUEUE = obj({
+    "task": {**TEXT, "description": "The registered task name."},
+    "args": {"type": "array", "maxItems": 1000, "description": "Positional arguments (JSON)."},
+    "kwargs": {"type": "object", "description": "Keyword arguments (JSON)."},
+    "options": OPTIONS,
+}, required=("task",))
+
+BULK = obj({
+    "jobs": {"type": "array", "items": ENQUEUE, "minItems": 1, "maxItems": BULK_MAX},
+}, required=("jobs",))
+
+ERROR_ENTRY = obj({
+    "attempt": {"type": "integer"}, "type": {"type": "string"}, "message": {"type": "string"},
+    "traceback": {"type": "string"}, "worker": {"type": "string"}, "at": TIME,
+})
+
+JOB = obj({
+    "id": {"type": "integer"},
+    "task": {"type": "string"},
+    "queue": {"type": "string"},
+    "state": {"type": "string", "enum": STATES},
+    "args": {"type": "array"},
+    "kwargs": {"type": "object"},
+    "priority": {"type": "integer"},
+    "attempt": {"type": "integer"},
+    "max_attempts": {"type": "integer"},
+    "run_at": TIME,
+    "created_at": TIME,
+    "started_at": nullable(TIME),
+    "finished_at": nullable(TIME),
+    "idempotency_key": {"type": ["string", "null"]},
+    "group": {"type": ["string", "null"]},
+    "timeout": {"type": ["number", "null"]},
+    "tags": {"type": "array", "items": {"type": "string"}},
+    "result": {},
+    "errors": {"type": "array", "items": ERROR_ENTRY},
+}, required=("id", "task", "queue", "state"))
+
+JOB_LIST = obj({
+    "jobs": {"type": "array", "items": JOB},
+    "next_cursor": {"type": ["string", "null"],
+                    "description": "Pass as ?cursor= for the next page; null on the last."},
+}, required=("jobs", "next_cursor"))
+
+BULK_RESULT = obj({
+    "jobs": {"type": "array", "items": obj({
+        "created": {"type": "boolean"}, "job": JOB,
+    }, required=("created", "job"))},
+}, required=("jobs",))
+
+DLQ_FILTER = obj({
+    "task": TEXT,
+    "queue": TEXT,
+    "ids": {"type": "array", "items": JOB_ID, "minItems": 1, "maxItems": BULK_MAX},
+    "fingerprint": {"type": "string", "minLength": 16, "maxLength": 16,
+                    "description": "A group's fingerprint from GET /dlq."},
+    "all": {"type": "boolean", "description": "Required (true) when no other filter is given."},
+}, description="Which dead jobs: every given filter must match.")
+
+DEAD_GROUP = obj({
+    "fingerprint": {"type": "string"}, "error_type": {"type": "string"},
+    "message": {"type": "string"}, "example": {"type": "string"},
+    "tasks": {"type": "array", "items": {"type": "string"}},
+    "queues": {"type": "array", "items": {"type": "string"}},
+    "count": {"type": "integer"},
+    "job_ids": {"type": "array", "items": {"type": "integer"}},
+    "newest_finished_at": nullable(TIME),
+})
+
+QUEUE = obj({
+    "name": {"type": "string"},
+    "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+    "oldest_waiting_seconds": {"type": ["number", "null"]},
+    "paused": {"type": "boolean"},
+    "paused_at": nullable(TIME),
+    "workers": {"type": "integer"},
+    "finished_last_hour": obj({"succeeded": {"type": "integer"}, "dead": {"type": "integer"}}),
+})
+
+WORKER = obj({
+    "id": {"type": "string"}, "hostname": {"type": "string"}, "pid": {"type": "integer"},
+    "queues": {"type": "array", "items": {"type": "string"}},
+    "concurrency": {"type": "integer"}, "running": {"type": "integer"},
+    "started_at": TIME, "last_heartbeat_at": TIME,
+    "seconds_since_heartbeat": {"type": "number"},
+})
+
+TOKEN = obj({
+    "id": {"type": "integer"}, "name": {"type": "string"},
+    "role": {"type": "string", "enum": ["viewer", "enqueuer", "operator", "admin"]},
+    "tasks": {"type": "array", "items": {"type": "string"}},
+    "queues": {"type": "array", "items": {"type": "string"}},
+    "created_at": TIME, "last_used_at": nullable(TIME), "revoked_at": nullable(TIME),
+    "token": {"type": "string", "description": "Only in the answer to its creation."},
+})
+
+TOKEN_CREATE = obj({
+    "name": TEXT,
+    "role": {"type": "string", "enum": ["viewer", "enqueuer", "operator", "admin"]},
+    "tasks": {"type": "array", "items": TEXT, "maxItems": 100},
+    "queues": {"type": "array", "items": TEXT, "maxItems": 100},
+}, required=("name", "role"))
+
+QUEUE_STATE = obj({
+    "queue": {"type": "string"}, "paused": {"type": "boolean"}, "changed": {"type": "boolean"},
+})
+
+
+JOB_ID_PARAM = Param("job_id", "path", JOB_ID, "The job's id.")
+QUEUE_PARAM = Param("queue", "path", TEXT, "The queue's name.")
+IDEMPOTENCY_HEADER = Param(
+    "Idempotency-Key", "header", TEXT,
+    "Same as options.idempotency_key: a repeat returns the first job with 200.",
+)
+
+
+# -- enqueue ---------------------------------------------------------------------------
+def _insert_for(call: Call, item: dict[str, Any], pointer: str) -> JobInsert:
+    conveyor = call.state.conveyor
+    task: Task[Any, Any] = conveyor.get_task(item["task"])
+    args = item.get("args", [])
+    kwargs = item.get("kwargs", {})
+    check_arguments(task, args, kwargs, pointer)
+    options = dict(item.get("options", {}))
+    if "run_at" in options:
+        if "delay" in options:
+            raise Problem("invalid-option", "give options.delay or options.run_at, not both",
+                          pointer=f"{pointer}/options")
+        options["run_at"] = parse_datetime(options["run_at"])
+    queue = options.get("queue") or task.options.queue or conveyor.default_queue
+    refusal = call.principal.may_enqueue(task.name, queue)
+    if refusal:
+        raise Problem("forbidden", refusal)
+    return task.using(**options)._insert(args, kwargs)
+
+
+def _header_key(call: Call) -> str | None:
+    key = call.headers.get("idempotency-key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not (1 <= len(key) <= 255):
+        raise Problem("validation-error", "Idempotency-Key must be 1 to 255 characters",
+                      errors=[{"pointer": "Idempotency-Key", "message": "1 to 255 characters"}])
+    return key
+
+
+def enqueue(call: Call) -> Reply:
+    item = dict(call.body)
+    key = _header_key(call)
+    if key is not None:
+        options = dict(item.get("options", {}))
+        given = options.get("idempotency_key")
+        if given is not None and given != key:
+            raise Problem("invalid-option", "the Idempotency-Key header and "
+                          "options.idempotency_key differ: give one of them")
+        options["idempotency_key"] = key
+        item["options"] = options
+    insert = _insert_for(call, item, "")
+    result = call.state.conveyor.backend.job_insert_many([insert])[0]
+    record = call.state.conveyor.backend.job_get(result.id)
+    if record is None:  # pruned between the insert and the read: still report the id
+        raise Problem("conflict", f"job {result.id} was enqueued but is already gone")
+    return Reply(
+        201 if result.created else 200, job_json(record),
+        {"Location": f"{call.root_path}/api/v1/jobs/{result.id}"},
+    )
+
+
+def enqueue_bulk(call: Call) -> Reply:
+    if _header_key(call) is not None:
+        raise Problem("invalid-option", "Idempotency-Key applies to one job: give each job "
+                      "its own options.idempotency_key in a bulk enqueue")
+    inserts = [
+        _insert_for(call, item, f"/jobs/{i}") for i, item in enumerate(call.body["jobs"])
+    ]
+    backend = call.state.conveyor.backend
+    results = backend.job_insert_many(inserts)
+    ids = [r.id for r in results]
+    records = {r.id: r for r in backend.job_list(JobFilter(ids=ids, limit=len(ids)))}
+    jobs = [
+        {"created": r.created, "job": job_json(records[r.id])}
+        for r in results if r.id in records
+    ]
+    return Reply(201 if any(r.created for r in results) else 200, {"jobs": jobs})
+
+
+# -- reading jobs ----------------------------------------------------------------------
+def _time_param(call: Call, name: str) -> float | None:
+    text = call.query.get(name)
+    if text is None:
+        return None
+    value = parse_datetime(text)
+    assert value is not None  # the schema checked the format
+    return value.timestamp()
+
+
+def list_jobs(call: Call) -> Reply:
+    q = call.query
+    limit = q.get("limit", 50)
+    states = [JobState(s) for s in q.get("state", [])]
+    before = decode_cursor(q["cursor"]) if "cursor" in q else None
+    records = call.state.conveyor.backend.job_list(JobFilter(
+        states=states, queue=q.get("queue"), task=q.get("task"), limit=limit + 1,
+        before_id=before, created_after=_time_param(call, "created_after"),
+        created_before=_time_param(call, "created_before"), error_text=q.get("error"),
+    ))
+    page = records[:limit]
+    more = len(records) > limit
+    return Reply(200, {
+        "jobs": [job_json(r) for r in page],
+        "next_cursor": encode_cursor(page[-1].id) if more and page else None,
+    })
+
+
+def _job_or_404(call: Call) -> Any:
+    record = call.state.conveyor.backend.job_get(call.path["job_id"])
+    if record is None:
+        raise Problem("not-found", f"no job {call.path['job_id']} (never enqueued, or pruned)")
+    return record
+
+
+def get_job(call: Call) -> Reply:
+    return Reply(200, job_json(_job_or_404(call)))
+
+
+def cancel_job(call: Call) -> Reply:
+    record = _job_or_404(call)
+    if not call.state.conveyor.backend.job_cancel(record.id):
+        current = call.state.conveyor.backend.job_get(record.id)
+        state = current.state if current else record.state
+        raise Problem("conflict", f"job {record.id} is {state}: only scheduled or available "
+                      "jobs can be cancelled", state=str(state))
+    return Reply(200, job_json(_job_or_404(call)))
+
+
+def retry_job(call: Call) -> Reply:
+    record = _job_or_404(call)
+    if not call.state.conveyor.backend.job_retry(JobFilter(ids=[record.id], limit=1)):
+        current = call.state.conveyor.backend.job_get(record.id)
+        state = current.state if current else record.state
+        raise Problem("conflict", f"job {record.id} is {state}: only dead jobs can be retried",
+                      state=str(state))
+    return Reply(200, job_json(_job_or_404(call)))
+
+
+# -- dead-letter queue ------------------------------------------------------------------
+def list_dead(call: Call) -> Reply:
+    groups, truncated = dead_groups(
+        call.state.conveyor.backend, task=call.query.get("task"), queue=call.query.get("queue")
+    )
+    return Reply(200, {
+        "groups": [g.to_json() for g in groups],
+        "total": sum(len(g.job_ids) for g in groups),
+        "truncated": truncated,
+    })
+
+
+def _dead_filter(call: Call) -> JobFilter | None:
+    body = call.body
+    filters = [k for k in ("task", "queue", "ids", "fingerprint") if k in body]
+    if not filters and body.get("all") is not True:
+        raise Problem("validation-error", "name the dead jobs (task, queue, ids, fingerprint) "
+                      'or send "all": true to act on every dead job', errors=[])
+    ids = list(body.get("ids", []))
+    if "fingerprint" in body:
+        in_group = group_job_ids(call.state.conveyor.backend, body["fingerprint"],
+                                 task=body.get("task"), queue=body.get("queue"))
+        ids = [i for i in ids if i in set(in_group)] if ids else in_group
+        if not ids:
+            return None
+    return JobFilter(states=[JobState.DEAD], task=body.get("task"), queue=body.get("queue"),
+                     ids=ids, limit=2**31 - 1)
+
+
+def retry_dead(call: Call) -> Reply:
+    found = _dead_filter(call)
+    count = 0 if found is None else call.state.conveyor.backend.job_retry(found)
+    return Reply(200, {"retried": count})
+
+
+def purge_dead(call: Call) -> Reply:
+    found = _dead_filter(call)
+    count = 0 if found is None else call.state.conveyor.backend.job_delete(found)
+    return Reply(200, {"purged": count})
+
+
+# -- queues and workers ------------------------------------------------------------------
+def list_queues(call: Call) -> Reply:
+    views = queue_views(call.state.conveyor.backend, call.state.conveyor.lease)
+    return Reply(200, {"queues": [v.to_json() for v in views]})
+
+
+def pause_queue(call: Call) -> Reply:
+    changed = call.state.conveyor.backend.queue_pause(
+        call.path["queue"], by=call.principal.name
+    )
+    return Reply(200, {"queue": call.path["queue"], "paused": True, "changed": changed})
+
+
+def resume_queue(call: Call) -> Reply:
+    changed = call.state.conveyor.backend.queue_resume(call.path["queue"])
+    return Reply(200, {"queue": call.path["queue"], "paused": False, "changed": changed})
+
+
+def list_workers(call: Call) -> Reply:
+    from conveyor.web.views import alive_window
+
+    backend = call.state.conveyor.backend
+    now = backend.now()
+    workers = backend.worker_list(alive_window(call.state.conveyor.lease))
+    return Reply(200, {"workers": [worker_json(w, now) for w in workers]})
+
+
+# -- tokens -------------------------------------------------------------------------------
+def _token_json(token: Any) -> dict[str, Any]:
+    from conveyor.web.views import iso
+
+    return {
+        "id": token.id, "name": token.name, "role": token.role,
+        "tasks": list(token.tasks), "queues": list(token.queues),
+        "created_at": iso(token.created_at), "last_used_at": iso(token.last_used_at),
+        "revoked_at": iso(token.revoked_at),
+    }
+
+
+def list_tokens(call: Call) -> Reply:
+    tokens = call.state.conveyor.backend.token_list()
+    return Reply(200, {"tokens": [_token_json(t) for t in tokens]})
+
+
+def create_token_op(call: Call) -> Reply:
+    from conveyor.errors import ConfigurationError
+
+    body = call.body
+    try:
+        token, token_id = create_token(
+            call.state.conveyor.backend, name=body["name"], role=body["role"],
+            tasks=body.get("tasks", []), queues=body.get("queues", []),
+        )
+    except ConfigurationError as exc:
+        raise Problem("invalid-option", str(exc)) from None
+    stored = next(t for t in call.state.conveyor.backend.token_list() if t.id == token_id)
+    return Reply(201, {**_token_json(stored), "token": token})
+
+
+def revoke_token(call: Call) -> Reply:
+    if not call.state.conveyor.backend.token_revoke(call.path["token_id"]):
+        raise Problem("not-found", f"no live token {call.path['token_id']}")
+    return Reply(204)
+
+
+def health(call: Call) -> Reply:
+    call.state.conveyor.backend.schema_check()
+    return Reply(200, {"status": "ok"})
+
+
+# -- the table ------------------------------------------------------------------------------
+OK_JOB = {200: ("The job.", JOB)}
+
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("GET", "/health", "health", "Is the job database reachable and current?",
+             None, health, {200: ("Healthy.", obj({"status": {"type": "string"}}))},
+             tag="meta"),
+    Endpoint("POST", "/jobs", "enqueue", "Enqueue a job", Permission.ENQUEUE, enqueue,
+             {201: ("Enqueued: a new job.", JOB),
+              200: ("An idempotent repeat: the job the key already named.", JOB)},
+             params=(IDEMPOTENCY_HEADER,), body=ENQUEUE,
+             problems=("unknown-task", "invalid-arguments", "invalid-option", "conflict"),
+             description="Arguments are checked against the task's signature; a wrong one "
+                         "is a 422 whose `argument` member names it."),
+    Endpoint("POST", "/jobs/bulk", "enqueue_bulk", "Enqueue many jobs in one transaction",
+             Permission.ENQUEUE, enqueue_bulk,
+             {201: ("Enqueued (some or all new).", BULK_RESULT),
+              200: ("Every job was an idempotent repeat.", BULK_RESULT)},
+             params=(IDEMPOTENCY_HEADER,), body=BULK,
+             problems=("unknown-task", "invalid-arguments", "invalid-option"),
+             description="All or nothing: one invalid job and none is enqueued."),
+    Endpoint("GET", "/jobs", "list_jobs", "List jobs, newest first", Permission.READ,
+             list_jobs, {200: ("A page of jobs.", JOB_LIST)},
+             params=(
+                 Param("state", "query", {"type": "array", "items": {"type": "string",
+                       "enum": STATES}, "maxItems": 6}, "Repeat for several states."),
+                 Param("queue", "query", TEXT, "Only this queue."),
+                 Param("task", "query", TEXT, "Only this task."),
+                 Param("created_after", "query", TIME, "Created at or after."),
+                 Param("created_before", "query", TIME, "Created before."),
+                 Param("error", "query", {"type": "string", "minLength": 1, "maxLength": 200},
+                       "Text in the error history (any case)."),
+                 Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": LIST_MAX},
+                       "Page size (default 50)."),
+                 Param("cursor", "query", {"type": "string", "maxLength": 64},
+                       "next_cursor of the previous page."),
+             ), problems=("invalid-cursor",)),
+    Endpoint("GET", "/jobs/{job_id}", "get_job", "Get a job with its error history",
+             Permission.READ, get_job, OK_JOB, params=(JOB_ID_PARAM,)),
+    Endpoint("POST", "/jobs/{job_id}/cancel", "cancel_job", "Cancel a job that has not started",
+             Permission.OPERATE, cancel_job, OK_JOB, params=(JOB_ID_PARAM,),
+             problems=("conflict",)),
+    Endpoint("POST", "/jobs/{job_id}/retry", "retry_job", "Run a dead job again",
+             Permission.OPERATE, retry_job, OK_JOB, params=(JOB_ID_PARAM,),
+             problems=("conflict",)),
+    Endpoint("GET", "/dlq", "list_dead", "Dead jobs grouped by error type and message",
+             Permission.READ, list_dead,
+             {200: ("Groups, biggest first.", obj({
+                 "groups": {"type": "array", "items": DEAD_GROUP},
+                 "total": {"type": "integer"}, "truncated": {"type": "boolean"},
+             }))},
+             params=(Param("task", "query", TEXT, "Only this task."),
+                     Param("queue", "query", TEXT, "Only this queue.")), tag="dlq"),
+    Endpoint("POST", "/dlq/retry", "retry_dead", "Retry the dead jobs matching a filter",
+             Permission.OPERATE, retry_dead,
+             {200: ("How many were retried.", obj({"retried": {"type": "integer"}}))},
+             body=DLQ_FILTER, tag="dlq"),
+    Endpoint("POST", "/dlq/purge", "purge_dead", "Delete the dead jobs matching a filter",
+             Permission.OPERATE, purge_dead,
+             {200: ("How many were deleted.", obj({"purged": {"type": "integer"}}))},
+             body=DLQ_FILTER, tag="dlq"),
+    Endpoint("GET", "/queues", "list_queues", "Queues: counts by state, oldest waiting, "
+             "throughput, workers, paused", Permission.READ, list_queues,
+             {200: ("Every known queue.", obj({"queues": {"type": "array", "items": QUEUE}}))},
+             tag="queues"),
+    Endpoint("POST", "/queues/{queue}/pause", "pause_queue", "Pause a queue (workers fetch "
+             "none of its jobs; running ones finish)", Permission.OPERATE, pause_queue,
+             {200: ("Paused.", QUEUE_STATE)}, params=(QUEUE_PARAM,), tag="queues"),
+    Endpoint("POST", "/queues/{queue}/resume", "resume_queue", "Resume a paused queue",
+             Permission.OPERATE, resume_queue, {200: ("Resumed.", QUEUE_STATE)},
+             params=(QUEUE_PARAM,), tag="queues"),
+    Endpoint("GET", "/workers", "list_workers", "Workers alive, with their last heartbeat",
+             Permission.READ, list_workers,
+             {200: ("Workers.", obj({"workers": {"type": "array", "items": WORKER}}))},
+             tag="workers"),
+    Endpoint("GET", "/tokens", "list_tokens", "API tokens (never the tokens themselves)",
+             Permission.ADMIN, list_tokens,
+             {200: ("Tokens.", obj({"tokens": {"type": "array", "items": TOKEN}}))},
+             tag="tokens"),
+    Endpoint("POST", "/tokens", "create_token", "Create a token (shown once, in this answer)",
+             Permission.ADMIN, create_token_op, {201: ("Created.", TOKEN)},
+             body=TOKEN_CREATE, problems=("invalid-option",), tag="tokens"),
+    Endpoint("DELETE", "/tokens/{token_id}", "revoke_token", "Revoke a token at once",
+             Permission.ADMIN, revoke_token, {204: ("Revoked.", None)},
+             params=(Param("token_id", "path", JOB_ID, "The token's id."),), tag="tokens"),
+]

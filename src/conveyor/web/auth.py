@@ -1,0 +1,187 @@
+"""API tokens, roles and the per-token rate limit.
+
+A token is `cvy_` followed by 43 characters of URL-safe base64 (256 random
+bits). Only its SHA-256 is stored: a stolen database does not hand out
+working tokens, and since tokens are random (not passwords) a slow hash adds
+nothing. Lookup is by hash, and the stored hash is compared again in constant
+time before the token is trusted.
+
+Roles, each including the rights of the ones before it except `enqueuer`:
+
+| role       | may                                                             |
+|------------|-----------------------------------------------------------------|
+| `viewer`   | read jobs, queues, workers, the dead-letter queue               |
+| `enqueuer` | enqueue only, optionally limited to listed tasks and/or queues |
+| `operator` | read, enqueue, retry, cancel, purge, pause and resume queues    |
+| `admin`    | all of the above, and manage tokens                             |
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from conveyor.backends.base import ROLES, ApiToken, Backend, Role, TokenInsert
+from conveyor.errors import ConfigurationError
+
+TOKEN_PREFIX = "cvy_"  # noqa: S105 - a marker, not a secret
+_TOKEN_LENGTH = len(TOKEN_PREFIX) + 43
+
+
+class Permission(StrEnum):
+    READ = "read"
+    ENQUEUE = "enqueue"
+    OPERATE = "operate"
+    ADMIN = "admin"
+
+
+GRANTS: dict[Role, frozenset[Permission]] = {
+    "viewer": frozenset({Permission.READ}),
+    "enqueuer": frozenset({Permission.ENQUEUE}),
+    "operator": frozenset({Permission.READ, Permission.ENQUEUE, Permission.OPERATE}),
+    "admin": frozenset(Permission),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a token, or everyone when authentication is off (loopback only)."""
+
+    name: str
+    role: Role
+    token_id: int | None = None
+    tasks: Sequence[str] = ()
+    queues: Sequence[str] = ()
+
+    def may(self, permission: Permission) -> bool:
+        return permission in GRANTS[self.role]
+
+    def may_enqueue(self, task: str, queue: str) -> str | None:
+        """None if allowed, else why not."""
+        if not self.may(Permission.ENQUEUE):
+            return f"role {self.role} may not enqueue"
+        if self.tasks and task not in self.tasks:
+            return f"this token may only enqueue the tasks {', '.join(self.tasks)}"
+        if self.queues and queue not in self.queues:
+            return f"this token may only enqueue into the queues {', '.join(self.queues)}"
+        return None
+
+
+ANONYMOUS = Principal(name="anyone (authentication is off)", role="admin")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def looks_like_token(token: str) -> bool:
+    return len(token) == _TOKEN_LENGTH and token.startswith(TOKEN_PREFIX) and token.isascii()
+
+
+def create_token(
+    backend: Backend,
+    *,
+    name: str,
+    role: str,
+    tasks: Sequence[str] = (),
+    queues: Sequence[str] = (),
+) -> tuple[str, int]:
+    """Store a new token and return (the token, its id). The token is not kept anywhere."""
+    if role not in ROLES:
+        raise ConfigurationError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    if (tasks or queues) and role != "enqueuer":
+        raise ConfigurationError(
+            "only an enqueuer token can be limited to tasks or queues; other roles act on all"
+        )
+    name = name.strip()
+    if not name or len(name) > 255:
+        raise ConfigurationError("give the token a name of 1 to 255 characters (e.g. billing-svc)")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token_id = backend.token_insert(TokenInsert(
+        name=name, token_hash=hash_token(token), role=role,
+        tasks=list(tasks), queues=list(queues),
+    ))
+    return token, token_id
+
+
+class TokenCheck:
+    """Turns a presented token into a `Principal`, recording use at most once a minute."""
+
+    TOUCH_EVERY = 60.0
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._touched: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def principal(self, token: str) -> Principal | None:
+        if not looks_like_token(token):
+            return None
+        digest = hash_token(token)
+        found: ApiToken | None = self.backend.token_by_hash(digest)
+        if found is None or not hmac.compare_digest(found.token_hash, digest):
+            return None
+        if found.revoked_at is not None:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            due = now - self._touched.get(found.id, -math.inf) >= self.TOUCH_EVERY
+            if due:
+                self._touched[found.id] = now
+        if due:
+            self.backend.token_touch(found.id)
+        return Principal(
+            name=found.name, role=found.role, token_id=found.id,
+            tasks=tuple(found.tasks), queues=tuple(found.queues),
+        )
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+@dataclass
+class RateLimiter:
+    """A token bucket per caller: `rate` requests a second on average, bursts of `burst`.
+
+    Kept in this process's memory: with several web processes each applies the
+    limit on its own (the effective limit is the sum).
+    """
+
+    rate: float
+    burst: int
+    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if not (self.rate > 0 and self.burst >= 1):
+            raise ConfigurationError(
+                f"the rate limit needs rate > 0 and burst >= 1, got {self.rate}/{self.burst}"
+            )
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """Spend one request: 0.0 if allowed, else the seconds until one is allowed."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                if len(self._buckets) > 100_000:  # forget idle callers rather than grow forever
+                    self._buckets.clear()
+                bucket = self._buckets[key] = _Bucket(float(self.burst), now)
+            bucket.tokens = min(
+                float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate
+            )
+            bucket.updated = now
+            if bucket.tokens >= 1.0:
+                bucket.tokens -= 1.0
+                return 0.0
+            return (1.0 - bucket.tokens) / self.rate

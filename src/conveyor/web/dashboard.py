@@ -1,0 +1,473 @@
+"""The dashboard: server-rendered pages, no script at all, our own small stylesheet.
+
+Reading needs the `read` permission, every action (`retry`, `cancel`, `purge`,
+`pause`) needs `operate`. With authentication on, the browser signs in with
+an API token once; the token travels back in an HttpOnly, SameSite=Strict
+cookie. Every form that changes something carries an anti-forgery token that
+must match a second cookie (double submit), and a cross-site Origin is
+refused. Bulk actions go through a confirmation page that says how many jobs
+they will touch.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from conveyor.backends.base import JobFilter
+from conveyor.types import JobState
+from conveyor.web.auth import ANONYMOUS, Permission, Principal
+from conveyor.web.problems import Problem
+from conveyor.web.routing import decode_cursor, encode_cursor, read_body
+from conveyor.web.schema import parse_datetime
+from conveyor.web.views import (
+    alive_window,
+    dead_groups,
+    group_job_ids,
+    job_json,
+    last_error_of,
+    queue_views,
+    sparkline,
+    worker_json,
+)
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+TOKEN_COOKIE = "conveyor_token"  # noqa: S105 - a cookie name
+CSRF_COOKIE = "conveyor_csrf"
+SESSION_SECONDS = 12 * 3600
+PAGE = 50
+FORM_LIMIT = 16_384
+PAST = {"retry": "retried", "cancel": "cancelled"}
+
+_env = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes:02d}m"
+    return f"{hours // 24}d {hours % 24}h"
+
+
+def _short_time(value: str | None) -> str:
+    if not value:
+        return "-"
+    return value.replace("T", " ").replace("Z", "")[:19]
+
+
+_env.filters["duration"] = _duration
+_env.filters["short_time"] = _short_time
+
+
+class Unauthenticated(Exception):
+    """The browser must sign in first."""
+
+
+# -- request helpers ---------------------------------------------------------------------
+def _state(request: Request) -> Any:
+    return request.app.state.conveyor_web
+
+
+def _root(request: Request) -> str:
+    return str(request.scope.get("root_path", ""))
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+async def _principal(request: Request, permission: Permission) -> Principal:
+    state = _state(request)
+    if not state.settings.auth:
+        return ANONYMOUS
+    principal: Principal | None = await state.principal_for_token(
+        request.cookies.get(TOKEN_COOKIE)
+    )
+    if principal is None:
+        raise Unauthenticated
+    state.limit(f"token:{principal.token_id}")
+    if not principal.may(permission):
+        raise Problem("forbidden", f"a {principal.role} token may not do this "
+                      f"(needs the {permission.value} permission)")
+    return principal
+
+
+def _csrf_token(request: Request) -> tuple[str, bool]:
+    """The browser's anti-forgery token, and whether it must be set as a cookie now."""
+    existing = request.cookies.get(CSRF_COOKIE, "")
+    if len(existing) == 43 and existing.replace("-", "").replace("_", "").isalnum():
+        return existing, False
+    return secrets.token_urlsafe(32), True
+
+
+def _set_cookie(response: Response, request: Request, name: str, value: str,
+                max_age: int | None) -> None:
+    response.set_cookie(
+        name, value, max_age=max_age, path=_root(request) or "/", httponly=True,
+        samesite="strict", secure=_secure(request),
+    )
+
+
+def _render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    token, fresh = _csrf_token(request)
+    state = _state(request)
+    html = _env.get_template(template).render(
+        root=_root(request), csrf=token, auth=state.settings.auth,
+        principal=context.pop("principal", None), request_path=request.url.path,
+        query=dict(request.query_params), **context,
+    )
+    response = HTMLResponse(html, status_code=status)
+    if fresh:
+        _set_cookie(response, request, CSRF_COOKIE, token, None)
+    return response
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A url-encoded form whose anti-forgery token matches the cookie, from our own origin."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin != "null":
+        expected = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        if origin != expected:
+            raise Problem("csrf-failed", f"a form from {origin} may not act on this dashboard")
+    elif origin == "null":
+        raise Problem("csrf-failed", "a form from an opaque origin may not act here")
+    raw = await read_body(request, FORM_LIMIT)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Problem("malformed-request", "the form is not UTF-8") from None
+    fields = {k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()}
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    sent = fields.get("csrf", "")
+    if not cookie or not hmac.compare_digest(cookie.encode(), sent.encode()):
+        raise Problem("csrf-failed", "reload the page and try again (the form's anti-forgery "
+                      "token did not match)")
+    return fields
+
+
+def _redirect(request: Request, path: str, **params: str) -> Response:
+    target = _root(request) + path
+    if params:
+        target += "?" + urlencode(params)
+    return RedirectResponse(target, status_code=303)
+
+
+PageHandler = Callable[[Request, Principal], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def page(permission: Permission) -> Callable[[PageHandler], Endpoint]:
+    """Wrap a page handler: authentication, problems as HTML pages."""
+
+    def wrap(handler: PageHandler) -> Endpoint:
+        async def route(request: Request) -> Response:
+            try:
+                principal = await _principal(request, permission)
+                return await handler(request, principal)
+            except Unauthenticated:
+                if request.method == "GET":
+                    return _redirect(request, "/login", next=request.url.path)
+                return _redirect(request, "/login")
+            except Problem as problem:
+                response = _render(request, "error.html", status=problem.status,
+                                   title=problem.title, detail=problem.detail)
+                for name, value in problem.headers.items():
+                    response.headers[name] = value
+                return response
+
+        route.__name__ = handler.__name__
+        return route
+
+    return wrap
+
+
+async def error_page(request: Request, status: int) -> Response:
+    title = "Not found" if status == 404 else "Method not allowed" if status == 405 else "Error"
+    return _render(request, "error.html", status=status, title=title,
+                   detail="There is nothing here.")
+
+
+# -- sign in -------------------------------------------------------------------------------
+def _safe_next(request: Request, value: str | None) -> str:
+    """Only a path on this dashboard (no scheme, no host) is followed after sign-in."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return _root(request) + "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return _root(request) + "/"
+    return value
+
+
+async def login(request: Request) -> Response:
+    state = _state(request)
+    if request.method == "GET":
+        return _render(request, "login.html", next=request.query_params.get("next", ""),
+                       failed=False)
+    try:
+        fields = await _form(request)
+    except Problem as problem:
+        return _render(request, "error.html", status=problem.status, title=problem.title,
+                       detail=problem.detail)
+    state.limit(state.client_key(request))
+    token = fields.get("token", "").strip()
+    principal = await state.principal_for_token(token)
+    if principal is None or not principal.may(Permission.READ):
+        return _render(request, "login.html", status=401, next=fields.get("next", ""),
+                       failed=True)
+    response = RedirectResponse(_safe_next(request, fields.get("next")), status_code=303)
+    _set_cookie(response, request, TOKEN_COOKIE, token, SESSION_SECONDS)
+    return response
+
+
+async def logout(request: Request) -> Response:
+    await _form(request)
+    response = _redirect(request, "/login")
+    response.delete_cookie(TOKEN_COOKIE, path=_root(request) or "/")
+    return response
+
+
+# -- pages -----------------------------------------------------------------------------------
+@page(Permission.READ)
+async def overview(request: Request, principal: Principal) -> Response:
+    state = _state(request)
+    backend = state.conveyor.backend
+
+    def read() -> dict[str, Any]:
+        views = queue_views(backend, state.conveyor.lease)
+        workers = backend.worker_list(alive_window(state.conveyor.lease))
+        dead = sum(v.counts.get("dead", 0) for v in views)
+        return {"queues": [(v, sparkline(v.throughput)) for v in views],
+                "workers_alive": len(workers), "dead_total": dead}
+
+    data = await run_in_threadpool(read)
+    return _render(request, "overview.html", principal=principal, nav="overview",
+                   states=[str(s) for s in JobState], **data)
+
+
+def _jobs_filter(request: Request) -> tuple[JobFilter, dict[str, str], list[str]]:
+    q = request.query_params
+    problems: list[str] = []
+    kept: dict[str, str] = {}
+    states: list[JobState] = []
+    for value in q.getlist("state"):
+        if value in set(JobState):
+            states.append(JobState(value))
+            kept.setdefault("state", value)
+        elif value:
+            problems.append(f"unknown state {value!r}")
+
+    def text(name: str) -> str | None:
+        value = q.get(name, "").strip()
+        if not value:
+            return None
+        if len(value) > 255 or "\x00" in value:
+            problems.append(f"{name} is too long or holds NUL")
+            return None
+        kept[name] = value
+        return value
+
+    def when(name: str) -> float | None:
+        value = q.get(name, "").strip()
+        if not value:
+            return None
+        parsed = parse_datetime(value) or parse_datetime(value + "Z")
+        if parsed is None:
+            problems.append(f"{name} is not a date and time (e.g. 2030-01-02T03:04)")
+            return None
+        kept[name] = value
+        return parsed.timestamp()
+
+    before = None
+    if q.get("cursor"):
+        try:
+            before = decode_cursor(q["cursor"])
+        except Problem:
+            problems.append("the page cursor is not valid; showing the first page")
+    found = JobFilter(
+        states=states, queue=text("queue"), task=text("task"), error_text=text("error"),
+        created_after=when("created_after"), created_before=when("created_before"),
+        before_id=before, limit=PAGE + 1,
+    )
+    return found, kept, problems
+
+
+@page(Permission.READ)
+async def jobs(request: Request, principal: Principal) -> Response:
+    state = _state(request)
+    found, kept, problems = _jobs_filter(request)
+    records = await run_in_threadpool(state.conveyor.backend.job_list, found)
+    page_records = records[:PAGE]
+    next_query = None
+    if len(records) > PAGE and page_records:
+        next_query = urlencode({**kept, "cursor": encode_cursor(page_records[-1].id)})
+    rows = [
+        {"job": job_json(r), "last_error": last_error_of(r) if r.errors else None}
+        for r in page_records
+    ]
+    return _render(request, "jobs.html", principal=principal, nav="jobs", rows=rows,
+                   filters=kept, problems=problems, next_query=next_query,
+                   states=[str(s) for s in JobState])
+
+
+def _job_id(request: Request) -> int:
+    raw = request.path_params["job_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise Problem("not-found", f"no job {raw!r}")
+    return int(raw)
+
+
+@page(Permission.READ)
+async def job_detail(request: Request, principal: Principal) -> Response:
+    state = _state(request)
+    job_id = _job_id(request)
+    record = await run_in_threadpool(state.conveyor.backend.job_get, job_id)
+    if record is None:
+        raise Problem("not-found", f"no job {job_id} (never enqueued, or pruned)")
+    return _render(request, "job.html", principal=principal, nav="jobs", job=job_json(record),
+                   may_operate=principal.may(Permission.OPERATE),
+                   done=request.query_params.get("done"))
+
+
+@page(Permission.OPERATE)
+async def job_action(request: Request, principal: Principal) -> Response:
+    await _form(request)
+    state = _state(request)
+    job_id = _job_id(request)
+    action = request.path_params["action"]
+    backend = state.conveyor.backend
+    if action == "retry":
+        changed = await run_in_threadpool(
+            backend.job_retry, JobFilter(ids=[job_id], limit=1)
+        )
+    elif action == "cancel":
+        changed = await run_in_threadpool(backend.job_cancel, job_id)
+    else:
+        raise Problem("not-found", f"no action {action!r}")
+    if not changed:
+        raise Problem("conflict", f"job {job_id} cannot be {PAST[action]} in its current "
+                      "state (it changed meanwhile?)")
+    return _redirect(request, f"/jobs/{job_id}", done=PAST[action])
+
+
+@page(Permission.READ)
+async def dlq(request: Request, principal: Principal) -> Response:
+    state = _state(request)
+    groups, truncated = await run_in_threadpool(dead_groups, state.conveyor.backend)
+    return _render(request, "dlq.html", principal=principal, nav="dlq",
+                   groups=[g.to_json() for g in groups], truncated=truncated,
+                   may_operate=principal.may(Permission.OPERATE),
+                   done=request.query_params.get("done"))
+
+
+@page(Permission.OPERATE)
+async def dlq_confirm(request: Request, principal: Principal) -> Response:
+    action = request.query_params.get("action", "")
+    fingerprint = request.query_params.get("fingerprint", "")
+    if action not in ("retry", "purge"):
+        raise Problem("not-found", "choose retry or purge")
+    state = _state(request)
+    groups, _ = await run_in_threadpool(dead_groups, state.conveyor.backend)
+    group = next((g for g in groups if g.fingerprint == fingerprint), None)
+    if group is None:
+        raise Problem("not-found", "that group of dead jobs no longer exists")
+    return _render(request, "confirm.html", principal=principal, nav="dlq", action=action,
+                   group=group.to_json())
+
+
+@page(Permission.OPERATE)
+async def dlq_action(request: Request, principal: Principal) -> Response:
+    fields = await _form(request)
+    action = request.path_params["action"]
+    if action not in ("retry", "purge"):
+        raise Problem("not-found", "choose retry or purge")
+    if fields.get("confirm") != "yes":
+        raise Problem("conflict", "confirm the action on the confirmation page")
+    state = _state(request)
+    backend = state.conveyor.backend
+    fingerprint = fields.get("fingerprint", "")
+
+    def act() -> int:
+        ids = group_job_ids(backend, fingerprint, task=None, queue=None)
+        if not ids:
+            return 0
+        found = JobFilter(states=[JobState.DEAD], ids=ids, limit=len(ids))
+        count: int = (
+            backend.job_retry(found) if action == "retry" else backend.job_delete(found)
+        )
+        return count
+
+    count = await run_in_threadpool(act)
+    done = f"{'retried' if action == 'retry' else 'purged'} {count} job(s)"
+    return _redirect(request, "/dlq", done=done)
+
+
+@page(Permission.READ)
+async def workers(request: Request, principal: Principal) -> Response:
+    state = _state(request)
+    backend = state.conveyor.backend
+
+    def read() -> dict[str, Any]:
+        now = backend.now()
+        alive = backend.worker_list(alive_window(state.conveyor.lease))
+        return {"workers": [worker_json(w, now) for w in alive],
+                "queues": queue_views(backend, state.conveyor.lease)}
+
+    data = await run_in_threadpool(read)
+    return _render(request, "workers.html", principal=principal, nav="workers",
+                   may_operate=principal.may(Permission.OPERATE), **data)
+
+
+@page(Permission.OPERATE)
+async def queue_action(request: Request, principal: Principal) -> Response:
+    await _form(request)
+    state = _state(request)
+    queue = request.path_params["queue"]
+    if not (1 <= len(queue) <= 255) or "\x00" in queue:
+        raise Problem("not-found", "no such queue")
+    if request.path_params["action"] == "pause":
+        await run_in_threadpool(state.conveyor.backend.queue_pause, queue, principal.name)
+    elif request.path_params["action"] == "resume":
+        await run_in_threadpool(state.conveyor.backend.queue_resume, queue)
+    else:
+        raise Problem("not-found", "choose pause or resume")
+    return _redirect(request, "/workers")
+
+
+def dashboard_routes() -> list[BaseRoute]:
+    return [
+        Route("/", overview, methods=["GET"], name="overview"),
+        Route("/login", login, methods=["GET", "POST"], name="login"),
+        Route("/logout", logout, methods=["POST"], name="logout"),
+        Route("/jobs", jobs, methods=["GET"], name="jobs"),
+        Route("/jobs/{job_id}", job_detail, methods=["GET"], name="job"),
+        Route("/jobs/{job_id}/{action}", job_action, methods=["POST"], name="job_action"),
+        Route("/dlq", dlq, methods=["GET"], name="dlq"),
+        Route("/dlq/confirm", dlq_confirm, methods=["GET"], name="dlq_confirm"),
+        Route("/dlq/{action}", dlq_action, methods=["POST"], name="dlq_action"),
+        Route("/workers", workers, methods=["GET"], name="workers"),
+        Route("/queues/{queue}/{action}", queue_action, methods=["POST"], name="queue_action"),
+    ]

@@ -1,0 +1,425 @@
+"""The API's route table: one `Endpoint` per operation, from which both the
+Starlette routes and the OpenAPI document are built.
+
+Every endpoint declares its permission, path and query parameters, request
+body and responses as schemas (see `conveyor.web.schema`). The request
+pipeline (`serve`) checks them in this order: host and authentication (401),
+rate limit (429), permission (403), path parameters (404), query parameters
+(422), body media type (415), size (413), JSON (400) and schema (422), then
+runs the handler in a worker thread (backend calls block).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from conveyor.errors import (
+    BackendError,
+    BackendUnavailable,
+    InvalidArgumentsError,
+    InvalidOptionError,
+    SchemaError,
+    SerializationError,
+    UnknownTaskError,
+)
+from conveyor.web.auth import Permission, Principal
+from conveyor.web.problems import PROBLEM_MEDIA_TYPE, PROBLEMS, TYPE_PREFIX, Problem
+from conveyor.web.schema import Schema, validate
+
+if TYPE_CHECKING:
+    from conveyor.web.app import WebState
+
+log = logging.getLogger("conveyor.web")
+
+API_PREFIX = "/api/v1"
+MAX_DEPTH = 64
+"""Deepest nesting of JSON accepted in a request body."""
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    where: Literal["path", "query", "header"]
+    schema: Schema
+    description: str
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What a handler receives: validated inputs and who is asking."""
+
+    state: WebState
+    principal: Principal
+    path: dict[str, Any]
+    query: dict[str, Any]
+    body: Any
+    headers: Headers
+    root_path: str = ""
+    """Where the app is mounted ("" at the root)."""
+
+
+Handler = Callable[[Call], Reply]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str
+    path: str
+    """OpenAPI-style path below /api/v1, e.g. `/jobs/{job_id}`."""
+    operation_id: str
+    summary: str
+    permission: Permission | None
+    """None: public (no token needed)."""
+    handler: Handler
+    responses: Mapping[int, tuple[str, Schema | None]]
+    params: Sequence[Param] = ()
+    body: Schema | None = None
+    problems: Sequence[str] = ()
+    description: str = ""
+    tag: str = "jobs"
+
+
+# -- request pipeline ------------------------------------------------------------------
+def problem_response(problem: Problem, instance: str | None = None) -> Response:
+    return JSONResponse(
+        problem.to_json(instance), status_code=problem.status,
+        media_type=PROBLEM_MEDIA_TYPE, headers=problem.headers,
+    )
+
+
+def _depth_ok(value: Any) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return True
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) anything over `limit` bytes before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Problem("malformed-request", "Content-Length must be a number of bytes")
+        if int(declared) > limit:
+            raise Problem("body-too-large", f"request bodies are limited to {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem("body-too-large", f"request bodies are limited to {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise Problem("malformed-request", f"the body is not valid JSON: {exc}") from None
+    if not _depth_ok(value):
+        raise Problem("malformed-request", f"the body nests deeper than {MAX_DEPTH} levels")
+    return value
+
+
+_INT = re.compile(r"^-?\d{1,19}$")
+_NUMBER = re.compile(r"^-?\d{1,20}(\.\d{1,20})?([eE][-+]?\d{1,3})?$")
+
+
+def _convert(raw: str, schema: Schema) -> Any:
+    kind = schema.get("type")
+    if kind == "integer" and _INT.match(raw):
+        return int(raw)
+    if kind == "number" and _NUMBER.match(raw):
+        return float(raw)
+    if kind == "boolean" and raw in ("true", "false"):
+        return raw == "true"
+    return raw
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def parse_params(endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    path: dict[str, Any] = {}
+    for param in (p for p in endpoint.params if p.where == "path"):
+        raw = request.path_params.get(param.name, "")
+        converted = _convert(str(raw), param.schema)
+        if validate(converted, param.schema) or not _storable(str(raw)):
+            raise Problem("not-found", f"no such {param.name.removesuffix('_id')}: {raw!r}")
+        path[param.name] = converted
+    query: dict[str, Any] = {}
+    declared = {p.name: p for p in endpoint.params if p.where == "query"}
+    errors = []
+    for name in request.query_params:
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            errors.append({"pointer": f"?{name}", "message": f"unknown parameter (known: {known})"})
+    for name, param in declared.items():
+        values = request.query_params.getlist(name)
+        if not values:
+            if param.required:
+                errors.append({"pointer": f"?{name}", "message": "is required"})
+            continue
+        if any(not _storable(v) for v in values):
+            errors.append({"pointer": f"?{name}", "message": "must be text without NUL"})
+            continue
+        value: Any
+        if param.schema.get("type") == "array":
+            value = [_convert(v, param.schema.get("items", {})) for v in values]
+        elif len(values) > 1:
+            errors.append({"pointer": f"?{name}", "message": "is given more than once"})
+            continue
+        else:
+            value = _convert(values[0], param.schema)
+        found = validate(value, param.schema, f"?{name}")
+        if found:
+            errors.extend(v.to_json() for v in found)
+            continue
+        query[name] = value
+    if errors:
+        raise Problem("validation-error", "the query parameters do not fit", errors=errors)
+    return path, query
+
+
+def _strings_storable(value: Any) -> bool:
+    if isinstance(value, str):
+        return _storable(value)
+    if isinstance(value, list):
+        return all(_strings_storable(v) for v in value)
+    if isinstance(value, dict):
+        return all(_storable(k) and _strings_storable(v) for k, v in value.items())
+    return True
+
+
+async def parse_body(endpoint: Endpoint, request: Request, limit: int) -> Any:
+    raw = await read_body(request, limit)
+    if endpoint.body is None:
+        if raw.strip():
+            raise Problem("validation-error", "this operation takes no request body", errors=[])
+        return None
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    is_json = media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+    if not is_json:
+        raise Problem(
+            "unsupported-media-type",
+            f"send the body as JSON with Content-Type: application/json (got {media or 'none'!r})",
+        )
+    value = parse_json(raw)
+    found = validate(value, endpoint.body)
+    if found:
+        raise Problem(
+            "validation-error", "; ".join(f"{v.pointer or '/'} {v.message}" for v in found[:5]),
+            errors=[v.to_json() for v in found[:50]],
+        )
+    if not _strings_storable(_schema_strings(value, endpoint.body)):
+        raise Problem("validation-error", "text fields must be UTF-8 without NUL", errors=[])
+    return value
+
+
+def _schema_strings(value: Any, schema: Schema) -> Any:
+    """The parts of `value` that the schema types as strings (free-form args excluded)."""
+    if isinstance(value, str) and schema.get("type") in ("string", ["string", "null"]):
+        return value
+    if isinstance(value, dict) and "properties" in schema:
+        props = schema["properties"]
+        return [_schema_strings(v, props[k]) for k, v in value.items() if k in props]
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [_schema_strings(v, schema["items"]) for v in value]
+    return None
+
+
+def translate(exc: Exception) -> Problem:
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, UnknownTaskError):
+        return Problem("unknown-task", str(exc))
+    if isinstance(exc, InvalidArgumentsError | SerializationError):
+        return Problem("invalid-arguments", str(exc))
+    if isinstance(exc, InvalidOptionError):
+        return Problem("invalid-option", str(exc))
+    if isinstance(exc, SchemaError):
+        log.error("web: %s", exc)
+        return Problem("backend-unavailable", "the job database's schema is not current: "
+                       "run `conveyor migrate`", headers={"Retry-After": "30"})
+    if isinstance(exc, BackendUnavailable | BackendError):
+        log.error("web: %s", exc)
+        return Problem("backend-unavailable", "the job database did not answer; try again",
+                       headers={"Retry-After": "5"})
+    log.exception("web: unexpected error", exc_info=exc)
+    return Problem("internal-error", "an unexpected error happened; it has been logged")
+
+
+def bearer_token(headers: Headers) -> str | None:
+    value = headers.get("authorization")
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(
+            "unauthorized", "send the token as Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": 'Bearer realm="conveyor"'},
+        )
+    return token.strip()
+
+
+def serve(endpoint: Endpoint) -> Callable[[Request], Any]:
+    async def route(request: Request) -> Response:
+        state: WebState = request.app.state.conveyor_web
+        instance = request.url.path
+        try:
+            principal = await state.authenticate(request, endpoint.permission)
+            path, query = parse_params(endpoint, request)
+            body = await parse_body(endpoint, request, state.settings.max_body_bytes)
+            call = Call(state, principal, path, query, body, request.headers,
+                        request.scope.get("root_path", ""))
+            reply = await run_in_threadpool(endpoint.handler, call)
+        except Exception as exc:
+            return problem_response(translate(exc), instance)
+        if reply.status == 204:
+            return Response(status_code=204, headers=dict(reply.headers))
+        return JSONResponse(reply.body, status_code=reply.status, headers=dict(reply.headers))
+
+    route.__name__ = endpoint.operation_id
+    return route
+
+
+# -- cursors ---------------------------------------------------------------------------
+def encode_cursor(before_id: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{before_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        text = ""
+    version, _, number = text.partition(":")
+    if version != "v1" or not number.isdigit() or len(number) > 19 or int(number) < 1:
+        raise Problem("invalid-cursor", "pass back the next_cursor of a previous page unchanged")
+    return int(number)
+
+
+# -- the OpenAPI document ----------------------------------------------------------------
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "enum": [TYPE_PREFIX + slug for slug in PROBLEMS]},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
+
+def problem_slugs(endpoint: Endpoint) -> list[str]:
+    """Every problem type this endpoint may answer with."""
+    slugs = ["internal-error", "backend-unavailable", "rate-limited", "host-not-allowed",
+             "method-not-allowed", "body-too-large", "malformed-request", "validation-error"]
+    if endpoint.permission is not None:
+        slugs += ["unauthorized", "forbidden"]
+    if any(p.where == "path" for p in endpoint.params):
+        slugs.append("not-found")
+    if endpoint.body is not None:
+        slugs.append("unsupported-media-type")
+    slugs += list(endpoint.problems)
+    return sorted(set(slugs))
+
+
+def openapi_document(endpoints: Sequence[Endpoint], version: str) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for ep in endpoints:
+        operation: dict[str, Any] = {
+            "operationId": ep.operation_id,
+            "summary": ep.summary,
+            "tags": [ep.tag],
+            "x-conveyor-permission": ep.permission.value if ep.permission else "public",
+            "parameters": [
+                {"name": p.name, "in": p.where, "required": p.required or p.where == "path",
+                 "description": p.description, "schema": dict(p.schema)}
+                for p in ep.params
+            ],
+            "responses": {},
+        }
+        if ep.description:
+            operation["description"] = ep.description
+        if ep.permission is None:
+            operation["security"] = []
+        if ep.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": dict(ep.body)}},
+            }
+        for status, (text, schema) in ep.responses.items():
+            response: dict[str, Any] = {"description": text}
+            if schema is not None:
+                response["content"] = {"application/json": {"schema": dict(schema)}}
+            operation["responses"][str(status)] = response
+        statuses: dict[int, list[str]] = {}
+        for slug in problem_slugs(ep):
+            statuses.setdefault(PROBLEMS[slug][0], []).append(slug)
+        for status, slugs in sorted(statuses.items()):
+            operation["responses"][str(status)] = {
+                "description": "Problem: " + ", ".join(slugs),
+                "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}},
+            }
+        paths.setdefault(API_PREFIX + ep.path, {})[ep.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "conveyor HTTP API",
+            "version": version,
+            "description": "Enqueue jobs and operate conveyor over HTTP. Errors are "
+                           "application/problem+json (RFC 9457).",
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "token": {"type": "http", "scheme": "bearer",
+                          "description": "A token from `conveyor tokens create`."},
+            },
+        },
+        "security": [{"token": []}],
+    }

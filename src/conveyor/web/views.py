@@ -1,0 +1,251 @@
+"""What the API and the dashboard show, read from the backend on every request.
+
+Nothing here is kept in the web process between requests, so the history an
+operator sees survives restarts of the web server (it lives in the database).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from conveyor.backends.base import Backend, JobFilter, QueueStats, WorkerInfo
+from conveyor.types import JobRecord, JobState
+
+DLQ_SCAN_LIMIT = 10_000
+"""Most dead jobs read to group the dead-letter queue (newest first)."""
+THROUGHPUT_WINDOW = 3600.0
+THROUGHPUT_BUCKET = 60.0
+
+
+def iso(value: datetime | float | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        value = datetime.fromtimestamp(value, tz=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def job_json(record: JobRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "task": record.task,
+        "queue": record.queue,
+        "state": str(record.state),
+        "args": record.args,
+        "kwargs": record.kwargs,
+        "priority": record.priority,
+        "attempt": record.attempt,
+        "max_attempts": record.max_attempts,
+        "run_at": iso(record.run_at),
+        "created_at": iso(record.created_at),
+        "started_at": iso(record.started_at),
+        "finished_at": iso(record.finished_at),
+        "idempotency_key": record.idempotency_key,
+        "group": record.group_key,
+        "timeout": record.timeout,
+        "tags": record.tags,
+        "result": record.result,
+        "errors": [
+            {"attempt": e.attempt, "type": e.type, "message": e.message,
+             "traceback": e.traceback, "worker": e.worker, "at": iso(e.at)}
+            for e in record.errors
+        ],
+    }
+
+
+# -- dead-letter groups ---------------------------------------------------------------
+_VOLATILE = [
+    (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I), "<uuid>"),
+    (re.compile(r"0x[0-9a-f]+", re.I), "<hex>"),
+    (re.compile(r"'[^']*'|\"[^\"]*\""), "<str>"),
+    (re.compile(r"\d+(?:\.\d+)?"), "<n>"),
+]
+
+
+def normalise_message(message: str) -> str:
+    """A message with ids, numbers and quoted values blanked, so one bug is one group."""
+    text = " ".join(message.split())[:500]
+    for pattern, placeholder in _VOLATILE:
+        text = pattern.sub(placeholder, text)
+    return text
+
+
+def fingerprint(error_type: str, message: str) -> str:
+    digest = hashlib.sha256(f"{error_type}\n{normalise_message(message)}".encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class DeadGroup:
+    fingerprint: str
+    error_type: str
+    message: str
+    """The normalised message shared by the group."""
+    example: str
+    """One real message of the group (the newest)."""
+    tasks: set[str] = field(default_factory=set)
+    queues: set[str] = field(default_factory=set)
+    job_ids: list[int] = field(default_factory=list)
+    newest: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "error_type": self.error_type,
+            "message": self.message,
+            "example": self.example,
+            "tasks": sorted(self.tasks),
+            "queues": sorted(self.queues),
+            "count": len(self.job_ids),
+            "job_ids": self.job_ids[:100],
+            "newest_finished_at": iso(self.newest),
+        }
+
+
+def last_error_of(record: JobRecord) -> tuple[str, str]:
+    if not record.errors:
+        return "(no error recorded)", ""
+    last = record.errors[-1]
+    return last.type, last.message
+
+
+def dead_groups(
+    backend: Backend, *, task: str | None = None, queue: str | None = None
+) -> tuple[list[DeadGroup], bool]:
+    """Dead jobs grouped by last error type and message fingerprint, biggest group first.
+
+    Returns (groups, truncated): truncated when more dead jobs exist than were read.
+    """
+    records = backend.job_list(
+        JobFilter(states=[JobState.DEAD], task=task, queue=queue, limit=DLQ_SCAN_LIMIT + 1)
+    )
+    truncated = len(records) > DLQ_SCAN_LIMIT
+    groups: dict[str, DeadGroup] = {}
+    for record in records[:DLQ_SCAN_LIMIT]:
+        error_type, message = last_error_of(record)
+        key = fingerprint(error_type, message)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = DeadGroup(
+                key, error_type, normalise_message(message), message[:500]
+            )
+        group.tasks.add(record.task)
+        group.queues.add(record.queue)
+        group.job_ids.append(record.id)
+        if record.finished_at is not None and (
+            group.newest is None or record.finished_at > group.newest
+        ):
+            group.newest = record.finished_at
+    ordered = sorted(groups.values(), key=lambda g: (-len(g.job_ids), g.fingerprint))
+    return ordered, truncated
+
+
+def group_job_ids(
+    backend: Backend, fingerprint_value: str, *, task: str | None, queue: str | None
+) -> list[int]:
+    groups, _ = dead_groups(backend, task=task, queue=queue)
+    for group in groups:
+        if group.fingerprint == fingerprint_value:
+            return list(group.job_ids)
+    return []
+
+
+# -- queues and workers -----------------------------------------------------------------
+@dataclass
+class QueueView:
+    name: str
+    counts: dict[str, int]
+    oldest_waiting_seconds: float | None
+    paused: bool
+    paused_at: str | None
+    workers: int
+    throughput: list[tuple[int, int]]
+    """(succeeded, dead) per minute over the last hour, oldest first."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "counts": self.counts,
+            "oldest_waiting_seconds": self.oldest_waiting_seconds,
+            "paused": self.paused,
+            "paused_at": self.paused_at,
+            "workers": self.workers,
+            "finished_last_hour": {
+                "succeeded": sum(s for s, _ in self.throughput),
+                "dead": sum(d for _, d in self.throughput),
+            },
+        }
+
+
+def alive_window(lease: float) -> float:
+    return max(60.0, 2 * lease)
+
+
+def queue_views(backend: Backend, lease: float) -> list[QueueView]:
+    stats: dict[str, QueueStats] = {s.queue: s for s in backend.queue_stats()}
+    paused = {p.queue: p for p in backend.queue_pause_list()}
+    workers = backend.worker_list(alive_window(lease))
+    now = backend.now()
+    since = now - THROUGHPUT_WINDOW
+    buckets = int(THROUGHPUT_WINDOW // THROUGHPUT_BUCKET)
+    series: dict[str, list[list[int]]] = defaultdict(lambda: [[0, 0] for _ in range(buckets)])
+    for row in backend.job_throughput(since, THROUGHPUT_BUCKET):
+        if 0 <= row.bucket < buckets:
+            series[row.queue][row.bucket][0 if row.state is JobState.SUCCEEDED else 1] += row.jobs
+    names = sorted(set(stats) | set(paused) | {q for w in workers for q in w.queues})
+    views = []
+    for name in names:
+        stat = stats.get(name)
+        counts = {str(state): 0 for state in JobState}
+        if stat is not None:
+            counts.update({str(state): n for state, n in stat.counts.items()})
+        pause = paused.get(name)
+        views.append(QueueView(
+            name=name,
+            counts=counts,
+            oldest_waiting_seconds=None if stat is None else stat.oldest_available_age,
+            paused=pause is not None,
+            paused_at=None if pause is None else iso(pause.paused_at),
+            workers=sum(1 for w in workers if name in w.queues),
+            throughput=[(s, d) for s, d in series[name]],
+        ))
+    return views
+
+
+def worker_json(worker: WorkerInfo, now: float) -> dict[str, Any]:
+    return {
+        "id": worker.id,
+        "hostname": worker.hostname,
+        "pid": worker.pid,
+        "queues": list(worker.queues),
+        "concurrency": worker.concurrency,
+        "running": worker.running,
+        "started_at": iso(worker.started_at),
+        "last_heartbeat_at": iso(worker.last_heartbeat_at),
+        "seconds_since_heartbeat": max(0.0, now - worker.last_heartbeat_at),
+    }
+
+
+def sparkline(
+    points: Sequence[tuple[int, int]], width: int = 240, height: int = 36
+) -> dict[str, Any]:
+    """Bar geometry for a small server-rendered SVG chart (no script needed)."""
+    peak = max((s + d for s, d in points), default=0) or 1
+    step = width / max(1, len(points))
+    bars = []
+    for i, (succeeded, dead) in enumerate(points):
+        ok_h = succeeded / peak * height
+        dead_h = dead / peak * height
+        bars.append({
+            "x": round(i * step, 2), "w": round(max(step - 1, 1), 2),
+            "ok_y": round(height - ok_h, 2), "ok_h": round(ok_h, 2),
+            "dead_y": round(height - ok_h - dead_h, 2), "dead_h": round(dead_h, 2),
+            "label": f"{len(points) - i} min ago: {succeeded} succeeded, {dead} dead",
+        })
+    return {"width": width, "height": height, "bars": bars, "peak": peak}
