@@ -428,7 +428,7 @@ def test_security_headers_on_api_and_pages(web: Web) -> None:
         assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
         assert r.headers["x-frame-options"] == "DENY"
         assert r.headers["x-content-type-options"] == "nosniff"
-        assert r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["referrer-policy"] == "same-origin"
 
 
 def test_unknown_routes_and_methods_are_problems(web: Web) -> None:

@@ -1,0 +1,216 @@
+"""The OpenAPI document matches the code, and no generated input makes the API fail.
+
+The property-based part reads the document the live app serves, builds
+requests from it with hypothesis (valid ones and deliberately wrong ones),
+and checks every answer: never a 5xx, always a documented status, a body
+that fits the documented schema, and problem+json for every error.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from conveyor import Conveyor
+from conveyor.testing import drain
+from conveyor.web import create_app
+from conveyor.web.app import api_endpoints
+from conveyor.web.problems import PROBLEMS, TYPE_PREFIX
+from conveyor.web.routing import API_PREFIX
+from conveyor.web.schema import validate
+from tests.web.conftest import Web, register_tasks
+
+EXAMPLES = 40
+TASKS = ["add", "send_mail", "poison", "flaky", "flexible"]
+
+
+@pytest.fixture
+def document(web: Web) -> dict[str, Any]:
+    r = web.client.get("/api/v1/openapi.json")
+    assert r.status_code == 200
+    doc: dict[str, Any] = r.json()
+    return doc
+
+
+def test_the_document_lists_exactly_the_routes_the_app_serves(web: Web, document: Any) -> None:
+    served = set()
+    for route in web.client.app.routes:  # type: ignore[attr-defined]
+        if isinstance(route, Route) and route.path.startswith(API_PREFIX):
+            for method in route.methods or ():
+                if method != "HEAD":
+                    served.add((method.lower(), route.path))
+    documented = {
+        (method, path) for path, operations in document["paths"].items() for method in operations
+    }
+    assert served == documented
+    operation_ids = [
+        op["operationId"] for ops in document["paths"].values() for op in ops.values()
+    ]
+    assert len(operation_ids) == len(set(operation_ids))
+
+
+def test_each_operation_documents_its_parameters_permission_and_problems(document: Any) -> None:
+    by_id = {ep.operation_id: ep for ep in api_endpoints()}
+    for path, operations in document["paths"].items():
+        for method, op in operations.items():
+            endpoint = by_id[op["operationId"]]
+            assert method.upper() == endpoint.method
+            assert op["x-conveyor-permission"] == (
+                endpoint.permission.value if endpoint.permission else "public"
+            )
+            in_path = set(re.findall(r"{(\w+)}", path))
+            assert in_path == {p["name"] for p in op["parameters"] if p["in"] == "path"}
+            if endpoint.body is not None:
+                schema = op["requestBody"]["content"]["application/json"]["schema"]
+                assert schema == endpoint.body  # the very schema that validates requests
+            for status in op["responses"]:
+                assert re.fullmatch(r"[1-5]\d\d", status)
+            problem_statuses = {int(s) for s in op["responses"] if int(s) >= 400}
+            assert 500 in problem_statuses and 422 in problem_statuses
+            if endpoint.permission is not None:
+                assert {401, 403} <= problem_statuses
+
+
+def test_every_problem_type_is_documented_once(document: Any) -> None:
+    some_op = next(iter(next(iter(document["paths"].values())).values()))
+    enum = some_op["responses"]["500"]["content"]["application/problem+json"]["schema"][
+        "properties"]["type"]["enum"]
+    assert enum == [TYPE_PREFIX + slug for slug in PROBLEMS]
+
+
+# -- generating requests from the document --------------------------------------------------
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
+    max_leaves=12,
+)
+
+
+def from_schema(schema: dict[str, Any], name: str = "") -> st.SearchStrategy[Any]:
+    """Values that fit `schema` (the subset the API uses)."""
+    if name == "task":
+        return st.sampled_from(TASKS) | st.text(min_size=1, max_size=10)
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return st.one_of([from_schema({**schema, "type": k}, name) for k in kind])
+    if kind == "string":
+        if schema.get("format") == "date-time":
+            return st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1),
+                                timezones=st.just(UTC)).map(lambda d: d.isoformat())
+        return st.text(min_size=schema.get("minLength", 0),
+                       max_size=min(schema.get("maxLength", 30), 30))
+    if kind == "integer":
+        return st.integers(schema.get("minimum"), schema.get("maximum"))
+    if kind == "number":
+        return st.floats(schema.get("minimum"), schema.get("maximum"), allow_nan=False,
+                         allow_infinity=False)
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "null":
+        return st.none()
+    if kind == "array":
+        items = schema.get("items")
+        return st.lists(from_schema(items) if items else JSON,
+                        min_size=schema.get("minItems", 0),
+                        max_size=min(schema.get("maxItems", 4), 4))
+    if kind == "object":
+        props = schema.get("properties", {})
+        if not props:
+            return st.dictionaries(st.text(max_size=8), JSON, max_size=4)
+        required = set(schema.get("required", ()))
+        return st.fixed_dictionaries(
+            {k: from_schema(v, k) for k, v in props.items() if k in required},
+            optional={k: from_schema(v, k) for k, v in props.items() if k not in required},
+        )
+    return JSON
+
+
+def fuzzed(schema: dict[str, Any], name: str = "") -> st.SearchStrategy[Any]:
+    """Mostly (7 in 8) values that fit, sometimes anything at all."""
+    valid = from_schema(schema, name)
+    return st.integers(0, 7).flatmap(lambda n: JSON if n == 0 else valid)
+
+
+def as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+HEADER_TEXT = st.text(alphabet=string.ascii_letters + string.digits + "-_.", min_size=0,
+                      max_size=40)
+
+
+def operations() -> list[tuple[str, str]]:
+    return [(ep.method.lower(), API_PREFIX + ep.path) for ep in api_endpoints()]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Web, dict[str, Any]]]:
+    """One live app (SQLite; the backends have their own contract suite) for the whole run."""
+    app = Conveyor(f"sqlite:///{tmp_path_factory.mktemp('openapi') / 'jobs.db'}",
+                   poll_interval=0.05, lease=5.0)
+    register_tasks(app)
+    app.get_task("poison").enqueue(1)
+    app.get_task("add").enqueue(1)
+    drain(app, timeout=10)
+    client = TestClient(create_app(app, auth=False), base_url="http://127.0.0.1")
+    web = Web(app, client, {})
+    yield web, client.get("/api/v1/openapi.json").json()
+    client.close()
+    app.close()
+
+
+@pytest.mark.parametrize(("method", "path"), operations())
+@settings(max_examples=EXAMPLES, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_no_generated_request_gets_a_5xx_or_an_undocumented_answer(
+    live: tuple[Web, dict[str, Any]], method: str, path: str, data: st.DataObject
+) -> None:
+    web, doc = live
+    op = doc["paths"][path][method]
+    url = path
+    params: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    for p in op["parameters"]:
+        if p["in"] == "path":
+            value = data.draw(fuzzed(p["schema"]) | st.integers(1, 20), label=p["name"])
+            url = url.replace("{" + p["name"] + "}", quote(as_text(value), safe="") or "x")
+        elif p["in"] == "query" and data.draw(st.booleans(), label=f"send {p['name']}"):
+            value = data.draw(fuzzed(p["schema"]), label=p["name"])
+            params[p["name"]] = [as_text(v) for v in value] if isinstance(value, list) else (
+                as_text(value))
+        elif p["in"] == "header" and data.draw(st.booleans(), label=f"send {p['name']}"):
+            headers[p["name"]] = data.draw(HEADER_TEXT, label=p["name"])
+    kwargs: dict[str, Any] = {"params": params, "headers": headers}
+    if "requestBody" in op:
+        schema = op["requestBody"]["content"]["application/json"]["schema"]
+        kwargs["json"] = data.draw(fuzzed(schema), label="body")
+    response = web.client.request(method.upper(), url, **kwargs)
+
+    assert response.status_code < 500, (method, url, kwargs, response.text)
+    documented = op["responses"].get(str(response.status_code))
+    assert documented is not None, (method, url, response.status_code, response.text)
+    if response.status_code == 204:
+        return
+    media, content = next(iter(documented["content"].items()))
+    assert response.headers["content-type"].startswith(media), response.headers
+    body = response.json()
+    assert validate(body, content["schema"]) == [], (method, url, body)
+    if response.status_code >= 400:
+        assert body["status"] == response.status_code and "Traceback" not in response.text
