@@ -9,6 +9,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
+
+import pytest
 
 from tests.integration import test_cli
 from tests.integration.test_cli import CliApp, invoke
@@ -96,3 +99,13 @@ def test_web_serves_the_api_and_dashboard_on_loopback(cli_app: CliApp) -> None:
         proc.terminate()
         out, _err = proc.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/" in out
+
+
+def test_the_demo_serves_the_dashboard_while_it_runs_and_still_ends_by_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("demo", "--db", "demo.db", "--jobs", "5")
+    assert result.exit_code == 0, result.output
+    assert "dashboard (while the demo runs): http://127.0.0.1:" in result.stdout
+    assert "conveyor web --app conveyor.demo:app --no-auth" in result.stdout

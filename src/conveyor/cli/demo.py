@@ -9,11 +9,13 @@ cleanly (running jobs finish or are released) and exits 130.
 from __future__ import annotations
 
 import shlex
+import socket
 import sqlite3
 import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console, Group
@@ -65,6 +67,49 @@ def fresh_database(db: Path) -> None:
             )
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+
+class DashboardThread:
+    """The dashboard served on 127.0.0.1 while the demo runs (when the web extra is here)."""
+
+    def __init__(self, app: Conveyor) -> None:
+        self.url: str | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        try:
+            import uvicorn
+
+            from conveyor.web import create_app as create_web_app
+        except ImportError:
+            return
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", 8000))
+                port = 8000
+            except OSError:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            create_web_app(app, auth=False), host="127.0.0.1", port=port, log_level="error",
+            lifespan="off", server_header=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, name="conveyor-demo-dashboard", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 5
+        while not self._server.started and self._thread.is_alive():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+        if self._server.started:
+            self.url = f"http://127.0.0.1:{port}/"
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=5)
 
 
 def _run_worker(worker: Worker, failures: list[BaseException]) -> None:
@@ -180,6 +225,8 @@ def explain(records: list[JobRecord], db: Path, out: Console) -> None:
         ("give the dead jobs another go", f"conveyor dlq retry --all {app}"),
         ("counts per queue and state, and the workers", f"conveyor status {app}"),
         ("run a worker for the demo app", f"conveyor worker {app} -q {','.join(QUEUES)}"),
+        ("browse it all in the dashboard (needs the web extra)",
+         f"conveyor web {app} --no-auth"),
     ]
     out.print()
     out.print("[bold]Next steps[/]")
@@ -239,6 +286,10 @@ def demo(ctx: click.Context, db: Path, job_count: int) -> None:
         f"[bold]conveyor demo[/]: {job_count} jobs into [cyan]{escape(str(db))}[/], "
         "one worker with 8 threads. Ctrl-C stops it."
     )
+    dashboard = DashboardThread(app)
+    ctx.call_on_close(dashboard.stop)
+    if dashboard.url:
+        out.print(f"dashboard (while the demo runs): [cyan]{dashboard.url}[/]")
     worker = app.worker(queues=QUEUES, concurrency=8, grace=2.0, install_signals=False)
     failures: list[BaseException] = []
     thread = threading.Thread(
