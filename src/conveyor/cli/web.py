@@ -37,6 +37,9 @@ def _require_web() -> None:
               help="Requests a token may make at once.")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
               help="With --no-auth, another Host name to answer besides the loopback ones.")
+@click.option("--behind-proxy", "proxy_ips", metavar="IPS",
+              help="Trust X-Forwarded-Proto/For from these proxy addresses (comma-separated), "
+              "so a TLS-terminating proxy's https reaches the cookies and origin checks.")
 def web(
     *,
     app_argument: str | None,
@@ -47,6 +50,7 @@ def web(
     rate_limit: float,
     burst: int,
     allowed_hosts: tuple[str, ...],
+    proxy_ips: str | None,
 ) -> None:
     """Serve the HTTP API (/api/v1) and the dashboard (/) of APP."""
     _require_web()
@@ -76,7 +80,7 @@ def web(
     else:
         out.print("[yellow]authentication is off: every local user can act on the jobs[/]")
     uvicorn.run(asgi, host=host, port=port, log_level="warning", server_header=False,
-                proxy_headers=False)
+                proxy_headers=proxy_ips is not None, forwarded_allow_ips=proxy_ips or None)
 
 
 @click.group()
