@@ -290,26 +290,35 @@ class PostgresBackend:
                 # Several hosts may migrate at once: the second waits here, then
                 # finds the schema current and applies nothing.
                 conn.execute(_Q["migrate_lock"])
-            current = self._schema_version(conn) or 0
+            applied = self._applied_versions(conn)
+            current = max(applied, default=0)
             if current > SCHEMA_VERSION:
                 raise SchemaError(
                     f"{self.where} is at schema {current}, newer than this conveyor knows "
                     f"({SCHEMA_VERSION}): upgrade conveyor"
                 )
-            pending = [m for m in _MIGRATIONS if m.version > current]
+            # Every migration not yet recorded, not only those above the highest: numbers
+            # are reserved per feature, so a lower one can arrive after a higher one.
+            pending = [m for m in _MIGRATIONS if m.version not in applied]
             if not dry_run:
                 for migration in pending:
                     conn.execute(migration.sql)
-                    recorded = self._schema_version(conn)
-                    if recorded != migration.version:
+                    if migration.version not in self._applied_versions(conn):
                         raise SchemaError(
                             f"migration {migration.name} did not record itself in "
-                            f"conveyor_schema (found version {recorded}): end it with "
+                            f"conveyor_schema: end it with "
                             f"INSERT INTO conveyor_schema (version, name) VALUES "
                             f"({migration.version}, '{migration.name}')"
                         )
                     log.info("applied migration %s to %s", migration.name, self.where)
         return [(m.version, m.sql) for m in pending]
+
+    @staticmethod
+    def _applied_versions(conn: Connection) -> set[int]:
+        present = conn.execute(_Q["schema_table_exists"]).fetchone()
+        if present is None or not present["present"]:
+            return set()
+        return {int(row["version"]) for row in conn.execute(_Q["schema_versions"]).fetchall()}
 
     @staticmethod
     def _schema_version(conn: Connection) -> int | None:
@@ -322,6 +331,7 @@ class PostgresBackend:
     def schema_check(self) -> None:
         with self._connection() as conn:
             version = self._schema_version(conn)
+            missing = {m.version for m in _MIGRATIONS} - self._applied_versions(conn)
         if version is None:
             raise SchemaError(
                 f"the conveyor tables are missing in {self.where}: run `conveyor migrate` "
@@ -337,6 +347,11 @@ class PostgresBackend:
                 f"{self.where} is at schema {version}, newer than this conveyor knows "
                 f"({SCHEMA_VERSION}): upgrade conveyor on this host (`conveyor migrate` "
                 "never downgrades)"
+            )
+        if missing:
+            raise SchemaError(
+                f"{self.where} lacks migration(s) {sorted(missing)} (added after a later one "
+                "was applied): run `conveyor migrate`"
             )
 
     # -- enqueue --------------------------------------------------------------------

@@ -262,13 +262,16 @@ class SQLiteBackend:
     def _migrate(self, conn: sqlite3.Connection, *, dry_run: bool) -> list[tuple[int, str]]:
         with self._write(conn):
             conn.execute(_Q["schema_table_create"])
-            current = conn.execute(_Q["schema_version"]).fetchone()[0] or 0
+            applied = {int(row[0]) for row in conn.execute(_Q["schema_versions"])}
+            current = max(applied, default=0)
             if current > SCHEMA_VERSION:
                 raise SchemaError(
                     f"the database {self.path} is at schema {current}, newer than this conveyor "
                     f"knows ({SCHEMA_VERSION}): upgrade conveyor"
                 )
-            pending = [m for m in _MIGRATIONS if m.version > current]
+            # Every migration not yet recorded, not only those above the highest: numbers
+            # are reserved per feature, so a lower one can arrive after a higher one.
+            pending = [m for m in _MIGRATIONS if m.version not in applied]
             if not dry_run:
                 for migration in pending:
                     # executescript would COMMIT our transaction; run statement by statement.

@@ -1,0 +1,1 @@
+SELECT version FROM conveyor_schema ORDER BY version
