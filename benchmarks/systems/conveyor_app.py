@@ -1,0 +1,54 @@
+"""conveyor: `@app.task`, `.enqueue()`, `.enqueue_many()`; worker threads."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import probe
+
+from conveyor import Conveyor
+
+app = Conveyor(os.environ.get("BENCH_CONVEYOR_URL"), poll_interval=1.0)
+
+
+@app.task
+def noop() -> None:
+    probe.start()
+    probe.end()
+
+
+@app.task
+def sleep10() -> None:
+    probe.start()
+    time.sleep(0.01)
+    probe.end()
+
+
+@app.task
+def latency(enqueued_at: float) -> None:
+    probe.start(enqueued_at)
+    probe.end()
+
+
+TASKS = {"noop": noop, "sleep": sleep10}
+BULK = True
+
+
+def setup() -> None:
+    app.migrate()
+
+
+def enqueue_one(kind: str, enqueued_at: float | None = None) -> None:
+    if kind == "latency":
+        latency.enqueue(enqueued_at if enqueued_at is not None else time.time())
+    else:
+        TASKS[kind].enqueue()
+
+
+def enqueue_many(kind: str, n: int) -> None:
+    TASKS[kind].enqueue_many(() for _ in range(n))
+
+
+def close() -> None:
+    app.close()
