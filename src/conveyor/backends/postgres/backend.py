@@ -91,6 +91,8 @@ _NOTIFY_PAYLOAD_MAX = 7_999
 """PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; past that we send an empty one."""
 _LISTEN_RETRY_AFTER = 5.0
 """Seconds to poll instead of retrying a LISTEN connection that just failed."""
+_FRESH = 1.0
+"""Seconds after a good statement during which a pooled connection is used without a ping."""
 _WORKER_HISTORY = 86_400.0
 """Rows of workers silent this long are history, not workers."""
 
@@ -102,7 +104,11 @@ itself only reports that it timed out). Cleared by the next success."""
 
 
 class _PoolConnection(psycopg.Connection[DictRow]):
-    """A pool connection that remembers why connecting failed, for the error message."""
+    """A pool connection that remembers why connecting failed, for the error message,
+    and when it last finished a statement without error."""
+
+    last_ok: float = 0.0
+    """time.monotonic() when it was last given back to the pool in a good state."""
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
@@ -204,11 +210,15 @@ class PostgresBackend:
             return self._pool
 
     @contextlib.contextmanager
-    def _connection(self) -> Iterator[Connection]:
-        """A pooled autocommit connection; every psycopg error leaves as a conveyor error."""
+    def _connection(self, *, trust_recent: bool = False) -> Iterator[Connection]:
+        """A pooled autocommit connection; every psycopg error leaves as a conveyor error.
+
+        `trust_recent`: skip the ping on a connection that just worked (see
+        `_checked_out`); only for the worker's own calls, which it retries.
+        """
         pool = self._get_pool()
         try:
-            conn = self._checked_out(pool)
+            conn = self._checked_out(pool, trust_recent=trust_recent)
         except PoolTimeout as exc:
             raise self._unavailable(pool, exc) from exc
         except PoolClosed as exc:
@@ -218,10 +228,27 @@ class PostgresBackend:
         except psycopg.Error as exc:
             raise self._translate(exc) from exc
         finally:
+            broken = conn.broken
+            if not broken and conn.info.transaction_status == TransactionStatus.IDLE:
+                conn.last_ok = time.monotonic()
             pool.putconn(conn)  # a broken connection is discarded here, not reused
+            if broken:
+                # Likely a server restart: the idle connections are broken too. Check
+                # them all now, so the caller's retry gets a fresh one.
+                pool.check()
 
-    def _checked_out(self, pool: ConnectionPool[_PoolConnection]) -> _PoolConnection:
-        """A pool connection that answered an empty query just now.
+    def _checked_out(
+        self, pool: ConnectionPool[_PoolConnection], *, trust_recent: bool
+    ) -> _PoolConnection:
+        """A pool connection that answered an empty query now.
+
+        The ping costs a round trip, as much as a fetch. With `trust_recent`, a
+        connection that finished a statement within the last `_FRESH` seconds is
+        used without one: a busy worker's fetches, completions and heartbeats
+        then never pay for it, and if the server went away in that instant the
+        call fails like any call cut off mid-way, and the worker retries it (on a
+        checked connection). Enqueues and operator calls, which nobody retries
+        for the caller, always ping.
 
         A server restart breaks every pooled connection at once. The first one
         found broken makes the pool check all the others, so the caller gets a
@@ -231,6 +258,8 @@ class PostgresBackend:
         deadline = time.monotonic() + self.connect_timeout
         while True:
             conn = pool.getconn(timeout=max(0.001, deadline - time.monotonic()))
+            if trust_recent and time.monotonic() - conn.last_ok < _FRESH and not conn.broken:
+                return conn
             try:
                 ConnectionPool.check_connection(conn)
             except psycopg.Error:
@@ -253,9 +282,11 @@ class PostgresBackend:
             stack.enter_context(conn.transaction())
             yield conn
 
-    def _execute(self, query: str, params: dict[str, Any]) -> list[DictRow]:
+    def _execute(
+        self, query: str, params: dict[str, Any], *, trust_recent: bool = False
+    ) -> list[DictRow]:
         """One statement, which commits by itself."""
-        with self._connection() as conn:
+        with self._connection(trust_recent=trust_recent) as conn:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description is not None else []
 
@@ -434,7 +465,10 @@ class PostgresBackend:
         queues = list(dict.fromkeys(params.queues))
         if params.limit <= 0 or not queues:
             return []
-        with self._transaction(pipeline=True) as conn:
+        # Staging and leasing need not be atomic together (a staged job is simply
+        # available), so each commits on its own: in one pipeline that is one round
+        # trip, not the two an explicit transaction takes (BEGIN..., then COMMIT).
+        with self._connection(trust_recent=True) as conn, conn.pipeline():
             conn.execute(_Q["job_stage"], {"limit": _STAGE_LIMIT})
             rows = conn.execute(
                 _Q["job_fetch"],
@@ -453,7 +487,9 @@ class PostgresBackend:
              "retry_delay": c.retry_delay}
             for c in completions
         ]
-        rows = self._execute(_Q["job_complete"], {"completions": dumps(given)})
+        rows = self._execute(
+            _Q["job_complete"], {"completions": dumps(given)}, trust_recent=True
+        )
         return [int(row["id"]) for row in rows]
 
     def job_heartbeat(
@@ -465,6 +501,7 @@ class PostgresBackend:
             _Q["job_heartbeat"],
             {"worker_id": worker_id, "ids": [j.id for j in jobs],
              "tokens": [j.lease_token for j in jobs], "lease_seconds": lease_seconds},
+            trust_recent=True,
         )
         return [int(row["id"]) for row in rows]
 
