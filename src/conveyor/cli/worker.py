@@ -35,6 +35,10 @@ def split_queues(values: tuple[str, ...]) -> list[str]:
     "--pool", type=click.Choice(["thread", "process"]), default="thread", show_default=True,
     help="Run attempts in threads, or in child processes (hard timeouts, CPU-bound work).",
 )
+@click.option(
+    "--prefetch", type=click.IntRange(min=0), metavar="N",
+    help="Jobs fetched ahead of free slots, so a freed slot starts at once. Default: -c.",
+)
 @click.option("--burst", is_flag=True, help="Exit 0 once the queues are empty.")
 @click.option(
     "--lease", type=click.FloatRange(min=0.1), metavar="SECONDS",
@@ -64,6 +68,7 @@ def worker(
     queues: tuple[str, ...],
     concurrency: int,
     pool: str,
+    prefetch: int | None,
     burst: bool,
     lease: float | None,
     poll_interval: float | None,
@@ -90,5 +95,6 @@ def worker(
         lease=lease,
         poll_interval=poll_interval,
         max_jobs_per_child=max_jobs_per_child,
+        prefetch=prefetch,
     )
     sys.exit(runner.run())

@@ -2,10 +2,14 @@
 
 Threads of one worker process:
 
-- main: fetches as many jobs as there are free slots (one transaction), hands
-  them to the slots, runs maintenance (rescue expired leases, enqueue due
-  periodic jobs, prune) every poll interval, and waits for work or a free
-  slot in between;
+- main: fetches as many jobs as there are free slots plus `prefetch` (one
+  round trip), hands them to the slots, runs maintenance (rescue expired
+  leases, enqueue due periodic jobs, prune) every poll interval, and waits for
+  work or a free slot in between. The prefetched jobs wait in the worker,
+  leased and heartbeated like running ones, so a slot that finishes starts its
+  next job at once instead of after a round trip; once they are half gone the
+  worker fetches again, so fetches carry many jobs each. A job's timeout counts
+  from its start;
 - slots (`concurrency` of them): each runs one attempt at a time, in the
   thread, on the shared event loop (async tasks), or in its own child process
   (`pool="process"`), unless the task's circuit breaker is open, in which case
@@ -64,7 +68,8 @@ PRUNE_BUDGET = 0.5
 class _Held:
     record: JobRecord
     deadline: float | None
-    """monotonic time after which a thread attempt is failed as timed out (soft timeout)."""
+    """monotonic time after which a thread attempt is failed as timed out (soft timeout);
+    set when a slot starts the attempt."""
     abandoned: bool = False
     """Timed out, lost or released: whatever the attempt returns later is not written."""
     finished: bool = False
@@ -109,6 +114,7 @@ class Worker:
         max_jobs_per_child: int | None = None,
         install_signals: bool = True,
         worker_id: str | None = None,
+        prefetch: int | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
@@ -118,11 +124,17 @@ class Worker:
             raise ConfigurationError(f"prune_batch must be an int >= 1, got {prune_batch!r}")
         if grace < 0:
             raise ConfigurationError(f"grace must be >= 0 seconds, got {grace!r}")
+        if prefetch is None:
+            prefetch = concurrency
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise ConfigurationError(f"prefetch must be an int >= 0, got {prefetch!r}")
         self.app = app
         self.queues = list(queues) if queues else [app.default_queue]
         if not self.queues or len(set(self.queues)) != len(self.queues):
             raise ConfigurationError(f"queues must be distinct names, got {self.queues!r}")
         self.concurrency = concurrency
+        self.prefetch = prefetch
+        """Jobs fetched beyond the free slots, to start the moment a slot frees up."""
         self.pool = pool
         self.burst = burst
         self.grace = grace
@@ -155,6 +167,8 @@ class Worker:
         self._held: dict[int, _Held] = {}
         self._lock = threading.Lock()
         self._busy = 0
+        """Jobs handed to the slots and not finished: running plus prefetched."""
+        self._running = 0
         self._slot_freed = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._hard_stop = threading.Event()
@@ -184,7 +198,7 @@ class Worker:
     @property
     def running_jobs(self) -> int:
         with self._lock:
-            return self._busy
+            return self._running
 
     def run(self) -> int:
         """Work until stopped (or idle, with burst). Returns the process exit code (0)."""
@@ -232,13 +246,12 @@ class Worker:
                     # pass, not an interval later, so pruning keeps up with any
                     # completion rate while fetches still run between passes.
                     last_prune = now if caught_up else now - self.prune_interval
-                with self._lock:
-                    free = self.concurrency - self._busy
-                if free <= 0:
-                    with self._slot_freed:
-                        if self._busy >= self.concurrency and not self._stopping.is_set():
+                with self._slot_freed:
+                    free = self._fetchable()
+                    if free <= 0:
+                        if not self._stopping.is_set():
                             self._slot_freed.wait(self.poll_interval)
-                    continue
+                        continue
                 jobs = backend.job_fetch(
                     FetchParams(self.id, self.queues, free, self.lease)
                 )
@@ -261,6 +274,19 @@ class Worker:
                 failures += 1
                 self._backend_failed(exc, failures)
 
+    def _fetchable(self) -> int:
+        """How many jobs to fetch now (call with the lock held); 0: wait for slots.
+
+        Nothing waits for a slot: fill every free slot and the prefetch. Jobs wait:
+        fetch again only once half the prefetch is free, so that each fetch
+        carries many jobs, not one per finished job.
+        """
+        free = self.concurrency + self.prefetch - self._busy
+        waiting = self._busy - self._running
+        if waiting > 0 and free < max(1, self.prefetch // 2):
+            return 0
+        return free
+
     def _idle(self) -> bool:
         with self._lock:
             return self._busy == 0 and not self._held
@@ -280,11 +306,8 @@ class Worker:
             log.warning("worker %s: backend back after %.1fs", self.id, down)
 
     def _dispatch(self, record: JobRecord) -> None:
-        deadline = None
-        if record.timeout is not None and self.pool == "thread":
-            deadline = time.monotonic() + record.timeout
         with self._lock:
-            self._held[record.id] = _Held(record, deadline)
+            self._held[record.id] = _Held(record, None)
             self._busy += 1
         self.stats.fetched += 1
         self._work.put(record)
@@ -317,6 +340,8 @@ class Worker:
                 record = self._work.get()
                 if record is None:
                     return
+                if not self._start(record):
+                    continue
                 admission = self.breakers.admit(record.task)
                 if admission.wait > 0:
                     self._defer(record, admission.wait)
@@ -327,6 +352,24 @@ class Worker:
         finally:
             if child is not None:
                 child.stop()
+
+    def _start(self, record: JobRecord) -> bool:
+        """Claim a slot for a fetched job; False when it must not start: its lease was
+        lost while it waited, or the worker is stopping (shutdown releases it)."""
+        with self._lock:
+            held = self._held.get(record.id)
+            lost = held is None or held.abandoned or held.record.lease_token != record.lease_token
+            if lost or self._stopping.is_set():
+                self._busy -= 1
+                if lost and held is not None and held.record.lease_token == record.lease_token:
+                    del self._held[record.id]
+                self._slot_freed.notify_all()
+                return False
+            assert held is not None
+            self._running += 1
+            if record.timeout is not None and self.pool == "thread":
+                held.deadline = time.monotonic() + record.timeout
+            return True
 
     def _attempt(self, record: JobRecord, child: ChildProcess | None) -> Outcome:
         task = self.app.tasks.get(record.task)
@@ -376,6 +419,7 @@ class Worker:
             if held is not None and held.record.lease_token == record.lease_token:
                 del self._held[record.id]
             self._busy -= 1
+            self._running -= 1
             self._slot_freed.notify_all()
 
     def _finish(self, record: JobRecord, outcome: Outcome) -> None:
@@ -387,6 +431,7 @@ class Worker:
             if held is not None and not abandoned:
                 held.finished = True
             self._busy -= 1
+            self._running -= 1
             self._slot_freed.notify_all()
         if abandoned:
             log.warning(
@@ -487,7 +532,7 @@ class Worker:
                 HeldJob(h.record.id, h.record.lease_token)
                 for h in self._held.values() if not h.abandoned
             ]
-            running = self._busy
+            running = self._running
         if held:
             kept = set(backend.job_heartbeat(self.id, held, self.lease))
             lost = [h for h in held if h.id not in kept]
@@ -535,12 +580,13 @@ class Worker:
         backend = self.app.backend
         deadline = time.monotonic() + (0.0 if self._hard_stop.is_set() else self.grace)
         with self._slot_freed:
-            while self._busy > 0 and not self._hard_stop.is_set():
+            while self._running > 0 and not self._hard_stop.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._slot_freed.wait(min(left, 0.1))
-        # Whatever still runs goes back to the queue now, instead of waiting for its lease.
+        # Whatever still runs, or was fetched and never started, goes back to the queue
+        # now, instead of waiting for its lease.
         with self._lock:
             running = [h for h in self._held.values() if not h.abandoned and not h.finished]
             for h in running:
