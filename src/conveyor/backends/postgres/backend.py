@@ -38,6 +38,7 @@ import logging
 import math
 import os
 import re
+import select
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -91,8 +92,6 @@ _NOTIFY_PAYLOAD_MAX = 7_999
 """PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; past that we send an empty one."""
 _LISTEN_RETRY_AFTER = 5.0
 """Seconds to poll instead of retrying a LISTEN connection that just failed."""
-_FRESH = 1.0
-"""Seconds after a good statement during which a pooled connection is used without a ping."""
 _WORKER_HISTORY = 86_400.0
 """Rows of workers silent this long are history, not workers."""
 
@@ -104,11 +103,7 @@ itself only reports that it timed out). Cleared by the next success."""
 
 
 class _PoolConnection(psycopg.Connection[DictRow]):
-    """A pool connection that remembers why connecting failed, for the error message,
-    and when it last finished a statement without error."""
-
-    last_ok: float = 0.0
-    """time.monotonic() when it was last given back to the pool in a good state."""
+    """A pool connection that remembers why connecting failed, for the error message."""
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
@@ -210,15 +205,15 @@ class PostgresBackend:
             return self._pool
 
     @contextlib.contextmanager
-    def _connection(self, *, trust_recent: bool = False) -> Iterator[Connection]:
+    def _connection(self, *, quick_check: bool = False) -> Iterator[Connection]:
         """A pooled autocommit connection; every psycopg error leaves as a conveyor error.
 
-        `trust_recent`: skip the ping on a connection that just worked (see
-        `_checked_out`); only for the worker's own calls, which it retries.
+        `quick_check`: check the connection without a round trip (see
+        `_checked_out`); for the worker's own calls, which it retries.
         """
         pool = self._get_pool()
         try:
-            conn = self._checked_out(pool, trust_recent=trust_recent)
+            conn = self._checked_out(pool, quick_check=quick_check)
         except PoolTimeout as exc:
             raise self._unavailable(pool, exc) from exc
         except PoolClosed as exc:
@@ -229,8 +224,6 @@ class PostgresBackend:
             raise self._translate(exc) from exc
         finally:
             broken = conn.broken
-            if not broken and conn.info.transaction_status == TransactionStatus.IDLE:
-                conn.last_ok = time.monotonic()
             pool.putconn(conn)  # a broken connection is discarded here, not reused
             if broken:
                 # Likely a server restart: the idle connections are broken too. Check
@@ -238,17 +231,18 @@ class PostgresBackend:
                 pool.check()
 
     def _checked_out(
-        self, pool: ConnectionPool[_PoolConnection], *, trust_recent: bool
+        self, pool: ConnectionPool[_PoolConnection], *, quick_check: bool
     ) -> _PoolConnection:
         """A pool connection that answered an empty query now.
 
-        The ping costs a round trip, as much as a fetch. With `trust_recent`, a
-        connection that finished a statement within the last `_FRESH` seconds is
-        used without one: a busy worker's fetches, completions and heartbeats
-        then never pay for it, and if the server went away in that instant the
-        call fails like any call cut off mid-way, and the worker retries it (on a
-        checked connection). Enqueues and operator calls, which nobody retries
-        for the caller, always ping.
+        The ping costs a round trip, as much as a fetch. With `quick_check`, an
+        idle connection whose socket has nothing to read is used without one: a
+        server that ends a connection (restart, pg_terminate_backend) sends an
+        error and closes it, which makes the socket readable, and only then is
+        the connection pinged. A busy worker's fetches, completions and
+        heartbeats so never pay for a ping; a connection cut silently (no FIN)
+        fails its call like one cut mid-way, and the worker retries. Enqueues and
+        operator calls, which nobody retries for the caller, always ping.
 
         A server restart breaks every pooled connection at once. The first one
         found broken makes the pool check all the others, so the caller gets a
@@ -258,7 +252,7 @@ class PostgresBackend:
         deadline = time.monotonic() + self.connect_timeout
         while True:
             conn = pool.getconn(timeout=max(0.001, deadline - time.monotonic()))
-            if trust_recent and time.monotonic() - conn.last_ok < _FRESH and not conn.broken:
+            if quick_check and not conn.broken and not _readable(conn):
                 return conn
             try:
                 ConnectionPool.check_connection(conn)
@@ -283,10 +277,10 @@ class PostgresBackend:
             yield conn
 
     def _execute(
-        self, query: str, params: dict[str, Any], *, trust_recent: bool = False
+        self, query: str, params: dict[str, Any], *, quick_check: bool = False
     ) -> list[DictRow]:
         """One statement, which commits by itself."""
-        with self._connection(trust_recent=trust_recent) as conn:
+        with self._connection(quick_check=quick_check) as conn:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description is not None else []
 
@@ -468,7 +462,7 @@ class PostgresBackend:
         # Staging and leasing need not be atomic together (a staged job is simply
         # available), so each commits on its own: in one pipeline that is one round
         # trip, not the two an explicit transaction takes (BEGIN..., then COMMIT).
-        with self._connection(trust_recent=True) as conn, conn.pipeline():
+        with self._connection(quick_check=True) as conn, conn.pipeline():
             conn.execute(_Q["job_stage"], {"limit": _STAGE_LIMIT})
             rows = conn.execute(
                 _Q["job_fetch"],
@@ -488,7 +482,7 @@ class PostgresBackend:
             for c in completions
         ]
         rows = self._execute(
-            _Q["job_complete"], {"completions": dumps(given)}, trust_recent=True
+            _Q["job_complete"], {"completions": dumps(given)}, quick_check=True
         )
         return [int(row["id"]) for row in rows]
 
@@ -501,7 +495,7 @@ class PostgresBackend:
             _Q["job_heartbeat"],
             {"worker_id": worker_id, "ids": [j.id for j in jobs],
              "tokens": [j.lease_token for j in jobs], "lease_seconds": lease_seconds},
-            trust_recent=True,
+            quick_check=True,
         )
         return [int(row["id"]) for row in rows]
 
@@ -921,6 +915,17 @@ def _token(row: DictRow) -> ApiToken:
         last_used_at=None if row["last_used_at"] is None else float(row["last_used_at"]),
         revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
     )
+
+
+def _readable(conn: psycopg.Connection[Any]) -> bool:
+    """True when an idle connection's socket has something to read: the server's
+    goodbye (an error, then end of file), so the connection must be checked."""
+    try:
+        poller = select.poll()
+        poller.register(conn.pgconn.socket, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, psycopg.Error):
+        return True
 
 
 def _keepalives(url: str) -> dict[str, Any]:
