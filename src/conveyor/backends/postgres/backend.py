@@ -409,15 +409,23 @@ class PostgresBackend:
         self, cur: psycopg.Cursor[DictRow], jobs: Sequence[JobInsert]
     ) -> list[InsertResult]:
         results: list[InsertResult | None] = [None] * len(jobs)
-        plain = [i for i, job in enumerate(jobs) if job.idempotency_key is None]
-        if plain:
-            specs = [_batch_spec(n, jobs[i]) for n, i in enumerate(plain)]
-            cur.execute(_Q["job_insert_batch"], {"jobs": dumps(specs)})
+        # Jobs without idempotency keys, grouped by every option but their arguments
+        # (a bulk enqueue is usually one group): one INSERT per group, whose
+        # arguments travel as one JSON array, parsed once by the server.
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, job in enumerate(jobs):
+            if job.idempotency_key is None:
+                groups.setdefault(_group_key(job), []).append(i)
+        for members in groups.values():
+            first = jobs[members[0]]
+            params = _group_params(first)
+            params["args"] = "[" + ",".join(jobs[i].args_json for i in members) + "]"
+            cur.execute(_Q["job_insert_group"], params)
             # Rows were inserted in input order, so ascending ids restore it.
             rows = sorted(cur.fetchall(), key=lambda row: int(row["id"]))
-            if len(rows) != len(plain):  # pragma: no cover - an INSERT ... SELECT inserts all
-                raise BackendError(f"inserted {len(rows)} of {len(plain)} jobs")
-            for i, row in zip(plain, rows, strict=True):
+            if len(rows) != len(members):  # pragma: no cover - INSERT ... SELECT inserts all
+                raise BackendError(f"inserted {len(rows)} of {len(members)} jobs")
+            for i, row in zip(members, rows, strict=True):
                 results[i] = InsertResult(int(row["id"]), True, JobState(row["state"]))
         for i, job in enumerate(jobs):
             if job.idempotency_key is not None:
@@ -790,12 +798,16 @@ def _insert_params(job: JobInsert) -> dict[str, Any]:
     }
 
 
-def _batch_spec(n: int, job: JobInsert) -> dict[str, Any]:
+def _group_key(job: JobInsert) -> tuple[Any, ...]:
+    return (job.task, job.queue, job.priority, job.max_attempts, job.run_at, job.delay,
+            job.idempotency_window, job.group_key, job.timeout, tuple(job.tags))
+
+
+def _group_params(job: JobInsert) -> dict[str, Any]:
+    """The options a group of jobs shares (everything but the arguments)."""
     return {
-        "n": n,
         "task": job.task,
         "queue": job.queue,
-        "args": job.args_json,
         "priority": job.priority,
         "max_attempts": job.max_attempts,
         "run_at": job.run_at,
@@ -803,7 +815,7 @@ def _batch_spec(n: int, job: JobInsert) -> dict[str, Any]:
         "idempotency_window": job.idempotency_window,
         "group_key": job.group_key,
         "timeout": job.timeout,
-        "tags": list(job.tags),
+        "tags": dumps(list(job.tags)),
     }
 
 
