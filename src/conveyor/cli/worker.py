@@ -37,7 +37,8 @@ def split_queues(values: tuple[str, ...]) -> list[str]:
 )
 @click.option(
     "--prefetch", type=click.IntRange(min=0), metavar="N",
-    help="Jobs fetched ahead of free slots, so a freed slot starts at once. Default: -c.",
+    help="Jobs fetched ahead of free slots, so a freed slot starts at once. "
+    "Default: adaptive, about 50 ms of work.",
 )
 @click.option("--burst", is_flag=True, help="Exit 0 once the queues are empty.")
 @click.option(

@@ -2,14 +2,17 @@
 
 Threads of one worker process:
 
-- main: fetches as many jobs as there are free slots plus `prefetch` (one
+- main: fetches as many jobs as there are free slots plus a prefetch (one
   round trip), hands them to the slots, runs maintenance (rescue expired
   leases, enqueue due periodic jobs, prune) every poll interval, and waits for
   work or a free slot in between. The prefetched jobs wait in the worker,
   leased and heartbeated like running ones, so a slot that finishes starts its
   next job at once instead of after a round trip; once they are half gone the
-  worker fetches again, so fetches carry many jobs each. A job's timeout counts
-  from its start;
+  worker fetches again, so fetches carry many jobs each. By default the
+  prefetch holds about PREFETCH_HORIZON seconds of work (from the average
+  attempt time): many short jobs, few or none long ones, so no job waits long
+  behind another in a busy worker while an idle one could run it. A job's
+  timeout counts from its start;
 - slots (`concurrency` of them): each runs one attempt at a time, in the
   thread, on the shared event loop (async tasks), or in its own child process
   (`pool="process"`), unless the task's circuit breaker is open, in which case
@@ -60,6 +63,10 @@ log = logging.getLogger("conveyor.worker")
 POOLS = ("thread", "process")
 PRUNE_BATCH = 2_000
 """Finished jobs deleted per prune statement: small enough to keep each write short."""
+PREFETCH_HORIZON = 0.05
+"""Seconds of work (at the average attempt time) the adaptive prefetch holds."""
+PREFETCH_MAX_FACTOR = 8
+"""The adaptive prefetch holds at most this many jobs per slot."""
 PRUNE_BUDGET = 0.5
 """Seconds one prune pass may spend before the worker goes back to fetching."""
 
@@ -70,6 +77,8 @@ class _Held:
     deadline: float | None
     """monotonic time after which a thread attempt is failed as timed out (soft timeout);
     set when a slot starts the attempt."""
+    started: float = 0.0
+    """monotonic time the slot started the attempt (0: not started)."""
     abandoned: bool = False
     """Timed out, lost or released: whatever the attempt returns later is not written."""
     finished: bool = False
@@ -124,17 +133,22 @@ class Worker:
             raise ConfigurationError(f"prune_batch must be an int >= 1, got {prune_batch!r}")
         if grace < 0:
             raise ConfigurationError(f"grace must be >= 0 seconds, got {grace!r}")
-        if prefetch is None:
-            prefetch = concurrency
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
-            raise ConfigurationError(f"prefetch must be an int >= 0, got {prefetch!r}")
+        if prefetch is not None and (
+            isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0
+        ):
+            raise ConfigurationError(
+                f"prefetch must be an int >= 0 (or None: adaptive), got {prefetch!r}"
+            )
         self.app = app
         self.queues = list(queues) if queues else [app.default_queue]
         if not self.queues or len(set(self.queues)) != len(self.queues):
             raise ConfigurationError(f"queues must be distinct names, got {self.queues!r}")
         self.concurrency = concurrency
         self.prefetch = prefetch
-        """Jobs fetched beyond the free slots, to start the moment a slot frees up."""
+        """Jobs fetched beyond the free slots, to start the moment a slot frees up;
+        None: adaptive (see PREFETCH_HORIZON)."""
+        self._attempt_seconds: float | None = None
+        """Moving average of attempt run times (for the adaptive prefetch)."""
         self.pool = pool
         self.burst = burst
         self.grace = grace
@@ -281,11 +295,23 @@ class Worker:
         fetch again only once half the prefetch is free, so that each fetch
         carries many jobs, not one per finished job.
         """
-        free = self.concurrency + self.prefetch - self._busy
+        prefetch = self._prefetch()
+        free = self.concurrency + prefetch - self._busy
         waiting = self._busy - self._running
-        if waiting > 0 and free < max(1, self.prefetch // 2):
+        if waiting > 0 and free < max(1, prefetch // 2):
             return 0
         return free
+
+    def _prefetch(self) -> int:
+        if self.prefetch is not None:
+            return self.prefetch
+        average = self._attempt_seconds
+        if average is None:  # nothing measured yet
+            return self.concurrency
+        most = PREFETCH_MAX_FACTOR * self.concurrency
+        if average * most <= PREFETCH_HORIZON * self.concurrency:
+            return most
+        return int(PREFETCH_HORIZON * self.concurrency / average)
 
     def _idle(self) -> bool:
         with self._lock:
@@ -367,6 +393,7 @@ class Worker:
                 return False
             assert held is not None
             self._running += 1
+            held.started = time.monotonic()
             if record.timeout is not None and self.pool == "thread":
                 held.deadline = time.monotonic() + record.timeout
             return True
@@ -430,6 +457,10 @@ class Worker:
             )
             if held is not None and not abandoned:
                 held.finished = True
+            if held is not None and held.started:
+                took = time.monotonic() - held.started
+                average = self._attempt_seconds
+                self._attempt_seconds = took if average is None else 0.8 * average + 0.2 * took
             self._busy -= 1
             self._running -= 1
             self._slot_freed.notify_all()
