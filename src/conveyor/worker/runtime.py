@@ -199,6 +199,8 @@ class Worker:
             {name: t.options.breaker for name, t in app.tasks.items() if t.options.breaker},
             now=(app.clock or SystemClock()).now, worker_id=self.id,
         )
+        self._last_rescue = 0.0
+        self._last_prune = 0.0
 
     # -- public -----------------------------------------------------------------------
     def stop(self, *, graceful: bool = True) -> None:
@@ -241,25 +243,33 @@ class Worker:
                 return False
         return True
 
+    def _maintain(self, every: float) -> None:
+        """Rescue expired leases and enqueue due periodic jobs if the last time is `every`
+        seconds ago; prune if due."""
+        now = time.monotonic()
+        if now - self._last_rescue >= every:
+            self.stats.rescued += len(self.app.backend.job_rescue())
+            if self.cron is not None:
+                self.cron.run_due()
+            self._last_rescue = now
+        if now - self._last_prune >= self.prune_interval:
+            caught_up = self._prune()
+            # Out of budget with history still waiting: prune again on the next
+            # pass, not an interval later, so pruning keeps up with any
+            # completion rate while fetches still run between passes.
+            self._last_prune = now if caught_up else now - self.prune_interval
+
     def _loop_until_stopped(self) -> None:
         backend = self.app.backend
-        last_maintenance = 0.0
-        last_prune = time.monotonic()
+        self._last_rescue = 0.0
+        self._last_prune = time.monotonic()
         failures = 0
         while not self._stopping.is_set():
-            now = time.monotonic()
             try:
-                if now - last_maintenance >= self.poll_interval:
-                    self.stats.rescued += len(backend.job_rescue())
-                    if self.cron is not None:
-                        self.cron.run_due()
-                    last_maintenance = now
-                if now - last_prune >= self.prune_interval:
-                    caught_up = self._prune()
-                    # Out of budget with history still waiting: prune again on the next
-                    # pass, not an interval later, so pruning keeps up with any
-                    # completion rate while fetches still run between passes.
-                    last_prune = now if caught_up else now - self.prune_interval
+                # Maintenance runs when the worker is about to wait (below), so a
+                # wake-up fetches first; only a worker that never waits (saturated)
+                # runs it here, once it is overdue.
+                self._maintain(every=2 * self.poll_interval)
                 with self._slot_freed:
                     free = self._fetchable()
                     if free <= 0:
@@ -283,6 +293,7 @@ class Worker:
                 log.info("worker %s: queues empty, burst done", self.id)
                 return
             try:
+                self._maintain(every=self.poll_interval)
                 backend.wait_for_work(self.poll_interval)
             except BackendError as exc:
                 failures += 1
