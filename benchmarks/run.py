@@ -586,7 +586,7 @@ def report(
     quick: bool,
 ) -> str:
     out = [
-        f"# Benchmark results, {started:%Y-%m-%d %H:%M} UTC{' (quick)' if quick else ''}",
+        f"# Benchmark results, {started:%Y-%m-%d %H:%M} UTC{' (small sizes)' if quick else ''}",
         "",
         f"`python benchmarks/run.py{' --quick' if quick else ''}`, {elapsed / 60:.1f} minutes. "
         f"Each figure is the median of {sizes.runs} run(s).",
@@ -683,6 +683,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, one run")
     parser.add_argument("--only", help="comma list of systems (default: all)")
     parser.add_argument("--runs", type=int, help="runs per system (default 3, quick 1)")
+    parser.add_argument(
+        "--sizes", metavar="SINGLE,NOOP,SLEEP,LATENCY",
+        help="job counts instead of the defaults (e.g. 20,200,20,5 for a smoke test)",
+    )
     parser.add_argument("--readme", action="store_true",
                         help="replace the README's benchmark table with this run's")
     parser.add_argument("--out", type=Path, default=HERE / "results",
@@ -692,6 +696,12 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     if args.runs:
         sizes = Sizes(**{**sizes.__dict__, "runs": args.runs})
+    if args.sizes:
+        single, noop, sleep, latency = (int(v) for v in args.sizes.split(","))
+        sizes = Sizes(single=single, drain_noop=noop, drain_sleep=sleep, latency_jobs=latency,
+                      latency_rate=sizes.latency_rate, runs=args.runs or 1)
+    official = not args.quick and not args.sizes
+    """Only a run at the issue's sizes updates latest.md and the README."""
     chosen = SYSTEMS
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -727,16 +737,16 @@ def main(argv: list[str] | None = None) -> int:
             runs[system.name] = results
             rows.append((system, median_of(results)))
     elapsed = time.monotonic() - t0
-    text = report(rows, runs, loads, sizes, started, elapsed, args.quick)
+    text = report(rows, runs, loads, sizes, started, elapsed, not official)
     print("\n".join(table(rows)))
     if not args.no_write:
         args.out.mkdir(parents=True, exist_ok=True)
-        name = f"{started:%Y-%m-%dT%H%M}Z{'-quick' if args.quick else ''}.md"
+        name = f"{started:%Y-%m-%dT%H%M}Z{'' if official else '-quick'}.md"
         (args.out / name).write_text(text)
-        if not args.quick:
+        if official:
             (args.out / "latest.md").write_text(text)
         log(f"wrote {args.out / name}")
-        if args.readme:
+        if args.readme and official:
             update_readme(rows, name, started, sizes)
     failed = [name for name, results in runs.items() if any(r.error for r in results)]
     return 1 if failed else 0
