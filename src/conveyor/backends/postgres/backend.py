@@ -395,8 +395,28 @@ class PostgresBackend:
                     return self._insert(conn, jobs)
             except psycopg.Error as exc:
                 raise self._translate(exc) from exc
+        if _one_group_due_now(jobs):
+            return self._insert_due_group(jobs)
         with self._transaction(pipeline=True) as conn:
             return self._insert(conn, jobs)
+
+    def _insert_due_group(self, jobs: Sequence[JobInsert]) -> list[InsertResult]:
+        """The common enqueue (one job, or a bulk of like ones, due now) in one round trip.
+
+        The INSERT is one statement, atomic by itself, so it needs no explicit
+        transaction (whose COMMIT would cost a second round trip); the NOTIFY
+        travels in the same pipeline, after it, and wakes workers only once the
+        jobs are committed.
+        """
+        params = _group_params(jobs[0])
+        params["args"] = "[" + ",".join(job.args_json for job in jobs) + "]"
+        with self._connection() as conn, conn.pipeline(), conn.cursor() as cur:
+            cur.execute(_Q["job_insert_group"], params)
+            conn.execute(_Q["notify"], {"queues": _notify_payload([jobs[0].queue])})
+            rows = sorted(cur.fetchall(), key=lambda row: int(row["id"]))
+        if len(rows) != len(jobs):  # pragma: no cover - INSERT ... SELECT inserts all
+            raise BackendError(f"inserted {len(rows)} of {len(jobs)} jobs")
+        return [InsertResult(int(row["id"]), True, JobState(row["state"])) for row in rows]
 
     def _insert(
         self, conn: psycopg.Connection[Any], jobs: Sequence[JobInsert]
@@ -796,6 +816,17 @@ def _insert_params(job: JobInsert) -> dict[str, Any]:
         "timeout": job.timeout,
         "tags": dumps(list(job.tags)),
     }
+
+
+def _one_group_due_now(jobs: Sequence[JobInsert]) -> bool:
+    """True when every job is due now, has no idempotency key, and all share their options."""
+    first = jobs[0]
+    if first.idempotency_key is not None or first.run_at is not None or first.delay > 0:
+        return False
+    key = _group_key(first)
+    return all(
+        job.idempotency_key is None and _group_key(job) == key for job in jobs[1:]
+    )
 
 
 def _group_key(job: JobInsert) -> tuple[Any, ...]:
