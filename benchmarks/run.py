@@ -544,9 +544,11 @@ def machine() -> list[str]:
     with contextlib.suppress(Exception):
         import redis
 
-        info = redis.Redis.from_url(REDIS_URL).info()
-        redis_version = (f"{info['redis_version']} (appendonly={info.get('aof_enabled')}, "
-                         f"rdb saves configured: {info.get('rdb_bgsave_in_progress', '?')})")
+        client = redis.Redis.from_url(REDIS_URL)
+        info = client.info()
+        config = {**client.config_get("appendonly"), **client.config_get("save")}
+        redis_version = (f"{info['redis_version']} (appendonly={config.get('appendonly')}, "
+                         f"save=\"{config.get('save', '')}\")")
     return [
         f"- Machine: {platform.node()}, {os.cpu_count()} CPUs ({cpu}){mem}, "
         f"{platform.system()} {platform.release()}",
