@@ -462,3 +462,34 @@ def test_without_authentication_only_loopback_hosts_are_answered(web_factory: An
     rebinding = TestClient(web.client.app, base_url="http://attacker.example")
     r = rebinding.get("/api/v1/queues")
     assert r.status_code == 400 and problem_type(r) == "host-not-allowed"
+
+
+def test_a_database_that_is_down_gives_503_with_retry_after_never_a_trace() -> None:
+    from starlette.testclient import TestClient
+
+    from conveyor import Conveyor
+    from conveyor.web import create_app
+
+    # Nothing listens on port 1: every connection attempt is refused.
+    app = Conveyor("postgresql://postgres@127.0.0.1:1/nowhere", connect_timeout=0.2)
+    try:
+        for auth in (False, True):
+            client = TestClient(create_app(app, auth=auth), base_url="http://127.0.0.1")
+            headers = {"Authorization": "Bearer cvy_" + "a" * 43} if auth else {}
+            r = client.get("/api/v1/jobs", headers=headers)
+            assert r.status_code == 503 and problem_type(r) == "backend-unavailable", r.text
+            assert int(r.headers["retry-after"]) >= 1
+            assert client.get("/api/v1/health").status_code == 503
+            if auth:  # the dashboard looks the session's token up in the database
+                client.cookies.set("conveyor_token", "cvy_" + "a" * 43)
+            page = client.get("/")
+            assert page.status_code == 503 and "did not answer" in page.text
+            assert "Traceback" not in page.text and "127.0.0.1:1" not in page.text
+            login = client.get("/login")
+            signed = client.post("/login", data={
+                "csrf": login.text.split('name="csrf" value="')[1].split('"')[0],
+                "token": "cvy_" + "b" * 43,
+            })
+            assert signed.status_code == 503
+    finally:
+        app.close()

@@ -28,7 +28,7 @@ from conveyor.backends.base import JobFilter
 from conveyor.types import JobState
 from conveyor.web.auth import ANONYMOUS, Permission, Principal
 from conveyor.web.problems import Problem
-from conveyor.web.routing import decode_cursor, encode_cursor, read_body
+from conveyor.web.routing import decode_cursor, encode_cursor, read_body, translate
 from conveyor.web.schema import parse_datetime
 from conveyor.web.views import (
     alive_window,
@@ -192,7 +192,8 @@ def page(permission: Permission) -> Callable[[PageHandler], Endpoint]:
                 if request.method == "GET":
                     return _redirect(request, "/login", next=request.url.path)
                 return _redirect(request, "/login")
-            except Problem as problem:
+            except Exception as exc:  # the database is down, or a bug: a page, not a trace
+                problem = translate(exc)
                 response = _render(request, "error.html", status=problem.status,
                                    title=problem.title, detail=problem.detail)
                 for name, value in problem.headers.items():
@@ -229,12 +230,16 @@ async def login(request: Request) -> Response:
                        failed=False)
     try:
         fields = await _form(request)
-    except Problem as problem:
-        return _render(request, "error.html", status=problem.status, title=problem.title,
-                       detail=problem.detail)
-    state.limit(state.client_key(request))
-    token = fields.get("token", "").strip()
-    principal = await state.principal_for_token(token)
+        state.limit(state.client_key(request))
+        token = fields.get("token", "").strip()
+        principal = await state.principal_for_token(token)
+    except Exception as exc:
+        problem = translate(exc)
+        response = _render(request, "error.html", status=problem.status, title=problem.title,
+                           detail=problem.detail)
+        for name, value in problem.headers.items():
+            response.headers[name] = value
+        return response
     if principal is None or not principal.may(Permission.READ):
         return _render(request, "login.html", status=401, next=fields.get("next", ""),
                        failed=True)
