@@ -205,7 +205,8 @@ def enqueue(call: Call) -> Reply:
         options["idempotency_key"] = key
         item["options"] = options
     insert = _insert_for(call, item, "")
-    result = call.state.conveyor.backend.job_insert_many([insert])[0]
+    # Through the app (not the backend directly), so enqueue hooks see these jobs too.
+    result = call.state.conveyor._enqueue([insert])[0]
     record = call.state.conveyor.backend.job_get(result.id)
     if record is None:  # pruned between the insert and the read: still report the id
         raise Problem("conflict", f"job {result.id} was enqueued but is already gone")
@@ -223,7 +224,7 @@ def enqueue_bulk(call: Call) -> Reply:
         _insert_for(call, item, f"/jobs/{i}") for i, item in enumerate(call.body["jobs"])
     ]
     backend = call.state.conveyor.backend
-    results = backend.job_insert_many(inserts)
+    results = call.state.conveyor._enqueue(inserts)
     ids = [r.id for r in results]
     records = {r.id: r for r in backend.job_list(JobFilter(ids=ids, limit=len(ids)))}
     jobs = [
