@@ -176,6 +176,60 @@ class WorkerInfo:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+WAIT_BUCKETS: tuple[float, ...] = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+"""Upper bounds (seconds) of the queue-wait buckets kept in the per-minute aggregates
+(columns `wait_le_*`), and of the `conveyor_job_wait_seconds` histogram."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobStats:
+    """Finished attempts of one queue and task: over one minute, or summed over a span.
+
+    Written by the backend in the same transaction as the transitions it counts
+    (completion batches and lease rescues); never by the caller.
+    """
+
+    queue: str
+    task: str
+    minute: float | None
+    """Start of the minute (epoch seconds) for per-minute rows; None for sums."""
+    succeeded: int = 0
+    """Attempts that ended the job `succeeded`."""
+    retried: int = 0
+    """Failed attempts (errors, timeouts, lost leases) that left attempts to go."""
+    dead: int = 0
+    """Attempts that ended the job `dead` (exhausted, not retryable, Discard, lost lease)."""
+    attempts: int = 0
+    """Every finished attempt: succeeded + retried + dead."""
+    wait_le: tuple[int, ...] = (0,) * len(WAIT_BUCKETS)
+    """Attempts that started at most WAIT_BUCKETS[i] seconds after their run_at (cumulative)."""
+    run_seconds: float = 0.0
+    """Total run time of the attempts, seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatsQuery:
+    since: float
+    """Epoch seconds: minutes starting at or after this are read."""
+    until: float
+    """Epoch seconds: minutes starting before this are read."""
+    task: str | None = None
+    queue: str | None = None
+    per_minute: bool = False
+    """One row per minute (a time series) instead of one sum per queue and task."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """Whether one alert is firing, kept in the backend so it fires once per incident."""
+
+    key: str
+    firing: bool
+    changed_at: float = 0.0
+    """Set by the backend (its clock) on every write."""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 class Backend(Protocol):
     """What a storage engine must do. See the module docstring for the rules."""
 
@@ -276,6 +330,34 @@ class Backend(Protocol):
     def token_touch(self, token_id: int) -> None:
         """Record that the token was just used."""
         ...
+
+
+    # -- observability ------------------------------------------------------
+    def stats_read(self, query: StatsQuery) -> list[JobStats]:
+        """Per-minute aggregates (see `JobStats`), summed per queue and task or per minute."""
+        ...
+
+    def stats_error_types(
+        self, since: float, *, task: str | None = None, limit: int = 5
+    ) -> list[tuple[str, int]]:
+        """The most frequent error types of attempts that failed since `since`, with counts."""
+        ...
+
+    def stats_prune(self, older_than: float) -> int:
+        """Delete aggregates of minutes more than `older_than` seconds old."""
+        ...
+
+    def leader_elect(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew the role `name` for `ttl` seconds; False while another holds it."""
+        ...
+
+    def leader_resign(self, name: str, holder: str) -> None:
+        """Give the role up at once (if `holder` has it), so another process takes over."""
+        ...
+
+    def alert_list(self) -> list[AlertState]: ...
+
+    def alert_set(self, state: AlertState) -> None: ...
 
     # -- workers ------------------------------------------------------------
     def worker_heartbeat(self, info: WorkerInfo) -> None: ...

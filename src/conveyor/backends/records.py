@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from conveyor.backends.base import WAIT_BUCKETS, JobStats
 from conveyor.types import AttemptError, JobRecord, JobState
 
 
@@ -57,6 +58,25 @@ def job_record_from_row(row: RowLike) -> JobRecord:
         result=None if result is None else _json(result),
         errors=[AttemptError.from_json(entry) for entry in _json(row["errors"])],
         tags=list(_json(row["tags"])),
+    )
+
+
+WAIT_COLUMNS = tuple(f"wait_le_{bound:g}".replace(".", "_") for bound in WAIT_BUCKETS)
+"""The aggregate columns of each wait bucket: wait_le_0_1, wait_le_0_5, wait_le_1, …"""
+
+
+def job_stats_from_row(row: RowLike) -> JobStats:
+    minute = row["minute"]
+    return JobStats(
+        queue=row["queue"],
+        task=row["task"],
+        minute=None if minute is None else float(minute),
+        succeeded=int(row["succeeded"] or 0),
+        retried=int(row["retried"] or 0),
+        dead=int(row["dead"] or 0),
+        attempts=int(row["attempts"] or 0),
+        wait_le=tuple(int(row[column] or 0) for column in WAIT_COLUMNS),
+        run_seconds=float(row["run_seconds"] or 0.0),
     )
 
 

@@ -54,6 +54,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from conveyor.backends.base import (
     SCHEMA_VERSION,
+    AlertState,
     ApiToken,
     Completion,
     FetchParams,
@@ -61,14 +62,16 @@ from conveyor.backends.base import (
     InsertResult,
     JobFilter,
     JobInsert,
+    JobStats,
     QueuePause,
     QueueStats,
     Role,
+    StatsQuery,
     Throughput,
     TokenInsert,
     WorkerInfo,
 )
-from conveyor.backends.records import dumps, job_record_from_row
+from conveyor.backends.records import dumps, job_record_from_row, job_stats_from_row
 from conveyor.backends.sql import load_migrations, load_queries
 from conveyor.errors import (
     BackendError,
@@ -631,6 +634,48 @@ class PostgresBackend:
 
     def token_touch(self, token_id: int) -> None:
         self._execute(_Q["token_touch"], {"id": token_id})
+
+    # -- observability ----------------------------------------------------------------
+    def stats_read(self, query: StatsQuery) -> list[JobStats]:
+        rows = self._execute(
+            _Q["stats_minutes" if query.per_minute else "stats_sum"],
+            {"since": query.since, "until": query.until, "task": query.task,
+             "queue": query.queue},
+        )
+        return [job_stats_from_row(row) for row in rows]
+
+    def stats_error_types(
+        self, since: float, *, task: str | None = None, limit: int = 5
+    ) -> list[tuple[str, int]]:
+        rows = self._execute(
+            _Q["stats_error_types"], {"since": since, "task": task, "limit": limit}
+        )
+        return [(str(row["type"]), int(row["attempts"])) for row in rows]
+
+    def stats_prune(self, older_than: float) -> int:
+        return self._rowcount(_Q["stats_prune"], {"older_than": older_than})
+
+    def leader_elect(self, name: str, holder: str, ttl: float) -> bool:
+        rows = self._execute(_Q["leader_elect"], {"name": name, "holder": holder, "ttl": ttl})
+        return bool(rows)
+
+    def leader_resign(self, name: str, holder: str) -> None:
+        self._execute(_Q["leader_resign"], {"name": name, "holder": holder})
+
+    def alert_list(self) -> list[AlertState]:
+        rows = self._execute(_Q["alert_list"], {})
+        return [
+            AlertState(key=row["key"], firing=bool(row["firing"]),
+                       changed_at=float(row["changed_at"]),
+                       details=row["details"] if isinstance(row["details"], dict) else {})
+            for row in rows
+        ]
+
+    def alert_set(self, state: AlertState) -> None:
+        self._execute(
+            _Q["alert_set"],
+            {"key": state.key, "firing": state.firing, "details": dumps(state.details)},
+        )
 
     # -- workers --------------------------------------------------------------------
     def worker_heartbeat(self, info: WorkerInfo) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -26,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from conveyor.backends.base import (
     SCHEMA_VERSION,
+    AlertState,
     ApiToken,
     Completion,
     FetchParams,
@@ -33,14 +35,21 @@ from conveyor.backends.base import (
     InsertResult,
     JobFilter,
     JobInsert,
+    JobStats,
     QueuePause,
     QueueStats,
     Role,
+    StatsQuery,
     Throughput,
     TokenInsert,
     WorkerInfo,
 )
-from conveyor.backends.records import dumps, interleave, job_record_from_row
+from conveyor.backends.records import (
+    dumps,
+    interleave,
+    job_record_from_row,
+    job_stats_from_row,
+)
 from conveyor.backends.sql import load_migrations, load_queries
 from conveyor.clock import Clock, SystemClock
 from conveyor.errors import BackendError, ConfigurationError, EnqueueError, SchemaError
@@ -400,6 +409,12 @@ class SQLiteBackend:
         applied: list[int] = []
         with self._write() as conn:
             now = self.clock.now()
+            # Counted first, over the rows the updates below will change, in this transaction.
+            conn.execute(
+                _Q["stats_record_completions"],
+                {"minute": _minute(now), "now": now,
+                 "done": dumps([[c.job_id, c.lease_token, c.outcome] for c in completions])},
+            )
             for c in completions:
                 query = {"succeeded": "job_succeed", "retry": "job_retry_later", "dead": "job_kill"}
                 row = conn.execute(
@@ -441,10 +456,11 @@ class SQLiteBackend:
 
     def job_rescue(self, limit: int = 1000) -> list[int]:
         with self._write() as conn:
-            rows = conn.execute(
-                _Q["job_rescue"],
-                {"now": self.clock.now(), "limit": limit},
-            ).fetchall()
+            now = self.clock.now()
+            params = {"now": now, "limit": limit, "minute": _minute(now)}
+            # Same selection as the rescue, in the same transaction: the lost attempts counted.
+            conn.execute(_Q["stats_record_rescue"], params)
+            rows = conn.execute(_Q["job_rescue"], params).fetchall()
         return [int(r[0]) for r in rows]
 
     # -- operator side ------------------------------------------------------------
@@ -562,6 +578,56 @@ class SQLiteBackend:
         with self._write() as conn:
             conn.execute(_Q["token_touch"], {"id": token_id, "now": self.clock.now()})
 
+    # -- observability ------------------------------------------------------------
+    def stats_read(self, query: StatsQuery) -> list[JobStats]:
+        rows = self._read(
+            _Q["stats_minutes" if query.per_minute else "stats_sum"],
+            {"since": query.since, "until": query.until, "task": query.task,
+             "queue": query.queue},
+        )
+        return [job_stats_from_row(row) for row in rows]
+
+    def stats_error_types(
+        self, since: float, *, task: str | None = None, limit: int = 5
+    ) -> list[tuple[str, int]]:
+        rows = self._read(_Q["stats_error_types"], {"since": since, "task": task, "limit": limit})
+        return [(str(row["type"]), int(row["attempts"])) for row in rows]
+
+    def stats_prune(self, older_than: float) -> int:
+        with self._write() as conn:
+            cur = conn.execute(
+                _Q["stats_prune"], {"now": self.clock.now(), "older_than": older_than}
+            )
+            return cur.rowcount
+
+    def leader_elect(self, name: str, holder: str, ttl: float) -> bool:
+        with self._write() as conn:
+            row = conn.execute(
+                _Q["leader_elect"],
+                {"name": name, "holder": holder, "ttl": ttl, "now": self.clock.now()},
+            ).fetchone()
+        return row is not None
+
+    def leader_resign(self, name: str, holder: str) -> None:
+        with self._write() as conn:
+            conn.execute(_Q["leader_resign"], {"name": name, "holder": holder})
+
+    def alert_list(self) -> list[AlertState]:
+        rows = self._read(_Q["alert_list"], {})
+        return [
+            AlertState(key=row["key"], firing=bool(row["firing"]),
+                       changed_at=float(row["changed_at"]), details=_loads_dict(row["details"]))
+            for row in rows
+        ]
+
+    def alert_set(self, state: AlertState) -> None:
+        with self._write() as conn:
+            conn.execute(
+                _Q["alert_set"],
+                {"key": state.key, "firing": int(state.firing), "now": self.clock.now(),
+                 "details": dumps(state.details)},
+            )
+
     # -- workers ----------------------------------------------------------------
     def worker_heartbeat(self, info: WorkerInfo) -> None:
         with self._write() as conn:
@@ -638,6 +704,11 @@ class SQLiteBackend:
                     conn.close()
         self._guard.close()
         self._local = threading.local()
+
+
+def _minute(now: float) -> float:
+    """The start of the minute `now` falls in: the key of the per-minute aggregates."""
+    return math.floor(now / 60.0) * 60.0
 
 
 def _held(jobs: Sequence[HeldJob]) -> str:

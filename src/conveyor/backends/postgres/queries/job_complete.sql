@@ -2,6 +2,11 @@
 -- the lease it was given (state running, same token): a worker that lost its
 -- lease changes nothing. Rows are locked in id order so two batches touching
 -- the same jobs (completer and heartbeat) cannot deadlock.
+--
+-- The same statement adds the batch to the per-minute aggregates (stats), so
+-- the counts behind SLIs are exactly the transitions that happened: a fenced-out
+-- completion counts nothing, and no count is lost or doubled. Stats rows are
+-- taken after the job rows and in (queue, task) order, so this cannot deadlock.
 WITH done AS (
     SELECT * FROM jsonb_to_recordset(%(completions)s::jsonb) AS given(
         job_id bigint, lease_token bigint, outcome text, result text, error text,
@@ -9,13 +14,15 @@ WITH done AS (
     )
 ),
 held AS MATERIALIZED (
-    SELECT job.id, job.lease_token, done.outcome, done.result, done.error, done.retry_delay
+    SELECT job.id, job.lease_token, job.queue, job.task, job.run_at, job.started_at,
+           done.outcome, done.result, done.error, done.retry_delay
     FROM conveyor_jobs AS job
     JOIN done ON done.job_id = job.id AND done.lease_token = job.lease_token
     WHERE job.state = 'running' AND done.outcome IN ('succeeded', 'retry', 'dead')
     ORDER BY job.id
     FOR UPDATE OF job
-)
+),
+updated AS (
 UPDATE conveyor_jobs AS job
 SET state = CASE
                 WHEN held.outcome <> 'retry' THEN held.outcome
@@ -38,4 +45,47 @@ SET state = CASE
     END
 FROM held
 WHERE job.id = held.id AND job.state = 'running' AND job.lease_token = held.lease_token
-RETURNING job.id
+RETURNING job.id, held.queue, held.task, held.outcome,
+          extract(epoch FROM held.started_at - held.run_at)::float8 AS wait,
+          extract(epoch FROM now() - held.started_at)::float8 AS run
+),
+stats AS (
+    INSERT INTO conveyor_job_stats AS s (
+        minute, queue, task, shard, succeeded, retried, dead, attempts,
+        wait_le_0_1, wait_le_0_5, wait_le_1, wait_le_5, wait_le_10, wait_le_30, wait_le_60, wait_le_300, wait_le_900, wait_le_3600, run_seconds
+    )
+    SELECT date_trunc('minute', now()), queue, task, mod(pg_backend_pid(), 8)::smallint,
+           count(*) FILTER (WHERE outcome = 'succeeded'), count(*) FILTER (WHERE outcome = 'retry'),
+           count(*) FILTER (WHERE outcome = 'dead'), count(*),
+           count(*) FILTER (WHERE wait <= 0.1),
+           count(*) FILTER (WHERE wait <= 0.5),
+           count(*) FILTER (WHERE wait <= 1),
+           count(*) FILTER (WHERE wait <= 5),
+           count(*) FILTER (WHERE wait <= 10),
+           count(*) FILTER (WHERE wait <= 30),
+           count(*) FILTER (WHERE wait <= 60),
+           count(*) FILTER (WHERE wait <= 300),
+           count(*) FILTER (WHERE wait <= 900),
+           count(*) FILTER (WHERE wait <= 3600),
+           sum(greatest(0.0, run))
+    FROM updated
+    GROUP BY queue, task
+    ORDER BY queue, task
+    ON CONFLICT (minute, queue, task, shard) DO UPDATE SET
+        succeeded = s.succeeded + excluded.succeeded,
+        retried = s.retried + excluded.retried,
+        dead = s.dead + excluded.dead,
+        attempts = s.attempts + excluded.attempts,
+        wait_le_0_1 = s.wait_le_0_1 + excluded.wait_le_0_1,
+        wait_le_0_5 = s.wait_le_0_5 + excluded.wait_le_0_5,
+        wait_le_1 = s.wait_le_1 + excluded.wait_le_1,
+        wait_le_5 = s.wait_le_5 + excluded.wait_le_5,
+        wait_le_10 = s.wait_le_10 + excluded.wait_le_10,
+        wait_le_30 = s.wait_le_30 + excluded.wait_le_30,
+        wait_le_60 = s.wait_le_60 + excluded.wait_le_60,
+        wait_le_300 = s.wait_le_300 + excluded.wait_le_300,
+        wait_le_900 = s.wait_le_900 + excluded.wait_le_900,
+        wait_le_3600 = s.wait_le_3600 + excluded.wait_le_3600,
+        run_seconds = s.run_seconds + excluded.run_seconds
+)
+SELECT id FROM updated

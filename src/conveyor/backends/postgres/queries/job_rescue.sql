@@ -2,13 +2,17 @@
 -- counts as failed, and the job runs again at once (or is dead if none are left).
 -- Expiry is judged by the database's clock; SKIP LOCKED leaves alone a job whose
 -- worker is heartbeating at this very moment, and lets rescuers run side by side.
+-- The same statement counts the lost attempts in the per-minute aggregates (stats).
 WITH expired AS MATERIALIZED (
-    SELECT id FROM conveyor_jobs
+    SELECT id, queue, task, run_at, started_at,
+           CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'retry' END AS outcome
+    FROM conveyor_jobs
     WHERE state = 'running' AND lease_expires_at < now()
     ORDER BY lease_expires_at
     LIMIT %(limit)s::integer
     FOR UPDATE SKIP LOCKED
-)
+),
+rescued AS (
 UPDATE conveyor_jobs AS job
 SET state = CASE WHEN job.attempt >= job.max_attempts THEN 'dead' ELSE 'available' END,
     finished_at = CASE WHEN job.attempt >= job.max_attempts THEN now() END,
@@ -29,4 +33,47 @@ SET state = CASE WHEN job.attempt >= job.max_attempts THEN 'dead' ELSE 'availabl
     lease_expires_at = NULL
 FROM expired
 WHERE job.id = expired.id AND job.state = 'running' AND job.lease_expires_at < now()
-RETURNING job.id
+RETURNING job.id, expired.queue, expired.task, expired.outcome,
+          extract(epoch FROM expired.started_at - expired.run_at)::float8 AS wait,
+          extract(epoch FROM now() - expired.started_at)::float8 AS run
+),
+stats AS (
+    INSERT INTO conveyor_job_stats AS s (
+        minute, queue, task, shard, succeeded, retried, dead, attempts,
+        wait_le_0_1, wait_le_0_5, wait_le_1, wait_le_5, wait_le_10, wait_le_30, wait_le_60, wait_le_300, wait_le_900, wait_le_3600, run_seconds
+    )
+    SELECT date_trunc('minute', now()), queue, task, mod(pg_backend_pid(), 8)::smallint,
+           0, count(*) FILTER (WHERE outcome = 'retry'), count(*) FILTER (WHERE outcome = 'dead'),
+           count(*),
+           count(*) FILTER (WHERE wait <= 0.1),
+           count(*) FILTER (WHERE wait <= 0.5),
+           count(*) FILTER (WHERE wait <= 1),
+           count(*) FILTER (WHERE wait <= 5),
+           count(*) FILTER (WHERE wait <= 10),
+           count(*) FILTER (WHERE wait <= 30),
+           count(*) FILTER (WHERE wait <= 60),
+           count(*) FILTER (WHERE wait <= 300),
+           count(*) FILTER (WHERE wait <= 900),
+           count(*) FILTER (WHERE wait <= 3600),
+           sum(greatest(0.0, run))
+    FROM rescued
+    GROUP BY queue, task
+    ORDER BY queue, task
+    ON CONFLICT (minute, queue, task, shard) DO UPDATE SET
+        succeeded = s.succeeded + excluded.succeeded,
+        retried = s.retried + excluded.retried,
+        dead = s.dead + excluded.dead,
+        attempts = s.attempts + excluded.attempts,
+        wait_le_0_1 = s.wait_le_0_1 + excluded.wait_le_0_1,
+        wait_le_0_5 = s.wait_le_0_5 + excluded.wait_le_0_5,
+        wait_le_1 = s.wait_le_1 + excluded.wait_le_1,
+        wait_le_5 = s.wait_le_5 + excluded.wait_le_5,
+        wait_le_10 = s.wait_le_10 + excluded.wait_le_10,
+        wait_le_30 = s.wait_le_30 + excluded.wait_le_30,
+        wait_le_60 = s.wait_le_60 + excluded.wait_le_60,
+        wait_le_300 = s.wait_le_300 + excluded.wait_le_300,
+        wait_le_900 = s.wait_le_900 + excluded.wait_le_900,
+        wait_le_3600 = s.wait_le_3600 + excluded.wait_le_3600,
+        run_seconds = s.run_seconds + excluded.run_seconds
+)
+SELECT id FROM rescued

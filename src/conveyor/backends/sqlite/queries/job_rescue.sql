@@ -19,6 +19,7 @@ SET state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'available' END,
 WHERE id IN (
     SELECT id FROM conveyor_jobs
     WHERE state = 'running' AND lease_expires_at < :now
+    ORDER BY lease_expires_at, id
     LIMIT :limit
 )
 RETURNING id

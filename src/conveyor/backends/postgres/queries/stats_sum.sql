@@ -1,0 +1,23 @@
+-- Finished attempts per queue and task over [since, until), from the per-minute aggregates.
+SELECT queue, task, NULL::float8 AS minute,
+       sum(succeeded) AS succeeded,
+       sum(retried) AS retried,
+       sum(dead) AS dead,
+       sum(attempts) AS attempts,
+       sum(wait_le_0_1) AS wait_le_0_1,
+       sum(wait_le_0_5) AS wait_le_0_5,
+       sum(wait_le_1) AS wait_le_1,
+       sum(wait_le_5) AS wait_le_5,
+       sum(wait_le_10) AS wait_le_10,
+       sum(wait_le_30) AS wait_le_30,
+       sum(wait_le_60) AS wait_le_60,
+       sum(wait_le_300) AS wait_le_300,
+       sum(wait_le_900) AS wait_le_900,
+       sum(wait_le_3600) AS wait_le_3600,
+       sum(run_seconds) AS run_seconds
+FROM conveyor_job_stats
+WHERE minute >= to_timestamp(%(since)s::float8) AND minute < to_timestamp(%(until)s::float8)
+  AND (%(task)s::text IS NULL OR task = %(task)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+GROUP BY queue, task
+ORDER BY queue, task

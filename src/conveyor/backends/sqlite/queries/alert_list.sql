@@ -1,0 +1,1 @@
+SELECT key, firing, changed_at, details FROM conveyor_alerts ORDER BY key

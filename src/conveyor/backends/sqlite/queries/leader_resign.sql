@@ -1,0 +1,1 @@
+DELETE FROM conveyor_leaders WHERE name = :name AND holder = :holder

@@ -1,0 +1,1 @@
+DELETE FROM conveyor_job_stats WHERE minute < :now - :older_than

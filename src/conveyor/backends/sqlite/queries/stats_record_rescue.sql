@@ -1,0 +1,45 @@
+-- The per-minute aggregates of a lease rescue, written in its transaction just before
+-- the rescue itself, over the same rows (same selection, same order, same limit): an
+-- attempt whose worker vanished counts as failed (retried, or dead if none are left).
+INSERT INTO conveyor_job_stats (
+    minute, queue, task, shard, succeeded, retried, dead, attempts,
+    wait_le_0_1, wait_le_0_5, wait_le_1, wait_le_5, wait_le_10, wait_le_30, wait_le_60, wait_le_300, wait_le_900, wait_le_3600, run_seconds
+)
+SELECT :minute, queue, task, 0,
+       0, sum(attempt < max_attempts), sum(attempt >= max_attempts), count(*),
+       sum(started_at - run_at <= 0.1),
+       sum(started_at - run_at <= 0.5),
+       sum(started_at - run_at <= 1),
+       sum(started_at - run_at <= 5),
+       sum(started_at - run_at <= 10),
+       sum(started_at - run_at <= 30),
+       sum(started_at - run_at <= 60),
+       sum(started_at - run_at <= 300),
+       sum(started_at - run_at <= 900),
+       sum(started_at - run_at <= 3600),
+       sum(max(0.0, :now - started_at))
+FROM conveyor_jobs
+WHERE id IN (
+    SELECT id FROM conveyor_jobs
+    WHERE state = 'running' AND lease_expires_at < :now
+    ORDER BY lease_expires_at, id
+    LIMIT :limit
+)
+GROUP BY queue, task
+ORDER BY queue, task
+ON CONFLICT (minute, queue, task, shard) DO UPDATE SET
+    succeeded = succeeded + excluded.succeeded,
+    retried = retried + excluded.retried,
+    dead = dead + excluded.dead,
+    attempts = attempts + excluded.attempts,
+    wait_le_0_1 = wait_le_0_1 + excluded.wait_le_0_1,
+    wait_le_0_5 = wait_le_0_5 + excluded.wait_le_0_5,
+    wait_le_1 = wait_le_1 + excluded.wait_le_1,
+    wait_le_5 = wait_le_5 + excluded.wait_le_5,
+    wait_le_10 = wait_le_10 + excluded.wait_le_10,
+    wait_le_30 = wait_le_30 + excluded.wait_le_30,
+    wait_le_60 = wait_le_60 + excluded.wait_le_60,
+    wait_le_300 = wait_le_300 + excluded.wait_le_300,
+    wait_le_900 = wait_le_900 + excluded.wait_le_900,
+    wait_le_3600 = wait_le_3600 + excluded.wait_le_3600,
+    run_seconds = run_seconds + excluded.run_seconds
