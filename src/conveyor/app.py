@@ -18,12 +18,16 @@ from conveyor.backends import Backend, open_backend
 from conveyor.backends.base import JobInsert
 from conveyor.clock import Clock
 from conveyor.errors import ConfigurationError, UnknownTaskError
+from conveyor.events import EventBus, EventName, JobEvent
 from conveyor.job import Job, job_from_record
 from conveyor.retry import DEFAULT_RETRY, CircuitBreaker, Retry
 from conveyor.scheduler import CronEntry, CronExpression, build_entry
 from conveyor.task import Task, build_options, check_max_attempts, check_priority, check_queue
 
 if TYPE_CHECKING:
+    from conveyor.insights import Insights
+    from conveyor.observability.alerts import AlertSink
+    from conveyor.observability.slo import Objective
     from conveyor.worker import Worker
 
 P = ParamSpec("P")
@@ -90,9 +94,15 @@ class Conveyor:
         self.retention = _seconds(retention, "retention")
         self.connect_timeout = _seconds(connect_timeout, "connect_timeout", minimum=0.1)
         self.clock = clock
+        self.events = EventBus()
+        """Job events of this process (see `conveyor.events`): metrics and logs subscribe."""
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: dict[str, CronEntry] = {}
         """Periodic jobs by entry name (see `cron`)."""
+        self.objectives: dict[str, Objective] = {}
+        """Declared SLOs by name (see `slo`)."""
+        self.alert_sinks: list[AlertSink] = []
+        self.alert_interval = 60.0
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
         # Validate the URL now (cheap, no connection) so a typo fails at start-up.
@@ -257,6 +267,11 @@ class Conveyor:
     # -- jobs -------------------------------------------------------------------------
     def _enqueue(self, inserts: Sequence[JobInsert], *, connection: Any = None) -> list[Job[Any]]:
         results = self.backend.job_insert_many(inserts, connection=connection)
+        if self.events:
+            self.events.emit_all(
+                JobEvent(EventName.ENQUEUED, r.id, insert.task, insert.queue)
+                for insert, r in zip(inserts, results, strict=True) if r.created
+            )
         return [Job(self, r.id, r.state, created=r.created) for r in results]
 
     def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Job[Any]:
@@ -266,6 +281,73 @@ class Conveyor:
     def get_job(self, job_id: int) -> Job[Any] | None:
         record = self.backend.job_get(job_id)
         return None if record is None else job_from_record(self, record)
+
+    # -- observability ------------------------------------------------------------------
+    def slo(
+        self,
+        name: str,
+        *,
+        task: Task[Any, Any] | str | None = None,
+        queue: str | None = None,
+        success: float | None = None,
+        wait_p99: float | None = None,
+        window: str | float | timedelta = "30d",
+    ) -> Objective:
+        """Declare a service level objective over the jobs of `task` (or of `queue`, or all).
+
+        `success`: the fraction of finished jobs that must end `succeeded` (a job that
+        succeeded after retries is good, a dead one is bad). `wait_p99`: seconds within
+        which 99% of attempts must start after their run_at (one of
+        `conveyor.backends.base.WAIT_BUCKETS`). `window`: e.g. "30d", "7d".
+        See docs/observability.md for the SLI model and the burn-rate alerts.
+        """
+        from conveyor.observability.slo import make_objective
+
+        if name in self.objectives:
+            raise ConfigurationError(f"an SLO named {name!r} is already declared")
+        task_name = task.name if isinstance(task, Task) else task
+        objective = make_objective(
+            name, task=task_name, queue=queue, success=success, wait_p99=wait_p99, window=window
+        )
+        self.objectives[name] = objective
+        return objective
+
+    def alert_to(self, *sinks: AlertSink, interval: float | timedelta = 60.0) -> None:
+        """Send burn-rate alerts of this app's SLOs to `sinks`.
+
+        Every worker of the app then joins a leader election; the elected one
+        evaluates the objectives every `interval` seconds (see
+        `conveyor.observability.alerts`).
+        """
+        if not sinks:
+            raise ConfigurationError(
+                "alert_to() needs at least one sink, e.g. conveyor.observability.alerts.LogSink()"
+            )
+        for sink in sinks:
+            if not callable(getattr(sink, "send", None)):
+                raise ConfigurationError(f"{sink!r} is not an alert sink (it has no send())")
+        self.alert_sinks = list(sinks)
+        self.alert_interval = _seconds(interval, "interval", minimum=1.0)
+
+    @property
+    def insights(self) -> Insights:
+        """The read model behind `conveyor status`, `conveyor slo`, metrics and the web UI."""
+        from conveyor.insights import Insights
+
+        return Insights(self)
+
+    def start_services(self, holder: str) -> Callable[[], None]:
+        """Start what runs beside a worker (the SLO alert evaluator, when configured);
+        returns the function that stops it."""
+        if not (self.alert_sinks and self.objectives):
+            return lambda: None
+        from conveyor.observability.alerts import AlertEvaluator
+
+        evaluator = AlertEvaluator(
+            self, self.alert_sinks, interval=self.alert_interval, holder=holder
+        )
+        evaluator.start()
+        return evaluator.stop
 
     # -- worker -----------------------------------------------------------------------
     def worker(

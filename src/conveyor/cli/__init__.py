@@ -7,6 +7,7 @@
     conveyor migrate [--dry-run]
     conveyor web myapp.tasks:app [--host 127.0.0.1 --port 8000]
     conveyor tokens create --role operator --name me | list | revoke ID
+    conveyor slo [show|rules]
     conveyor demo
 
 The app is named by a positional `module:attr`, by `-A/--app`, or by
@@ -24,6 +25,7 @@ from conveyor.cli.dlq import dlq
 from conveyor.cli.jobs import jobs
 from conveyor.cli.logs import configure_logging
 from conveyor.cli.migrate import migrate
+from conveyor.cli.slo import slo
 from conveyor.cli.status import status
 from conveyor.cli.web import tokens, web
 from conveyor.cli.worker import worker
@@ -48,6 +50,7 @@ cli.add_command(migrate)
 cli.add_command(status)
 cli.add_command(jobs)
 cli.add_command(dlq)
+cli.add_command(slo)
 cli.add_command(demo)
 cli.add_command(web)
 cli.add_command(tokens)

@@ -15,7 +15,7 @@ import click
 
 LEVELS = ("debug", "info", "warning", "error")
 
-JOB_FIELDS = ("job_id", "task", "queue", "attempt", "worker", "trace_id")
+JOB_FIELDS = ("job_id", "task", "queue", "attempt", "worker", "trace_id", "event")
 """Attributes copied from a record's `extra` into each JSON line, when present."""
 
 _MARK = "_conveyor_cli_handler"

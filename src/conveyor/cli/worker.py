@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
 
 from conveyor.cli.common import app_options, open_app
 from conveyor.cli.logs import LEVELS, configure_logging
+from conveyor.observability.logs import log_job_events
+from conveyor.observability.prometheus import JobMetrics, serve_metrics
+
+log = logging.getLogger("conveyor.worker")
 
 
 def split_queues(values: tuple[str, ...]) -> list[str]:
@@ -62,6 +67,14 @@ def split_queues(values: tuple[str, ...]) -> list[str]:
     show_default=True,
 )
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line (to stderr).")
+@click.option(
+    "--metrics-port", type=click.IntRange(min=0, max=65535), metavar="PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).",
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, metavar="HOST",
+    help="Address the metrics endpoint binds to (0.0.0.0 to let another host scrape it).",
+)
 def worker(
     *,
     app_argument: str | None,
@@ -77,6 +90,8 @@ def worker(
     max_jobs_per_child: int | None,
     log_level: str,
     log_json: bool,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Run jobs of APP (module:attr, e.g. myapp.tasks:app).
 
@@ -98,4 +113,16 @@ def worker(
         max_jobs_per_child=max_jobs_per_child,
         prefetch=prefetch,
     )
-    sys.exit(runner.run())
+    log_job_events(app)
+    server = None
+    if metrics_port is not None:
+        metrics = JobMetrics(app)
+        metrics.watch_worker(runner)
+        server = serve_metrics(metrics, metrics_port, metrics_host)
+        log.info("metrics at %s", server.url)
+    try:
+        code = runner.run()
+    finally:
+        if server is not None:
+            server.close()
+    sys.exit(code)

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.backends.base import Completion, FetchParams, HeldJob, WorkerInfo
 from conveyor.clock import SystemClock
 from conveyor.errors import BackendError, ConfigurationError, ConveyorError, TaskTimeout
+from conveyor.events import attempt_events, started_event
 from conveyor.scheduler import CronScheduler
 from conveyor.types import JobRecord
 from conveyor.worker.breaker import Breakers
@@ -84,6 +85,8 @@ class _Held:
     finished: bool = False
     """The attempt returned; its completion is queued for the completer."""
     child: ChildProcess | None = None
+    took: float | None = None
+    """Seconds the attempt ran, once it returned (for the duration in job events)."""
 
 
 @dataclass(slots=True)
@@ -212,6 +215,11 @@ class Worker:
             self._slot_freed.notify_all()
 
     @property
+    def stopping(self) -> bool:
+        """True once a stop was asked for (signal or `stop()`)."""
+        return self._stopping.is_set()
+
+    @property
     def running_jobs(self) -> int:
         with self._lock:
             return self._running
@@ -221,6 +229,7 @@ class Worker:
         backend = self.app.backend
         backend.schema_check()
         restore = self._install_signal_handlers()
+        stop_services = self.app.start_services(self.id)
         self._start_threads()
         log.info(
             "worker %s started: queues=%s concurrency=%d pool=%s lease=%.1fs",
@@ -231,6 +240,7 @@ class Worker:
             self._loop_until_stopped()
         finally:
             self._shutdown()
+            stop_services()
             restore()
         return 0
 
@@ -383,6 +393,8 @@ class Worker:
                 if admission.wait > 0:
                     self._defer(record, admission.wait)
                     continue
+                if self.app.events:
+                    self.app.events.emit(started_event(record, self.id))
                 outcome = self._attempt(record, child)
                 self.breakers.record(record.task, _health(outcome), probe=admission.probe)
                 self._finish(record, outcome)
@@ -470,6 +482,7 @@ class Worker:
                 held.finished = True
             if held is not None and held.started:
                 took = time.monotonic() - held.started
+                held.took = took
                 average = self._attempt_seconds
                 self._attempt_seconds = took if average is None else 0.8 * average + 0.2 * took
             self._busy -= 1
@@ -487,9 +500,10 @@ class Worker:
     def _complete(self, record: JobRecord, outcome: Outcome) -> None:
         task = self.app.tasks.get(record.task)
         policy = self.app.retry_policy(task) if task is not None else self.app.default_retry
-        completion = to_completion(
-            record, outcome, worker_id=self.id, retry=policy, now=time.time()
-        )
+        # The app's clock when it has one (a test's ManualClock), so error times agree
+        # with the backend's times.
+        now = self.app.clock.now() if self.app.clock is not None else time.time()
+        completion = to_completion(record, outcome, worker_id=self.id, retry=policy, now=now)
         self._completions.put((completion, record))
 
     # -- completer --------------------------------------------------------------------
@@ -529,12 +543,22 @@ class Worker:
                     applied = set()
                     break
                 self._backend_failed(exc, failures)
+        observed = bool(self.app.events)
+        now = time.monotonic()
+        durations: dict[int, float] = {}
         with self._lock:
             for _, record in batch:
                 held = self._held.get(record.id)
                 if held is not None and held.record.lease_token == record.lease_token:
                     del self._held[record.id]
+                    if observed and held.started:
+                        durations[record.id] = held.took or now - held.started
         for completion, record in batch:
+            if observed:
+                self.app.events.emit_all(attempt_events(
+                    completion, record, self.id, durations.get(record.id),
+                    applied=completion.job_id in applied,
+                ))
             if completion.job_id not in applied:
                 self.stats.lost += 1
                 log.warning(

@@ -1,0 +1,170 @@
+"""The named job events: what the app and the worker tell their observers.
+
+Metrics, structured logs and tracing are observers of these events, never code
+inside the worker loop. An observer subscribes to `app.events`; the worker and
+the app call `emit` at the points below and go on. Events are emitted after the
+backend accepted the change they describe (a fenced-out completion emits
+nothing), in the process that made it.
+
+| event       | when (emitted by the worker unless said)                   | adds              |
+|-------------|------------------------------------------------------------|-------------------|
+| `enqueued`  | a new job was stored, by the enqueuing process (not an     | job_id, task,     |
+|             | idempotent repeat; inside a caller's transaction: before   | queue             |
+|             | that transaction commits)                                  |                   |
+| `started`   | an attempt was leased and handed to a slot                 | attempt, worker,  |
+|             |                                                            | wait              |
+| `succeeded` | the attempt returned and the job is `succeeded`            | duration          |
+| `failed`    | the attempt raised, timed out or was discarded             | duration,         |
+|             |                                                            | error_type        |
+| `retried`   | follows `failed` when attempts are left                    | retry_delay       |
+| `dead`      | follows `failed` when the job went to the dead-letter queue| error_type        |
+| `lost`      | the completion was refused: the lease had moved on         | duration          |
+
+A failed attempt therefore emits two events: `failed`, then `retried` or
+`dead`. Attempts lost with a dead worker (lease expiry) emit nothing in any
+process; they are counted by the backend's per-minute aggregates, which is what
+SLOs read (see `conveyor.insights`).
+
+Emitting costs one attribute test when nobody listens. An observer that raises
+is logged and skipped; it can never fail a job or stop the worker. Observers run
+on the emitting thread (a worker slot or its completer), so keep them quick:
+counters and log lines, not network calls.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from conveyor.backends.base import Completion
+from conveyor.types import JobRecord
+
+log = logging.getLogger("conveyor.events")
+
+
+class EventName(StrEnum):
+    ENQUEUED = "enqueued"
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RETRIED = "retried"
+    DEAD = "dead"
+    LOST = "lost"
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One thing that happened to one job (see the table in the module docstring)."""
+
+    name: EventName
+    job_id: int
+    task: str
+    queue: str
+    attempt: int = 0
+    """The attempt this event is about (0 for `enqueued`)."""
+    worker: str | None = None
+    """The id of the worker that ran the attempt."""
+    wait: float | None = None
+    """`started`: seconds between the job's run_at and the start of the attempt
+    (both read from the database's clock)."""
+    duration: float | None = None
+    """`succeeded`, `failed`, `lost`: run time of the attempt, seconds (worker's clock)."""
+    error_type: str | None = None
+    """`failed`, `dead`: qualified exception type, e.g. `builtins.ValueError`."""
+    retry_delay: float | None = None
+    """`retried`: seconds before the next attempt may start."""
+    trace_id: str | None = None
+    """The trace the job belongs to, when it was enqueued inside one (OpenTelemetry)."""
+
+
+Observer = Callable[[JobEvent], None]
+
+
+class EventBus:
+    """Observers of one app's job events. Thread-safe; subscribing is rare, emitting hot."""
+
+    __slots__ = ("_lock", "_observers")
+
+    def __init__(self) -> None:
+        self._observers: tuple[Observer, ...] = ()
+        self._lock = threading.Lock()
+
+    def __bool__(self) -> bool:
+        """True when someone listens: emitters skip building events otherwise."""
+        return bool(self._observers)
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Call `observer(event)` for every event from now on; returns the unsubscribe."""
+        with self._lock:
+            self._observers = (*self._observers, observer)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._observers = tuple(o for o in self._observers if o is not observer)
+
+        return unsubscribe
+
+    def emit(self, event: JobEvent) -> None:
+        for observer in self._observers:
+            try:
+                observer(event)
+            except Exception:
+                log.exception("event observer %r failed on %s; skipped", observer, event.name)
+
+    def emit_all(self, events: Iterable[JobEvent]) -> None:
+        for event in events:
+            self.emit(event)
+
+
+def started_event(record: JobRecord, worker_id: str) -> JobEvent:
+    """`started` for a freshly leased attempt."""
+    wait = None
+    if record.started_at is not None:
+        wait = max(0.0, (record.started_at - record.run_at).total_seconds())
+    return JobEvent(
+        EventName.STARTED, record.id, record.task, record.queue, attempt=record.attempt,
+        worker=worker_id, wait=wait,
+    )
+
+
+def attempt_events(
+    completion: Completion,
+    record: JobRecord,
+    worker_id: str,
+    duration: float | None,
+    *,
+    applied: bool,
+) -> list[JobEvent]:
+    """The events of one written (or refused) completion, in order."""
+    def event(name: EventName, **fields: float | str | None) -> JobEvent:
+        return JobEvent(
+            name, record.id, record.task, record.queue, attempt=record.attempt,
+            worker=worker_id, **fields,  # type: ignore[arg-type]
+        )
+
+    if not applied:
+        return [event(EventName.LOST, duration=duration)]
+    if completion.outcome == "succeeded":
+        return [event(EventName.SUCCEEDED, duration=duration)]
+    error_type = _error_type(completion.error_json)
+    failed = event(EventName.FAILED, duration=duration, error_type=error_type)
+    if completion.outcome == "retry":
+        return [failed, event(EventName.RETRIED, retry_delay=completion.retry_delay)]
+    return [failed, event(EventName.DEAD, error_type=error_type)]
+
+
+def _error_type(error_json: str | None) -> str | None:
+    if not error_json:
+        return None
+    try:
+        value = json.loads(error_json)
+    except ValueError:
+        return None
+    return str(value.get("type")) if isinstance(value, dict) else None
+
+
+__all__ = ["EventBus", "EventName", "JobEvent", "Observer", "attempt_events", "started_event"]
