@@ -70,6 +70,8 @@ def test_slo_shows_sli_budget_and_burn_rates(app_module: tuple[str, Any]) -> Non
     table = CliRunner().invoke(cli, ["slo", "-A", path], catch_exceptions=False)
     assert table.exit_code == 0, table.output
     assert "emails" in table.output and "burn 5m" in table.output and "80.0000%" in table.output
+    positional = CliRunner().invoke(cli, ["slo", path], catch_exceptions=False)
+    assert positional.exit_code == 0 and positional.output == table.output
 
     rules = CliRunner().invoke(cli, ["slo", "rules", path], catch_exceptions=False)
     assert rules.exit_code == 0

@@ -1,6 +1,6 @@
 """`conveyor slo`: each objective's SLI, error budget left and burn rates; `slo rules`.
 
-    conveyor slo -A myapp.tasks:app            # the table (or: conveyor slo show APP)
+    conveyor slo myapp.tasks:app               # the table (also: -A APP, $CONVEYOR_APP)
     conveyor slo show myapp.tasks:app --json
     conveyor slo rules myapp.tasks:app > conveyor-slo.rules.yml
 """
@@ -83,7 +83,16 @@ def _row(status: SLIStatus) -> list[str]:
     ]
 
 
-@click.group(invoke_without_command=True)
+class _SloGroup(click.Group):
+    """`conveyor slo APP ...` means `conveyor slo show APP ...`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_SloGroup, invoke_without_command=True)
 @click.option(
     "-A", "--app", "app_option", metavar="MODULE:ATTR",
     help="The Conveyor app, e.g. myapp.tasks:app (default: $CONVEYOR_APP).",
