@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from conveyor.backends.base import Completion
+from conveyor.observability.tracing import trace_id_of
 from conveyor.types import JobRecord
 
 log = logging.getLogger("conveyor.events")
@@ -127,7 +128,7 @@ def started_event(record: JobRecord, worker_id: str) -> JobEvent:
         wait = max(0.0, (record.started_at - record.run_at).total_seconds())
     return JobEvent(
         EventName.STARTED, record.id, record.task, record.queue, attempt=record.attempt,
-        worker=worker_id, wait=wait,
+        worker=worker_id, wait=wait, trace_id=trace_id_of(record.trace_context),
     )
 
 
@@ -140,10 +141,12 @@ def attempt_events(
     applied: bool,
 ) -> list[JobEvent]:
     """The events of one written (or refused) completion, in order."""
+    trace_id = trace_id_of(record.trace_context)
+
     def event(name: EventName, **fields: float | str | None) -> JobEvent:
         return JobEvent(
             name, record.id, record.task, record.queue, attempt=record.attempt,
-            worker=worker_id, **fields,  # type: ignore[arg-type]
+            worker=worker_id, trace_id=trace_id, **fields,  # type: ignore[arg-type]
         )
 
     if not applied:

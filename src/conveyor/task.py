@@ -24,6 +24,7 @@ from conveyor.errors import (
     InvalidOptionError,
     SerializationError,
 )
+from conveyor.observability.tracing import current_trace_context
 from conveyor.retry import CircuitBreaker, Retry
 
 if TYPE_CHECKING:
@@ -305,6 +306,7 @@ class Task(Generic[P, R]):
             group_key=None if call.group is UNSET else call.group,
             timeout=call.timeout if call.timeout is not UNSET else opts.timeout,
             tags=call.tags if call.tags is not UNSET else opts.tags,
+            trace_context=current_trace_context(),
         )
 
     @property

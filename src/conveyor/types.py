@@ -133,3 +133,5 @@ class JobRecord:
     errors: list[AttemptError] = field(default_factory=list)
     """One entry per failed attempt, oldest first."""
     tags: list[str] = field(default_factory=list)
+    trace_context: dict[str, str] | None = None
+    """W3C trace context (traceparent, tracestate) of the span that enqueued the job, if any."""

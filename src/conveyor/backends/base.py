@@ -44,6 +44,8 @@ class JobInsert:
     group_key: str | None = None
     timeout: float | None = None
     tags: Sequence[str] = ()
+    trace_context: str | None = None
+    """JSON text of the enqueuing span's W3C trace context (OpenTelemetry), if any."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,17 @@ def job_record_from_row(row: RowLike) -> JobRecord:
         result=None if result is None else _json(result),
         errors=[AttemptError.from_json(entry) for entry in _json(row["errors"])],
         tags=list(_json(row["tags"])),
+        trace_context=_trace_context(row),
     )
+
+
+def _trace_context(row: RowLike) -> dict[str, str] | None:
+    try:
+        value = row["trace_context"]
+    except (KeyError, IndexError):  # a query that does not read it
+        return None
+    data = _json(value) if value is not None else None
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
 
 
 WAIT_COLUMNS = tuple(f"wait_le_{bound:g}".replace(".", "_") for bound in WAIT_BUCKETS)

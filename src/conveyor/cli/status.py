@@ -66,11 +66,11 @@ def status(
 ) -> None:
     """Jobs per queue and state, how long the oldest ready job has waited, and the workers."""
     app, _ = open_app(app_argument, app_option)
-    backend = app.backend
-    queues = backend.queue_stats()
-    window = alive_within if alive_within is not None else max(60.0, 2 * app.lease)
-    workers = backend.worker_list(alive_within=window)
-    now = backend.now()
+    insights = app.insights
+    queues = insights.queues()
+    window = alive_within if alive_within is not None else insights.default_alive_within
+    workers = insights.workers(window)
+    now = insights.now()
     totals = {str(state): sum(q.counts.get(state, 0) for q in queues) for state in STATE_COLUMNS}
     if as_json:
         echo_json({

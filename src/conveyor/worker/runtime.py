@@ -50,6 +50,7 @@ from conveyor.backends.base import Completion, FetchParams, HeldJob, WorkerInfo
 from conveyor.clock import SystemClock
 from conveyor.errors import BackendError, ConfigurationError, ConveyorError, TaskTimeout
 from conveyor.events import attempt_events, started_event
+from conveyor.observability import tracing
 from conveyor.scheduler import CronScheduler
 from conveyor.types import JobRecord
 from conveyor.worker.breaker import Breakers
@@ -395,7 +396,10 @@ class Worker:
                     continue
                 if self.app.events:
                     self.app.events.emit(started_event(record, self.id))
-                outcome = self._attempt(record, child)
+                if tracing.ENABLED:
+                    outcome = tracing.traced_attempt(self._attempt, record, child, self.id)
+                else:
+                    outcome = self._attempt(record, child)
                 self.breakers.record(record.task, _health(outcome), probe=admission.probe)
                 self._finish(record, outcome)
         finally:

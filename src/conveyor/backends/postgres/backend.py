@@ -860,6 +860,7 @@ def _insert_params(job: JobInsert) -> dict[str, Any]:
         "group_key": job.group_key,
         "timeout": job.timeout,
         "tags": dumps(list(job.tags)),
+        "trace_context": job.trace_context,
     }
 
 
@@ -876,7 +877,8 @@ def _one_group_due_now(jobs: Sequence[JobInsert]) -> bool:
 
 def _group_key(job: JobInsert) -> tuple[Any, ...]:
     return (job.task, job.queue, job.priority, job.max_attempts, job.run_at, job.delay,
-            job.idempotency_window, job.group_key, job.timeout, tuple(job.tags))
+            job.idempotency_window, job.group_key, job.timeout, tuple(job.tags),
+            job.trace_context)
 
 
 def _group_params(job: JobInsert) -> dict[str, Any]:
@@ -892,6 +894,7 @@ def _group_params(job: JobInsert) -> dict[str, Any]:
         "group_key": job.group_key,
         "timeout": job.timeout,
         "tags": dumps(list(job.tags)),
+        "trace_context": job.trace_context,
     }
 
 

@@ -346,6 +346,7 @@ class SQLiteBackend:
                 "timeout": job.timeout,
                 "now": now,
                 "tags": dumps(list(job.tags)),
+                "trace_context": job.trace_context,
             }
             if job.idempotency_key is not None:
                 conn.execute(_Q["idempotency_release"], params)

@@ -43,4 +43,5 @@ RETURNING job.id, job.task, job.queue, job.args, job.state, job.priority, job.ru
           job.attempt, job.max_attempts, job.lease_owner, job.lease_expires_at,
           job.lease_token, job.idempotency_key, job.group_key, job.timeout, job.created_at,
           job.started_at, job.finished_at, job.result::text AS result, job.errors, job.tags,
+          job.trace_context,
           picked.pick_order

@@ -2,6 +2,7 @@
 -- not as the Python str psycopg would decode it to.
 SELECT id, task, queue, args, state, priority, run_at, attempt, max_attempts,
        lease_owner, lease_expires_at, lease_token, idempotency_key, group_key, timeout,
-       created_at, started_at, finished_at, result::text AS result, errors, tags
+       created_at, started_at, finished_at, result::text AS result, errors, tags,
+       trace_context
 FROM conveyor_jobs
 WHERE id = %(job_id)s::bigint

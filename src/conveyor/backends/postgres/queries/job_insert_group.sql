@@ -7,13 +7,13 @@ WITH spec AS (
 )
 INSERT INTO conveyor_jobs (
     task, queue, args, state, priority, run_at, max_attempts,
-    idempotency_window, group_key, timeout, created_at, tags
+    idempotency_window, group_key, timeout, created_at, tags, trace_context
 )
 SELECT %(task)s::text, %(queue)s::text, given.args,
        CASE WHEN spec.run_at > now() THEN 'scheduled' ELSE 'available' END,
        %(priority)s::smallint, greatest(spec.run_at, now()), %(max_attempts)s::integer,
        %(idempotency_window)s::float8, %(group_key)s::text, %(timeout)s::float8, now(),
-       %(tags)s::jsonb
+       %(tags)s::jsonb, %(trace_context)s::jsonb
 FROM spec, jsonb_array_elements(%(args)s::jsonb) WITH ORDINALITY AS given(args, n)
 ORDER BY given.n
 RETURNING id, state

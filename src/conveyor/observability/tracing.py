@@ -1,0 +1,119 @@
+"""OpenTelemetry tracing (optional: `pip install 'conveyor[otel]'`).
+
+When the enqueuing code runs inside an active span, the W3C trace context
+(`traceparent`, `tracestate`) is stored with the job (`trace_context`). The
+worker runs each attempt inside a `process {queue}` span whose parent is that
+context, so the job's execution shows up inside the request that enqueued it,
+however long it waited and whichever host ran it. Jobs enqueued outside a
+trace get a root `process` span.
+
+Spans follow the OpenTelemetry messaging semantic conventions, which are still
+marked "development"; we pin the version we follow (`SEMCONV_VERSION`):
+
+| attribute                      | value                                  |
+|--------------------------------|----------------------------------------|
+| `messaging.system`             | `conveyor`                             |
+| `messaging.operation.type`     | `process`                              |
+| `messaging.operation.name`     | `process`                              |
+| `messaging.destination.name`   | the queue                              |
+| `messaging.message.id`         | the job id                             |
+| `conveyor.task`                | the task name                          |
+| `conveyor.attempt`             | the attempt number (1 for the first)   |
+| `conveyor.worker`              | the worker id                          |
+
+A failed attempt sets the span status to ERROR with the exception type, and
+adds an `exception` event. Spans go wherever the process's tracer provider
+sends them: configure the OpenTelemetry SDK as usual. Without the
+`opentelemetry-api` package installed, none of this costs anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from conveyor.backends.records import dumps
+
+if TYPE_CHECKING:
+    from conveyor.types import JobRecord
+    from conveyor.worker.executor import Outcome
+
+try:
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError:  # the `otel` extra is not installed
+    ENABLED = False
+else:
+    ENABLED = True
+
+SEMCONV_VERSION = "1.27.0"
+"""The messaging semantic conventions these spans follow."""
+SCHEMA_URL = f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}"
+_TRACER_NAME = "conveyor"
+
+
+def current_trace_context() -> str | None:
+    """The active span's W3C context as JSON, for storing with a job; None outside a span."""
+    if not ENABLED:
+        return None
+    if not trace.get_current_span().get_span_context().is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return dumps(carrier) if carrier else None
+
+
+def trace_id_of(trace_context: dict[str, str] | None) -> str | None:
+    """The trace id (32 hex digits) in a stored `traceparent`, for log lines."""
+    if not trace_context:
+        return None
+    parent = trace_context.get("traceparent", "")
+    parts = parent.split("-")
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+
+
+def traced_attempt(
+    run: Callable[[JobRecord, Any], Outcome], record: JobRecord, child: Any, worker_id: str
+) -> Outcome:
+    """Run `run(record, child)` inside the attempt's `process {queue}` span."""
+    if not ENABLED:
+        return run(record, child)
+    parent = propagate.extract(record.trace_context) if record.trace_context else None
+    tracer = trace.get_tracer(_TRACER_NAME, schema_url=SCHEMA_URL)
+    with tracer.start_as_current_span(
+        f"process {record.queue}",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "conveyor",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.destination.name": record.queue,
+            "messaging.message.id": str(record.id),
+            "conveyor.task": record.task,
+            "conveyor.attempt": record.attempt,
+            "conveyor.worker": worker_id,
+        },
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        outcome = run(record, child)
+        if outcome.kind == "error":
+            span.set_status(Status(StatusCode.ERROR, outcome.error_type))
+            span.add_event("exception", {
+                "exception.type": outcome.error_type,
+                "exception.message": outcome.message,
+                "exception.stacktrace": outcome.traceback,
+            })
+        elif outcome.kind != "ok":
+            span.set_attribute("conveyor.outcome", outcome.kind)
+        return outcome
+
+
+__all__ = [
+    "ENABLED",
+    "SEMCONV_VERSION",
+    "current_trace_context",
+    "trace_id_of",
+    "traced_attempt",
+]
