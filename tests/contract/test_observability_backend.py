@@ -174,3 +174,27 @@ def test_alert_state_round_trips(app: Conveyor) -> None:
     backend.alert_set(AlertState("emails:success:page", False))
     assert not {a.key: a for a in backend.alert_list()}["emails:success:page"].firing
     json.dumps([a.details for a in backend.alert_list()])
+
+
+def test_insights_answer_from_the_backend(app: Conveyor) -> None:
+    @app.task(max_attempts=1)
+    def mixed(ok: bool) -> None:
+        if not ok:
+            raise ValueError("bad input")
+
+    app.slo("mixed", task=mixed, success=0.5, wait_p99=60.0, window="1d")
+    mixed.enqueue_many([(True,), (True,), (False,)])
+    drain(app, timeout=30)
+    insights = app.insights
+    now = insights.now()
+    [series] = insights.throughput(since=now - 600)
+    assert (series.task, series.succeeded, series.dead) == ("mixed", 2, 1)
+    [total] = insights.totals(window=600, task="mixed")
+    assert total.attempts == 3
+    assert insights.top_errors(now - 600) == [("builtins.ValueError", 1)]
+    overview = insights.overview()
+    assert overview.totals[JobState.SUCCEEDED] == 2 and overview.totals[JobState.DEAD] == 1
+    statuses = {s.sli: s for s in overview.slos}
+    assert statuses["success"].sli_value == 2 / 3
+    assert statuses["success"].budget_left == 1 - (1 / 3) / 0.5
+    assert statuses["wait"].window_counts.total == 3

@@ -242,3 +242,26 @@ def test_webhook_urls_must_be_http() -> None:
 
     with pytest.raises(ConfigurationError, match="http"):
         WebhookSink("file:///etc/passwd")
+
+
+def test_a_worker_with_alert_sinks_leads_the_evaluation_while_it_runs(tmp_path: Path) -> None:
+    app = Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}", poll_interval=0.01)
+    app.slo("all", success=0.99)
+    sink = Recorder()
+    app.alert_to(sink, interval=60)
+    worker = app.worker(install_signals=False)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while app.backend.leader_elect("slo-alerts", "someone-else", ttl=60):
+            app.backend.leader_resign("slo-alerts", "someone-else")
+            assert time.monotonic() < deadline, "the worker never took the alert role"
+            time.sleep(0.01)
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+    # Stopped: it resigned, so another process takes over at once.
+    assert app.backend.leader_elect("slo-alerts", "someone-else", ttl=60)
+    assert sink.alerts == []  # no traffic, nothing burns
+    app.close()
