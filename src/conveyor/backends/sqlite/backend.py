@@ -581,8 +581,9 @@ class SQLiteBackend:
 
     # -- observability ------------------------------------------------------------
     def stats_read(self, query: StatsQuery) -> list[JobStats]:
+        name = "stats_minutes" if query.per_minute else "stats_sum"
         rows = self._read(
-            _Q["stats_minutes" if query.per_minute else "stats_sum"],
+            _Q[name if query.task is None else f"{name}_task"],
             {"since": query.since, "until": query.until, "task": query.task,
              "queue": query.queue},
         )

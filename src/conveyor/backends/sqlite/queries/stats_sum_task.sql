@@ -1,0 +1,25 @@
+-- Finished attempts per queue and task over [since, until), from the per-minute aggregates.
+-- The same for one task, through the (task, minute) index (SQLite does not plan
+-- around `:task IS NULL OR ...`, so the task-less form would scan every task's rows).
+SELECT queue, task, NULL AS minute,
+       sum(succeeded) AS succeeded,
+       sum(retried) AS retried,
+       sum(dead) AS dead,
+       sum(attempts) AS attempts,
+       sum(wait_le_0_1) AS wait_le_0_1,
+       sum(wait_le_0_5) AS wait_le_0_5,
+       sum(wait_le_1) AS wait_le_1,
+       sum(wait_le_5) AS wait_le_5,
+       sum(wait_le_10) AS wait_le_10,
+       sum(wait_le_30) AS wait_le_30,
+       sum(wait_le_60) AS wait_le_60,
+       sum(wait_le_300) AS wait_le_300,
+       sum(wait_le_900) AS wait_le_900,
+       sum(wait_le_3600) AS wait_le_3600,
+       sum(run_seconds) AS run_seconds
+FROM conveyor_job_stats
+WHERE minute >= :since AND minute < :until
+  AND task = :task
+  AND (:queue IS NULL OR queue = :queue)
+GROUP BY queue, task
+ORDER BY queue, task
