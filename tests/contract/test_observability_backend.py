@@ -5,7 +5,9 @@ leader election gives a role to one holder at a time, alert state survives."""
 from __future__ import annotations
 
 import json
+import threading
 import time
+from typing import Any
 
 from conveyor import Conveyor, JobState, Retry
 from conveyor.backends.base import (
@@ -198,3 +200,27 @@ def test_insights_answer_from_the_backend(app: Conveyor) -> None:
     assert statuses["success"].sli_value == 2 / 3
     assert statuses["success"].budget_left == 1 - (1 / 3) / 0.5
     assert statuses["wait"].window_counts.total == 3
+
+
+def test_concurrent_workers_count_every_job_exactly_once(make_app: Any) -> None:
+    apps = [make_app() for _ in range(3)]
+
+    @apps[0].task(max_attempts=2, retry=FAST)
+    def work(n: int) -> None:
+        if n % 20 == 0:
+            raise ValueError("every twentieth job always fails: retried once, then dead")
+
+    for other in apps[1:]:
+        other.task(name="work", max_attempts=2, retry=FAST)(work.fn)
+    work.enqueue_many([(n,) for n in range(1500)])
+    threads = [
+        threading.Thread(target=lambda a=a: drain(a, timeout=120, concurrency=4))
+        for a in apps
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    t = totals(apps[0], "work")
+    assert (t.succeeded, t.dead) == (1425, 75)
+    assert (t.retried, t.attempts) == (75, 1575)
