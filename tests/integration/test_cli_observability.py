@@ -139,3 +139,37 @@ def test_worker_serves_metrics_on_loopback_while_it_runs(
     assert proc.returncode == 0
     dead = [json.loads(line) for line in err.splitlines() if '"event": "dead"' in line]
     assert dead and dead[0]["task"] == "send_email" and dead[0]["attempt"] == 1
+
+
+def test_web_process_serves_metrics_too(app_module: tuple[str, Any], tmp_path: Path) -> None:
+    path, module = app_module
+    module.app.get_task("send_email").enqueue(True)
+    web_port, metrics_port = _free_port(), _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "web", path, "--port", str(web_port),
+         "--metrics-port", str(metrics_port)],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        text = ""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{metrics_port}/metrics", timeout=5
+                ) as r:
+                    text = r.read().decode()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.1)
+        samples = {
+            (s.name, s.labels.get("state", "")): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples
+        }
+        assert samples[("conveyor_backend_up", "")] == 1
+        assert samples[("conveyor_queue_jobs", "available")] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)

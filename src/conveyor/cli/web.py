@@ -40,6 +40,10 @@ def _require_web() -> None:
 @click.option("--behind-proxy", "proxy_ips", metavar="IPS",
               help="Trust X-Forwarded-Proto/For from these proxy addresses (comma-separated), "
               "so a TLS-terminating proxy's https reaches the cookies and origin checks.")
+@click.option("--metrics-port", type=click.IntRange(min=0, max=65535), metavar="PORT",
+              help="Also serve Prometheus metrics at http://METRICS-HOST:PORT/metrics.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, metavar="HOST",
+              help="Address the metrics endpoint binds to.")
 def web(
     *,
     app_argument: str | None,
@@ -51,6 +55,8 @@ def web(
     burst: int,
     allowed_hosts: tuple[str, ...],
     proxy_ips: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Serve the HTTP API (/api/v1) and the dashboard (/) of APP."""
     _require_web()
@@ -79,8 +85,18 @@ def web(
                       "create --role admin --name me`[/]")
     else:
         out.print("[yellow]authentication is off: every local user can act on the jobs[/]")
-    uvicorn.run(asgi, host=host, port=port, log_level="warning", server_header=False,
-                proxy_headers=proxy_ips is not None, forwarded_allow_ips=proxy_ips or None)
+    metrics = None
+    if metrics_port is not None:
+        from conveyor.observability.prometheus import JobMetrics, serve_metrics
+
+        metrics = serve_metrics(JobMetrics(conveyor), metrics_port, metrics_host)
+        out.print(f"metrics on {metrics.url}")
+    try:
+        uvicorn.run(asgi, host=host, port=port, log_level="warning", server_header=False,
+                    proxy_headers=proxy_ips is not None, forwarded_allow_ips=proxy_ips or None)
+    finally:
+        if metrics is not None:
+            metrics.close()
 
 
 @click.group()
