@@ -36,10 +36,10 @@ def totals(app: Conveyor, task: str | None = None) -> JobStats:
     )
 
 
-def test_schema_is_at_version_two_with_the_observability_migration(app: Conveyor) -> None:
+def test_the_observability_migration_is_applied(app: Conveyor) -> None:
     app.backend.schema_check()
-    assert SCHEMA_VERSION == 2
-    assert app.migrate(dry_run=True) == []
+    assert SCHEMA_VERSION >= 2
+    assert app.migrate(dry_run=True) == []  # 0002 included: nothing left to apply
 
 
 def test_completions_are_counted_per_outcome_in_the_aggregates(app: Conveyor) -> None:

@@ -4,9 +4,11 @@ a ManualClock (never slept), notices sent to real sinks."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -249,19 +251,29 @@ def test_a_worker_with_alert_sinks_leads_the_evaluation_while_it_runs(tmp_path: 
     app.slo("all", success=0.99)
     sink = Recorder()
     app.alert_to(sink, interval=60)
+    app.migrate()
     worker = app.worker(install_signals=False)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
+
+    def holder() -> str | None:
+        with closing(sqlite3.connect(tmp_path / "jobs.db")) as conn:
+            row = conn.execute(
+                "SELECT holder FROM conveyor_leaders WHERE name = 'slo-alerts'"
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     try:
-        deadline = time.monotonic() + 30
-        while app.backend.leader_elect("slo-alerts", "someone-else", ttl=60):
-            app.backend.leader_resign("slo-alerts", "someone-else")
+        deadline = time.monotonic() + 60
+        while holder() != worker.id:
             assert time.monotonic() < deadline, "the worker never took the alert role"
             time.sleep(0.01)
+        assert not app.backend.leader_elect("slo-alerts", "someone-else", ttl=60)
     finally:
         worker.stop()
         thread.join(timeout=30)
     # Stopped: it resigned, so another process takes over at once.
+    assert holder() is None
     assert app.backend.leader_elect("slo-alerts", "someone-else", ttl=60)
     assert sink.alerts == []  # no traffic, nothing burns
     app.close()
