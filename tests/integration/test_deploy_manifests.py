@@ -111,3 +111,19 @@ def test_each_manifest_is_one_well_formed_kubernetes_object(name: str) -> None:
     manifest = load(name)
     assert {"apiVersion", "kind", "metadata", "spec"} <= manifest.keys()
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", manifest["metadata"]["name"])
+
+
+def test_the_pod_monitor_scrapes_the_port_the_worker_serves_metrics_on() -> None:
+    worker = load("worker.yaml")
+    (container,) = pod_spec(worker)["containers"]
+    ctx = parse_conveyor_args(container["args"])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == ctx.params["metrics_port"]
+    assert ctx.params["metrics_host"] == "0.0.0.0"  # scraped from outside the pod
+    monitor = load("monitoring.yaml")
+    assert monitor["kind"] == "PodMonitor"
+    assert monitor["spec"]["selector"]["matchLabels"] == (
+        worker["spec"]["selector"]["matchLabels"]
+    )
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
