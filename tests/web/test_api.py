@@ -6,6 +6,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from conveyor import JobState
 from conveyor.backends.base import FetchParams, JobFilter
 from conveyor.testing import drain
@@ -493,3 +495,35 @@ def test_a_database_that_is_down_gives_503_with_retry_after_never_a_trace() -> N
             assert signed.status_code == 503
     finally:
         app.close()
+
+
+def test_slos_show_each_objectives_error_budget(web: Web) -> None:
+    web.app.slo("poison-jobs", task="poison", success=0.99)
+    web.app.slo("everything", success=0.5)
+    for n in range(2):
+        enqueue(web, {"task": "poison", "args": [n]})
+    for n in range(6):
+        enqueue(web, {"task": "add", "args": [n]})
+    drain(web.app, timeout=20)
+    r = web.client.get("/api/v1/slos", headers=web.as_role("viewer"))
+    assert r.status_code == 200, r.text
+    rows = {(s["objective"], s["sli"]): s for s in r.json()["slos"]}
+    poison = rows[("poison-jobs", "success")]
+    assert (poison["good"], poison["total"]) == (0, 2) and poison["budget_left"] < 0
+    everything = rows[("everything", "success")]
+    assert (everything["good"], everything["total"]) == (6, 8)
+    assert everything["budget_left"] == pytest.approx(1 - (2 / 8) / 0.5)
+    page = sign_in_page(web)
+    assert 'data-slo="poison-jobs:success"' in page and 'data-slo="everything:success"' in page
+
+
+def sign_in_page(web: Web) -> str:
+    import re
+
+    login = web.client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', login.text)
+    assert csrf
+    r = web.client.post("/login", data={"csrf": csrf.group(1), "token": web.tokens["viewer"],
+                                        "next": "/"})
+    assert r.status_code == 200
+    return r.text

@@ -19,7 +19,14 @@ from conveyor.web.routing import (
     encode_cursor,
 )
 from conveyor.web.schema import nullable, obj, parse_datetime
-from conveyor.web.views import dead_groups, group_job_ids, job_json, queue_views, worker_json
+from conveyor.web.views import (
+    dead_groups,
+    group_job_ids,
+    job_json,
+    queue_views,
+    slo_rows,
+    worker_json,
+)
 
 BULK_MAX = 1000
 LIST_MAX = 500
@@ -141,6 +148,27 @@ TOKEN = obj({
     "created_at": TIME, "last_used_at": nullable(TIME), "revoked_at": nullable(TIME),
     "token": {"type": "string", "description": "Only in the answer to its creation."},
 })
+
+SLO = {
+    "type": "object",
+    "required": ["objective", "sli", "target", "good", "total", "budget_left", "firing"],
+    "properties": {
+        "objective": {"type": "string"},
+        "sli": {"type": "string", "enum": ["success", "wait"]},
+        "task": {"type": ["string", "null"]},
+        "queue": {"type": ["string", "null"]},
+        "target": {"type": "number"},
+        "window": {"type": "string"},
+        "good": {"type": "integer"},
+        "total": {"type": "integer"},
+        "sli_value": {"type": ["number", "null"]},
+        "budget_left": {"type": "number",
+                        "description": "Fraction of the window's error budget left "
+                                       "(1 untouched, below 0 overspent)."},
+        "firing": {"type": "array", "items": {"type": "string"}},
+    },
+    "additionalProperties": True,
+}
 
 TOKEN_CREATE = obj({
     "name": TEXT,
@@ -399,6 +427,13 @@ def revoke_token(call: Call) -> Reply:
     return Reply(204)
 
 
+def list_slos(call: Call) -> Reply:
+    rows = slo_rows(call.state.conveyor)
+    for row in rows:
+        row.pop("budget_left_clamped", None)
+    return Reply(200, {"slos": rows})
+
+
 def health(call: Call) -> Reply:
     call.state.conveyor.backend.schema_check()
     return Reply(200, {"status": "ok"})
@@ -475,6 +510,10 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", "/queues/{queue}/resume", "resume_queue", "Resume a paused queue",
              Permission.OPERATE, resume_queue, {200: ("Resumed.", QUEUE_STATE)},
              params=(QUEUE_PARAM,), tag="queues"),
+    Endpoint("GET", "/slos", "list_slos", "Each objective's SLIs with error budget and burn "
+             "rates", Permission.READ, list_slos,
+             {200: ("Every SLI of every declared objective.",
+                    obj({"slos": {"type": "array", "items": SLO}}))}, tag="queues"),
     Endpoint("GET", "/workers", "list_workers", "Workers alive, with their last heartbeat",
              Permission.READ, list_workers,
              {200: ("Workers.", obj({"workers": {"type": "array", "items": WORKER}}))},

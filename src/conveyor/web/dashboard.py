@@ -37,6 +37,7 @@ from conveyor.web.views import (
     job_json,
     last_error_of,
     queue_views,
+    slo_rows,
     sparkline,
     worker_json,
 )
@@ -266,7 +267,8 @@ async def overview(request: Request, principal: Principal) -> Response:
         workers = backend.worker_list(alive_window(state.conveyor.lease))
         dead = sum(v.counts.get("dead", 0) for v in views)
         return {"queues": [(v, sparkline(v.throughput)) for v in views],
-                "workers_alive": len(workers), "dead_total": dead}
+                "workers_alive": len(workers), "dead_total": dead,
+                "slos": slo_rows(state.conveyor)}
 
     data = await run_in_threadpool(read)
     return _render(request, "overview.html", principal=principal, nav="overview",

@@ -12,10 +12,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.backends.base import Backend, JobFilter, QueueStats, WorkerInfo
 from conveyor.types import JobRecord, JobState
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
 
 DLQ_SCAN_LIMIT = 10_000
 """Most dead jobs read to group the dead-letter queue (newest first)."""
@@ -181,6 +184,16 @@ class QueueView:
                 "dead": sum(d for _, d in self.throughput),
             },
         }
+
+
+def slo_rows(conveyor: Conveyor) -> list[dict[str, Any]]:
+    """Every declared objective's SLIs with their error budget (from the shared read model)."""
+    rows = []
+    for status in conveyor.insights.slo():
+        row = status.to_json()
+        row["budget_left_clamped"] = max(0.0, min(1.0, status.budget_left))
+        rows.append(row)
+    return rows
 
 
 def alive_window(lease: float) -> float:
