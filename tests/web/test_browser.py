@@ -88,6 +88,7 @@ def shop(tmp_path: Path) -> Iterator[tuple[Conveyor, dict[str, bool]]]:
             raise ConnectionError(f"payment gateway refused order {order}")
         return f"charged {order}"
 
+    app.slo("charges", task=charge, success=0.9)
     yield app, gateway
     app.close()
 
@@ -121,6 +122,7 @@ def test_an_operator_sees_a_dead_job_presses_retry_and_sees_it_succeed(
             page.click("button[type=submit]")
             page.wait_for_selector("#queues")
             assert "1 dead job" in page.inner_text("main")
+            assert "charges" in page.inner_text("#slos")  # its budget is spent: 1 of 1 dead
             page.screenshot(path=str(ARTIFACTS / "1-overview.png"), full_page=True)
 
             page.click("text=1 dead job")
