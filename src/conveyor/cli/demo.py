@@ -74,6 +74,7 @@ class DashboardThread:
 
     def __init__(self, app: Conveyor) -> None:
         self.url: str | None = None
+        self._socket: socket.socket | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
         try:
@@ -82,20 +83,22 @@ class DashboardThread:
             from conveyor.web import create_app as create_web_app
         except ImportError:
             return
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", 8000))
-                port = 8000
-            except OSError:
-                sock.bind(("127.0.0.1", 0))
-                port = sock.getsockname()[1]
+        # Bound here and handed to uvicorn, so nothing can take the port in between.
+        self._socket = socket.socket()
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._socket.bind(("127.0.0.1", 8000))
+        except OSError:
+            self._socket.bind(("127.0.0.1", 0))
+        port = self._socket.getsockname()[1]
         config = uvicorn.Config(
             create_web_app(app, auth=False), host="127.0.0.1", port=port, log_level="error",
             lifespan="off", server_header=False,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=self._server.run, name="conveyor-demo-dashboard", daemon=True
+            target=self._server.run, kwargs={"sockets": [self._socket]},
+            name="conveyor-demo-dashboard", daemon=True,
         )
         self._thread.start()
         deadline = time.monotonic() + 5
@@ -110,6 +113,8 @@ class DashboardThread:
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(timeout=5)
+        if self._socket is not None:
+            self._socket.close()
 
 
 def _run_worker(worker: Worker, failures: list[BaseException]) -> None:
