@@ -63,6 +63,10 @@ def split_queues(values: tuple[str, ...]) -> list[str]:
     help="With --pool process: replace a child after this many jobs.",
 )
 @click.option(
+    "--max-memory-per-child", type=click.FloatRange(min=0, min_open=True), metavar="MB",
+    help="With --pool process: replace a child once its resident memory passes this.",
+)
+@click.option(
     "--log-level", type=click.Choice(LEVELS, case_sensitive=False), default="info",
     show_default=True,
 )
@@ -88,6 +92,7 @@ def worker(
     poll_interval: float | None,
     grace: float,
     max_jobs_per_child: int | None,
+    max_memory_per_child: float | None,
     log_level: str,
     log_json: bool,
     metrics_port: int | None,
@@ -112,6 +117,7 @@ def worker(
         poll_interval=poll_interval,
         max_jobs_per_child=max_jobs_per_child,
         prefetch=prefetch,
+        max_memory_per_child=max_memory_per_child,
     )
     log_job_events(app)
     server = None

@@ -1,19 +1,27 @@
 """The process pool: one child process per slot, spoken to in JSON lines.
 
-The parent writes one job per line on the child's stdin and reads one
-`Outcome` per line back. No pickle: a job is data. A child that overruns the
-task's timeout is killed (a *hard* timeout) and replaced; a child that dies
-(segfault, `os._exit`, OOM kill) fails only the attempt it was running.
+The parent writes one job per line on the child's stdin and reads one answer
+per line back: the attempt's `Outcome` and the child's resident memory after
+it. No pickle: a job is data. A child that overruns the task's timeout is
+killed (a *hard* timeout) and replaced; a child that dies (segfault,
+`os._exit`, OOM kill) fails only the attempt it was running. A child is
+recycled (asked to exit, replaced for the next job) after `max_jobs` jobs or
+once its resident memory passes `max_memory` bytes, so a task that leaks
+memory cannot grow a worker without bound.
 
-Run as ``python -m conveyor.worker.child module:app``.
+Run as ``python -m conveyor.worker.child module:app PARENT_PID``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
+import logging
 import os
+import resource
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +31,23 @@ from conveyor.errors import ConveyorError, TaskTimeout
 from conveyor.types import JobRecord, JobState
 from conveyor.worker.executor import Outcome, failure, run_attempt
 
+log = logging.getLogger("conveyor.worker")
+
+
+def resident_memory() -> int:
+    """This process's resident set size in bytes (its peak where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024  # macOS: bytes, else KiB
+
+
+CHILD_START_TIMEOUT = 120.0
+"""Seconds a new child may take to import the app before it counts as failed."""
+
 
 class ChildDied(ConveyorError):
     """Recorded when the process running an attempt exited without answering."""
@@ -31,29 +56,51 @@ class ChildDied(ConveyorError):
 class ChildProcess:
     """One child, owned by one slot thread of the parent."""
 
-    def __init__(self, app_path: str, *, max_jobs: int | None = None) -> None:
+    def __init__(
+        self, app_path: str, *, max_jobs: int | None = None, max_memory: int | None = None
+    ) -> None:
         self.app_path = app_path
         self.max_jobs = max_jobs
+        self.max_memory = max_memory
+        """Bytes of resident memory past which the child is replaced after its job."""
         self.jobs_run = 0
+        self.recycled = 0
+        """Children replaced for reaching max_jobs or max_memory."""
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        if self._proc is None or self._proc.poll() is not None:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "conveyor.worker.child", self.app_path],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-            )
-            self.jobs_run = 0
-        return self._proc
+    def _start(self) -> subprocess.Popen[bytes] | Outcome:
+        """The running child, or a new one once it said it is ready (or why it is not)."""
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "conveyor.worker.child", self.app_path, str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+        )
+        self._proc = proc
+        self.jobs_run = 0
+        # Wait for the child to have imported the app before handing it a job, so a
+        # task's timeout measures the attempt, not the child's start-up.
+        assert proc.stdout is not None
+        ready = _read_line(proc.stdout, CHILD_START_TIMEOUT)
+        if ready is None:
+            self.kill()
+            return failure(ChildDied(
+                f"the child process did not start within {CHILD_START_TIMEOUT:g}s"
+            ))
+        if not ready:
+            return self._died(proc, "starting (look at the worker's stderr for why)")
+        return proc
 
     def run(self, record: JobRecord) -> Outcome:
         proc = self._start()
+        if isinstance(proc, Outcome):
+            return proc
         assert proc.stdin is not None and proc.stdout is not None
         request = json.dumps(
             {"id": record.id, "task": record.task, "args": record.args, "kwargs": record.kwargs,
@@ -74,15 +121,25 @@ class ChildProcess:
         if not line:
             return self._died(proc)
         self.jobs_run += 1
+        answer = json.loads(line)
+        rss = int(answer.get("rss", 0))
         if self.max_jobs is not None and self.jobs_run >= self.max_jobs:
+            self.recycled += 1
             self.stop()
-        return Outcome.from_json(line)
+        elif self.max_memory is not None and rss > self.max_memory:
+            log.info(
+                "child %d uses %.0f MB after %d job(s), over the %.0f MB limit: replacing it",
+                proc.pid, rss / 2**20, self.jobs_run, self.max_memory / 2**20,
+            )
+            self.recycled += 1
+            self.stop()
+        return Outcome.from_json(json.dumps(answer["outcome"]))
 
-    def _died(self, proc: subprocess.Popen[bytes]) -> Outcome:
+    def _died(self, proc: subprocess.Popen[bytes], doing: str = "running the attempt") -> Outcome:
         code = proc.wait()
         self._proc = None
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
-        return failure(ChildDied(f"the process running the attempt died ({how})"))
+        return failure(ChildDied(f"the process {doing} died ({how})"))
 
     def kill(self) -> None:
         if self._proc is not None:
@@ -128,15 +185,36 @@ def _read_line(stream: IO[bytes], timeout: float | None) -> bytes | None:
             return buffer
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Be killed when the worker dies, instead of running its attempt on as an orphan.
+
+    A SIGKILLed worker cannot record the attempt, so its job runs again after the
+    lease: an orphan finishing it anyway only doubles the effect, and one running a
+    hung task would never end. Linux kills us with the parent (PR_SET_PDEATHSIG,
+    tied to the slot thread that started us, which outlives its child); elsewhere,
+    and for a parent that died before the call, we look at our parent's pid.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
 def main(argv: list[str]) -> int:
     from conveyor.app import load_app
     from conveyor.clock import to_datetime
 
+    if len(argv) > 1:
+        die_with_parent(int(argv[1]))
     app = load_app(argv[0])
     # Our answers go to the real stdout; anything the task prints goes to stderr.
     channel = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    channel.write(b'{"ready": true}\n')
+    channel.flush()
     for line in sys.stdin.buffer:
         request: dict[str, Any] = json.loads(line)
         record = JobRecord(
@@ -148,7 +226,8 @@ def main(argv: list[str]) -> int:
             created_at=to_datetime(0), started_at=None, finished_at=None, result=None,
         )
         outcome = run_attempt(app.tasks.get(record.task), record)
-        channel.write(outcome.to_json().encode() + b"\n")
+        answer = {"outcome": json.loads(outcome.to_json()), "rss": resident_memory()}
+        channel.write(json.dumps(answer).encode() + b"\n")
         channel.flush()
     return 0
 

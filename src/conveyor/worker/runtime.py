@@ -125,6 +125,7 @@ class Worker:
         cron: bool | None = None,
         app_path: str | None = None,
         max_jobs_per_child: int | None = None,
+        max_memory_per_child: float | None = None,
         install_signals: bool = True,
         worker_id: str | None = None,
         prefetch: int | None = None,
@@ -142,6 +143,22 @@ class Worker:
         ):
             raise ConfigurationError(
                 f"prefetch must be an int >= 0 (or None: adaptive), got {prefetch!r}"
+            )
+        for name, limit in (("max_jobs_per_child", max_jobs_per_child),
+                            ("max_memory_per_child", max_memory_per_child)):
+            if limit is None:
+                continue
+            if isinstance(limit, bool) or not isinstance(limit, int | float) or not limit > 0:
+                unit = "jobs" if name == "max_jobs_per_child" else "MB"
+                raise ConfigurationError(f"{name} must be a number of {unit} > 0, got {limit!r}")
+            if pool != "process":
+                raise ConfigurationError(
+                    f"{name} replaces the child processes of pool='process'; with "
+                    f"pool={pool!r} there are none: use pool='process' or drop {name}"
+                )
+        if max_jobs_per_child is not None and not isinstance(max_jobs_per_child, int):
+            raise ConfigurationError(
+                f"max_jobs_per_child must be a whole number of jobs, got {max_jobs_per_child!r}"
             )
         self.app = app
         self.queues = list(queues) if queues else [app.default_queue]
@@ -169,6 +186,8 @@ class Worker:
         self.cron = CronScheduler(app) if (not burst if cron is None else cron) else None
         """Enqueues the app's periodic jobs; off by default for burst workers."""
         self.max_jobs_per_child = max_jobs_per_child
+        self.max_memory_per_child = max_memory_per_child
+        """Megabytes of resident memory past which a process-pool child is replaced."""
         self.install_signals = install_signals
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.app_path = app_path
@@ -382,7 +401,11 @@ class Worker:
         child: ChildProcess | None = None
         if self.pool == "process":
             assert self.app_path is not None
-            child = ChildProcess(self.app_path, max_jobs=self.max_jobs_per_child)
+            max_memory = (None if self.max_memory_per_child is None
+                          else int(self.max_memory_per_child * 2**20))
+            child = ChildProcess(
+                self.app_path, max_jobs=self.max_jobs_per_child, max_memory=max_memory
+            )
         try:
             while True:
                 record = self._work.get()
