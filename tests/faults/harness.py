@@ -16,8 +16,8 @@ The checker reads it together with the final job records and computes:
 - stale completions: a succeeded job whose stored result is not the token of
   its last execution, i.e. an older execution's late write won (fencing failed);
 - recovery: seconds from the end of the fault until every job that was in
-  flight when it began had finished (or, with none in flight, until the next
-  completion).
+  flight when it began was back in hand: recorded finished, or started again
+  by a worker (with none in flight: until the next completion).
 """
 
 from __future__ import annotations
@@ -197,13 +197,21 @@ def _recovery(
             open_runs[e.n] -= 1
     in_flight = [n for n, c in open_runs.items() if c > 0]
     if in_flight:
-        finished = []
+        # each is back in hand once recorded finished or started again by a worker
+        restarted: dict[int, float] = {}
+        for e in events:
+            if e.kind == "start" and e.at > fault_at and e.n not in restarted:
+                restarted[e.n] = e.at
+        back = []
         for n in in_flight:
             record = records.get(job_of_n.get(n, -1))
-            if record is None or record.finished_at is None:
+            times = [restarted[n]] if n in restarted else []
+            if record is not None and record.finished_at is not None:
+                times.append(record.finished_at.timestamp())
+            if not times:
                 return None
-            finished.append(record.finished_at.timestamp())
-        return round(max(0.0, max(finished) - fault_end), 3)
+            back.append(min(times))
+        return round(max(0.0, max(back) - fault_end), 3)
     later = [e.at for e in events if e.kind == "end" and e.at >= fault_end]
     return round(min(later) - fault_end, 3) if later else None
 
