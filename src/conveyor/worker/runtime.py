@@ -224,6 +224,8 @@ class Worker:
         )
         self._last_rescue = 0.0
         self._last_prune = 0.0
+        self._backend_answered = threading.Event()
+        """Set by the heartbeat when the backend answers: cuts short a backoff wait."""
 
     # -- public -----------------------------------------------------------------------
     def stop(self, *, graceful: bool = True) -> None:
@@ -362,9 +364,17 @@ class Worker:
         if self._backend_down_since is None:
             self._backend_down_since = time.monotonic()
             log.error("worker %s: backend unavailable, retrying with backoff: %s", self.id, exc)
-        # Full-jitter backoff, capped, so a fleet of workers does not reconnect in step.
+        # Full-jitter backoff, capped, so a fleet of workers does not reconnect in step;
+        # cut short when the heartbeat (which keeps beating) finds the backend back, so
+        # the end of an outage costs a heartbeat interval, not a whole backoff step.
         delay = random.uniform(0, min(10.0, 0.1 * 2 ** min(failures, 10)))
-        self._stopping.wait(delay)
+        self._backend_answered.clear()
+        deadline = time.monotonic() + delay
+        while not self._stopping.is_set() and not self._backend_answered.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._backend_answered.wait(min(left, 0.1))
 
     def _backend_recovered(self) -> None:
         if self._backend_down_since is not None:
@@ -613,8 +623,12 @@ class Worker:
             now = time.monotonic()
             if now >= next_beat:
                 next_beat = now + self.heartbeat_interval
-                with contextlib.suppress(BackendError):
+                try:
                     self._beat(backend)
+                except BackendError:
+                    pass
+                else:
+                    self._backend_answered.set()
             if self._stopping.is_set() and self._idle():
                 return
             self._hard_stop.wait(tick)

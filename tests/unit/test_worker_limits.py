@@ -1,4 +1,4 @@
-"""Process-pool child limits: bad values are refused with a clear error; memory is measured."""
+"""Worker settings: child limits refused with a clear error, memory measured, backoff cut short."""
 
 from __future__ import annotations
 
@@ -46,3 +46,20 @@ def test_resident_memory_grows_with_what_the_process_holds() -> None:
     assert 4 * 2**20 < before < 4 * 2**30
     assert after - before > 48 * 2**20
     del block
+
+
+def test_a_backoff_wait_ends_as_soon_as_the_heartbeat_finds_the_backend_back(
+    app: Conveyor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import random
+    import threading
+    import time
+
+    from conveyor.errors import BackendError
+
+    worker = app.worker(install_signals=False)
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)  # the longest step: 10 s
+    threading.Timer(0.2, worker._backend_answered.set).start()
+    started = time.monotonic()
+    worker._backend_failed(BackendError("down"), failures=10)
+    assert time.monotonic() - started < 5.0
