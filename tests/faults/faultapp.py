@@ -35,7 +35,7 @@ def begin(n: int) -> str:
     return token
 
 
-def work(n: int, seconds: float = 0.01) -> str:
+def work(n: int, seconds: float = 0.01, payload: str = "") -> str:
     token = begin(n)
     time.sleep(seconds)
     note("effect", n, token)

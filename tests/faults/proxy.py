@@ -83,6 +83,8 @@ class Proxy:
             except OSError:
                 client.close()
                 continue
+            for sock in (client, upstream):  # as libpq does: no Nagle delay on small messages
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._pairs.append((client, upstream))
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
