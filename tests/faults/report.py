@@ -46,7 +46,8 @@ FAULTS: list[tuple[str, str, str]] = [
      "unreachable; its failure at enqueue is a full disk (8)"),
     ("disk-full", "8. SQLite: the disk fills up during enqueue",
      "a 10 MB tmpfs: a clear error, `PRAGMA integrity_check` ok, every acknowledged job "
-     "there; space freed, everything drains"),
+     "there; a worker started on the full disk backs off without losing anything; space "
+     "freed, it resumes and everything drains"),
     ("burst", "9. A burst of 100x the normal rate",
      "4 threads enqueue one job per call at a target of 2,000/s for 10 s while a worker drains"),
     ("duplicate-delivery", "10. Duplicate delivery (SIGSTOP past the lease)",
@@ -93,8 +94,9 @@ fault, a checker reads the history and the job rows the database kept:
 - **recovery**: seconds from the end of the fault until every job that was in
   flight when it began was back in hand (finished, or started again by a
   worker). For the burst: from the end of the burst to an empty queue; for
-  enqueue-while-down and disk-full: from the database coming back (space
-  freed) to the next successful enqueue.
+  enqueue-while-down: from the database coming back to the next successful
+  enqueue; for disk-full: from space freed to the next completion of the
+  worker that had been waiting on the full disk.
 
 ## Shorter windows than the issue asked, and why
 
