@@ -52,7 +52,8 @@ FAULTS: list[tuple[str, str, str]] = [
      "4 threads enqueue one job per call at a target of 2,000/s for 10 s while a worker drains"),
     ("duplicate-delivery", "10. Duplicate delivery (SIGSTOP past the lease)",
      "the lease breaks, another worker runs the job, the frozen one resumes: twice at most, "
-     "the effect once (keyed on the idempotency key), the first completion kept"),
+     "the effect once (keyed on the idempotency key), the frozen worker's late completion "
+     "refused and the new owner's kept"),
     ("lease-fencing", "11. Lease fencing under a partition",
      "a worker cut off (frozen network) past its lease while another takes the job; its late "
      "completion arrives and is refused. PostgreSQL only: on SQLite, which has no network, "
