@@ -105,11 +105,14 @@ fault, a checker reads the history and the job rows the database kept:
   than the worker's first five backoff steps, so leases expire and backoff is
   exercised; a longer outage only repeats the capped backoff step (10 s) and
   would add most of a minute to every CI run.
-- **Burst for 10 s, not 30 s**: after 10 s the backlog, and so the memory and
-  latency it could cost, already exceeds what the worker drains during the
-  burst; the rate asked is 100 times the normal 20 jobs/s. The rate reached is
-  shown as measured: on the 2-core CI machine, four enqueuing threads of one
-  Python process stop well short of 2,000 single-job enqueues a second.
+- **Burst for 10 s, not 30 s**: latency and worker memory are sampled over
+  the whole window and a longer window only repeats the same samples; 10 s
+  keeps the two runs (one per backend) to about 25 s of CI. The rate asked is
+  100 times the normal 20 jobs/s, and the rate reached is shown as measured:
+  on the 2-core CI machine four enqueuing threads of one Python process reach
+  about half of the 2,000 single-job enqueues a second asked for, so this
+  tests a burst of roughly 50x. `backlog_at_end` shows whether the worker kept
+  up during the burst.
 
 ## Run it
 
