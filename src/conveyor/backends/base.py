@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 
 from conveyor.types import JobRecord, JobState
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema version this code reads and writes. A database at another version is refused."""
 
 

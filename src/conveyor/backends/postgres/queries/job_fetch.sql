@@ -6,6 +6,9 @@
 -- the second job of any queue, ties going to the queue listed first, so a
 -- backlog in one queue cannot starve another. pick_order is that order.
 -- A paused queue offers nothing (its jobs stay available for when it resumes).
+-- A job of an ordering group waits while its group has a running job or an
+-- earlier unfinished one (so a SKIP LOCKED race cannot start two of a group:
+-- the second candidate always sees the first as unfinished).
 -- result as text: the record decoder expects JSON text for it (see job_get).
 WITH candidates AS MATERIALIZED (
     SELECT job.id, job.priority, job.run_at, wanted.rank AS queue_rank
@@ -15,6 +18,12 @@ WITH candidates AS MATERIALIZED (
         FROM conveyor_jobs
         WHERE state = 'available' AND queue = wanted.name
           AND NOT EXISTS (SELECT 1 FROM conveyor_queue_pauses AS p WHERE p.queue = wanted.name)
+          AND (group_key IS NULL OR NOT EXISTS (
+              SELECT 1 FROM conveyor_jobs AS other
+              WHERE other.group_key = conveyor_jobs.group_key AND other.id <> conveyor_jobs.id
+                AND other.state IN ('scheduled', 'available', 'running')
+                AND (other.state = 'running' OR other.id < conveyor_jobs.id)
+          ))
         ORDER BY priority, run_at, id
         LIMIT %(limit)s::integer
         FOR UPDATE SKIP LOCKED

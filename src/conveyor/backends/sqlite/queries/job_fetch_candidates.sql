@@ -1,6 +1,14 @@
 -- A paused queue offers nothing (its jobs stay available for when it resumes).
-SELECT id FROM conveyor_jobs
+-- A job of an ordering group waits while its group has a running job or an
+-- earlier unfinished one.
+SELECT id FROM conveyor_jobs AS job
 WHERE state = 'available' AND queue = :queue
   AND NOT EXISTS (SELECT 1 FROM conveyor_queue_pauses WHERE queue = :queue)
+  AND (group_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM conveyor_jobs AS other
+      WHERE other.group_key = job.group_key AND other.id <> job.id
+        AND other.state IN ('scheduled', 'available', 'running')
+        AND (other.state = 'running' OR other.id < job.id)
+  ))
 ORDER BY priority, run_at, id
 LIMIT :limit
