@@ -551,3 +551,53 @@ def test_ctrl_c_stops_the_demo_cleanly_with_no_job_left_running(tmp_path: Path) 
             "SELECT state, count(*) FROM conveyor_jobs GROUP BY state").fetchall())
     assert "running" not in states  # finished within the grace period, or released
     assert states.get("available", 0) + states.get("scheduled", 0) > 0
+
+
+def test_demo_serve_keeps_a_worker_and_the_dashboard_until_ctrl_c(tmp_path: Path) -> None:
+    import re
+    import urllib.request
+
+    db = tmp_path / "serve.db"
+    env = {k: v for k, v in os.environ.items() if k != "CONVEYOR_APP"}
+    env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "demo", "--db", str(db), "--jobs", "10", "--serve"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while not any("keep running" in line for line in lines):
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
+            lines.append(proc.stdout.readline())
+        url = re.search(r"http://127\.0\.0\.1:\d+/", lines[-1])
+        assert url is not None, lines[-1]
+        with urllib.request.urlopen(url.group(0), timeout=10) as page:
+            assert page.status == 200 and "conveyor" in page.read().decode()
+        with sqlite3.connect(db) as conn:
+            dead_id, errors = conn.execute(
+                "SELECT id, json_array_length(errors) FROM conveyor_jobs WHERE state = 'dead' "
+                "ORDER BY id LIMIT 1").fetchone()
+        request = urllib.request.Request(
+            f"{url.group(0)}api/v1/jobs/{dead_id}/retry", method="POST", data=b"",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+
+        def ran_again() -> bool:
+            with sqlite3.connect(db) as conn:
+                row = conn.execute(
+                    "SELECT state, json_array_length(errors) FROM conveyor_jobs WHERE id = ?",
+                    (dead_id,)).fetchone()
+            return bool(row[0] == "dead" and row[1] > errors)
+
+        wait_for(ran_again)  # the poison job ran its fresh attempts on the serving worker
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, out + err
+    assert "stopped" in out and "Traceback" not in err

@@ -279,8 +279,12 @@ def watch(
     "--jobs", "job_count", type=click.IntRange(1, 5000), default=60, show_default=True,
     help="How many jobs to enqueue.",
 )
+@click.option(
+    "--serve", is_flag=True,
+    help="After the workload, keep the worker and the dashboard running until Ctrl-C.",
+)
 @click.pass_context
-def demo(ctx: click.Context, db: Path, job_count: int) -> None:
+def demo(ctx: click.Context, db: Path, job_count: int, serve: bool) -> None:
     """Watch conveyor run, retry and dead-letter a workload. Nothing to set up."""
     configure_logging("warning")
     out = console()
@@ -320,6 +324,38 @@ def demo(ctx: click.Context, db: Path, job_count: int) -> None:
     out.print()
     out.print(summary_table(records))
     explain(records, db, out)
+    if serve:
+        keep_serving(app, dashboard, out)
+
+
+def keep_serving(app: Conveyor, dashboard: DashboardThread, out: Console) -> None:
+    """Run a worker beside the dashboard until Ctrl-C, so retries pressed there run."""
+    if not dashboard.url:
+        out.print(
+            "[yellow]--serve[/]: the dashboard needs the web extra "
+            "(pip install 'conveyor[web]'); stopping here"
+        )
+        return
+    worker = app.worker(queues=QUEUES, concurrency=8, grace=2.0, install_signals=False)
+    failures: list[BaseException] = []
+    thread = threading.Thread(
+        target=_run_worker, args=(worker, failures), name="conveyor-demo-worker", daemon=True
+    )
+    thread.start()
+    out.print()
+    out.print(
+        f"a worker and the dashboard keep running: [cyan]{dashboard.url}[/] "
+        "(retry the dead jobs there and watch them run again). Ctrl-C to stop."
+    )
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except KeyboardInterrupt:
+        _stop(worker, thread)
+        out.print("stopped")
+        return
+    if failures:
+        raise CliError(f"the demo worker stopped: {failures[0]}")
 
 
 def _stop(worker: Worker, thread: threading.Thread) -> None:
