@@ -25,7 +25,10 @@ A failed attempt therefore emits two events: `failed`, then `retried` or
 process; they are counted by the backend's per-minute aggregates, which is what
 SLOs read (see `conveyor.insights`).
 
-Emitting costs one attribute test when nobody listens. An observer that raises
+Emitting costs one attribute test when nobody listens. An observer may say
+which events it wants (`subscribe(observer, wants=...)`): the worker builds an
+event only when some observer wants it, so the job log at its default level
+(failures only) costs a successful job nothing. An observer that raises
 is logged and skipped; it can never fail a job or stop the worker. Observers run
 on the emitting thread (a worker slot or its completer), so keep them quick:
 counters and log lines, not network calls.
@@ -83,6 +86,12 @@ class JobEvent:
 
 
 Observer = Callable[[JobEvent], None]
+Wants = Callable[[EventName], bool]
+"""Whether an observer wants events of this name now (asked per event: keep it quick)."""
+
+
+def _wants_all(name: EventName) -> bool:
+    return True
 
 
 class EventBus:
@@ -91,28 +100,45 @@ class EventBus:
     __slots__ = ("_lock", "_observers")
 
     def __init__(self) -> None:
-        self._observers: tuple[Observer, ...] = ()
+        self._observers: tuple[tuple[Observer, Wants], ...] = ()
         self._lock = threading.Lock()
 
     def __bool__(self) -> bool:
         """True when someone listens: emitters skip building events otherwise."""
         return bool(self._observers)
 
-    def subscribe(self, observer: Observer) -> Callable[[], None]:
-        """Call `observer(event)` for every event from now on; returns the unsubscribe."""
+    def wants(self, name: EventName) -> bool:
+        """True when some observer wants events of this name: build one only then."""
+        for observer, wants in self._observers:
+            try:
+                if wants(name):
+                    return True
+            except Exception:
+                log.exception("event filter of %r failed on %s; sending it all", observer, name)
+                return True
+        return False
+
+    def subscribe(self, observer: Observer, *, wants: Wants | None = None) -> Callable[[], None]:
+        """Call `observer(event)` for every event from now on; returns the unsubscribe.
+
+        `wants`: a filter on event names, asked before each event is built; an
+        observer that gives one is called only for the events it wants.
+        """
+        entry = (observer, wants or _wants_all)
         with self._lock:
-            self._observers = (*self._observers, observer)
+            self._observers = (*self._observers, entry)
 
         def unsubscribe() -> None:
             with self._lock:
-                self._observers = tuple(o for o in self._observers if o is not observer)
+                self._observers = tuple(e for e in self._observers if e is not entry)
 
         return unsubscribe
 
     def emit(self, event: JobEvent) -> None:
-        for observer in self._observers:
+        for observer, wants in self._observers:
             try:
-                observer(event)
+                if wants(event.name):
+                    observer(event)
             except Exception:
                 log.exception("event observer %r failed on %s; skipped", observer, event.name)
 
@@ -170,4 +196,6 @@ def _error_type(error_json: str | None) -> str | None:
     return str(value.get("type")) if isinstance(value, dict) else None
 
 
-__all__ = ["EventBus", "EventName", "JobEvent", "Observer", "attempt_events", "started_event"]
+__all__ = [
+    "EventBus", "EventName", "JobEvent", "Observer", "Wants", "attempt_events", "started_event",
+]

@@ -169,3 +169,53 @@ def test_job_logs_carry_the_job_fields_as_json(
     assert dead["worker"] and "builtins.ValueError" in dead["message"]
     done = next(line for line in lines if line.get("event") == "succeeded")
     assert done["job_id"] == ok.id and done["level"] == "debug"
+
+
+def test_filtered_observers_get_only_the_events_they_want(app: Conveyor) -> None:
+    _, poison, fine = build(app)
+    built: list[EventName] = []
+    everything: list[JobEvent] = []
+    failures: list[JobEvent] = []
+    app.events.subscribe(everything.append)
+    unsubscribe = app.events.subscribe(
+        failures.append, wants=lambda name: built.append(name) or name is EventName.DEAD
+    )
+    poison.enqueue()
+    fine.enqueue(1)
+    drain(app)
+    assert [e.name for e in failures] == [EventName.DEAD]
+    assert EventName.SUCCEEDED in [e.name for e in everything]
+    assert built  # the filter was asked
+    unsubscribe()
+    assert app.events.wants(EventName.DEAD)  # the unfiltered observer remains
+
+
+def test_job_log_at_warning_builds_no_event_for_a_success(
+    app: Conveyor, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, poison, fine = build(app)
+    log_job_events(app)
+    caplog.set_level(logging.WARNING, logger="conveyor.jobs")
+    assert not app.events.wants(EventName.SUCCEEDED)
+    assert not app.events.wants(EventName.STARTED)
+    assert app.events.wants(EventName.FAILED) and app.events.wants(EventName.DEAD)
+    fine.enqueue(1)
+    poison.enqueue()
+    drain(app)
+    logged = [r for r in caplog.records if r.name == "conveyor.jobs"]
+    assert [getattr(r, "event", None) for r in logged] == ["failed", "dead"]
+    caplog.set_level(logging.DEBUG, logger="conveyor.jobs")  # a level change applies at once
+    assert app.events.wants(EventName.SUCCEEDED)
+
+
+def test_a_failing_event_filter_never_fails_a_job(app: Conveyor) -> None:
+    _, _, fine = build(app)
+    seen: list[JobEvent] = []
+
+    def broken(name: EventName) -> bool:
+        raise RuntimeError("filter bug")
+
+    app.events.subscribe(seen.append, wants=broken)
+    job = fine.enqueue(2)
+    drain(app)
+    assert job.wait(timeout=5) == 2

@@ -4,6 +4,8 @@ exporter on both backends."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -90,3 +92,16 @@ def test_enqueue_many_in_a_span_stores_the_context_on_every_job(
     with trace.get_tracer("test").start_as_current_span("batch"):
         jobs = noop.enqueue_many([(n,) for n in range(3)])
     assert all(j.record.trace_context for j in jobs)
+
+
+def test_no_span_is_started_until_a_tracer_provider_is_configured() -> None:
+    # A fresh process: the global provider can be set only once per process.
+    code = (
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from conveyor.observability.tracing import tracing_configured\n"
+        "assert not tracing_configured()\n"
+        "trace.set_tracer_provider(TracerProvider())\n"
+        "assert tracing_configured()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

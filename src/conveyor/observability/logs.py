@@ -73,8 +73,16 @@ def job_log_observer(logger: logging.Logger = log) -> Callable[[JobEvent], None]
 
 
 def log_job_events(app: Conveyor, logger: logging.Logger = log) -> Callable[[], None]:
-    """Log every job event of `app`; returns the function that stops it."""
-    return app.events.subscribe(job_log_observer(logger))
+    """Log every job event of `app`; returns the function that stops it.
+
+    Events whose level the logger does not log now are not even built (the
+    level is asked per event, so changing it later takes effect at once).
+    """
+
+    def wants(name: EventName) -> bool:
+        return logger.isEnabledFor(LEVELS[name])
+
+    return app.events.subscribe(job_log_observer(logger), wants=wants)
 
 
 __all__ = ["LEVELS", "describe", "job_log_observer", "log_job_events"]

@@ -24,7 +24,12 @@ marked "development"; we pin the version we follow (`SEMCONV_VERSION`):
 A failed attempt sets the span status to ERROR with the exception type, and
 adds an `exception` event. Spans go wherever the process's tracer provider
 sends them: configure the OpenTelemetry SDK as usual. Without the
-`opentelemetry-api` package installed, none of this costs anything.
+`opentelemetry-api` package installed, none of this costs anything; with it
+installed but no tracer provider configured (`trace.set_tracer_provider`, or
+`OTEL_PYTHON_TRACER_PROVIDER`), the worker starts no span either, since the
+API's default provider would only hand out non-recording ones. That check is
+made per attempt, so a provider configured after the worker started is used
+from the next attempt on.
 """
 
 from __future__ import annotations
@@ -40,7 +45,13 @@ if TYPE_CHECKING:
 
 try:
     from opentelemetry import propagate, trace
-    from opentelemetry.trace import SpanKind, Status, StatusCode
+    from opentelemetry.trace import (
+        NoOpTracerProvider,
+        ProxyTracerProvider,
+        SpanKind,
+        Status,
+        StatusCode,
+    )
 except ImportError:  # the `otel` extra is not installed
     ENABLED = False
 else:
@@ -72,11 +83,23 @@ def trace_id_of(trace_context: dict[str, str] | None) -> str | None:
     return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
 
 
+def tracing_configured() -> bool:
+    """True when a tracer provider that records spans may be set: spans are worth starting.
+
+    The API's defaults (its proxy before any provider is set, or the no-op
+    provider) only hand out non-recording spans that carry no context, so
+    starting one per attempt would cost time and change nothing.
+    """
+    if not ENABLED:
+        return False
+    return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
+
+
 def traced_attempt(
     run: Callable[[JobRecord, Any], Outcome], record: JobRecord, child: Any, worker_id: str
 ) -> Outcome:
     """Run `run(record, child)` inside the attempt's `process {queue}` span."""
-    if not ENABLED:
+    if not tracing_configured():
         return run(record, child)
     parent = propagate.extract(record.trace_context) if record.trace_context else None
     tracer = trace.get_tracer(_TRACER_NAME, schema_url=SCHEMA_URL)
@@ -116,4 +139,5 @@ __all__ = [
     "current_trace_context",
     "trace_id_of",
     "traced_attempt",
+    "tracing_configured",
 ]

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.backends.base import Completion, FetchParams, HeldJob, WorkerInfo
 from conveyor.clock import SystemClock
 from conveyor.errors import BackendError, ConfigurationError, ConveyorError, TaskTimeout
-from conveyor.events import attempt_events, started_event
+from conveyor.events import EventName, attempt_events, started_event
 from conveyor.observability import tracing
 from conveyor.scheduler import CronScheduler
 from conveyor.types import JobRecord
@@ -427,9 +427,9 @@ class Worker:
                 if admission.wait > 0:
                     self._defer(record, admission.wait)
                     continue
-                if self.app.events:
+                if self.app.events and self.app.events.wants(EventName.STARTED):
                     self.app.events.emit(started_event(record, self.id))
-                if tracing.ENABLED:
+                if tracing.tracing_configured():
                     outcome = tracing.traced_attempt(self._attempt, record, child, self.id)
                 else:
                     outcome = self._attempt(record, child)
@@ -580,7 +580,10 @@ class Worker:
                     applied = set()
                     break
                 self._backend_failed(exc, failures)
-        observed = bool(self.app.events)
+        events = self.app.events
+        observed = bool(events)
+        # Successes are most jobs: skip building their events when no observer wants them.
+        successes_observed = observed and events.wants(EventName.SUCCEEDED)
         now = time.monotonic()
         durations: dict[int, float] = {}
         with self._lock:
@@ -591,10 +594,13 @@ class Worker:
                     if observed and held.started:
                         durations[record.id] = held.took or now - held.started
         for completion, record in batch:
-            if observed:
-                self.app.events.emit_all(attempt_events(
+            applied_here = completion.job_id in applied
+            if observed and (
+                successes_observed or not applied_here or completion.outcome != "succeeded"
+            ):
+                events.emit_all(attempt_events(
                     completion, record, self.id, durations.get(record.id),
-                    applied=completion.job_id in applied,
+                    applied=applied_here,
                 ))
             if completion.job_id not in applied:
                 self.stats.lost += 1
