@@ -564,6 +564,37 @@ def test_wait_for_work_recovers_after_the_server_drops_every_connection(
     assert time.monotonic() - started < 1.0
 
 
+def test_enqueue_after_the_server_dropped_its_pooled_connections_stores_each_job_once(
+    url: str,
+) -> None:
+    """Enqueues check a pooled connection without a round trip; a connection the
+    server has closed (what a restart does) is still replaced before it is used,
+    so the caller sees neither an error nor a lost or doubled job."""
+    app = Conveyor(url)
+
+    @app.task()
+    def work(n: int) -> int:
+        return n
+
+    try:
+        ids = [work.enqueue(0).id]
+        for round_ in range(1, 4):
+            with psycopg.connect(url, autocommit=True) as admin:
+                # Waits until every other backend has exited (and said goodbye).
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ids.append(work.enqueue(round_).id)  # one job, due now: a single statement
+            ids += [j.id for j in work.enqueue_many([(round_,), (round_,)])]
+            ids.append(work.using(delay=60).enqueue(round_).id)  # in a transaction
+        stored = sorted(r.id for r in app.backend.job_list(JobFilter()))
+    finally:
+        app.close()
+    assert len(ids) == len(set(ids)) == 13
+    assert stored == sorted(ids)
+
+
 def test_a_worker_survives_the_server_dropping_every_connection_mid_run(url: str) -> None:
     app = Conveyor(url, lease=2.0, poll_interval=0.05)
     ran: list[int] = []

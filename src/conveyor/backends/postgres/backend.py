@@ -245,7 +245,14 @@ class PostgresBackend:
         the connection pinged. A busy worker's fetches, completions and
         heartbeats so never pay for a ping; a connection cut silently (no FIN)
         fails its call like one cut mid-way, and the worker retries. Enqueues and
-        operator calls, which nobody retries for the caller, always ping.
+        operator calls, which nobody retries for the caller, always ping: when
+        the server has just gone away and its goodbye is still on its way (a
+        proxy relays it late), the ping fails and the caller gets "cannot
+        connect" (certainly not stored); with the quick check the INSERT would
+        be sent on the dead connection and fail as "lost the connection", an
+        outcome the caller cannot tell from a stored job (tests/faults,
+        enqueue while PostgreSQL is down, shows it). The ping costs a
+        single-call enqueue about a third of its rate.
 
         A server restart breaks every pooled connection at once. The first one
         found broken makes the pool check all the others, so the caller gets a
