@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
@@ -105,3 +106,34 @@ def test_no_span_is_started_until_a_tracer_provider_is_configured() -> None:
         "assert tracing_configured()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_without_a_provider_a_traced_job_still_runs_in_its_trace_context(
+    tmp_path: Path,
+) -> None:
+    # A fresh process without a tracer provider: an untraced job runs without a
+    # span, a traced one still sees its context (and passes it on to what it enqueues).
+    code = f"""
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from conveyor import Conveyor
+from conveyor.observability.tracing import current_trace_context, tracing_configured
+from conveyor.testing import drain
+
+app = Conveyor("sqlite:///{tmp_path / 'jobs.db'}")
+
+@app.task()
+def context() -> str | None:
+    return current_trace_context()
+
+assert not tracing_configured()
+remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1))
+with trace.use_span(NonRecordingSpan(remote)):
+    traced = context.enqueue()
+untraced = context.enqueue()
+drain(app)
+assert f"{{0xABC:032x}}" in traced.wait(5), traced.wait(5)
+assert untraced.wait(5) is None
+app.close()
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -24,12 +24,14 @@ marked "development"; we pin the version we follow (`SEMCONV_VERSION`):
 A failed attempt sets the span status to ERROR with the exception type, and
 adds an `exception` event. Spans go wherever the process's tracer provider
 sends them: configure the OpenTelemetry SDK as usual. Without the
-`opentelemetry-api` package installed, none of this costs anything; with it
+`opentelemetry-api` package installed, none of this costs anything. With it
 installed but no tracer provider configured (`trace.set_tracer_provider`, or
-`OTEL_PYTHON_TRACER_PROVIDER`), the worker starts no span either, since the
-API's default provider would only hand out non-recording ones. That check is
-made per attempt, so a provider configured after the worker started is used
-from the next attempt on.
+`OTEL_PYTHON_TRACER_PROVIDER`), a job enqueued outside a trace runs without a
+span (the API's default provider would only hand out a non-recording span
+with no context); a job that carries a trace context still runs inside the
+API's non-recording span, which makes that context current for the task (so
+what it enqueues or calls carries it on). The check is made per attempt, so a
+provider configured after the worker started is used from the next attempt on.
 """
 
 from __future__ import annotations
@@ -87,19 +89,25 @@ def tracing_configured() -> bool:
     """True when a tracer provider that records spans may be set: spans are worth starting.
 
     The API's defaults (its proxy before any provider is set, or the no-op
-    provider) only hand out non-recording spans that carry no context, so
-    starting one per attempt would cost time and change nothing.
+    provider) only hand out non-recording spans, which record nothing; see
+    `wants_span` for when one is still started.
     """
     if not ENABLED:
         return False
     return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
 
 
+def wants_span(record: JobRecord) -> bool:
+    """Whether this attempt runs inside a span: always with a configured provider,
+    and without one only to make the job's stored trace context current."""
+    return ENABLED and (bool(record.trace_context) or tracing_configured())
+
+
 def traced_attempt(
     run: Callable[[JobRecord, Any], Outcome], record: JobRecord, child: Any, worker_id: str
 ) -> Outcome:
     """Run `run(record, child)` inside the attempt's `process {queue}` span."""
-    if not tracing_configured():
+    if not wants_span(record):
         return run(record, child)
     parent = propagate.extract(record.trace_context) if record.trace_context else None
     tracer = trace.get_tracer(_TRACER_NAME, schema_url=SCHEMA_URL)
@@ -140,4 +148,5 @@ __all__ = [
     "trace_id_of",
     "traced_attempt",
     "tracing_configured",
+    "wants_span",
 ]

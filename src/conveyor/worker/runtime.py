@@ -429,7 +429,7 @@ class Worker:
                     continue
                 if self.app.events and self.app.events.wants(EventName.STARTED):
                     self.app.events.emit(started_event(record, self.id))
-                if tracing.tracing_configured():
+                if tracing.wants_span(record):
                     outcome = tracing.traced_attempt(self._attempt, record, child, self.id)
                 else:
                     outcome = self._attempt(record, child)
