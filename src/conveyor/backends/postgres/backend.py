@@ -645,9 +645,9 @@ class PostgresBackend:
     # -- observability ----------------------------------------------------------------
     def stats_read(self, query: StatsQuery) -> list[JobStats]:
         rows = self._execute(
-            _Q["stats_minutes" if query.per_minute else "stats_sum"],
+            _Q["stats_read"],
             {"since": query.since, "until": query.until, "task": query.task,
-             "queue": query.queue},
+             "queue": query.queue, "per_minute": query.per_minute},
         )
         return [job_stats_from_row(row) for row in rows]
 

@@ -581,11 +581,10 @@ class SQLiteBackend:
 
     # -- observability ------------------------------------------------------------
     def stats_read(self, query: StatsQuery) -> list[JobStats]:
-        name = "stats_minutes" if query.per_minute else "stats_sum"
         rows = self._read(
-            _Q[name if query.task is None else f"{name}_task"],
+            _Q["stats_read" if query.task is None else "stats_read_task"],
             {"since": query.since, "until": query.until, "task": query.task,
-             "queue": query.queue},
+             "queue": query.queue, "per_minute": query.per_minute},
         )
         return [job_stats_from_row(row) for row in rows]
 

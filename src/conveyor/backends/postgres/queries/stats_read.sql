@@ -1,5 +1,8 @@
--- Finished attempts per minute, queue and task over [since, until), oldest first.
-SELECT queue, task, extract(epoch FROM minute)::float8 AS minute,
+-- Finished attempts per queue and task over [since, until), from the per-minute
+-- aggregates: one row per minute too when per_minute is true (oldest first),
+-- else one row per queue and task for the whole range (minute NULL).
+SELECT queue, task,
+       CASE WHEN %(per_minute)s::boolean THEN extract(epoch FROM minute)::float8 END AS minute,
        sum(succeeded) AS succeeded,
        sum(retried) AS retried,
        sum(dead) AS dead,
@@ -19,5 +22,5 @@ FROM conveyor_job_stats
 WHERE minute >= to_timestamp(%(since)s::float8) AND minute < to_timestamp(%(until)s::float8)
   AND (%(task)s::text IS NULL OR task = %(task)s::text)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-GROUP BY minute, queue, task
-ORDER BY minute, queue, task
+GROUP BY 3, 1, 2  -- minute (NULL for the whole range), queue, task
+ORDER BY 3, 1, 2

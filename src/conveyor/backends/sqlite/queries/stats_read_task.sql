@@ -1,7 +1,9 @@
--- Finished attempts per minute, queue and task over [since, until), oldest first.
--- The same for one task, through the (task, minute) index (SQLite does not plan
--- around `:task IS NULL OR ...`, so the task-less form would scan every task's rows).
-SELECT queue, task, minute,
+-- Finished attempts per queue and task over [since, until), from the per-minute
+-- aggregates: one row per minute too when per_minute is true (oldest first),
+-- else one row per queue and task for the whole range (minute NULL).
+-- The task is given: read through the (task, minute) index (SQLite does not plan
+-- around `:task IS NULL OR ...`, so stats_read.sql would scan every task's rows).
+SELECT queue, task, CASE WHEN :per_minute THEN minute END AS minute,
        sum(succeeded) AS succeeded,
        sum(retried) AS retried,
        sum(dead) AS dead,
@@ -21,5 +23,5 @@ FROM conveyor_job_stats
 WHERE minute >= :since AND minute < :until
   AND task = :task
   AND (:queue IS NULL OR queue = :queue)
-GROUP BY minute, queue, task
-ORDER BY minute, queue, task
+GROUP BY 3, 1, 2  -- minute (NULL for the whole range), queue, task
+ORDER BY 3, 1, 2

@@ -1,5 +1,7 @@
--- Finished attempts per minute, queue and task over [since, until), oldest first.
-SELECT queue, task, minute,
+-- Finished attempts per queue and task over [since, until), from the per-minute
+-- aggregates: one row per minute too when per_minute is true (oldest first),
+-- else one row per queue and task for the whole range (minute NULL).
+SELECT queue, task, CASE WHEN :per_minute THEN minute END AS minute,
        sum(succeeded) AS succeeded,
        sum(retried) AS retried,
        sum(dead) AS dead,
@@ -19,5 +21,5 @@ FROM conveyor_job_stats
 WHERE minute >= :since AND minute < :until
   AND (:task IS NULL OR task = :task)
   AND (:queue IS NULL OR queue = :queue)
-GROUP BY minute, queue, task
-ORDER BY minute, queue, task
+GROUP BY 3, 1, 2  -- minute (NULL for the whole range), queue, task
+ORDER BY 3, 1, 2
