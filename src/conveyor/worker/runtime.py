@@ -489,21 +489,27 @@ class Worker:
                 and held.record.lease_token == record.lease_token
             )
         failures = 0
+        given_back = False
         while ours:
             try:
                 self.app.backend.job_release_many(
                     self.id, [HeldJob(record.id, record.lease_token)], delay=wait
                 )
                 self.stats.deferred += 1
+                given_back = True
                 break
             except BackendError as exc:
                 failures += 1
-                if self._hard_stop.is_set():
-                    break  # the lease will expire and the job come back
+                if self._stopping.is_set():
+                    # Keep holding it: shutdown's release gives it back (attempt not
+                    # counted), or its lease expires. No retry loop against a dead backend.
+                    break
                 self._backend_failed(exc, failures)
         with self._lock:
             held = self._held.get(record.id)
-            if held is not None and held.record.lease_token == record.lease_token:
+            if (given_back or not ours) and held is not None and (
+                held.record.lease_token == record.lease_token
+            ):
                 del self._held[record.id]
             self._busy -= 1
             self._running -= 1
