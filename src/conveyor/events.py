@@ -42,9 +42,9 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
-from conveyor.backends.base import Completion
-from conveyor.observability.tracing import trace_id_of
+from conveyor.tracecontext import trace_id_of
 from conveyor.types import JobRecord
 
 log = logging.getLogger("conveyor.events")
@@ -103,8 +103,13 @@ class EventBus:
         self._observers: tuple[tuple[Observer, Wants], ...] = ()
         self._lock = threading.Lock()
 
-    def __bool__(self) -> bool:
+    @property
+    def has_observers(self) -> bool:
         """True when someone listens: emitters skip building events otherwise."""
+        return bool(self._observers)
+
+    def __bool__(self) -> bool:
+        """The same as `has_observers` (kept for callers that test the bus itself)."""
         return bool(self._observers)
 
     def wants(self, name: EventName) -> bool:
@@ -147,6 +152,19 @@ class EventBus:
             self.emit(event)
 
 
+class WrittenCompletion(Protocol):
+    """What the events of a completion read of it (the backends' `Completion` has these)."""
+
+    @property
+    def outcome(self) -> str:
+        """`succeeded`, `retry` or `dead`."""
+        ...
+    @property
+    def error_json(self) -> str | None: ...
+    @property
+    def retry_delay(self) -> float: ...
+
+
 def started_event(record: JobRecord, worker_id: str) -> JobEvent:
     """`started` for a freshly leased attempt."""
     wait = None
@@ -159,7 +177,7 @@ def started_event(record: JobRecord, worker_id: str) -> JobEvent:
 
 
 def attempt_events(
-    completion: Completion,
+    completion: WrittenCompletion,
     record: JobRecord,
     worker_id: str,
     duration: float | None,
@@ -197,5 +215,6 @@ def _error_type(error_json: str | None) -> str | None:
 
 
 __all__ = [
-    "EventBus", "EventName", "JobEvent", "Observer", "Wants", "attempt_events", "started_event",
+    "EventBus", "EventName", "JobEvent", "Observer", "Wants", "WrittenCompletion", "attempt_events",
+    "started_event",
 ]

@@ -24,8 +24,8 @@ from conveyor.errors import (
     InvalidOptionError,
     SerializationError,
 )
-from conveyor.observability.tracing import current_trace_context
 from conveyor.retry import CircuitBreaker, Retry
+from conveyor.tracecontext import current_trace_context
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor

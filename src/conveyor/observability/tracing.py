@@ -37,15 +37,12 @@ provider configured after the worker started is used from the next attempt on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
-from conveyor.backends.records import dumps
+from conveyor.tracecontext import ENABLED, current_trace_context, trace_id_of
+from conveyor.types import JobRecord
 
-if TYPE_CHECKING:
-    from conveyor.types import JobRecord
-    from conveyor.worker.executor import Outcome
-
-try:
+if ENABLED:
     from opentelemetry import propagate, trace
     from opentelemetry.trace import (
         NoOpTracerProvider,
@@ -54,35 +51,11 @@ try:
         Status,
         StatusCode,
     )
-except ImportError:  # the `otel` extra is not installed
-    ENABLED = False
-else:
-    ENABLED = True
 
 SEMCONV_VERSION = "1.27.0"
 """The messaging semantic conventions these spans follow."""
 SCHEMA_URL = f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}"
 _TRACER_NAME = "conveyor"
-
-
-def current_trace_context() -> str | None:
-    """The active span's W3C context as JSON, for storing with a job; None outside a span."""
-    if not ENABLED:
-        return None
-    if not trace.get_current_span().get_span_context().is_valid:
-        return None
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return dumps(carrier) if carrier else None
-
-
-def trace_id_of(trace_context: dict[str, str] | None) -> str | None:
-    """The trace id (32 hex digits) in a stored `traceparent`, for log lines."""
-    if not trace_context:
-        return None
-    parent = trace_context.get("traceparent", "")
-    parts = parent.split("-")
-    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
 
 
 def tracing_configured() -> bool:
@@ -103,9 +76,25 @@ def wants_span(record: JobRecord) -> bool:
     return ENABLED and (bool(record.trace_context) or tracing_configured())
 
 
+class AttemptOutcome(Protocol):
+    """What a span records of an attempt's outcome (the worker's outcome type has these)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def error_type(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def traceback(self) -> str: ...
+
+
+OutcomeT = TypeVar("OutcomeT", bound=AttemptOutcome)
+
+
 def traced_attempt(
-    run: Callable[[JobRecord, Any], Outcome], record: JobRecord, child: Any, worker_id: str
-) -> Outcome:
+    run: Callable[[JobRecord, Any], OutcomeT], record: JobRecord, child: Any, worker_id: str
+) -> OutcomeT:
     """Run `run(record, child)` inside the attempt's `process {queue}` span."""
     if not wants_span(record):
         return run(record, child)
@@ -144,6 +133,7 @@ def traced_attempt(
 __all__ = [
     "ENABLED",
     "SEMCONV_VERSION",
+    "AttemptOutcome",
     "current_trace_context",
     "trace_id_of",
     "traced_attempt",
