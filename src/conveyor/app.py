@@ -22,6 +22,7 @@ from conveyor.events import EventBus, EventName, JobEvent
 from conveyor.job import Job, job_from_record
 from conveyor.retry import DEFAULT_RETRY, CircuitBreaker, Retry
 from conveyor.scheduler import CronEntry, CronExpression, build_entry
+from conveyor.settings import Settings
 from conveyor.task import Task, build_options, check_max_attempts, check_priority, check_queue
 
 if TYPE_CHECKING:
@@ -127,6 +128,17 @@ class Conveyor:
                         self.url, clock=self.clock, connect_timeout=self.connect_timeout
                     )
         return self._backend
+
+    @property
+    def settings(self) -> Settings:
+        """This app's settings as one frozen value, for the services that read them."""
+        return Settings(
+            lease=self.lease, poll_interval=self.poll_interval,
+            default_queue=self.default_queue, default_priority=self.default_priority,
+            default_max_attempts=self.default_max_attempts, default_retry=self.default_retry,
+            idempotency_window=self.idempotency_window, retention=self.retention,
+            connect_timeout=self.connect_timeout,
+        )
 
     def close(self) -> None:
         """Close the backend's connections (a later use opens new ones)."""
@@ -334,7 +346,7 @@ class Conveyor:
         """The read model behind `conveyor status`, `conveyor slo`, metrics and the web UI."""
         from conveyor.insights import Insights
 
-        return Insights(self)
+        return Insights(self.backend, self.objectives, self.settings)
 
     def start_services(self, holder: str) -> Callable[[], None]:
         """Start what runs beside a worker (the SLO alert evaluator, when configured);
@@ -344,7 +356,8 @@ class Conveyor:
         from conveyor.observability.alerts import AlertEvaluator
 
         evaluator = AlertEvaluator(
-            self, self.alert_sinks, interval=self.alert_interval, holder=holder
+            self.backend, self.objectives, self.alert_sinks, interval=self.alert_interval,
+            holder=holder,
         )
         evaluator.start()
         return evaluator.stop

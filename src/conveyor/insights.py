@@ -18,16 +18,26 @@ Nothing here writes.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from conveyor.backends.base import JobStats, QueueStats, StatsQuery, WorkerInfo
-from conveyor.observability.slo import SLIStatus, evaluate
+from conveyor.observability.slo import Objective, SLIStatus, evaluate
+from conveyor.settings import Settings
 from conveyor.types import JobState
 
-if TYPE_CHECKING:
-    from conveyor.app import Conveyor
+
+class ReadBackend(Protocol):
+    """The backend calls the read model makes (all reads)."""
+
+    def now(self) -> float: ...
+    def queue_stats(self) -> list[QueueStats]: ...
+    def worker_list(self, alive_within: float) -> list[WorkerInfo]: ...
+    def stats_read(self, query: StatsQuery) -> list[JobStats]: ...
+    def stats_error_types(
+        self, since: float, *, task: str | None = None, limit: int = 5
+    ) -> list[tuple[str, int]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,33 +51,39 @@ class Overview:
     def totals(self) -> dict[JobState, int]:
         return {state: sum(q.counts.get(state, 0) for q in self.queues) for state in JobState}
 
-    @property
-    def oldest_waiting(self) -> float | None:
-        ages = [q.oldest_available_age for q in self.queues if q.oldest_available_age is not None]
-        return max(ages) if ages else None
-
 
 class Insights:
-    """Read-only questions about one app's backend. Cheap to build; holds no state."""
+    """Read-only questions about one app's backend. Cheap to build; holds no state.
 
-    def __init__(self, app: Conveyor) -> None:
-        self.app = app
+    `objectives` is the app's registry of SLOs by name (read at each question, so
+    an objective declared later is seen); `settings` gives the worker liveness window.
+    """
+
+    def __init__(
+        self,
+        backend: ReadBackend,
+        objectives: Mapping[str, Objective],
+        settings: Settings | None = None,
+    ) -> None:
+        self.backend = backend
+        self.objectives = objectives
+        self.settings = settings or Settings()
 
     @property
     def default_alive_within(self) -> float:
         """A worker counts as alive if it sent a heartbeat this recently (2 leases, >= 60s)."""
-        return max(60.0, 2 * self.app.lease)
+        return self.settings.alive_within
 
     def now(self) -> float:
-        return self.app.backend.now()
+        return self.backend.now()
 
     def queues(self) -> list[QueueStats]:
         """Per queue: jobs by state and how long the oldest due job has waited."""
-        return self.app.backend.queue_stats()
+        return self.backend.queue_stats()
 
     def workers(self, alive_within: float | None = None) -> list[WorkerInfo]:
         window = self.default_alive_within if alive_within is None else alive_within
-        return self.app.backend.worker_list(alive_within=window)
+        return self.backend.worker_list(alive_within=window)
 
     def throughput(
         self,
@@ -80,7 +96,7 @@ class Insights:
         """Finished attempts per minute (succeeded, retried, dead, waits, run time), oldest
         first, one row per minute, queue and task that saw any."""
         end = self.now() + 60.0 if until is None else until
-        return self.app.backend.stats_read(
+        return self.backend.stats_read(
             StatsQuery(since=since, until=end, task=task, queue=queue, per_minute=True)
         )
 
@@ -90,24 +106,24 @@ class Insights:
         """Finished attempts per queue and task over the last `window` seconds."""
         now = self.now()
         since = math.floor((now - window) / 60.0) * 60.0
-        return self.app.backend.stats_read(
+        return self.backend.stats_read(
             StatsQuery(since=since, until=now + 60.0, task=task, queue=queue)
         )
 
     def slo(self, names: Sequence[str] | None = None) -> list[SLIStatus]:
         """Every SLI of the declared objectives (or of those named), as of now."""
         objectives = [
-            o for name, o in self.app.objectives.items() if names is None or name in names
+            o for name, o in self.objectives.items() if names is None or name in names
         ]
         if not objectives:
             return []
-        return evaluate(self.app.backend, objectives, self.now())
+        return evaluate(self.backend, objectives, self.now())
 
     def top_errors(
         self, since: float, *, task: str | None = None, limit: int = 5
     ) -> list[tuple[str, int]]:
         """The most frequent error types of attempts that failed since `since`."""
-        return self.app.backend.stats_error_types(since, task=task, limit=limit)
+        return self.backend.stats_error_types(since, task=task, limit=limit)
 
     def overview(self) -> Overview:
         return Overview(
@@ -115,4 +131,4 @@ class Insights:
         )
 
 
-__all__ = ["Insights", "Overview"]
+__all__ = ["Insights", "Overview", "ReadBackend"]

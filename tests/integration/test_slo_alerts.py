@@ -87,7 +87,9 @@ def scenario(tmp_path: Path) -> Iterator[Scenario]:
 
     app.slo("emails", task=send_email, success=0.999, window="30d")
     sink = Recorder()
-    evaluator = AlertEvaluator(app, [sink, LogSink()], interval=60, holder="evaluator-a")
+    evaluator = AlertEvaluator(
+        app.backend, app.objectives, [sink, LogSink()], interval=60, holder="evaluator-a"
+    )
     worker = app.worker(concurrency=4, install_signals=False)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
@@ -153,7 +155,9 @@ def test_one_elected_evaluator_sends_and_a_new_leader_does_not_repeat(
 ) -> None:
     s = scenario
     other_sink = Recorder()
-    other = AlertEvaluator(s.app, [other_sink], interval=60, holder="evaluator-b")
+    other = AlertEvaluator(
+        s.app.backend, s.app.objectives, [other_sink], interval=60, holder="evaluator-b"
+    )
     s.run_minutes(10)
     s.run_minutes(10, failing=2)  # evaluator-a leads and pages
     assert other.tick() == []  # evaluator-b is not elected: it evaluates nothing

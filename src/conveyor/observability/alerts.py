@@ -29,16 +29,13 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from conveyor.backends.base import AlertState
+from conveyor.backends.base import AlertState, JobStats, StatsQuery
 from conveyor.errors import ConfigurationError, ConveyorError
-from conveyor.observability.slo import Severity, SLIStatus, evaluate, format_window
-
-if TYPE_CHECKING:
-    from conveyor.app import Conveyor
+from conveyor.observability.slo import Objective, Severity, SLIStatus, evaluate, format_window
 
 log = logging.getLogger("conveyor.alerts")
 
@@ -186,12 +183,32 @@ def _notices(statuses: Sequence[SLIStatus], current: dict[str, AlertState]) -> l
     return changes
 
 
+class AlertBackend(Protocol):
+    """The backend calls the evaluator makes: the clock, the per-minute aggregates,
+    the leader election and the alert state."""
+
+    def now(self) -> float: ...
+    def stats_read(self, query: StatsQuery) -> list[JobStats]: ...
+    def stats_error_types(
+        self, since: float, *, task: str | None = None, limit: int = 5
+    ) -> list[tuple[str, int]]: ...
+    def stats_prune(self, older_than: float) -> int: ...
+    def leader_elect(self, name: str, holder: str, ttl: float) -> bool: ...
+    def leader_resign(self, name: str, holder: str) -> None: ...
+    def alert_list(self) -> list[AlertState]: ...
+    def alert_set(self, state: AlertState) -> None: ...
+
+
 class AlertEvaluator:
-    """Evaluates the app's objectives and notifies its sinks, when elected."""
+    """Evaluates the objectives and notifies the sinks, when elected.
+
+    `objectives` is the app's registry of SLOs by name, read at each evaluation.
+    """
 
     def __init__(
         self,
-        app: Conveyor,
+        backend: AlertBackend,
+        objectives: Mapping[str, Objective],
         sinks: Sequence[AlertSink],
         *,
         interval: float = 60.0,
@@ -199,7 +216,8 @@ class AlertEvaluator:
     ) -> None:
         if interval <= 0:
             raise ConfigurationError(f"alert interval must be > 0 seconds, got {interval!r}")
-        self.app = app
+        self.backend = backend
+        self.objectives = objectives
         self.sinks = list(sinks)
         self.interval = float(interval)
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -210,15 +228,15 @@ class AlertEvaluator:
     # -- one evaluation ---------------------------------------------------------------
     def tick(self) -> list[Alert]:
         """Take or renew the leadership; if we lead, evaluate. Returns the notices sent."""
-        backend = self.app.backend
+        backend = self.backend
         if not backend.leader_elect(LEADER_ROLE, self.holder, ttl=3 * self.interval):
             return []
         return self.evaluate()
 
     def evaluate(self) -> list[Alert]:
         """Evaluate every objective now and send the notices of alerts that changed."""
-        backend = self.app.backend
-        objectives = list(self.app.objectives.values())
+        backend = self.backend
+        objectives = list(self.objectives.values())
         if not objectives:
             return []
         now = backend.now()
@@ -281,12 +299,13 @@ class AlertEvaluator:
         if self._thread is not None:
             self._thread.join(timeout=10.0)
         with contextlib.suppress(ConveyorError):  # else the lease runs out by itself
-            self.app.backend.leader_resign(LEADER_ROLE, self.holder)
+            self.backend.leader_resign(LEADER_ROLE, self.holder)
 
 
 __all__ = [
     "LEADER_ROLE",
     "Alert",
+    "AlertBackend",
     "AlertEvaluator",
     "AlertSink",
     "LogSink",

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from conveyor.events import EventName, JobEvent
+from conveyor.events import EventBus, EventName, JobEvent
 
-if TYPE_CHECKING:
-    from conveyor.app import Conveyor
+
+class HasEvents(Protocol):
+    """An app, as far as its job log is concerned: the bus its job events go through."""
+
+    @property
+    def events(self) -> EventBus: ...
 
 log = logging.getLogger("conveyor.jobs")
 
@@ -72,7 +76,7 @@ def job_log_observer(logger: logging.Logger = log) -> Callable[[JobEvent], None]
     return observe
 
 
-def log_job_events(app: Conveyor, logger: logging.Logger = log) -> Callable[[], None]:
+def log_job_events(app: HasEvents, logger: logging.Logger = log) -> Callable[[], None]:
     """Log every job event of `app`; returns the function that stops it.
 
     Events whose level the logger does not log now are not even built (the

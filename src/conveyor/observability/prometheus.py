@@ -22,19 +22,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from conveyor.backends.base import WAIT_BUCKETS
+from conveyor.backends.base import WAIT_BUCKETS, QueueStats, WorkerInfo
 from conveyor.errors import ConveyorError
-from conveyor.events import EventName, JobEvent
-
-if TYPE_CHECKING:
-    from conveyor.app import Conveyor
-    from conveyor.worker import Worker
+from conveyor.events import EventBus, EventName, JobEvent
 
 log = logging.getLogger("conveyor.metrics")
 
@@ -62,10 +58,37 @@ _HELP = {
 }
 
 
-class BackendCollector(Collector):
-    """Gauges read from the backend at scrape time, through `app.insights`."""
+class ReadModel(Protocol):
+    """The two questions the scrape-time gauges ask (`conveyor.insights.Insights` answers)."""
 
-    def __init__(self, app: Conveyor) -> None:
+    def queues(self) -> list[QueueStats]: ...
+    def workers(self) -> list[WorkerInfo]: ...
+
+
+class MetricsSource(Protocol):
+    """What the metrics read of an app: its event bus and its read model."""
+
+    @property
+    def events(self) -> EventBus: ...
+    @property
+    def insights(self) -> ReadModel: ...
+
+
+class WatchedWorker(Protocol):
+    """What the worker gauges read of a running worker."""
+
+    @property
+    def running_jobs(self) -> int: ...
+    @property
+    def concurrency(self) -> int: ...
+    @property
+    def stopping(self) -> bool: ...
+
+
+class BackendCollector(Collector):
+    """Gauges read from the backend at scrape time, through the app's `insights`."""
+
+    def __init__(self, app: MetricsSource) -> None:
         self.app = app
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -115,7 +138,7 @@ class BackendCollector(Collector):
 class JobMetrics:
     """This process's job metrics, in its own registry (no global state)."""
 
-    def __init__(self, app: Conveyor, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, app: MetricsSource, registry: CollectorRegistry | None = None) -> None:
         self.app = app
         self.registry = registry or CollectorRegistry()
         self._counters = {
@@ -147,7 +170,7 @@ class JobMetrics:
         elif event.name is EventName.STARTED and event.wait is not None:
             self.wait_seconds.labels(event.queue, event.task).observe(event.wait)
 
-    def watch_worker(self, worker: Worker) -> None:
+    def watch_worker(self, worker: WatchedWorker) -> None:
         """Add this process's worker gauges (slots in use, concurrency, liveness)."""
         running = Gauge("conveyor_worker_running_jobs", "Attempts this worker runs now.",
                         registry=self.registry)

@@ -41,13 +41,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from conveyor.backends.base import WAIT_BUCKETS, JobStats, StatsQuery
 from conveyor.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from conveyor.backends.base import Backend
 
 SLIKind = Literal["success", "wait"]
 Severity = Literal["page", "ticket"]
@@ -275,8 +272,14 @@ def counts_of(sli: SLIKind, objective: Objective, rows: Sequence[JobStats]) -> C
     )
 
 
+class StatsReader(Protocol):
+    """The one backend call SLIs are computed from."""
+
+    def stats_read(self, query: StatsQuery) -> list[JobStats]: ...
+
+
 def read_window(
-    backend: Backend, objective: Objective, now: float, seconds: float
+    backend: StatsReader, objective: Objective, now: float, seconds: float
 ) -> list[JobStats]:
     since = math.floor((now - seconds) / 60.0) * 60.0
     return backend.stats_read(
@@ -284,7 +287,7 @@ def read_window(
     )
 
 
-def evaluate(backend: Backend, objectives: Sequence[Objective], now: float) -> list[SLIStatus]:
+def evaluate(backend: StatsReader, objectives: Sequence[Objective], now: float) -> list[SLIStatus]:
     """Every SLI of every objective as of `now` (the backend's clock)."""
     statuses: list[SLIStatus] = []
     for objective in objectives:
@@ -315,6 +318,7 @@ __all__ = [
     "Objective",
     "RuleStatus",
     "SLIStatus",
+    "StatsReader",
     "evaluate",
     "format_window",
     "make_objective",
