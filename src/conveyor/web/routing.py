@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -36,9 +36,7 @@ from conveyor.errors import (
 from conveyor.web.auth import Permission, Principal
 from conveyor.web.problems import PROBLEM_MEDIA_TYPE, PROBLEMS, TYPE_PREFIX, Problem
 from conveyor.web.schema import Schema, validate
-
-if TYPE_CHECKING:
-    from conveyor.web.app import WebState
+from conveyor.web.state import WebState
 
 log = logging.getLogger("conveyor.web")
 
@@ -286,19 +284,6 @@ def translate(exc: Exception) -> Problem:
                        headers={"Retry-After": "5"})
     log.exception("web: unexpected error", exc_info=exc)
     return Problem("internal-error", "an unexpected error happened; it has been logged")
-
-
-def bearer_token(headers: Headers) -> str | None:
-    value = headers.get("authorization")
-    if not value:
-        return None
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Problem(
-            "unauthorized", "send the token as Authorization: Bearer <token>",
-            headers={"WWW-Authenticate": 'Bearer realm="conveyor"'},
-        )
-    return token.strip()
 
 
 def serve(endpoint: Endpoint) -> Callable[[Request], Any]:
