@@ -279,7 +279,7 @@ class Conveyor:
     # -- jobs -------------------------------------------------------------------------
     def _enqueue(self, inserts: Sequence[JobInsert], *, connection: Any = None) -> list[Job[Any]]:
         results = self.backend.job_insert_many(inserts, connection=connection)
-        if self.events and self.events.wants(EventName.ENQUEUED):
+        if self.events.wants(EventName.ENQUEUED):
             self.events.emit_all(
                 JobEvent(EventName.ENQUEUED, r.id, insert.task, insert.queue)
                 for insert, r in zip(inserts, results, strict=True) if r.created

@@ -45,8 +45,3 @@ class ManualClock:
 def to_datetime(epoch_seconds: float) -> datetime:
     return datetime.fromtimestamp(epoch_seconds, tz=UTC)
 
-
-def to_epoch(value: datetime) -> float:
-    if value.tzinfo is None:
-        raise ValueError("naive datetimes are ambiguous: pass an aware datetime (e.g. with tz=UTC)")
-    return value.timestamp()
