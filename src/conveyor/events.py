@@ -187,10 +187,17 @@ def attempt_events(
     """The events of one written (or refused) completion, in order."""
     trace_id = trace_id_of(record.trace_context)
 
-    def event(name: EventName, **fields: float | str | None) -> JobEvent:
+    def event(
+        name: EventName,
+        *,
+        duration: float | None = None,
+        error_type: str | None = None,
+        retry_delay: float | None = None,
+    ) -> JobEvent:
         return JobEvent(
             name, record.id, record.task, record.queue, attempt=record.attempt,
-            worker=worker_id, trace_id=trace_id, **fields,  # type: ignore[arg-type]
+            worker=worker_id, duration=duration, error_type=error_type,
+            retry_delay=retry_delay, trace_id=trace_id,
         )
 
     if not applied:
