@@ -11,8 +11,8 @@ from conveyor.web.arguments import check_arguments
 from conveyor.web.auth import Permission, create_token
 from conveyor.web.problems import Problem
 from conveyor.web.routing import (
-    Call,
-    Endpoint,
+    ApiCall,
+    ApiEndpoint,
     Param,
     Reply,
     decode_cursor,
@@ -191,7 +191,7 @@ IDEMPOTENCY_HEADER = Param(
 
 
 # -- enqueue ---------------------------------------------------------------------------
-def _insert_for(call: Call, item: dict[str, Any], pointer: str) -> JobInsert:
+def _insert_for(call: ApiCall, item: dict[str, Any], pointer: str) -> JobInsert:
     conveyor = call.state.conveyor
     task: Task[Any, Any] = conveyor.get_task(item["task"])
     args = item.get("args", [])
@@ -210,7 +210,7 @@ def _insert_for(call: Call, item: dict[str, Any], pointer: str) -> JobInsert:
     return task.using(**options)._insert(args, kwargs)
 
 
-def _header_key(call: Call) -> str | None:
+def _header_key(call: ApiCall) -> str | None:
     key = call.headers.get("idempotency-key")
     if key is None:
         return None
@@ -221,7 +221,7 @@ def _header_key(call: Call) -> str | None:
     return key
 
 
-def enqueue(call: Call) -> Reply:
+def enqueue(call: ApiCall) -> Reply:
     item = dict(call.body)
     key = _header_key(call)
     if key is not None:
@@ -244,7 +244,7 @@ def enqueue(call: Call) -> Reply:
     )
 
 
-def enqueue_bulk(call: Call) -> Reply:
+def enqueue_bulk(call: ApiCall) -> Reply:
     if _header_key(call) is not None:
         raise Problem("invalid-option", "Idempotency-Key applies to one job: give each job "
                       "its own options.idempotency_key in a bulk enqueue")
@@ -263,7 +263,7 @@ def enqueue_bulk(call: Call) -> Reply:
 
 
 # -- reading jobs ----------------------------------------------------------------------
-def _time_param(call: Call, name: str) -> float | None:
+def _time_param(call: ApiCall, name: str) -> float | None:
     text = call.query.get(name)
     if text is None:
         return None
@@ -272,7 +272,7 @@ def _time_param(call: Call, name: str) -> float | None:
     return value.timestamp()
 
 
-def list_jobs(call: Call) -> Reply:
+def list_jobs(call: ApiCall) -> Reply:
     q = call.query
     limit = q.get("limit", 50)
     states = [JobState(s) for s in q.get("state", [])]
@@ -290,18 +290,18 @@ def list_jobs(call: Call) -> Reply:
     })
 
 
-def _job_or_404(call: Call) -> Any:
+def _job_or_404(call: ApiCall) -> Any:
     record = call.state.conveyor.backend.job_get(call.path["job_id"])
     if record is None:
         raise Problem("not-found", f"no job {call.path['job_id']} (never enqueued, or pruned)")
     return record
 
 
-def get_job(call: Call) -> Reply:
+def get_job(call: ApiCall) -> Reply:
     return Reply(200, job_json(_job_or_404(call)))
 
 
-def cancel_job(call: Call) -> Reply:
+def cancel_job(call: ApiCall) -> Reply:
     record = _job_or_404(call)
     if not call.state.conveyor.backend.job_cancel(record.id):
         current = call.state.conveyor.backend.job_get(record.id)
@@ -311,7 +311,7 @@ def cancel_job(call: Call) -> Reply:
     return Reply(200, job_json(_job_or_404(call)))
 
 
-def retry_job(call: Call) -> Reply:
+def retry_job(call: ApiCall) -> Reply:
     record = _job_or_404(call)
     if not call.state.conveyor.backend.job_retry(JobFilter(ids=[record.id], limit=1)):
         current = call.state.conveyor.backend.job_get(record.id)
@@ -322,7 +322,7 @@ def retry_job(call: Call) -> Reply:
 
 
 # -- dead-letter queue ------------------------------------------------------------------
-def list_dead(call: Call) -> Reply:
+def list_dead(call: ApiCall) -> Reply:
     groups, truncated = dead_groups(
         call.state.conveyor.backend, task=call.query.get("task"), queue=call.query.get("queue")
     )
@@ -333,7 +333,7 @@ def list_dead(call: Call) -> Reply:
     })
 
 
-def _dead_filter(call: Call) -> JobFilter | None:
+def _dead_filter(call: ApiCall) -> JobFilter | None:
     body = call.body
     filters = [k for k in ("task", "queue", "ids", "fingerprint") if k in body]
     if not filters and body.get("all") is not True:
@@ -350,37 +350,37 @@ def _dead_filter(call: Call) -> JobFilter | None:
                      ids=ids, limit=2**31 - 1)
 
 
-def retry_dead(call: Call) -> Reply:
+def retry_dead(call: ApiCall) -> Reply:
     found = _dead_filter(call)
     count = 0 if found is None else call.state.conveyor.backend.job_retry(found)
     return Reply(200, {"retried": count})
 
 
-def purge_dead(call: Call) -> Reply:
+def purge_dead(call: ApiCall) -> Reply:
     found = _dead_filter(call)
     count = 0 if found is None else call.state.conveyor.backend.job_delete(found)
     return Reply(200, {"purged": count})
 
 
 # -- queues and workers ------------------------------------------------------------------
-def list_queues(call: Call) -> Reply:
+def list_queues(call: ApiCall) -> Reply:
     views = queue_views(call.state.conveyor.backend, call.state.conveyor.lease)
     return Reply(200, {"queues": [v.to_json() for v in views]})
 
 
-def pause_queue(call: Call) -> Reply:
+def pause_queue(call: ApiCall) -> Reply:
     changed = call.state.conveyor.backend.queue_pause(
         call.path["queue"], by=call.principal.name
     )
     return Reply(200, {"queue": call.path["queue"], "paused": True, "changed": changed})
 
 
-def resume_queue(call: Call) -> Reply:
+def resume_queue(call: ApiCall) -> Reply:
     changed = call.state.conveyor.backend.queue_resume(call.path["queue"])
     return Reply(200, {"queue": call.path["queue"], "paused": False, "changed": changed})
 
 
-def list_workers(call: Call) -> Reply:
+def list_workers(call: ApiCall) -> Reply:
     from conveyor.web.views import alive_window
 
     backend = call.state.conveyor.backend
@@ -401,12 +401,12 @@ def _token_json(token: Any) -> dict[str, Any]:
     }
 
 
-def list_tokens(call: Call) -> Reply:
+def list_tokens(call: ApiCall) -> Reply:
     tokens = call.state.conveyor.backend.token_list()
     return Reply(200, {"tokens": [_token_json(t) for t in tokens]})
 
 
-def create_token_op(call: Call) -> Reply:
+def create_token_op(call: ApiCall) -> Reply:
     from conveyor.errors import ConfigurationError
 
     body = call.body
@@ -421,20 +421,20 @@ def create_token_op(call: Call) -> Reply:
     return Reply(201, {**_token_json(stored), "token": token})
 
 
-def revoke_token(call: Call) -> Reply:
+def revoke_token(call: ApiCall) -> Reply:
     if not call.state.conveyor.backend.token_revoke(call.path["token_id"]):
         raise Problem("not-found", f"no live token {call.path['token_id']}")
     return Reply(204)
 
 
-def list_slos(call: Call) -> Reply:
+def list_slos(call: ApiCall) -> Reply:
     rows = slo_rows(call.state.conveyor)
     for row in rows:
         row.pop("budget_left_clamped", None)
     return Reply(200, {"slos": rows})
 
 
-def health(call: Call) -> Reply:
+def health(call: ApiCall) -> Reply:
     call.state.conveyor.backend.schema_check()
     return Reply(200, {"status": "ok"})
 
@@ -442,25 +442,25 @@ def health(call: Call) -> Reply:
 # -- the table ------------------------------------------------------------------------------
 OK_JOB = {200: ("The job.", JOB)}
 
-ENDPOINTS: list[Endpoint] = [
-    Endpoint("GET", "/health", "health", "Is the job database reachable and current?",
+ENDPOINTS: list[ApiEndpoint] = [
+    ApiEndpoint("GET", "/health", "health", "Is the job database reachable and current?",
              None, health, {200: ("Healthy.", obj({"status": {"type": "string"}}))},
              tag="meta"),
-    Endpoint("POST", "/jobs", "enqueue", "Enqueue a job", Permission.ENQUEUE, enqueue,
+    ApiEndpoint("POST", "/jobs", "enqueue", "Enqueue a job", Permission.ENQUEUE, enqueue,
              {201: ("Enqueued: a new job.", JOB),
               200: ("An idempotent repeat: the job the key already named.", JOB)},
              params=(IDEMPOTENCY_HEADER,), body=ENQUEUE,
              problems=("unknown-task", "invalid-arguments", "invalid-option", "conflict"),
              description="Arguments are checked against the task's signature; a wrong one "
                          "is a 422 whose `argument` member names it."),
-    Endpoint("POST", "/jobs/bulk", "enqueue_bulk", "Enqueue many jobs in one transaction",
+    ApiEndpoint("POST", "/jobs/bulk", "enqueue_bulk", "Enqueue many jobs in one transaction",
              Permission.ENQUEUE, enqueue_bulk,
              {201: ("Enqueued (some or all new).", BULK_RESULT),
               200: ("Every job was an idempotent repeat.", BULK_RESULT)},
              params=(IDEMPOTENCY_HEADER,), body=BULK,
              problems=("unknown-task", "invalid-arguments", "invalid-option"),
              description="All or nothing: one invalid job and none is enqueued."),
-    Endpoint("GET", "/jobs", "list_jobs", "List jobs, newest first", Permission.READ,
+    ApiEndpoint("GET", "/jobs", "list_jobs", "List jobs, newest first", Permission.READ,
              list_jobs, {200: ("A page of jobs.", JOB_LIST)},
              params=(
                  Param("state", "query", {"type": "array", "items": {"type": "string",
@@ -476,15 +476,15 @@ ENDPOINTS: list[Endpoint] = [
                  Param("cursor", "query", {"type": "string", "maxLength": 64},
                        "next_cursor of the previous page."),
              ), problems=("invalid-cursor",)),
-    Endpoint("GET", "/jobs/{job_id}", "get_job", "Get a job with its error history",
+    ApiEndpoint("GET", "/jobs/{job_id}", "get_job", "Get a job with its error history",
              Permission.READ, get_job, OK_JOB, params=(JOB_ID_PARAM,)),
-    Endpoint("POST", "/jobs/{job_id}/cancel", "cancel_job", "Cancel a job that has not started",
+    ApiEndpoint("POST", "/jobs/{job_id}/cancel", "cancel_job", "Cancel a job that has not started",
              Permission.OPERATE, cancel_job, OK_JOB, params=(JOB_ID_PARAM,),
              problems=("conflict",)),
-    Endpoint("POST", "/jobs/{job_id}/retry", "retry_job", "Run a dead job again",
+    ApiEndpoint("POST", "/jobs/{job_id}/retry", "retry_job", "Run a dead job again",
              Permission.OPERATE, retry_job, OK_JOB, params=(JOB_ID_PARAM,),
              problems=("conflict",)),
-    Endpoint("GET", "/dlq", "list_dead", "Dead jobs grouped by error type and message",
+    ApiEndpoint("GET", "/dlq", "list_dead", "Dead jobs grouped by error type and message",
              Permission.READ, list_dead,
              {200: ("Groups, biggest first.", obj({
                  "groups": {"type": "array", "items": DEAD_GROUP},
@@ -492,40 +492,40 @@ ENDPOINTS: list[Endpoint] = [
              }))},
              params=(Param("task", "query", TEXT, "Only this task."),
                      Param("queue", "query", TEXT, "Only this queue.")), tag="dlq"),
-    Endpoint("POST", "/dlq/retry", "retry_dead", "Retry the dead jobs matching a filter",
+    ApiEndpoint("POST", "/dlq/retry", "retry_dead", "Retry the dead jobs matching a filter",
              Permission.OPERATE, retry_dead,
              {200: ("How many were retried.", obj({"retried": {"type": "integer"}}))},
              body=DLQ_FILTER, tag="dlq"),
-    Endpoint("POST", "/dlq/purge", "purge_dead", "Delete the dead jobs matching a filter",
+    ApiEndpoint("POST", "/dlq/purge", "purge_dead", "Delete the dead jobs matching a filter",
              Permission.OPERATE, purge_dead,
              {200: ("How many were deleted.", obj({"purged": {"type": "integer"}}))},
              body=DLQ_FILTER, tag="dlq"),
-    Endpoint("GET", "/queues", "list_queues", "Queues: counts by state, oldest waiting, "
+    ApiEndpoint("GET", "/queues", "list_queues", "Queues: counts by state, oldest waiting, "
              "throughput, workers, paused", Permission.READ, list_queues,
              {200: ("Every known queue.", obj({"queues": {"type": "array", "items": QUEUE}}))},
              tag="queues"),
-    Endpoint("POST", "/queues/{queue}/pause", "pause_queue", "Pause a queue (workers fetch "
+    ApiEndpoint("POST", "/queues/{queue}/pause", "pause_queue", "Pause a queue (workers fetch "
              "none of its jobs; running ones finish)", Permission.OPERATE, pause_queue,
              {200: ("Paused.", QUEUE_STATE)}, params=(QUEUE_PARAM,), tag="queues"),
-    Endpoint("POST", "/queues/{queue}/resume", "resume_queue", "Resume a paused queue",
+    ApiEndpoint("POST", "/queues/{queue}/resume", "resume_queue", "Resume a paused queue",
              Permission.OPERATE, resume_queue, {200: ("Resumed.", QUEUE_STATE)},
              params=(QUEUE_PARAM,), tag="queues"),
-    Endpoint("GET", "/slos", "list_slos", "Each objective's SLIs with error budget and burn "
+    ApiEndpoint("GET", "/slos", "list_slos", "Each objective's SLIs with error budget and burn "
              "rates", Permission.READ, list_slos,
              {200: ("Every SLI of every declared objective.",
                     obj({"slos": {"type": "array", "items": SLO}}))}, tag="queues"),
-    Endpoint("GET", "/workers", "list_workers", "Workers alive, with their last heartbeat",
+    ApiEndpoint("GET", "/workers", "list_workers", "Workers alive, with their last heartbeat",
              Permission.READ, list_workers,
              {200: ("Workers.", obj({"workers": {"type": "array", "items": WORKER}}))},
              tag="workers"),
-    Endpoint("GET", "/tokens", "list_tokens", "API tokens (never the tokens themselves)",
+    ApiEndpoint("GET", "/tokens", "list_tokens", "API tokens (never the tokens themselves)",
              Permission.ADMIN, list_tokens,
              {200: ("Tokens.", obj({"tokens": {"type": "array", "items": TOKEN}}))},
              tag="tokens"),
-    Endpoint("POST", "/tokens", "create_token", "Create a token (shown once, in this answer)",
+    ApiEndpoint("POST", "/tokens", "create_token", "Create a token (shown once, in this answer)",
              Permission.ADMIN, create_token_op, {201: ("Created.", TOKEN)},
              body=TOKEN_CREATE, problems=("invalid-option",), tag="tokens"),
-    Endpoint("DELETE", "/tokens/{token_id}", "revoke_token", "Revoke a token at once",
+    ApiEndpoint("DELETE", "/tokens/{token_id}", "revoke_token", "Revoke a token at once",
              Permission.ADMIN, revoke_token, {204: ("Revoked.", None)},
              params=(Param("token_id", "path", JOB_ID, "The token's id."),), tag="tokens"),
 ]

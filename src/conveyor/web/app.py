@@ -25,8 +25,8 @@ from conveyor.web.api import ENDPOINTS
 from conveyor.web.problems import Problem
 from conveyor.web.routing import (
     API_PREFIX,
-    Call,
-    Endpoint,
+    ApiCall,
+    ApiEndpoint,
     Reply,
     openapi_document,
     problem_response,
@@ -102,20 +102,20 @@ class SecurityMiddleware:
         await response(scope, receive, send)
 
 
-def _openapi_endpoint(endpoints: list[Endpoint]) -> Endpoint:
-    def openapi(call: Call) -> Reply:
+def _openapi_endpoint(endpoints: list[ApiEndpoint]) -> ApiEndpoint:
+    def openapi(call: ApiCall) -> Reply:
         document = openapi_document(all_endpoints, _package_version())
         document["servers"] = [{"url": call.root_path or "/"}]
         return Reply(200, document)
 
     schema: dict[str, Any] = {"type": "object", "required": ["openapi", "paths"]}
-    this = Endpoint("GET", "/openapi.json", "openapi", "This document", None, openapi,
+    this = ApiEndpoint("GET", "/openapi.json", "openapi", "This document", None, openapi,
                     {200: ("The OpenAPI 3.1 document of this API.", schema)}, tag="meta")
     all_endpoints = [*endpoints, this]
     return this
 
 
-def api_endpoints() -> list[Endpoint]:
+def api_endpoints() -> list[ApiEndpoint]:
     """Every API operation, the OpenAPI document's own included."""
     return [*ENDPOINTS, _openapi_endpoint(ENDPOINTS)]
 

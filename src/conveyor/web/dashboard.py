@@ -178,13 +178,13 @@ def _redirect(request: Request, path: str, **params: str) -> Response:
 
 
 PageHandler = Callable[[Request, Principal], Awaitable[Response]]
-Endpoint = Callable[[Request], Awaitable[Response]]
+PageEndpoint = Callable[[Request], Awaitable[Response]]
 
 
-def page(permission: Permission) -> Callable[[PageHandler], Endpoint]:
+def page(permission: Permission) -> Callable[[PageHandler], PageEndpoint]:
     """Wrap a page handler: authentication, problems as HTML pages."""
 
-    def wrap(handler: PageHandler) -> Endpoint:
+    def wrap(handler: PageHandler) -> PageEndpoint:
         async def route(request: Request) -> Response:
             try:
                 principal = await _principal(request, permission)

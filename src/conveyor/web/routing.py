@@ -1,4 +1,4 @@
-"""The API's route table: one `Endpoint` per operation, from which both the
+"""The API's route table: one `ApiEndpoint` per operation, from which both the
 Starlette routes and the OpenAPI document are built.
 
 Every endpoint declares its permission, path and query parameters, request
@@ -62,7 +62,7 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
+class ApiCall:
     """What a handler receives: validated inputs and who is asking."""
 
     state: WebState
@@ -75,11 +75,11 @@ class Call:
     """Where the app is mounted ("" at the root)."""
 
 
-Handler = Callable[[Call], Reply]
+Handler = Callable[[ApiCall], Reply]
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
+class ApiEndpoint:
     method: str
     path: str
     """OpenAPI-style path below /api/v1, e.g. `/jobs/{job_id}`."""
@@ -174,7 +174,7 @@ def _storable(text: str) -> bool:
     return True
 
 
-def parse_params(endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+def parse_params(endpoint: ApiEndpoint, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
     path: dict[str, Any] = {}
     for param in (p for p in endpoint.params if p.where == "path"):
         raw = request.path_params.get(param.name, "")
@@ -226,7 +226,7 @@ def _strings_storable(value: Any) -> bool:
     return True
 
 
-async def parse_body(endpoint: Endpoint, request: Request, limit: int) -> Any:
+async def parse_body(endpoint: ApiEndpoint, request: Request, limit: int) -> Any:
     raw = await read_body(request, limit)
     if endpoint.body is None:
         if raw.strip():
@@ -286,7 +286,7 @@ def translate(exc: Exception) -> Problem:
     return Problem("internal-error", "an unexpected error happened; it has been logged")
 
 
-def serve(endpoint: Endpoint) -> Callable[[Request], Any]:
+def serve(endpoint: ApiEndpoint) -> Callable[[Request], Any]:
     async def route(request: Request) -> Response:
         state: WebState = request.app.state.conveyor_web
         instance = request.url.path
@@ -294,7 +294,7 @@ def serve(endpoint: Endpoint) -> Callable[[Request], Any]:
             principal = await state.authenticate(request, endpoint.permission)
             path, query = parse_params(endpoint, request)
             body = await parse_body(endpoint, request, state.settings.max_body_bytes)
-            call = Call(state, principal, path, query, body, request.headers,
+            call = ApiCall(state, principal, path, query, body, request.headers,
                         request.scope.get("root_path", ""))
             reply = await run_in_threadpool(endpoint.handler, call)
         except Exception as exc:
@@ -338,7 +338,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 
-def problem_slugs(endpoint: Endpoint) -> list[str]:
+def problem_slugs(endpoint: ApiEndpoint) -> list[str]:
     """Every problem type this endpoint may answer with."""
     slugs = ["internal-error", "backend-unavailable", "rate-limited", "host-not-allowed",
              "method-not-allowed", "body-too-large", "malformed-request", "validation-error"]
@@ -352,7 +352,7 @@ def problem_slugs(endpoint: Endpoint) -> list[str]:
     return sorted(set(slugs))
 
 
-def openapi_document(endpoints: Sequence[Endpoint], version: str) -> dict[str, Any]:
+def openapi_document(endpoints: Sequence[ApiEndpoint], version: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for ep in endpoints:
         operation: dict[str, Any] = {
