@@ -34,8 +34,7 @@ def lint_imports(
             f.write("\n" + code + "\n")
     lint = Path(sys.executable).with_name("lint-imports")
     done = subprocess.run(
-        [str(lint), "--config", str(tmp_path / "pyproject.toml"), "--no-cache",
-         "--contract", contract],
+        [str(lint), "--no-cache", "--contract", contract],  # reads ./pyproject.toml
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
         capture_output=True, text=True, timeout=120, check=False,  # broken: exit status 1
     )
