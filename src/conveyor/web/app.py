@@ -30,7 +30,7 @@ from conveyor.web.auth import ANONYMOUS, Permission, Principal, RateLimiter, Tok
 from conveyor.web.problems import Problem
 from conveyor.web.routing import (
     API_PREFIX,
-    Call,
+    ApiRequest,
     Endpoint,
     Reply,
     bearer_token,
@@ -200,7 +200,7 @@ class SecurityMiddleware:
 
 
 def _openapi_endpoint(endpoints: list[Endpoint]) -> Endpoint:
-    def openapi(call: Call) -> Reply:
+    def openapi(call: ApiRequest) -> Reply:
         document = openapi_document(all_endpoints, _package_version())
         document["servers"] = [{"url": call.root_path or "/"}]
         return Reply(200, document)

@@ -29,6 +29,7 @@ from conveyor.errors import (
     BackendUnavailable,
     InvalidArgumentsError,
     InvalidOptionError,
+    OperationError,
     SchemaError,
     SerializationError,
     UnknownTaskError,
@@ -64,8 +65,8 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
-    """What a handler receives: validated inputs and who is asking."""
+class ApiRequest:
+    """What a handler receives: validated inputs, who is asking and from where."""
 
     state: WebState
     principal: Principal
@@ -75,9 +76,27 @@ class Call:
     headers: Headers
     root_path: str = ""
     """Where the app is mounted ("" at the root)."""
+    client: str = "unknown"
+    """The client's address, as the server saw it (the audit log's `source`)."""
+
+    @property
+    def actor(self) -> str:
+        """Who, as the audit log records it."""
+        return actor_of(self.principal)
 
 
-Handler = Callable[[Call], Reply]
+def actor_of(principal: Principal) -> str:
+    """`token:<name>#<id> (<role>)`, or who is calling when authentication is off."""
+    if principal.token_id is None:
+        return f"web:{principal.name}"
+    return f"token:{principal.name}#{principal.token_id} ({principal.role})"
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client and request.client.host else "unknown"
+
+
+Handler = Callable[[ApiRequest], Reply]
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +293,7 @@ def translate(exc: Exception) -> Problem:
         return Problem("unknown-task", str(exc))
     if isinstance(exc, InvalidArgumentsError | SerializationError):
         return Problem("invalid-arguments", str(exc))
-    if isinstance(exc, InvalidOptionError):
+    if isinstance(exc, InvalidOptionError | OperationError):
         return Problem("invalid-option", str(exc))
     if isinstance(exc, SchemaError):
         log.error("web: %s", exc)
@@ -309,8 +328,8 @@ def serve(endpoint: Endpoint) -> Callable[[Request], Any]:
             principal = await state.authenticate(request, endpoint.permission)
             path, query = parse_params(endpoint, request)
             body = await parse_body(endpoint, request, state.settings.max_body_bytes)
-            call = Call(state, principal, path, query, body, request.headers,
-                        request.scope.get("root_path", ""))
+            call = ApiRequest(state, principal, path, query, body, request.headers,
+                              request.scope.get("root_path", ""), client_address(request))
             reply = await run_in_threadpool(endpoint.handler, call)
         except Exception as exc:
             return problem_response(translate(exc), instance)
