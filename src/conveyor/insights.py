@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from conveyor.backends.base import JobStats, QueueStats, StatsQuery, WorkerInfo
 from conveyor.observability.slo import SLIStatus, evaluate
@@ -41,10 +42,25 @@ class Overview:
     def totals(self) -> dict[JobState, int]:
         return {state: sum(q.counts.get(state, 0) for q in self.queues) for state in JobState}
 
-    @property
-    def oldest_waiting(self) -> float | None:
-        ages = [q.oldest_available_age for q in self.queues if q.oldest_available_age is not None]
-        return max(ages) if ages else None
+
+def worker_json(worker: WorkerInfo, now: float) -> dict[str, Any]:
+    """One live worker as JSON (the API's, the dashboard's and `conveyor status --json`'s)."""
+
+    def iso(at: float) -> str:
+        return datetime.fromtimestamp(at, tz=UTC).isoformat().replace("+00:00", "Z")
+
+    return {
+        "id": worker.id,
+        "hostname": worker.hostname,
+        "pid": worker.pid,
+        "queues": list(worker.queues),
+        "concurrency": worker.concurrency,
+        "running": worker.running,
+        "started_at": iso(worker.started_at),
+        "last_heartbeat_at": iso(worker.last_heartbeat_at),
+        "seconds_since_heartbeat": max(0.0, now - worker.last_heartbeat_at),
+        "meta": dict(worker.meta),
+    }
 
 
 class Insights:

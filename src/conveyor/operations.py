@@ -33,7 +33,6 @@ from conveyor.backends.base import (
     AuditFilter,
     AuditRecord,
     JobFilter,
-    Role,
     TokenInsert,
 )
 from conveyor.errors import OperationError

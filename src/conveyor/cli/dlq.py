@@ -22,6 +22,7 @@ from conveyor.cli.common import (
     format_time,
     one_line,
     open_app,
+    operations,
 )
 from conveyor.cli.jobs import last_error
 from conveyor.types import JobRecord, JobState
@@ -156,6 +157,7 @@ def retry(
         )
     app, _ = open_app(app_argument, app_option)
     backend = app.backend
+    ops, actor, source = operations(app)
     out = console()
     if retry_all:
         found, shown = count_dead(backend, task, queue)
@@ -166,7 +168,8 @@ def retry(
             click.confirm(
                 f"Retry {shown} dead job(s){describe_filter(task, queue)}?", abort=True
             )
-        retried = backend.job_retry(JobFilter(task=task, queue=queue, limit=BULK))
+        retried = ops.retry(JobFilter(task=task, queue=queue, limit=BULK), actor=actor,
+                            source=source)
         out.print(f"retried {retried} dead job(s): they are available again")
         return
     dead_now = {
@@ -174,7 +177,8 @@ def retry(
             JobFilter(ids=ids, states=DEAD, task=task, queue=queue, limit=len(ids))
         )
     }
-    retried = backend.job_retry(JobFilter(ids=ids, task=task, queue=queue, limit=len(ids)))
+    retried = ops.retry(JobFilter(ids=ids, task=task, queue=queue, limit=len(ids)),
+                        actor=actor, source=source)
     out.print(f"retried {retried} dead job(s): they are available again")
     skipped = [i for i in ids if i not in dead_now]
     if skipped:
@@ -207,5 +211,7 @@ def purge(
             f"Delete {shown} dead job(s){describe_filter(task, queue)} for good? "
             "This cannot be undone", abort=True,
         )
-    deleted = backend.job_delete(JobFilter(states=DEAD, task=task, queue=queue, limit=BULK))
+    ops, actor, source = operations(app)
+    deleted = ops.purge(JobFilter(states=DEAD, task=task, queue=queue, limit=BULK),
+                        actor=actor, source=source)
     out.print(f"deleted {deleted} dead job(s)")

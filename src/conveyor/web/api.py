@@ -6,6 +6,7 @@ from typing import Any
 
 from conveyor.backends.base import AuditFilter, JobFilter
 from conveyor.errors import OperationError
+from conveyor.insights import worker_json
 from conveyor.middleware import EnqueueJob
 from conveyor.operations import Operations
 from conveyor.task import Task
@@ -23,12 +24,12 @@ from conveyor.web.routing import (
 )
 from conveyor.web.schema import nullable, obj, parse_datetime
 from conveyor.web.views import (
+    audit_json,
     dead_groups,
     group_job_ids,
     job_json,
     queue_views,
     slo_rows,
-    worker_json,
 )
 
 BULK_MAX = 1000
@@ -141,6 +142,7 @@ WORKER = obj({
     "concurrency": {"type": "integer"}, "running": {"type": "integer"},
     "started_at": TIME, "last_heartbeat_at": TIME,
     "seconds_since_heartbeat": {"type": "number"},
+    "meta": {"type": "object", "description": "What the worker reports about itself."},
 })
 
 TOKEN = obj({
@@ -452,16 +454,6 @@ def revoke_token(call: ApiRequest) -> Reply:
 
 
 # -- audit log ------------------------------------------------------------------------------
-def audit_json(entry: Any) -> dict[str, Any]:
-    from conveyor.web.views import iso
-
-    return {
-        "id": entry.id, "at": iso(entry.at), "actor": entry.actor, "source": entry.source,
-        "action": entry.action, "target": entry.target, "count": entry.count,
-        "params": entry.params,
-    }
-
-
 def list_audit(call: ApiRequest) -> Reply:
     q = call.query
     limit = q.get("limit", 50)
