@@ -37,8 +37,8 @@ from conveyor.web.routing import (
     client_address,
     decode_cursor,
     encode_cursor,
+    problem_for,
     read_body,
-    translate,
 )
 from conveyor.web.schema import parse_datetime
 from conveyor.web.views import (
@@ -190,7 +190,7 @@ def page(permission: Permission) -> Callable[[PageHandler], PageRoute]:
                     return _redirect(request, "/login", next=request.url.path)
                 return _redirect(request, "/login")
             except Exception as exc:  # the database is down, or a bug: a page, not a trace
-                problem = translate(exc)
+                problem = problem_for(exc)
                 response = _render(request, "error.html", status=problem.status,
                                    title=problem.title, detail=problem.detail)
                 for name, value in problem.headers.items():
@@ -231,7 +231,7 @@ async def login(request: Request) -> Response:
         token = fields.get("token", "").strip()
         principal = await state.principal_for_token(token)
     except Exception as exc:
-        problem = translate(exc)
+        problem = problem_for(exc)
         response = _render(request, "error.html", status=problem.status, title=problem.title,
                            detail=problem.detail)
         for name, value in problem.headers.items():

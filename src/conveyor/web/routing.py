@@ -286,7 +286,7 @@ def _schema_strings(value: Any, schema: Schema) -> Any:
     return None
 
 
-def translate(exc: Exception) -> Problem:
+def problem_for(exc: Exception) -> Problem:
     if isinstance(exc, Problem):
         return exc
     if isinstance(exc, UnknownTaskError):
@@ -332,7 +332,7 @@ def serve(endpoint: Endpoint) -> Callable[[Request], Any]:
                               request.scope.get("root_path", ""), client_address(request))
             reply = await run_in_threadpool(endpoint.handler, call)
         except Exception as exc:
-            return problem_response(translate(exc), instance)
+            return problem_response(problem_for(exc), instance)
         if reply.status == 204:
             return Response(status_code=204, headers=dict(reply.headers))
         return JSONResponse(reply.body, status_code=reply.status, headers=dict(reply.headers))

@@ -233,7 +233,7 @@ class PostgresBackend:
         try:
             yield conn
         except psycopg.Error as exc:
-            raise self._translate(exc) from exc
+            raise translate_error(exc, self.where) from exc
         finally:
             broken = conn.broken
             pool.putconn(conn)  # a broken connection is discarded here, not reused
@@ -321,9 +321,6 @@ class PostgresBackend:
             "and reachable from this host, and that the URL's host, port, user, password and "
             "database are right"
         )
-
-    def _translate(self, exc: psycopg.Error) -> BackendError:
-        return translate_error(exc, self.where)
 
     # -- schema ---------------------------------------------------------------------
     def migrate(self, *, dry_run: bool = False) -> list[tuple[int, str]]:
@@ -413,7 +410,7 @@ class PostgresBackend:
                 with _callers_transaction(conn):
                     return self._insert(conn, jobs)
             except psycopg.Error as exc:
-                raise self._translate(exc) from exc
+                raise translate_error(exc, self.where) from exc
         if _one_group_due_now(jobs):
             return self._insert_due_group(jobs)
         with self._transaction(pipeline=True) as conn:

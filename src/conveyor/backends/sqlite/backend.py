@@ -252,7 +252,7 @@ class SQLiteBackend:
                 # The busy timeout already waited; under a long writer keep trying
                 # until our own deadline so "database is locked" never reaches a user.
                 if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise _translate(exc) from exc
+                    raise translate_error(exc) from exc
         try:
             yield conn
         except BaseException:
@@ -264,13 +264,13 @@ class SQLiteBackend:
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                raise _translate(exc) from exc
+                raise translate_error(exc) from exc
 
     def _read(self, sql: str, params: dict[str, Any]) -> list[sqlite3.Row]:
         try:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     # -- schema -----------------------------------------------------------------
     def _migrate(self, conn: sqlite3.Connection, *, dry_run: bool) -> list[tuple[int, str]]:
@@ -325,7 +325,7 @@ class SQLiteBackend:
             try:
                 results = self._insert(conn, jobs)
             except sqlite3.Error as exc:
-                raise _translate(exc) from exc
+                raise translate_error(exc) from exc
             return results
         with self._write() as conn:
             results = self._insert(conn, jobs)
@@ -817,7 +817,7 @@ def _split_statements(script: str) -> list[str]:
     return statements
 
 
-def _translate(exc: sqlite3.Error) -> BackendError:
+def translate_error(exc: sqlite3.Error) -> BackendError:
     text = str(exc)
     if "no such table" in text:
         return SchemaError(f"the conveyor tables are missing ({text}): run `conveyor migrate`")
