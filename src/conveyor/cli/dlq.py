@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from conveyor.backends.base import Backend, JobFilter
+from conveyor.backends.base import JobFilter
 from conveyor.cli.common import (
     BULK,
     CliError,
@@ -25,6 +25,7 @@ from conveyor.cli.common import (
     operations,
 )
 from conveyor.cli.jobs import last_error
+from conveyor.operations import Operations
 from conveyor.types import JobRecord, JobState
 
 DEAD = [JobState.DEAD]
@@ -59,8 +60,8 @@ def describe_filter(task: str | None, queue: str | None) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def count_dead(backend: Backend, task: str | None, queue: str | None) -> tuple[int, str]:
-    found = len(backend.job_list(
+def count_dead(ops: Operations, task: str | None, queue: str | None) -> tuple[int, str]:
+    found = len(ops.list_jobs(
         JobFilter(states=DEAD, task=task, queue=queue, limit=COUNT_CAP + 1)
     ))
     return found, (f"{COUNT_CAP}+" if found > COUNT_CAP else str(found))
@@ -88,7 +89,9 @@ def list_dead(
 ) -> None:
     """Dead jobs, newest first, with their last error."""
     app, _ = open_app(app_argument, app_option)
-    records = app.backend.job_list(JobFilter(states=DEAD, task=task, queue=queue, limit=limit))
+    records = app.operations.list_jobs(
+        JobFilter(states=DEAD, task=task, queue=queue, limit=limit)
+    )
     if as_json:
         echo_json([dead_json(r) for r in records])
         return
@@ -156,11 +159,10 @@ def retry(
             "(with --task/--queue to narrow it down)"
         )
     app, _ = open_app(app_argument, app_option)
-    backend = app.backend
     ops, actor, source = operations(app)
     out = console()
     if retry_all:
-        found, shown = count_dead(backend, task, queue)
+        found, shown = count_dead(ops, task, queue)
         if not found:
             out.print(f"no dead jobs match{describe_filter(task, queue)}: nothing to retry")
             return
@@ -173,7 +175,7 @@ def retry(
         out.print(f"retried {retried} dead job(s): they are available again")
         return
     dead_now = {
-        r.id for r in backend.job_list(
+        r.id for r in ops.list_jobs(
             JobFilter(ids=ids, states=DEAD, task=task, queue=queue, limit=len(ids))
         )
     }
@@ -200,9 +202,9 @@ def purge(
 ) -> None:
     """Delete dead jobs for good (all of them, or those of --task/--queue)."""
     app, _ = open_app(app_argument, app_option)
-    backend = app.backend
+    ops, actor, source = operations(app)
     out = console()
-    found, shown = count_dead(backend, task, queue)
+    found, shown = count_dead(ops, task, queue)
     if not found:
         out.print(f"no dead jobs match{describe_filter(task, queue)}: nothing to purge")
         return
@@ -211,7 +213,6 @@ def purge(
             f"Delete {shown} dead job(s){describe_filter(task, queue)} for good? "
             "This cannot be undone", abort=True,
         )
-    ops, actor, source = operations(app)
     deleted = ops.purge(JobFilter(states=DEAD, task=task, queue=queue, limit=BULK),
                         actor=actor, source=source)
     out.print(f"deleted {deleted} dead job(s)")

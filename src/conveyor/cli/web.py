@@ -80,7 +80,7 @@ def web(
     out.print(f"conveyor web on http://{shown}:{port}/  (API: /api/v1, "
               f"OpenAPI: /api/v1/openapi.json)")
     if auth:
-        if not any(t.revoked_at is None for t in conveyor.backend.token_list()):
+        if not any(t.revoked_at is None for t in conveyor.operations.list_tokens()):
             out.print("[yellow]no API token exists yet: create one with `conveyor tokens "
                       "create --role admin --name me`[/]")
     else:
