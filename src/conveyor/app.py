@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from conveyor.backends import Backend, backend_scheme, open_backend
 from conveyor.clock import Clock
-from conveyor.errors import ConfigurationError, UnknownTaskError
+from conveyor.errors import ConfigurationError, InvalidOptionError, UnknownTaskError
 from conveyor.events import EventBus, EventName, JobEvent
 from conveyor.job import Job, job_from_record
 from conveyor.middleware import EnqueueJob, Middleware, chain_enqueue
@@ -302,6 +302,12 @@ class Conveyor:
         transaction. Returns one handle per job stored or found by idempotency key.
         """
         batch = list(jobs)
+        for i, job in enumerate(batch):
+            if not isinstance(job, EnqueueJob):
+                raise InvalidOptionError(
+                    f"item {i} of enqueue_jobs is a {type(job).__name__}: pass "
+                    "task.prepare(...) results"
+                )
         if not batch:
             return []
         if connection is None:
@@ -316,7 +322,7 @@ class Conveyor:
                 JobEvent(EventName.ENQUEUED, r.id, insert.task, insert.queue)
                 for insert, r in zip(inserts, results, strict=True) if r.created
             )
-        return [Job(self.backend, r.id, r.state, created=r.created) for r in results]
+        return [Job(self, r.id, r.state, created=r.created) for r in results]
 
     def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Job[Any]:
         """Enqueue by task name (for code that does not import the task)."""
@@ -324,7 +330,7 @@ class Conveyor:
 
     def get_job(self, job_id: int) -> Job[Any] | None:
         record = self.backend.job_get(job_id)
-        return None if record is None else job_from_record(self.backend, record)
+        return None if record is None else job_from_record(self, record)
 
     # -- observability ------------------------------------------------------------------
     def slo(

@@ -172,3 +172,16 @@ def test_a_transactional_enqueue_passes_the_middleware(
         conn.close()
     assert log == [("tenant", ["notify"])]
     assert job.refresh().record.tags == ["tenant:acme"]
+
+
+def test_job_handles_outlive_closing_the_app_and_bad_items_are_refused(app: Conveyor) -> None:
+    @app.task()
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    job = add.enqueue(1, 2)
+    app.close()  # the backend reopens on first use; the handle reads through the app
+    assert job.refresh().record.args == [1, 2]
+    with pytest.raises(InvalidOptionError, match=r"task\.prepare"):
+        app.enqueue_jobs([add.prepare(1, 2), ("add", 1, 2)])  # type: ignore[list-item]
+    assert len(stored(app)) == 1
