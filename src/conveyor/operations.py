@@ -80,7 +80,8 @@ def local_actor(kind: str = "cli") -> str:
     return f"{kind}:{user}@{socket.gethostname()}"
 
 
-def _storable(text: str) -> bool:
+def storable_text(text: str) -> bool:
+    """Text both backends store: UTF-8 encodable (no lone surrogates) and without NUL."""
     if "\x00" in text:
         return False
     try:
@@ -91,7 +92,7 @@ def _storable(text: str) -> bool:
 
 
 def _text(value: object, what: str, limit: int = TEXT_LIMIT) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > limit or not _storable(
+    if not isinstance(value, str) or not value.strip() or len(value) > limit or not storable_text(
         value
     ):
         raise OperationError(f"{what} must be text of 1 to {limit} characters without NUL, "
@@ -222,7 +223,8 @@ class Operations:
                 "only an enqueuer token can be limited to tasks or queues; other roles act on all"
             )
         name = name.strip() if isinstance(name, str) else name
-        if not isinstance(name, str) or not name or len(name) > TEXT_LIMIT or not _storable(name):
+        if not (isinstance(name, str) and name and len(name) <= TEXT_LIMIT
+                and storable_text(name)):
             raise OperationError(
                 "give the token a name of 1 to 255 characters (e.g. billing-svc)"
             )
@@ -269,4 +271,4 @@ class Operations:
         return self.backend.audit_list(found)
 
 
-__all__ = ["Operations", "OperationsBackend", "hash_token", "local_actor"]
+__all__ = ["Operations", "OperationsBackend", "hash_token", "local_actor", "storable_text"]

@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Route
 from conveyor.backends.base import AuditFilter, JobFilter
 from conveyor.clock import format_duration
 from conveyor.insights import worker_json
-from conveyor.operations import Operations
+from conveyor.operations import Operations, storable_text
 from conveyor.types import JobState
 from conveyor.web.auth import ANONYMOUS, Permission, Principal
 from conveyor.web.problems import Problem
@@ -469,28 +469,20 @@ async def audit(request: Request, principal: Principal) -> Response:
     q = request.query_params
     problems: list[str] = []
     kept: dict[str, str] = {}
-    actor = q.get("actor", "").strip()
-    if actor:
-        if len(actor) > 255 or "\x00" in actor:
-            problems.append("actor is too long or holds NUL")
-            actor = ""
-        else:
-            kept["actor"] = actor
-    action = q.get("action", "").strip()
-    if action:
-        if len(action) > 100 or "\x00" in action:
-            problems.append("action is too long or holds NUL")
-            action = ""
-        else:
-            kept["action"] = action
+    for name, limit in (("actor", 255), ("action", 100)):
+        value = q.get(name, "").strip()
+        if value and (len(value) > limit or not storable_text(value)):
+            problems.append(f"{name} is too long or holds NUL")
+        elif value:
+            kept[name] = value
+    actor, action = kept.get("actor"), kept.get("action")
     before = None
     if q.get("cursor"):
         try:
             before = decode_cursor(q["cursor"])
         except Problem:
             problems.append("the page cursor is not valid; showing the first page")
-    found = AuditFilter(actor=actor or None, action=action or None, before_id=before,
-                        limit=PAGE + 1)
+    found = AuditFilter(actor=actor, action=action, before_id=before, limit=PAGE + 1)
     entries = await run_in_threadpool(state.conveyor.operations.audit, found)
     shown = entries[:PAGE]
     next_query = None

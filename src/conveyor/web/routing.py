@@ -34,6 +34,7 @@ from conveyor.errors import (
     SerializationError,
     UnknownTaskError,
 )
+from conveyor.operations import storable_text
 from conveyor.web.auth import Permission, Principal
 from conveyor.web.problems import PROBLEM_MEDIA_TYPE, PROBLEMS, TYPE_PREFIX, Problem
 from conveyor.web.schema import Schema, validate
@@ -185,14 +186,6 @@ def _convert(raw: str, schema: Schema) -> Any:
     return raw
 
 
-def _storable(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def parse_params(endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -200,7 +193,7 @@ def parse_params(endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], 
     for param in (p for p in endpoint.params if p.where == "path"):
         raw = request.path_params.get(param.name, "")
         converted = _convert(str(raw), param.schema)
-        if validate(converted, param.schema) or not _storable(str(raw)):
+        if validate(converted, param.schema) or not storable_text(str(raw)):
             raise Problem("not-found", f"no such {param.name.removesuffix('_id')}: {raw!r}")
         path[param.name] = converted
     query: dict[str, Any] = {}
@@ -216,7 +209,7 @@ def parse_params(endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], 
             if param.required:
                 errors.append({"pointer": f"?{name}", "message": "is required"})
             continue
-        if any(not _storable(v) for v in values):
+        if any(not storable_text(v) for v in values):
             errors.append({"pointer": f"?{name}", "message": "must be text without NUL"})
             continue
         value: Any
@@ -239,11 +232,11 @@ def parse_params(endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], 
 
 def _strings_storable(value: Any) -> bool:
     if isinstance(value, str):
-        return _storable(value)
+        return storable_text(value)
     if isinstance(value, list):
         return all(_strings_storable(v) for v in value)
     if isinstance(value, dict):
-        return all(_storable(k) and _strings_storable(v) for k, v in value.items())
+        return all(storable_text(k) and _strings_storable(v) for k, v in value.items())
     return True
 
 
