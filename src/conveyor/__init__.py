@@ -25,6 +25,7 @@ from conveyor.errors import (
     JobCancelled,
     JobFailed,
     JobNotFound,
+    OperationError,
     RetryAfter,
     SchemaError,
     SerializationError,
@@ -32,6 +33,7 @@ from conveyor.errors import (
     WaitTimeout,
 )
 from conveyor.job import Job
+from conveyor.middleware import EnqueueJob, Middleware
 from conveyor.retry import CircuitBreaker, Retry
 from conveyor.task import Task
 from conveyor.types import AttemptError, JobRecord, JobState
@@ -49,6 +51,7 @@ __all__ = [
     "ConveyorError",
     "Discard",
     "EnqueueError",
+    "EnqueueJob",
     "InvalidArgumentsError",
     "InvalidOptionError",
     "Job",
@@ -57,6 +60,8 @@ __all__ = [
     "JobNotFound",
     "JobRecord",
     "JobState",
+    "Middleware",
+    "OperationError",
     "Retry",
     "RetryAfter",
     "SchemaError",

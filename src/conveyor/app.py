@@ -14,16 +14,24 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
-from conveyor.backends import Backend, open_backend
-from conveyor.backends.base import JobInsert
+from conveyor.backends import Backend, backend_scheme, open_backend
 from conveyor.clock import Clock
-from conveyor.errors import ConfigurationError, UnknownTaskError
+from conveyor.errors import ConfigurationError, InvalidOptionError, UnknownTaskError
 from conveyor.events import EventBus, EventName, JobEvent
 from conveyor.job import Job, job_from_record
+from conveyor.middleware import EnqueueJob, Middleware, chain_enqueue
+from conveyor.operations import Operations
 from conveyor.retry import DEFAULT_RETRY, CircuitBreaker, Retry
-from conveyor.scheduler import CronEntry, CronExpression, build_entry
+from conveyor.scheduler import CronEntry, CronExpression, CronScheduler, build_entry
 from conveyor.settings import Settings
-from conveyor.task import Task, build_options, check_max_attempts, check_priority, check_queue
+from conveyor.task import (
+    Task,
+    build_options,
+    check_max_attempts,
+    check_priority,
+    check_queue,
+    job_insert,
+)
 
 if TYPE_CHECKING:
     from conveyor.insights import Insights
@@ -71,8 +79,12 @@ class Conveyor:
         retention: float | timedelta = timedelta(days=7),
         connect_timeout: float | timedelta = 5.0,
         clock: Clock | None = None,
+        middleware: Sequence[Middleware] = (),
+        audit_retention: float | timedelta = timedelta(days=90),
     ) -> None:
         self.url = url or os.environ.get("CONVEYOR_URL") or DEFAULT_URL
+        # Validate the URL now (cheap, no connection) so a typo fails at start-up.
+        backend_scheme(self.url)
         self.lease = _seconds(lease, "lease", minimum=0.1)
         self.poll_interval = _seconds(poll_interval, "poll_interval", minimum=0.001)
         if self.poll_interval >= self.lease:
@@ -94,6 +106,8 @@ class Conveyor:
         self.idempotency_window = _seconds(idempotency_window, "idempotency_window")
         self.retention = _seconds(retention, "retention")
         self.connect_timeout = _seconds(connect_timeout, "connect_timeout", minimum=0.1)
+        self.audit_retention = _seconds(audit_retention, "audit_retention", minimum=3600.0)
+        """Seconds an audit entry is kept (see `conveyor.operations`)."""
         self.clock = clock
         self.events = EventBus()
         """Job events of this process (see `conveyor.events`): metrics and logs subscribe."""
@@ -106,13 +120,11 @@ class Conveyor:
         self.alert_interval = 60.0
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
-        # Validate the URL now (cheap, no connection) so a typo fails at start-up.
-        scheme = self.url.split(":", 1)[0].lower()
-        if scheme not in ("sqlite", "postgresql", "postgres"):
-            raise ConfigurationError(
-                f"unknown backend URL {self.url!r}: use sqlite:///path/to/file.db or "
-                "postgresql://user@host/db"
-            )
+        self.middleware: list[Middleware] = []
+        """Enqueue and attempt middleware, the first one outermost (see `add_middleware`)."""
+        self._enqueue_chain = chain_enqueue((), self._store)
+        for m in middleware:
+            self.add_middleware(m)
 
     def __repr__(self) -> str:
         return f"<Conveyor {self.url} tasks={len(self.tasks)}>"
@@ -146,6 +158,11 @@ class Conveyor:
             backend, self._backend = self._backend, None
         if backend is not None:
             backend.close()
+
+    @property
+    def operations(self) -> Operations:
+        """The operator actions (retry, cancel, purge, pause, tokens), each audited."""
+        return Operations(self.backend, audit_retention=self.audit_retention)
 
     def migrate(self, *, dry_run: bool = False) -> list[tuple[int, str]]:
         """Bring the database schema up to date (or show what would run)."""
@@ -276,8 +293,41 @@ class Conveyor:
     def retry_policy(self, task: Task[Any, Any]) -> Retry:
         return task.options.retry or self.default_retry
 
+    # -- middleware -------------------------------------------------------------------
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Add a middleware inside those already added (see `conveyor.middleware`)."""
+        if not isinstance(middleware, Middleware):
+            raise ConfigurationError(
+                f"middleware must be a conveyor.Middleware (subclass it), got {middleware!r}"
+            )
+        self.middleware.append(middleware)
+        self._enqueue_chain = chain_enqueue(self.middleware, self._store)
+
     # -- jobs -------------------------------------------------------------------------
-    def _enqueue(self, inserts: Sequence[JobInsert], *, connection: Any = None) -> list[Job[Any]]:
+    def enqueue_jobs(
+        self, jobs: Sequence[EnqueueJob], *, connection: Any = None
+    ) -> list[Job[Any]]:
+        """Store prepared jobs (`task.prepare(...)`) in one transaction, through the
+        enqueue middleware: the one path every enqueue takes (tasks, cron, the HTTP API).
+
+        `connection`: the application's own database connection, to enqueue inside its
+        transaction. Returns one handle per job stored or found by idempotency key.
+        """
+        batch = list(jobs)
+        for i, job in enumerate(batch):
+            if not isinstance(job, EnqueueJob):
+                raise InvalidOptionError(
+                    f"item {i} of enqueue_jobs is a {type(job).__name__}: pass "
+                    "task.prepare(...) results"
+                )
+        if not batch:
+            return []
+        if connection is None:
+            return self._enqueue_chain(batch)
+        return chain_enqueue(self.middleware, lambda b: self._store(b, connection))(batch)
+
+    def _store(self, jobs: list[EnqueueJob], connection: Any = None) -> list[Job[Any]]:
+        inserts = [job_insert(j, check=bool(self.middleware)) for j in jobs]
         results = self.backend.job_insert_many(inserts, connection=connection)
         if self.events.wants(EventName.ENQUEUED):
             self.events.emit_all(
@@ -386,8 +436,12 @@ class Conveyor:
         """Run a worker in this process until stopped (or, with burst=True, until idle)."""
         return self.worker(**settings).run()
 
-    def stats(self) -> Mapping[str, Any]:
-        return {s.queue: s for s in self.backend.queue_stats()}
+    def cron_scheduler(self) -> CronScheduler:
+        """The service that enqueues this app's periodic jobs (run by workers)."""
+        return CronScheduler(self.schedules, enqueue=self.enqueue_jobs, now=self._now)
+
+    def _now(self) -> float:
+        return self.backend.now()  # the backend opens on first use, so looked up each time
 
 
 def load_app(path: str) -> Conveyor:

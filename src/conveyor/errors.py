@@ -6,6 +6,7 @@
     │   ├── SerializationError    arguments are not JSON
     │   ├── InvalidArgumentsError arguments do not fit the task's signature
     │   └── InvalidOptionError    unknown or out-of-range option (delay < 0, priority …)
+    ├── OperationError            an operator action was refused (bad input); nothing changed
     ├── UnknownTaskError          no task registered under that name
     ├── BackendError              the database failed us
     │   ├── BackendUnavailable    cannot connect within the connect timeout
@@ -51,6 +52,11 @@ class InvalidArgumentsError(EnqueueError):
 
 class InvalidOptionError(EnqueueError):
     """An enqueue option is unknown or out of range."""
+
+
+class OperationError(ConveyorError):
+    """An operator or admin action (retry, cancel, purge, pause, tokens) was refused
+    because its input is wrong; nothing was changed and nothing was audited."""
 
 
 class UnknownTaskError(ConveyorError):

@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from conveyor.backends.base import JobStats, QueueStats, StatsQuery, WorkerInfo
 from conveyor.observability.slo import Objective, SLIStatus, evaluate
@@ -50,6 +51,26 @@ class Overview:
     @property
     def totals(self) -> dict[JobState, int]:
         return {state: sum(q.counts.get(state, 0) for q in self.queues) for state in JobState}
+
+
+def worker_json(worker: WorkerInfo, now: float) -> dict[str, Any]:
+    """One live worker as JSON (the API's, the dashboard's and `conveyor status --json`'s)."""
+
+    def iso(at: float) -> str:
+        return datetime.fromtimestamp(at, tz=UTC).isoformat().replace("+00:00", "Z")
+
+    return {
+        "id": worker.id,
+        "hostname": worker.hostname,
+        "pid": worker.pid,
+        "queues": list(worker.queues),
+        "concurrency": worker.concurrency,
+        "running": worker.running,
+        "started_at": iso(worker.started_at),
+        "last_heartbeat_at": iso(worker.last_heartbeat_at),
+        "seconds_since_heartbeat": max(0.0, now - worker.last_heartbeat_at),
+        "meta": dict(worker.meta),
+    }
 
 
 class Insights:

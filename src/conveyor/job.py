@@ -3,32 +3,45 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from conveyor.errors import JobCancelled, JobFailed, JobNotFound, WaitTimeout
 from conveyor.types import JobRecord, JobState
 
-if TYPE_CHECKING:
-    from conveyor.app import Conveyor
-
 R = TypeVar("R")
+
+
+class JobReader(Protocol):
+    """The one backend role a job handle needs: read its row, cancel it."""
+
+    def job_get(self, job_id: int) -> JobRecord | None: ...
+
+    def job_cancel(self, job_id: int) -> bool: ...
+
+
+class JobSource(Protocol):
+    """Where a handle finds that role (the app): looked up on each use, so a handle
+    outlives `app.close()` as the app does (its backend reopens on first use)."""
+
+    @property
+    def backend(self) -> JobReader: ...
 
 
 class Job(Generic[R]):
     """A job by id. `state` and `record` are as of the last read; `refresh()` re-reads."""
 
-    __slots__ = ("_app", "_record", "_state", "created", "id")
+    __slots__ = ("_record", "_source", "_state", "created", "id")
 
     def __init__(
         self,
-        app: Conveyor,
+        source: JobSource,
         job_id: int,
         state: JobState,
         *,
         created: bool = True,
         record: JobRecord | None = None,
     ) -> None:
-        self._app = app
+        self._source = source
         self.id = job_id
         self._state = state
         self._record = record
@@ -39,7 +52,7 @@ class Job(Generic[R]):
         return f"<Job {self.id} {self._state}>"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Job) and other.id == self.id and other._app is self._app
+        return isinstance(other, Job) and other.id == self.id and other._source is self._source
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -57,7 +70,7 @@ class Job(Generic[R]):
         return self._record
 
     def refresh(self) -> Job[R]:
-        record = self._app.backend.job_get(self.id)
+        record = self._source.backend.job_get(self.id)
         if record is None:
             raise JobNotFound(
                 f"job {self.id} does not exist (never enqueued, or pruned after retention)",
@@ -107,10 +120,10 @@ class Job(Generic[R]):
 
     def cancel(self) -> bool:
         """Cancel the job if it has not started; True if it was cancelled now."""
-        cancelled = self._app.backend.job_cancel(self.id)
+        cancelled = self._source.backend.job_cancel(self.id)
         self.refresh()
         return cancelled
 
 
-def job_from_record(app: Conveyor, record: JobRecord) -> Job[Any]:
-    return Job(app, record.id, record.state, record=record)
+def job_from_record(source: JobSource, record: JobRecord) -> Job[Any]:
+    return Job(source, record.id, record.state, record=record)

@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from conveyor.backends.base import JobInsert
 from conveyor.errors import ConfigurationError
+from conveyor.middleware import EnqueueJob
 
 if TYPE_CHECKING:
-    from conveyor.app import Conveyor
+    from conveyor.job import Job
     from conveyor.task import Task
 
 log = logging.getLogger("conveyor.scheduler")
@@ -217,7 +217,7 @@ def build_entry(
     arguments = tuple(args)
     keywords = dict(kwargs or {})
     try:
-        task._encode(arguments, keywords)  # the same check enqueue makes
+        task.check_arguments(arguments, keywords)  # the same check enqueue makes
     except Exception as exc:
         raise ConfigurationError(f"cron {schedule!r} for {task.name}: {exc}") from exc
     return CronEntry(
@@ -232,34 +232,46 @@ def build_entry(
 
 
 class CronScheduler:
-    """Enqueues the ticks that have come; one per worker, run from its maintenance pass."""
+    """Enqueues the ticks that have come; one per worker, run from its maintenance pass.
 
-    def __init__(self, app: Conveyor) -> None:
-        self.app = app
+    It needs three things, not the app: the schedules, the app's public enqueue path
+    (so periodic jobs pass the enqueue middleware and emit `enqueued` like any other),
+    and the database's clock.
+    """
+
+    def __init__(
+        self,
+        schedules: Mapping[str, CronEntry],
+        *,
+        enqueue: Callable[[list[EnqueueJob]], list[Job[Any]]],
+        now: Callable[[], float],
+    ) -> None:
+        self.schedules = schedules
+        self._enqueue = enqueue
+        self._now = now
         self._seen_until: dict[str, float] = {}
 
     def run_due(self) -> int:
         """Enqueue every tick due since the last pass (one round trip); returns new jobs."""
-        entries = list(self.app.schedules.values())
+        entries = list(self.schedules.values())
         if not entries:
             return 0
-        now = self.app.backend.now()
-        inserts: list[JobInsert] = []
+        now = self._now()
+        jobs: list[EnqueueJob] = []
         for entry in entries:
             since = max(self._seen_until.get(entry.name, 0.0), now - entry.max_lateness)
             # After an outage, catch up with one job (the latest tick), not one per tick.
             for tick in entry.due(since, now)[-1:]:
-                insert = entry.task.using(idempotency_key=entry.key(tick))._insert(
-                    entry.args, entry.kwargs
+                job = entry.task.using(idempotency_key=entry.key(tick)).prepare(
+                    *entry.args, **entry.kwargs
                 )
                 # The key must outlive the window in which another worker could still see
                 # this tick as due, or a late worker would fire it again.
-                window = max(insert.idempotency_window, entry.max_lateness + 120.0)
-                inserts.append(replace(insert, idempotency_window=window))
+                window = max(job.idempotency_window, entry.max_lateness + 120.0)
+                jobs.append(replace(job, idempotency_window=window))
         created = 0
-        if inserts:
-            results = self.app.backend.job_insert_many(inserts)
-            created = sum(r.created for r in results)
+        if jobs:
+            created = sum(job.created for job in self._enqueue(jobs))
             if created:
                 log.info("cron: enqueued %d periodic job(s)", created)
         # Only now: had the insert failed, the next pass would try these ticks again.

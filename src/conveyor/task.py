@@ -14,7 +14,17 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack, final
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    final,
+)
 
 from conveyor.backends.base import JobInsert
 from conveyor.backends.records import dumps
@@ -24,11 +34,11 @@ from conveyor.errors import (
     InvalidOptionError,
     SerializationError,
 )
+from conveyor.middleware import EnqueueJob
 from conveyor.retry import CircuitBreaker, Retry
 from conveyor.tracecontext import current_trace_context
 
 if TYPE_CHECKING:
-    from conveyor.app import Conveyor
     from conveyor.job import Job
 
 P = ParamSpec("P")
@@ -191,12 +201,29 @@ class Call(Generic[P, R]):
         self.kwargs = kwargs
 
 
+class TaskOwner(Protocol):
+    """What a task reads of the app that registered it: the defaults its options
+    fall back to, and the one enqueue path."""
+
+    @property
+    def default_queue(self) -> str: ...
+    @property
+    def default_priority(self) -> int: ...
+    @property
+    def default_max_attempts(self) -> int: ...
+    @property
+    def idempotency_window(self) -> float: ...
+    def enqueue_jobs(
+        self, jobs: Sequence[EnqueueJob], *, connection: Any = None
+    ) -> list[Job[Any]]: ...
+
+
 class Task(Generic[P, R]):
     """A registered task. Call it to run inline; `enqueue` it to run on a worker."""
 
     def __init__(
         self,
-        app: Conveyor,
+        app: TaskOwner,
         fn: Callable[P, R] | Callable[P, Awaitable[R]],
         name: str,
         options: TaskOptions,
@@ -273,7 +300,9 @@ class Task(Generic[P, R]):
         """Bind arguments without enqueuing, for `enqueue_many`."""
         return Call(self, args, kwargs)
 
-    def _encode(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise `InvalidArgumentsError` or `SerializationError` unless the task takes these
+        arguments and they are JSON (the check every enqueue makes)."""
         try:
             self._signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -284,26 +313,31 @@ class Task(Generic[P, R]):
             check_json(arg, f"{self.name}: argument {i}")
         for key, arg in kwargs.items():
             check_json(arg, f"{self.name}: argument {key!r}")
-        return dumps([list(args), dict(kwargs)])
 
-    def _insert(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> JobInsert:
+    def prepare(self, *args: P.args, **kwargs: P.kwargs) -> EnqueueJob:
+        """The job `enqueue` would store, checked and with every option resolved, not
+        stored: give it (or a list of them) to `app.enqueue_jobs`."""
+        return self._prepare(args, kwargs)
+
+    def _prepare(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> EnqueueJob:
+        self.check_arguments(args, kwargs)
         app, opts, call = self.app, self.options, self._call
-        run_at = None if call.run_at is UNSET else call.run_at.timestamp()
-        return JobInsert(
+        return EnqueueJob(
             task=self.name,
             queue=call.queue if call.queue is not UNSET else (opts.queue or app.default_queue),
-            args_json=self._encode(args, kwargs),
+            args=tuple(args),
+            kwargs=dict(kwargs),
             priority=call.priority if call.priority is not UNSET else (
                 opts.priority if opts.priority is not None else app.default_priority
             ),
             max_attempts=call.max_attempts if call.max_attempts is not UNSET else (
                 opts.max_attempts or app.default_max_attempts
             ),
+            run_at=None if call.run_at is UNSET else call.run_at,
             delay=0.0 if call.delay is UNSET else call.delay,
-            run_at=run_at,
             idempotency_key=None if call.idempotency_key is UNSET else call.idempotency_key,
             idempotency_window=app.idempotency_window,
-            group_key=None if call.group is UNSET else call.group,
+            group=None if call.group is UNSET else call.group,
             timeout=call.timeout if call.timeout is not UNSET else opts.timeout,
             tags=call.tags if call.tags is not UNSET else opts.tags,
             trace_context=current_trace_context(),
@@ -316,13 +350,14 @@ class Task(Generic[P, R]):
     # -- enqueue ------------------------------------------------------------------------
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Store one job and return its handle. Nothing is written if anything is invalid."""
-        return self.app._enqueue([self._insert(args, kwargs)], connection=self._connection)[0]
+        return self.app.enqueue_jobs([self._prepare(args, kwargs)],
+                                     connection=self._connection)[0]
 
     async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """`enqueue` for async code: the write runs in a thread, the event loop stays free."""
-        job = self._insert(args, kwargs)
+        job = self._prepare(args, kwargs)
         jobs: list[Job[R]] = await asyncio.to_thread(
-            self.app._enqueue, [job], connection=self._connection
+            self.app.enqueue_jobs, [job], connection=self._connection
         )
         return jobs[0]
 
@@ -331,32 +366,60 @@ class Task(Generic[P, R]):
     ) -> list[Job[R]]:
         """Store many jobs in one transaction. Items: `task.call(...)`, a tuple of
         positional arguments, or a dict of keyword arguments. All or nothing."""
-        inserts: list[JobInsert] = []
+        jobs: list[EnqueueJob] = []
         for i, item in enumerate(calls):
             if isinstance(item, Call):
                 if item.task.name != self.name:
                     raise InvalidOptionError(
                         f"item {i} is a call of {item.task.name}, not of {self.name}"
                     )
-                inserts.append(self._insert(item.args, item.kwargs))
+                jobs.append(self._prepare(item.args, item.kwargs))
             elif isinstance(item, tuple):
-                inserts.append(self._insert(item, {}))
+                jobs.append(self._prepare(item, {}))
             elif isinstance(item, Mapping):
-                inserts.append(self._insert((), dict(item)))
+                jobs.append(self._prepare((), dict(item)))
             else:
                 raise InvalidOptionError(
                     f"item {i} of enqueue_many is a {type(item).__name__}: pass "
                     f"{self.name}.call(...), a tuple of arguments or a dict of keyword arguments"
                 )
-        if not inserts:
+        if not jobs:
             return []
-        return self.app._enqueue(inserts, connection=self._connection)
+        return self.app.enqueue_jobs(jobs, connection=self._connection)
 
     async def aenqueue_many(
         self, calls: Iterable[Call[P, R] | tuple[Any, ...] | Mapping[str, Any]]
     ) -> list[Job[R]]:
         items = list(calls)
         return await asyncio.to_thread(self.enqueue_many, items)
+
+
+def job_insert(job: EnqueueJob, *, check: bool) -> JobInsert:
+    """The backend's form of a job: arguments encoded as JSON text.
+
+    `check`: check the arguments again (a middleware may have replaced them)."""
+    if check:
+        for i, arg in enumerate(job.args):
+            check_json(arg, f"{job.task}: argument {i}")
+        for key, arg in job.kwargs.items():
+            check_json(arg, f"{job.task}: argument {key!r}")
+        if not all(isinstance(t, str) for t in job.tags):
+            raise InvalidOptionError(f"tags must be a list of str, got {job.tags!r}")
+    return JobInsert(
+        task=job.task,
+        queue=job.queue,
+        args_json=dumps([list(job.args), dict(job.kwargs)]),
+        priority=job.priority,
+        max_attempts=job.max_attempts,
+        delay=job.delay,
+        run_at=None if job.run_at is None else job.run_at.timestamp(),
+        idempotency_key=job.idempotency_key,
+        idempotency_window=job.idempotency_window,
+        group_key=job.group,
+        timeout=job.timeout,
+        tags=tuple(job.tags),
+        trace_context=job.trace_context,
+    )
 
 
 def build_options(

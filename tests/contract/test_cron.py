@@ -24,7 +24,7 @@ def test_workers_racing_on_one_tick_make_one_job(make_app: Any) -> None:
     apps = [make_app() for _ in range(3)]  # three workers, as three processes would
     for app in apps:
         every_minute(app, [])
-    schedulers = [CronScheduler(app) for app in apps]
+    schedulers = [app.cron_scheduler() for app in apps]
     start = threading.Barrier(len(schedulers))
     created: list[int] = []
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE = ("types", "errors", "clock", "retry", "events", "middleware", "tracecontext", "settings")
+CORE = ("types", "errors", "clock", "retry", "events", "tracecontext", "settings")
 
 
 def lint_imports(

@@ -7,24 +7,32 @@ from conveyor.clock import Clock
 from conveyor.errors import ConfigurationError
 
 
-def open_backend(url: str, *, clock: Clock | None = None, connect_timeout: float = 5.0) -> Backend:
-    """Build (without connecting) the backend a URL names."""
+def backend_scheme(url: str) -> str:
+    """`sqlite` or `postgresql` for a URL, or `ConfigurationError` saying what to write."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
-        from conveyor.backends.sqlite.backend import SQLiteBackend
-
-        return SQLiteBackend(url, clock=clock)
+        return scheme
     if scheme in ("postgresql", "postgres"):
-        try:
-            from conveyor.backends.postgres.backend import PostgresBackend
-        except ImportError as exc:  # psycopg is an optional dependency
-            raise ConfigurationError(
-                f"the PostgreSQL backend needs psycopg: pip install 'conveyor[postgres]' ({exc})"
-            ) from exc
-        return PostgresBackend(url, connect_timeout=connect_timeout)
+        return "postgresql"
     raise ConfigurationError(
         f"unknown backend URL {url!r}: use sqlite:///path/to/file.db or postgresql://user@host/db"
     )
 
 
-__all__ = ["Backend", "open_backend"]
+def open_backend(url: str, *, clock: Clock | None = None, connect_timeout: float = 5.0) -> Backend:
+    """Build (without connecting) the backend a URL names."""
+    scheme = backend_scheme(url)
+    if scheme == "sqlite":
+        from conveyor.backends.sqlite.backend import SQLiteBackend
+
+        return SQLiteBackend(url, clock=clock)
+    try:
+        from conveyor.backends.postgres.backend import PostgresBackend
+    except ImportError as exc:  # psycopg is an optional dependency
+        raise ConfigurationError(
+            f"the PostgreSQL backend needs psycopg: pip install 'conveyor[postgres]' ({exc})"
+        ) from exc
+    return PostgresBackend(url, connect_timeout=connect_timeout)
+
+
+__all__ = ["Backend", "backend_scheme", "open_backend"]

@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 
 from conveyor.types import JobRecord, JobState
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 7
 """The schema version this code reads and writes. A database at another version is refused."""
 
 
@@ -232,6 +232,57 @@ class AlertState:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One operator or admin action to record, in the transaction of the action.
+
+    The backend adds the time (its clock) and the count of what the action changed.
+    """
+
+    actor: str
+    """Who: e.g. `token:ops#3 (operator)`, `cli:alice@build-1`."""
+    source: str
+    """From where: the client's address, or `cli`."""
+    action: str
+    """What: `job.retry`, `job.cancel`, `job.purge`, `queue.pause`, `token.create`, ..."""
+    target: str = ""
+    """On what: `job:12`, `queue:emails`, `token:5`, `dead jobs`."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """The action's parameters (filters, role, ...): never a secret."""
+    retention: float = 90 * 86400.0
+    """Entries older than this many seconds are pruned when this one is written."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: float
+    """Epoch seconds, the database's clock."""
+    actor: str
+    source: str
+    action: str
+    target: str
+    count: int
+    """Jobs the action changed (1 or 0 for queue and token actions: changed or not)."""
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    since: float | None = None
+    until: float | None = None
+    actor: str | None = None
+    """Any part of the actor."""
+    action: str | None = None
+    before_id: int | None = None
+    """Cursor: only entries with a smaller id (lists are newest first)."""
+    limit: int = 100
+
+
+AUDIT_PRUNE_BATCH = 1000
+"""Most expired audit entries deleted per audited action."""
+
+
 class Backend(Protocol):
     """What a storage engine must do. See the module docstring for the rules."""
 
@@ -286,15 +337,17 @@ class Backend(Protocol):
 
     def job_list(self, filter: JobFilter) -> list[JobRecord]: ...
 
-    def job_retry(self, filter: JobFilter) -> int:
-        """Move matching dead jobs back to available with a fresh set of attempts."""
+    def job_retry(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:
+        """Move matching dead jobs back to available with a fresh set of attempts.
+
+        `audit` (on this and every operator method): written in the same transaction."""
         ...
 
-    def job_cancel(self, job_id: int) -> bool:
+    def job_cancel(self, job_id: int, *, audit: AuditRecord | None = None) -> bool:
         """Cancel a job that has not started (scheduled or available)."""
         ...
 
-    def job_delete(self, filter: JobFilter) -> int:
+    def job_delete(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:
         """Delete matching finished jobs (dead, succeeded, cancelled)."""
         ...
 
@@ -304,11 +357,13 @@ class Backend(Protocol):
 
     def queue_stats(self) -> list[QueueStats]: ...
 
-    def queue_pause(self, queue: str, by: str = "") -> bool:
+    def queue_pause(
+        self, queue: str, by: str = "", *, audit: AuditRecord | None = None
+    ) -> bool:
         """Stop workers fetching from `queue` (running jobs finish); False if already paused."""
         ...
 
-    def queue_resume(self, queue: str) -> bool:
+    def queue_resume(self, queue: str, *, audit: AuditRecord | None = None) -> bool:
         """Let workers fetch from `queue` again; False if it was not paused."""
         ...
 
@@ -319,18 +374,27 @@ class Backend(Protocol):
         ...
 
     # -- API tokens ---------------------------------------------------------
-    def token_insert(self, token: TokenInsert) -> int: ...
+    def token_insert(self, token: TokenInsert, *, audit: AuditRecord | None = None) -> int: ...
 
     def token_list(self) -> list[ApiToken]: ...
 
     def token_by_hash(self, token_hash: str) -> ApiToken | None: ...
 
-    def token_revoke(self, token_id: int) -> bool:
+    def token_revoke(self, token_id: int, *, audit: AuditRecord | None = None) -> bool:
         """Revoke a token at once; False if there is no such live token."""
         ...
 
     def token_touch(self, token_id: int) -> None:
         """Record that the token was just used."""
+        ...
+
+    # -- audit log ------------------------------------------------------------
+    def audit_insert(self, record: AuditRecord, count: int = 0) -> int:
+        """Record an action that has no backend method of its own (e.g. a limit change)."""
+        ...
+
+    def audit_list(self, filter: AuditFilter) -> list[AuditEntry]:
+        """Entries newest first."""
         ...
 
 

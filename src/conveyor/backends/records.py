@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from conveyor.backends.base import WAIT_BUCKETS, JobStats
+from conveyor.backends.base import WAIT_BUCKETS, AuditEntry, JobStats
 from conveyor.types import AttemptError, JobRecord, JobState
 
 
@@ -87,6 +87,20 @@ def job_stats_from_row(row: RowLike) -> JobStats:
         attempts=int(row["attempts"] or 0),
         wait_le=tuple(int(row[column] or 0) for column in WAIT_COLUMNS),
         run_seconds=float(row["run_seconds"] or 0.0),
+    )
+
+
+def audit_entry_from_row(row: RowLike) -> AuditEntry:
+    params = _json(row["params"])
+    return AuditEntry(
+        id=int(row["id"]),
+        at=float(row["at"]),
+        actor=str(row["actor"]),
+        source=str(row["source"]),
+        action=str(row["action"]),
+        target=str(row["target"]),
+        count=int(row["count"]),
+        params=params if isinstance(params, dict) else {},
     )
 
 

@@ -3,7 +3,9 @@
     conveyor worker myapp.tasks:app -q default,emails -c 16
     conveyor status myapp.tasks:app
     conveyor dlq list | retry | purge
-    conveyor jobs show ID | list
+    conveyor jobs show ID | list | cancel ID
+    conveyor queues pause | resume QUEUE
+    conveyor audit [--since 7d --actor NAME --action job.retry]
     conveyor migrate [--dry-run]
     conveyor web myapp.tasks:app [--host 127.0.0.1 --port 8000]
     conveyor tokens create --role operator --name me | list | revoke ID
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import click
 
+from conveyor.cli.audit import audit, queues
 from conveyor.cli.common import ConveyorGroup
 from conveyor.cli.demo import demo
 from conveyor.cli.dlq import dlq
@@ -54,6 +57,8 @@ cli.add_command(slo)
 cli.add_command(demo)
 cli.add_command(web)
 cli.add_command(tokens)
+cli.add_command(queues)
+cli.add_command(audit)
 
 
 def main() -> None:

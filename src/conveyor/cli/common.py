@@ -20,7 +20,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from conveyor.app import Conveyor, load_app
+from conveyor.clock import format_duration
 from conveyor.errors import ConveyorError
+from conveyor.operations import Operations, local_actor
 
 APP_ENV = "CONVEYOR_APP"
 
@@ -89,6 +91,12 @@ def open_app(app_argument: str | None, app_option: str | None) -> tuple[Conveyor
     return app, path
 
 
+def operations(app: Conveyor) -> tuple[Operations, str, str]:
+    """The app's operations, and who (`cli:<user>@<host>`) and where from (`cli`)
+    the audit log records for this command."""
+    return app.operations, local_actor("cli"), "cli"
+
+
 # -- output -------------------------------------------------------------------------
 PIPE_WIDTH = 160
 """Width of tables written to a pipe or file (Rich would assume 80 and squeeze them)."""
@@ -119,25 +127,6 @@ def to_jsonable(value: Any) -> Any:
 
 def echo_json(value: Any) -> None:
     click.echo(json.dumps(to_jsonable(value), indent=2, sort_keys=False))
-
-
-def format_duration(seconds: float | None) -> str:
-    """A short human duration: 850ms, 12s, 3m 05s, 2h 10m, 4d 3h; '-' for None."""
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"
 
 
 def format_time(value: datetime | None, now: float) -> str:

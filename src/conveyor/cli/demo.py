@@ -27,9 +27,10 @@ from rich.text import Text
 
 from conveyor.app import Conveyor
 from conveyor.backends.base import JobFilter
-from conveyor.cli.common import CliError, console, format_duration, short_type
+from conveyor.cli.common import CliError, console, short_type
 from conveyor.cli.logs import configure_logging
 from conveyor.cli.status import STATE_STYLES
+from conveyor.clock import format_duration
 from conveyor.demo import DEMO_URL_ENV, QUEUES, TASK_NAMES, create_app, enqueue_workload
 from conveyor.types import JobRecord, JobState
 from conveyor.worker import Worker

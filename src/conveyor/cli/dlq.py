@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from conveyor.backends.base import Backend, JobFilter
+from conveyor.backends.base import JobFilter
 from conveyor.cli.common import (
     BULK,
     CliError,
@@ -22,8 +22,10 @@ from conveyor.cli.common import (
     format_time,
     one_line,
     open_app,
+    operations,
 )
 from conveyor.cli.jobs import last_error
+from conveyor.operations import Operations
 from conveyor.types import JobRecord, JobState
 
 DEAD = [JobState.DEAD]
@@ -58,8 +60,8 @@ def describe_filter(task: str | None, queue: str | None) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def count_dead(backend: Backend, task: str | None, queue: str | None) -> tuple[int, str]:
-    found = len(backend.job_list(
+def count_dead(ops: Operations, task: str | None, queue: str | None) -> tuple[int, str]:
+    found = len(ops.list_jobs(
         JobFilter(states=DEAD, task=task, queue=queue, limit=COUNT_CAP + 1)
     ))
     return found, (f"{COUNT_CAP}+" if found > COUNT_CAP else str(found))
@@ -87,7 +89,9 @@ def list_dead(
 ) -> None:
     """Dead jobs, newest first, with their last error."""
     app, _ = open_app(app_argument, app_option)
-    records = app.backend.job_list(JobFilter(states=DEAD, task=task, queue=queue, limit=limit))
+    records = app.operations.list_jobs(
+        JobFilter(states=DEAD, task=task, queue=queue, limit=limit)
+    )
     if as_json:
         echo_json([dead_json(r) for r in records])
         return
@@ -155,10 +159,10 @@ def retry(
             "(with --task/--queue to narrow it down)"
         )
     app, _ = open_app(app_argument, app_option)
-    backend = app.backend
+    ops, actor, source = operations(app)
     out = console()
     if retry_all:
-        found, shown = count_dead(backend, task, queue)
+        found, shown = count_dead(ops, task, queue)
         if not found:
             out.print(f"no dead jobs match{describe_filter(task, queue)}: nothing to retry")
             return
@@ -166,15 +170,17 @@ def retry(
             click.confirm(
                 f"Retry {shown} dead job(s){describe_filter(task, queue)}?", abort=True
             )
-        retried = backend.job_retry(JobFilter(task=task, queue=queue, limit=BULK))
+        retried = ops.retry(JobFilter(task=task, queue=queue, limit=BULK), actor=actor,
+                            source=source)
         out.print(f"retried {retried} dead job(s): they are available again")
         return
     dead_now = {
-        r.id for r in backend.job_list(
+        r.id for r in ops.list_jobs(
             JobFilter(ids=ids, states=DEAD, task=task, queue=queue, limit=len(ids))
         )
     }
-    retried = backend.job_retry(JobFilter(ids=ids, task=task, queue=queue, limit=len(ids)))
+    retried = ops.retry(JobFilter(ids=ids, task=task, queue=queue, limit=len(ids)),
+                        actor=actor, source=source)
     out.print(f"retried {retried} dead job(s): they are available again")
     skipped = [i for i in ids if i not in dead_now]
     if skipped:
@@ -196,9 +202,9 @@ def purge(
 ) -> None:
     """Delete dead jobs for good (all of them, or those of --task/--queue)."""
     app, _ = open_app(app_argument, app_option)
-    backend = app.backend
+    ops, actor, source = operations(app)
     out = console()
-    found, shown = count_dead(backend, task, queue)
+    found, shown = count_dead(ops, task, queue)
     if not found:
         out.print(f"no dead jobs match{describe_filter(task, queue)}: nothing to purge")
         return
@@ -207,5 +213,6 @@ def purge(
             f"Delete {shown} dead job(s){describe_filter(task, queue)} for good? "
             "This cannot be undone", abort=True,
         )
-    deleted = backend.job_delete(JobFilter(states=DEAD, task=task, queue=queue, limit=BULK))
+    deleted = ops.purge(JobFilter(states=DEAD, task=task, queue=queue, limit=BULK),
+                        actor=actor, source=source)
     out.print(f"deleted {deleted} dead job(s)")

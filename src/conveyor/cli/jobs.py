@@ -18,14 +18,15 @@ from conveyor.cli.common import (
     app_options,
     console,
     echo_json,
-    format_duration,
     format_time,
     one_line,
     open_app,
+    operations,
     short_type,
     to_jsonable,
 )
 from conveyor.cli.status import STATE_STYLES
+from conveyor.clock import format_duration
 from conveyor.types import JobRecord, JobState
 
 STATE_CHOICE = click.Choice([str(s) for s in JobState], case_sensitive=False)
@@ -122,7 +123,7 @@ def jobs() -> None:
 def show(job_id: int, app_argument: str | None, app_option: str | None, as_json: bool) -> None:
     """Every field of job ID, its arguments and result, and each failed attempt's traceback."""
     app, _ = open_app(app_argument, app_option)
-    record = app.backend.job_get(job_id)
+    record = app.operations.get_job(job_id)
     if record is None:
         raise CliError(f"job {job_id} does not exist (never enqueued, or pruned after retention)")
     if as_json:
@@ -151,7 +152,7 @@ def list_jobs(
 ) -> None:
     """The newest jobs first, filtered by state, queue and task."""
     app, _ = open_app(app_argument, app_option)
-    records = app.backend.job_list(
+    records = app.operations.list_jobs(
         JobFilter(states=[JobState(s.lower()) for s in states], queue=queue, task=task,
                   limit=limit)
     )
@@ -163,3 +164,21 @@ def list_jobs(
         out.print("[dim]no jobs match[/]")
         return
     out.print(jobs_table(records, app.backend.now(), title=f"Jobs (newest first, {len(records)})"))
+
+
+@jobs.command()
+@click.argument("job_id", metavar="ID", type=click.IntRange(min=1))
+@app_options
+def cancel(job_id: int, app_argument: str | None, app_option: str | None) -> None:
+    """Cancel job ID if it has not started (scheduled or available)."""
+    app, _ = open_app(app_argument, app_option)
+    ops, actor, source = operations(app)
+    if ops.cancel(job_id, actor=actor, source=source):
+        click.echo(f"job {job_id} cancelled")
+        return
+    record = ops.get_job(job_id)
+    if record is None:
+        raise CliError(f"job {job_id} does not exist (never enqueued, or pruned after retention)")
+    raise CliError(
+        f"job {job_id} is {record.state}: only scheduled or available jobs can be cancelled"
+    )

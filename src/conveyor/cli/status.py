@@ -7,8 +7,10 @@ from typing import Any
 import click
 from rich.table import Table
 
-from conveyor.backends.base import QueueStats, WorkerInfo
-from conveyor.cli.common import app_options, console, echo_json, format_duration, open_app
+from conveyor.backends.base import QueueStats
+from conveyor.cli.common import app_options, console, echo_json, open_app
+from conveyor.clock import format_duration
+from conveyor.insights import worker_json
 from conveyor.types import JobState
 
 STATE_COLUMNS = (
@@ -38,21 +40,6 @@ def queue_json(stats: QueueStats) -> dict[str, Any]:
     }
 
 
-def worker_json(info: WorkerInfo, now: float) -> dict[str, Any]:
-    return {
-        "id": info.id,
-        "hostname": info.hostname,
-        "pid": info.pid,
-        "queues": list(info.queues),
-        "concurrency": info.concurrency,
-        "running": info.running,
-        "started_at": info.started_at,
-        "last_heartbeat_at": info.last_heartbeat_at,
-        "last_heartbeat_age_seconds": max(0.0, now - info.last_heartbeat_at),
-        "meta": info.meta,
-    }
-
-
 @click.command()
 @app_options
 @click.option(
@@ -76,7 +63,10 @@ def status(
         echo_json({
             "queues": [queue_json(q) for q in queues],
             "totals": totals,
-            "workers": [worker_json(w, now) for w in workers],
+            # last_heartbeat_age_seconds: the name this output had first, kept for scripts.
+            "workers": [{**worker_json(w, now),
+                         "last_heartbeat_age_seconds": max(0.0, now - w.last_heartbeat_at)}
+                        for w in workers],
         })
         return
 

@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from conveyor.backends.base import ROLES
-from conveyor.cli.common import CliError, app_options, console, echo_json, open_app
+from conveyor.cli.common import CliError, app_options, console, echo_json, open_app, operations
 
 
 def _require_web() -> None:
@@ -80,7 +80,7 @@ def web(
     out.print(f"conveyor web on http://{shown}:{port}/  (API: /api/v1, "
               f"OpenAPI: /api/v1/openapi.json)")
     if auth:
-        if not any(t.revoked_at is None for t in conveyor.backend.token_list()):
+        if not any(t.revoked_at is None for t in conveyor.operations.list_tokens()):
             out.print("[yellow]no API token exists yet: create one with `conveyor tokens "
                       "create --role admin --name me`[/]")
     else:
@@ -126,14 +126,14 @@ def create(
     as_json: bool,
 ) -> None:
     """Create a token. It is printed once and stored only as a hash."""
-    from conveyor.web.auth import create_token
-
     conveyor, _ = open_app(app_argument, app_option)
     task_list = [t.strip() for t in tasks.split(",") if t.strip()]
     queue_list = [q.strip() for q in queues.split(",") if q.strip()]
-    token, token_id = create_token(
-        conveyor.backend, name=name, role=role, tasks=task_list, queues=queue_list
+    ops, actor, source = operations(conveyor)
+    token, stored = ops.create_token(
+        name=name, role=role, tasks=task_list, queues=queue_list, actor=actor, source=source
     )
+    token_id = stored.id
     if as_json:
         echo_json({"id": token_id, "name": name, "role": role, "tasks": task_list,
                    "queues": queue_list, "token": token})
@@ -153,7 +153,7 @@ def list_tokens(*, app_argument: str | None, app_option: str | None, as_json: bo
     from conveyor.web.views import iso
 
     conveyor, _ = open_app(app_argument, app_option)
-    found = conveyor.backend.token_list()
+    found = conveyor.operations.list_tokens()
     rows: list[dict[str, Any]] = [
         {"id": t.id, "name": t.name, "role": t.role, "tasks": list(t.tasks),
          "queues": list(t.queues), "created_at": iso(t.created_at),
@@ -187,6 +187,7 @@ def list_tokens(*, app_argument: str | None, app_option: str | None, as_json: bo
 def revoke(*, token_id: int, app_argument: str | None, app_option: str | None) -> None:
     """Revoke token TOKEN_ID at once."""
     conveyor, _ = open_app(app_argument, app_option)
-    if not conveyor.backend.token_revoke(token_id):
+    ops, actor, source = operations(conveyor)
+    if not ops.revoke_token(token_id, actor=actor, source=source):
         raise CliError(f"no live token {token_id}: see `conveyor tokens list`")
     click.echo(f"token {token_id} revoked")

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.backends.base import JobFilter, JobInsert
+from conveyor.backends.base import AuditFilter, JobFilter
+from conveyor.errors import OperationError
+from conveyor.insights import worker_json
+from conveyor.middleware import EnqueueJob
+from conveyor.operations import Operations
 from conveyor.task import Task
 from conveyor.types import JobState
 from conveyor.web.arguments import check_arguments
-from conveyor.web.auth import Permission, create_token
+from conveyor.web.auth import Permission
 from conveyor.web.problems import Problem
 from conveyor.web.routing import (
-    ApiCall,
     ApiEndpoint,
+    ApiRequest,
     Param,
     Reply,
     decode_cursor,
@@ -20,12 +24,12 @@ from conveyor.web.routing import (
 )
 from conveyor.web.schema import nullable, obj, parse_datetime
 from conveyor.web.views import (
+    audit_json,
     dead_groups,
     group_job_ids,
     job_json,
     queue_views,
     slo_rows,
-    worker_json,
 )
 
 BULK_MAX = 1000
@@ -138,6 +142,7 @@ WORKER = obj({
     "concurrency": {"type": "integer"}, "running": {"type": "integer"},
     "started_at": TIME, "last_heartbeat_at": TIME,
     "seconds_since_heartbeat": {"type": "number"},
+    "meta": {"type": "object", "description": "What the worker reports about itself."},
 })
 
 TOKEN = obj({
@@ -177,6 +182,27 @@ TOKEN_CREATE = obj({
     "queues": {"type": "array", "items": TEXT, "maxItems": 100},
 }, required=("name", "role"))
 
+AUDIT_ENTRY = obj({
+    "id": {"type": "integer"},
+    "at": TIME,
+    "actor": {"type": "string", "description": "Who: `token:<name>#<id> (<role>)`, "
+              "`cli:<user>@<host>`, ..."},
+    "source": {"type": "string", "description": "From where: the client's address, or `cli`."},
+    "action": {"type": "string", "description": "`job.retry`, `job.cancel`, `job.purge`, "
+               "`queue.pause`, `queue.resume`, `token.create`, `token.revoke`, ..."},
+    "target": {"type": "string", "description": "`job:12`, `jobs` (a filter), `queue:emails`, "
+               "`token:5`."},
+    "count": {"type": "integer", "description": "Jobs changed (1 or 0 for queue and token "
+              "actions: changed or not)."},
+    "params": {"type": "object", "description": "The action's filters and options."},
+}, required=("id", "at", "actor", "source", "action", "target", "count", "params"))
+
+AUDIT_LIST = obj({
+    "entries": {"type": "array", "items": AUDIT_ENTRY},
+    "next_cursor": {"type": ["string", "null"],
+                    "description": "Pass as ?cursor= for the next page; null on the last."},
+}, required=("entries", "next_cursor"))
+
 QUEUE_STATE = obj({
     "queue": {"type": "string"}, "paused": {"type": "boolean"}, "changed": {"type": "boolean"},
 })
@@ -191,7 +217,11 @@ IDEMPOTENCY_HEADER = Param(
 
 
 # -- enqueue ---------------------------------------------------------------------------
-def _insert_for(call: ApiCall, item: dict[str, Any], pointer: str) -> JobInsert:
+def _ops(call: ApiRequest) -> Operations:
+    return call.state.conveyor.operations
+
+
+def _job_for(call: ApiRequest, item: dict[str, Any], pointer: str) -> EnqueueJob:
     conveyor = call.state.conveyor
     task: Task[Any, Any] = conveyor.get_task(item["task"])
     args = item.get("args", [])
@@ -207,10 +237,10 @@ def _insert_for(call: ApiCall, item: dict[str, Any], pointer: str) -> JobInsert:
     refusal = call.principal.may_enqueue(task.name, queue)
     if refusal:
         raise Problem("forbidden", refusal)
-    return task.using(**options)._insert(args, kwargs)
+    return task.using(**options).prepare(*args, **kwargs)
 
 
-def _header_key(call: ApiCall) -> str | None:
+def _header_key(call: ApiRequest) -> str | None:
     key = call.headers.get("idempotency-key")
     if key is None:
         return None
@@ -221,7 +251,7 @@ def _header_key(call: ApiCall) -> str | None:
     return key
 
 
-def enqueue(call: ApiCall) -> Reply:
+def enqueue(call: ApiRequest) -> Reply:
     item = dict(call.body)
     key = _header_key(call)
     if key is not None:
@@ -232,10 +262,10 @@ def enqueue(call: ApiCall) -> Reply:
                           "options.idempotency_key differ: give one of them")
         options["idempotency_key"] = key
         item["options"] = options
-    insert = _insert_for(call, item, "")
-    # Through the app (not the backend directly), so enqueue hooks see these jobs too.
-    result = call.state.conveyor._enqueue([insert])[0]
-    record = call.state.conveyor.backend.job_get(result.id)
+    job = _job_for(call, item, "")
+    # The app's public enqueue path: middleware and the `enqueued` event, as in Python.
+    result = call.state.conveyor.enqueue_jobs([job])[0]
+    record = _ops(call).get_job(result.id)
     if record is None:  # pruned between the insert and the read: still report the id
         raise Problem("conflict", f"job {result.id} was enqueued but is already gone")
     return Reply(
@@ -244,17 +274,16 @@ def enqueue(call: ApiCall) -> Reply:
     )
 
 
-def enqueue_bulk(call: ApiCall) -> Reply:
+def enqueue_bulk(call: ApiRequest) -> Reply:
     if _header_key(call) is not None:
         raise Problem("invalid-option", "Idempotency-Key applies to one job: give each job "
                       "its own options.idempotency_key in a bulk enqueue")
-    inserts = [
-        _insert_for(call, item, f"/jobs/{i}") for i, item in enumerate(call.body["jobs"])
+    prepared = [
+        _job_for(call, item, f"/jobs/{i}") for i, item in enumerate(call.body["jobs"])
     ]
-    backend = call.state.conveyor.backend
-    results = call.state.conveyor._enqueue(inserts)
+    results = call.state.conveyor.enqueue_jobs(prepared)
     ids = [r.id for r in results]
-    records = {r.id: r for r in backend.job_list(JobFilter(ids=ids, limit=len(ids)))}
+    records = {r.id: r for r in _ops(call).list_jobs(JobFilter(ids=ids, limit=len(ids)))}
     jobs = [
         {"created": r.created, "job": job_json(records[r.id])}
         for r in results if r.id in records
@@ -263,7 +292,7 @@ def enqueue_bulk(call: ApiCall) -> Reply:
 
 
 # -- reading jobs ----------------------------------------------------------------------
-def _time_param(call: ApiCall, name: str) -> float | None:
+def _time_param(call: ApiRequest, name: str) -> float | None:
     text = call.query.get(name)
     if text is None:
         return None
@@ -272,12 +301,12 @@ def _time_param(call: ApiCall, name: str) -> float | None:
     return value.timestamp()
 
 
-def list_jobs(call: ApiCall) -> Reply:
+def list_jobs(call: ApiRequest) -> Reply:
     q = call.query
     limit = q.get("limit", 50)
     states = [JobState(s) for s in q.get("state", [])]
     before = decode_cursor(q["cursor"]) if "cursor" in q else None
-    records = call.state.conveyor.backend.job_list(JobFilter(
+    records = _ops(call).list_jobs(JobFilter(
         states=states, queue=q.get("queue"), task=q.get("task"), limit=limit + 1,
         before_id=before, created_after=_time_param(call, "created_after"),
         created_before=_time_param(call, "created_before"), error_text=q.get("error"),
@@ -290,31 +319,32 @@ def list_jobs(call: ApiCall) -> Reply:
     })
 
 
-def _job_or_404(call: ApiCall) -> Any:
-    record = call.state.conveyor.backend.job_get(call.path["job_id"])
+def _job_or_404(call: ApiRequest) -> Any:
+    record = _ops(call).get_job(call.path["job_id"])
     if record is None:
         raise Problem("not-found", f"no job {call.path['job_id']} (never enqueued, or pruned)")
     return record
 
 
-def get_job(call: ApiCall) -> Reply:
+def get_job(call: ApiRequest) -> Reply:
     return Reply(200, job_json(_job_or_404(call)))
 
 
-def cancel_job(call: ApiCall) -> Reply:
+def cancel_job(call: ApiRequest) -> Reply:
     record = _job_or_404(call)
-    if not call.state.conveyor.backend.job_cancel(record.id):
-        current = call.state.conveyor.backend.job_get(record.id)
+    if not _ops(call).cancel(record.id, actor=call.actor, source=call.client):
+        current = _ops(call).get_job(record.id)
         state = current.state if current else record.state
         raise Problem("conflict", f"job {record.id} is {state}: only scheduled or available "
                       "jobs can be cancelled", state=str(state))
     return Reply(200, job_json(_job_or_404(call)))
 
 
-def retry_job(call: ApiCall) -> Reply:
+def retry_job(call: ApiRequest) -> Reply:
     record = _job_or_404(call)
-    if not call.state.conveyor.backend.job_retry(JobFilter(ids=[record.id], limit=1)):
-        current = call.state.conveyor.backend.job_get(record.id)
+    if not _ops(call).retry(JobFilter(ids=[record.id], limit=1), actor=call.actor,
+                            source=call.client):
+        current = _ops(call).get_job(record.id)
         state = current.state if current else record.state
         raise Problem("conflict", f"job {record.id} is {state}: only dead jobs can be retried",
                       state=str(state))
@@ -322,7 +352,7 @@ def retry_job(call: ApiCall) -> Reply:
 
 
 # -- dead-letter queue ------------------------------------------------------------------
-def list_dead(call: ApiCall) -> Reply:
+def list_dead(call: ApiRequest) -> Reply:
     groups, truncated = dead_groups(
         call.state.conveyor.backend, task=call.query.get("task"), queue=call.query.get("queue")
     )
@@ -333,7 +363,7 @@ def list_dead(call: ApiCall) -> Reply:
     })
 
 
-def _dead_filter(call: ApiCall) -> JobFilter | None:
+def _dead_filter(call: ApiRequest) -> JobFilter | None:
     body = call.body
     filters = [k for k in ("task", "queue", "ids", "fingerprint") if k in body]
     if not filters and body.get("all") is not True:
@@ -350,37 +380,35 @@ def _dead_filter(call: ApiCall) -> JobFilter | None:
                      ids=ids, limit=2**31 - 1)
 
 
-def retry_dead(call: ApiCall) -> Reply:
+def retry_dead(call: ApiRequest) -> Reply:
     found = _dead_filter(call)
-    count = 0 if found is None else call.state.conveyor.backend.job_retry(found)
+    count = 0 if found is None else _ops(call).retry(found, actor=call.actor, source=call.client)
     return Reply(200, {"retried": count})
 
 
-def purge_dead(call: ApiCall) -> Reply:
+def purge_dead(call: ApiRequest) -> Reply:
     found = _dead_filter(call)
-    count = 0 if found is None else call.state.conveyor.backend.job_delete(found)
+    count = 0 if found is None else _ops(call).purge(found, actor=call.actor, source=call.client)
     return Reply(200, {"purged": count})
 
 
 # -- queues and workers ------------------------------------------------------------------
-def list_queues(call: ApiCall) -> Reply:
+def list_queues(call: ApiRequest) -> Reply:
     views = queue_views(call.state.conveyor.backend, call.state.conveyor.lease)
     return Reply(200, {"queues": [v.to_json() for v in views]})
 
 
-def pause_queue(call: ApiCall) -> Reply:
-    changed = call.state.conveyor.backend.queue_pause(
-        call.path["queue"], by=call.principal.name
-    )
+def pause_queue(call: ApiRequest) -> Reply:
+    changed = _ops(call).pause_queue(call.path["queue"], actor=call.actor, source=call.client)
     return Reply(200, {"queue": call.path["queue"], "paused": True, "changed": changed})
 
 
-def resume_queue(call: ApiCall) -> Reply:
-    changed = call.state.conveyor.backend.queue_resume(call.path["queue"])
+def resume_queue(call: ApiRequest) -> Reply:
+    changed = _ops(call).resume_queue(call.path["queue"], actor=call.actor, source=call.client)
     return Reply(200, {"queue": call.path["queue"], "paused": False, "changed": changed})
 
 
-def list_workers(call: ApiCall) -> Reply:
+def list_workers(call: ApiRequest) -> Reply:
     from conveyor.web.views import alive_window
 
     backend = call.state.conveyor.backend
@@ -401,40 +429,55 @@ def _token_json(token: Any) -> dict[str, Any]:
     }
 
 
-def list_tokens(call: ApiCall) -> Reply:
-    tokens = call.state.conveyor.backend.token_list()
+def list_tokens(call: ApiRequest) -> Reply:
+    tokens = _ops(call).list_tokens()
     return Reply(200, {"tokens": [_token_json(t) for t in tokens]})
 
 
-def create_token_op(call: ApiCall) -> Reply:
-    from conveyor.errors import ConfigurationError
-
+def create_token_op(call: ApiRequest) -> Reply:
     body = call.body
     try:
-        token, token_id = create_token(
-            call.state.conveyor.backend, name=body["name"], role=body["role"],
-            tasks=body.get("tasks", []), queues=body.get("queues", []),
+        token, stored = _ops(call).create_token(
+            name=body["name"], role=body["role"], tasks=body.get("tasks", []),
+            queues=body.get("queues", []), actor=call.actor, source=call.client,
         )
-    except ConfigurationError as exc:
+    except OperationError as exc:
         raise Problem("invalid-option", str(exc)) from None
-    stored = next(t for t in call.state.conveyor.backend.token_list() if t.id == token_id)
     return Reply(201, {**_token_json(stored), "token": token})
 
 
-def revoke_token(call: ApiCall) -> Reply:
-    if not call.state.conveyor.backend.token_revoke(call.path["token_id"]):
+def revoke_token(call: ApiRequest) -> Reply:
+    if not _ops(call).revoke_token(call.path["token_id"], actor=call.actor,
+                                   source=call.client):
         raise Problem("not-found", f"no live token {call.path['token_id']}")
     return Reply(204)
 
 
-def list_slos(call: ApiCall) -> Reply:
+# -- audit log ------------------------------------------------------------------------------
+def list_audit(call: ApiRequest) -> Reply:
+    q = call.query
+    limit = q.get("limit", 50)
+    before = decode_cursor(q["cursor"]) if "cursor" in q else None
+    entries = _ops(call).audit(AuditFilter(
+        since=_time_param(call, "since"), until=_time_param(call, "until"),
+        actor=q.get("actor"), action=q.get("action"), before_id=before, limit=limit + 1,
+    ))
+    page = entries[:limit]
+    more = len(entries) > limit
+    return Reply(200, {
+        "entries": [audit_json(e) for e in page],
+        "next_cursor": encode_cursor(page[-1].id) if more and page else None,
+    })
+
+
+def list_slos(call: ApiRequest) -> Reply:
     rows = slo_rows(call.state.conveyor)
     for row in rows:
         row.pop("budget_left_clamped", None)
     return Reply(200, {"slos": rows})
 
 
-def health(call: ApiCall) -> Reply:
+def health(call: ApiRequest) -> Reply:
     call.state.conveyor.backend.schema_check()
     return Reply(200, {"status": "ok"})
 
@@ -528,4 +571,21 @@ ENDPOINTS: list[ApiEndpoint] = [
     ApiEndpoint("DELETE", "/tokens/{token_id}", "revoke_token", "Revoke a token at once",
              Permission.ADMIN, revoke_token, {204: ("Revoked.", None)},
              params=(Param("token_id", "path", JOB_ID, "The token's id."),), tag="tokens"),
+    ApiEndpoint("GET", "/audit", "list_audit", "The audit log: who did what, when and from where",
+             Permission.ADMIN, list_audit, {200: ("A page of entries, newest first.", AUDIT_LIST)},
+             params=(
+                 Param("since", "query", TIME, "Entries at or after."),
+                 Param("until", "query", TIME, "Entries before."),
+                 Param("actor", "query", {"type": "string", "minLength": 1, "maxLength": 255},
+                       "Any part of the actor."),
+                 Param("action", "query", {"type": "string", "minLength": 1, "maxLength": 100},
+                       "Only this action, e.g. job.retry."),
+                 Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": LIST_MAX},
+                       "Page size (default 50)."),
+                 Param("cursor", "query", {"type": "string", "maxLength": 64},
+                       "next_cursor of the previous page."),
+             ), problems=("invalid-cursor",), tag="audit",
+             description="Every operator and admin action (retry, cancel, purge, pause, "
+                         "resume, token create and revoke), recorded in the transaction of "
+                         "the action itself."),
 ]

@@ -25,8 +25,8 @@ from conveyor.web.api import ENDPOINTS
 from conveyor.web.problems import Problem
 from conveyor.web.routing import (
     API_PREFIX,
-    ApiCall,
     ApiEndpoint,
+    ApiRequest,
     Reply,
     openapi_document,
     problem_response,
@@ -103,7 +103,7 @@ class SecurityMiddleware:
 
 
 def _openapi_endpoint(endpoints: list[ApiEndpoint]) -> ApiEndpoint:
-    def openapi(call: ApiCall) -> Reply:
+    def openapi(call: ApiRequest) -> Reply:
         document = openapi_document(all_endpoints, _package_version())
         document["servers"] = [{"url": call.root_path or "/"}]
         return Reply(200, document)

@@ -18,20 +18,18 @@ Roles, each including the rights of the ones before it except `enqueuer`:
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import math
-import secrets
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from conveyor.backends.base import ROLES, ApiToken, Backend, Role, TokenInsert
+from conveyor.backends.base import ApiToken, Backend, Role
 from conveyor.errors import ConfigurationError
+from conveyor.operations import TOKEN_PREFIX, Operations, hash_token, local_actor
 
-TOKEN_PREFIX = "cvy_"  # noqa: S105 - a marker, not a secret
 _TOKEN_LENGTH = len(TOKEN_PREFIX) + 43
 
 
@@ -77,10 +75,6 @@ class Principal:
 ANONYMOUS = Principal(name="anyone (authentication is off)", role="admin")
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 def looks_like_token(token: str) -> bool:
     return len(token) == _TOKEN_LENGTH and token.startswith(TOKEN_PREFIX) and token.isascii()
 
@@ -93,22 +87,13 @@ def create_token(
     tasks: Sequence[str] = (),
     queues: Sequence[str] = (),
 ) -> tuple[str, int]:
-    """Store a new token and return (the token, its id). The token is not kept anywhere."""
-    if role not in ROLES:
-        raise ConfigurationError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-    if (tasks or queues) and role != "enqueuer":
-        raise ConfigurationError(
-            "only an enqueuer token can be limited to tasks or queues; other roles act on all"
-        )
-    name = name.strip()
-    if not name or len(name) > 255:
-        raise ConfigurationError("give the token a name of 1 to 255 characters (e.g. billing-svc)")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token_id = backend.token_insert(TokenInsert(
-        name=name, token_hash=hash_token(token), role=role,
-        tasks=list(tasks), queues=list(queues),
-    ))
-    return token, token_id
+    """Store a new token and return (the token, its id); audited as done by this
+    process's user (`python:<user>@<host>`). The token is not kept anywhere."""
+    token, stored = Operations(backend).create_token(
+        name=name, role=role, tasks=tasks, queues=queues,
+        actor=local_actor("python"), source="local",
+    )
+    return token, stored.id
 
 
 class TokenCheck:

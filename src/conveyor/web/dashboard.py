@@ -12,6 +12,7 @@ they will touch.
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,14 +25,25 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from conveyor.backends.base import JobFilter
+from conveyor.backends.base import AuditFilter, JobFilter
+from conveyor.clock import format_duration
+from conveyor.insights import worker_json
+from conveyor.operations import Operations, storable_text
 from conveyor.types import JobState
 from conveyor.web.auth import ANONYMOUS, Permission, Principal
 from conveyor.web.problems import Problem
-from conveyor.web.routing import decode_cursor, encode_cursor, read_body, translate
+from conveyor.web.routing import (
+    actor_of,
+    client_address,
+    decode_cursor,
+    encode_cursor,
+    problem_for,
+    read_body,
+)
 from conveyor.web.schema import parse_datetime
 from conveyor.web.views import (
     alive_window,
+    audit_json,
     dead_groups,
     group_job_ids,
     job_json,
@@ -39,7 +51,6 @@ from conveyor.web.views import (
     queue_views,
     slo_rows,
     sparkline,
-    worker_json,
 )
 
 HERE = Path(__file__).parent
@@ -59,28 +70,13 @@ _env = Environment(
 )
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, float(seconds))
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h {minutes:02d}m"
-    return f"{hours // 24}d {hours % 24}h"
-
-
 def _short_time(value: str | None) -> str:
     if not value:
         return "-"
     return value.replace("T", " ").replace("Z", "")[:19]
 
 
-_env.filters["duration"] = _duration
+_env.filters["duration"] = format_duration
 _env.filters["short_time"] = _short_time
 
 
@@ -178,13 +174,13 @@ def _redirect(request: Request, path: str, **params: str) -> Response:
 
 
 PageHandler = Callable[[Request, Principal], Awaitable[Response]]
-PageEndpoint = Callable[[Request], Awaitable[Response]]
+PageRoute = Callable[[Request], Awaitable[Response]]
 
 
-def page(permission: Permission) -> Callable[[PageHandler], PageEndpoint]:
+def page(permission: Permission) -> Callable[[PageHandler], PageRoute]:
     """Wrap a page handler: authentication, problems as HTML pages."""
 
-    def wrap(handler: PageHandler) -> PageEndpoint:
+    def wrap(handler: PageHandler) -> PageRoute:
         async def route(request: Request) -> Response:
             try:
                 principal = await _principal(request, permission)
@@ -194,7 +190,7 @@ def page(permission: Permission) -> Callable[[PageHandler], PageEndpoint]:
                     return _redirect(request, "/login", next=request.url.path)
                 return _redirect(request, "/login")
             except Exception as exc:  # the database is down, or a bug: a page, not a trace
-                problem = translate(exc)
+                problem = problem_for(exc)
                 response = _render(request, "error.html", status=problem.status,
                                    title=problem.title, detail=problem.detail)
                 for name, value in problem.headers.items():
@@ -235,7 +231,7 @@ async def login(request: Request) -> Response:
         token = fields.get("token", "").strip()
         principal = await state.principal_for_token(token)
     except Exception as exc:
-        problem = translate(exc)
+        problem = problem_for(exc)
         response = _render(request, "error.html", status=problem.status, title=problem.title,
                            detail=problem.detail)
         for name, value in problem.headers.items():
@@ -326,7 +322,7 @@ def _jobs_filter(request: Request) -> tuple[JobFilter, dict[str, str], list[str]
 async def jobs(request: Request, principal: Principal) -> Response:
     state = _state(request)
     found, kept, problems = _jobs_filter(request)
-    records = await run_in_threadpool(state.conveyor.backend.job_list, found)
+    records = await run_in_threadpool(state.conveyor.operations.list_jobs, found)
     page_records = records[:PAGE]
     next_query = None
     if len(records) > PAGE and page_records:
@@ -365,13 +361,14 @@ async def job_action(request: Request, principal: Principal) -> Response:
     state = _state(request)
     job_id = _job_id(request)
     action = request.path_params["action"]
-    backend = state.conveyor.backend
+    ops = state.conveyor.operations
+    who = {"actor": actor_of(principal), "source": client_address(request)}
     if action == "retry":
         changed = await run_in_threadpool(
-            backend.job_retry, JobFilter(ids=[job_id], limit=1)
+            lambda: ops.retry(JobFilter(ids=[job_id], limit=1), **who)
         )
     elif action == "cancel":
-        changed = await run_in_threadpool(backend.job_cancel, job_id)
+        changed = await run_in_threadpool(lambda: ops.cancel(job_id, **who))
     else:
         raise Problem("not-found", f"no action {action!r}")
     if not changed:
@@ -414,18 +411,18 @@ async def dlq_action(request: Request, principal: Principal) -> Response:
     if fields.get("confirm") != "yes":
         raise Problem("conflict", "confirm the action on the confirmation page")
     state = _state(request)
-    backend = state.conveyor.backend
+    ops: Operations = state.conveyor.operations
     fingerprint = fields.get("fingerprint", "")
+    actor, source = actor_of(principal), client_address(request)
 
     def act() -> int:
-        ids = group_job_ids(backend, fingerprint, task=None, queue=None)
+        ids = group_job_ids(state.conveyor.backend, fingerprint, task=None, queue=None)
         if not ids:
             return 0
         found = JobFilter(states=[JobState.DEAD], ids=ids, limit=len(ids))
-        count: int = (
-            backend.job_retry(found) if action == "retry" else backend.job_delete(found)
-        )
-        return count
+        if action == "retry":
+            return ops.retry(found, actor=actor, source=source)
+        return ops.purge(found, actor=actor, source=source)
 
     count = await run_in_threadpool(act)
     done = f"{'retried' if action == 'retry' else 'purged'} {count} job(s)"
@@ -455,13 +452,46 @@ async def queue_action(request: Request, principal: Principal) -> Response:
     queue = request.path_params["queue"]
     if not (1 <= len(queue) <= 255) or "\x00" in queue:
         raise Problem("not-found", "no such queue")
+    ops = state.conveyor.operations
+    who = {"actor": actor_of(principal), "source": client_address(request)}
     if request.path_params["action"] == "pause":
-        await run_in_threadpool(state.conveyor.backend.queue_pause, queue, principal.name)
+        await run_in_threadpool(lambda: ops.pause_queue(queue, **who))
     elif request.path_params["action"] == "resume":
-        await run_in_threadpool(state.conveyor.backend.queue_resume, queue)
+        await run_in_threadpool(lambda: ops.resume_queue(queue, **who))
     else:
         raise Problem("not-found", "choose pause or resume")
     return _redirect(request, "/workers")
+
+
+@page(Permission.ADMIN)
+async def audit(request: Request, principal: Principal) -> Response:
+    state = _state(request)
+    q = request.query_params
+    problems: list[str] = []
+    kept: dict[str, str] = {}
+    for name, limit in (("actor", 255), ("action", 100)):
+        value = q.get(name, "").strip()
+        if value and (len(value) > limit or not storable_text(value)):
+            problems.append(f"{name} is too long or holds NUL")
+        elif value:
+            kept[name] = value
+    actor, action = kept.get("actor"), kept.get("action")
+    before = None
+    if q.get("cursor"):
+        try:
+            before = decode_cursor(q["cursor"])
+        except Problem:
+            problems.append("the page cursor is not valid; showing the first page")
+    found = AuditFilter(actor=actor, action=action, before_id=before, limit=PAGE + 1)
+    entries = await run_in_threadpool(state.conveyor.operations.audit, found)
+    shown = entries[:PAGE]
+    next_query = None
+    if len(entries) > PAGE and shown:
+        next_query = urlencode({**kept, "cursor": encode_cursor(shown[-1].id)})
+    rows = [{**audit_json(e), "params_text": json.dumps(e.params, sort_keys=True)}
+            for e in shown]
+    return _render(request, "audit.html", principal=principal, nav="audit", rows=rows,
+                   filters=kept, problems=problems, next_query=next_query)
 
 
 def dashboard_routes() -> list[BaseRoute]:
@@ -477,4 +507,5 @@ def dashboard_routes() -> list[BaseRoute]:
         Route("/dlq/{action}", dlq_action, methods=["POST"], name="dlq_action"),
         Route("/workers", workers, methods=["GET"], name="workers"),
         Route("/queues/{queue}/{action}", queue_action, methods=["POST"], name="queue_action"),
+        Route("/audit", audit, methods=["GET"], name="audit"),
     ]

@@ -29,10 +29,12 @@ from conveyor.errors import (
     BackendUnavailable,
     InvalidArgumentsError,
     InvalidOptionError,
+    OperationError,
     SchemaError,
     SerializationError,
     UnknownTaskError,
 )
+from conveyor.operations import storable_text
 from conveyor.web.auth import Permission, Principal
 from conveyor.web.problems import PROBLEM_MEDIA_TYPE, PROBLEMS, TYPE_PREFIX, Problem
 from conveyor.web.schema import Schema, validate
@@ -62,8 +64,8 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
-class ApiCall:
-    """What a handler receives: validated inputs and who is asking."""
+class ApiRequest:
+    """What a handler receives: validated inputs, who is asking and from where."""
 
     state: WebState
     principal: Principal
@@ -73,9 +75,27 @@ class ApiCall:
     headers: Headers
     root_path: str = ""
     """Where the app is mounted ("" at the root)."""
+    client: str = "unknown"
+    """The client's address, as the server saw it (the audit log's `source`)."""
+
+    @property
+    def actor(self) -> str:
+        """Who, as the audit log records it."""
+        return actor_of(self.principal)
 
 
-Handler = Callable[[ApiCall], Reply]
+def actor_of(principal: Principal) -> str:
+    """`token:<name>#<id> (<role>)`, or who is calling when authentication is off."""
+    if principal.token_id is None:
+        return f"web:{principal.name}"
+    return f"token:{principal.name}#{principal.token_id} ({principal.role})"
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client and request.client.host else "unknown"
+
+
+Handler = Callable[[ApiRequest], Reply]
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,14 +184,6 @@ def _convert(raw: str, schema: Schema) -> Any:
     return raw
 
 
-def _storable(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def parse_params(endpoint: ApiEndpoint, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -179,7 +191,7 @@ def parse_params(endpoint: ApiEndpoint, request: Request) -> tuple[dict[str, Any
     for param in (p for p in endpoint.params if p.where == "path"):
         raw = request.path_params.get(param.name, "")
         converted = _convert(str(raw), param.schema)
-        if validate(converted, param.schema) or not _storable(str(raw)):
+        if validate(converted, param.schema) or not storable_text(str(raw)):
             raise Problem("not-found", f"no such {param.name.removesuffix('_id')}: {raw!r}")
         path[param.name] = converted
     query: dict[str, Any] = {}
@@ -195,7 +207,7 @@ def parse_params(endpoint: ApiEndpoint, request: Request) -> tuple[dict[str, Any
             if param.required:
                 errors.append({"pointer": f"?{name}", "message": "is required"})
             continue
-        if any(not _storable(v) for v in values):
+        if any(not storable_text(v) for v in values):
             errors.append({"pointer": f"?{name}", "message": "must be text without NUL"})
             continue
         value: Any
@@ -218,11 +230,11 @@ def parse_params(endpoint: ApiEndpoint, request: Request) -> tuple[dict[str, Any
 
 def _strings_storable(value: Any) -> bool:
     if isinstance(value, str):
-        return _storable(value)
+        return storable_text(value)
     if isinstance(value, list):
         return all(_strings_storable(v) for v in value)
     if isinstance(value, dict):
-        return all(_storable(k) and _strings_storable(v) for k, v in value.items())
+        return all(storable_text(k) and _strings_storable(v) for k, v in value.items())
     return True
 
 
@@ -265,14 +277,14 @@ def _schema_strings(value: Any, schema: Schema) -> Any:
     return None
 
 
-def translate(exc: Exception) -> Problem:
+def problem_for(exc: Exception) -> Problem:
     if isinstance(exc, Problem):
         return exc
     if isinstance(exc, UnknownTaskError):
         return Problem("unknown-task", str(exc))
     if isinstance(exc, InvalidArgumentsError | SerializationError):
         return Problem("invalid-arguments", str(exc))
-    if isinstance(exc, InvalidOptionError):
+    if isinstance(exc, InvalidOptionError | OperationError):
         return Problem("invalid-option", str(exc))
     if isinstance(exc, SchemaError):
         log.error("web: %s", exc)
@@ -294,11 +306,11 @@ def serve(endpoint: ApiEndpoint) -> Callable[[Request], Any]:
             principal = await state.authenticate(request, endpoint.permission)
             path, query = parse_params(endpoint, request)
             body = await parse_body(endpoint, request, state.settings.max_body_bytes)
-            call = ApiCall(state, principal, path, query, body, request.headers,
-                        request.scope.get("root_path", ""))
+            call = ApiRequest(state, principal, path, query, body, request.headers,
+                              request.scope.get("root_path", ""), client_address(request))
             reply = await run_in_threadpool(endpoint.handler, call)
         except Exception as exc:
-            return problem_response(translate(exc), instance)
+            return problem_response(problem_for(exc), instance)
         if reply.status == 204:
             return Response(status_code=204, headers=dict(reply.headers))
         return JSONResponse(reply.body, status_code=reply.status, headers=dict(reply.headers))

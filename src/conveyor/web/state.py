@@ -1,7 +1,7 @@
 """What every request of the web app shares: the app, the web settings, the token checks.
 
 `WebState` is built once by `create_app` and reached by handlers through
-`ApiCall.state`; the request pipeline (`conveyor.web.routing`) depends on this
+`ApiRequest.state`; the request pipeline (`conveyor.web.routing`) depends on this
 module, never on the application factory (`conveyor.web.app`).
 """
 

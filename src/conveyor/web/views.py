@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from conveyor.backends.base import Backend, JobFilter, QueueStats, WorkerInfo
+from conveyor.backends.base import AuditEntry, Backend, JobFilter, QueueStats
 from conveyor.types import JobRecord, JobState
 
 if TYPE_CHECKING:
@@ -59,6 +59,14 @@ def job_json(record: JobRecord) -> dict[str, Any]:
              "traceback": e.traceback, "worker": e.worker, "at": iso(e.at)}
             for e in record.errors
         ],
+    }
+
+
+def audit_json(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id, "at": iso(entry.at), "actor": entry.actor, "source": entry.source,
+        "action": entry.action, "target": entry.target, "count": entry.count,
+        "params": entry.params,
     }
 
 
@@ -229,20 +237,6 @@ def queue_views(backend: Backend, lease: float) -> list[QueueView]:
             throughput=[(s, d) for s, d in series[name]],
         ))
     return views
-
-
-def worker_json(worker: WorkerInfo, now: float) -> dict[str, Any]:
-    return {
-        "id": worker.id,
-        "hostname": worker.hostname,
-        "pid": worker.pid,
-        "queues": list(worker.queues),
-        "concurrency": worker.concurrency,
-        "running": worker.running,
-        "started_at": iso(worker.started_at),
-        "last_heartbeat_at": iso(worker.last_heartbeat_at),
-        "seconds_since_heartbeat": max(0.0, now - worker.last_heartbeat_at),
-    }
 
 
 def sparkline(

@@ -51,7 +51,6 @@ from conveyor.clock import SystemClock
 from conveyor.errors import BackendError, ConfigurationError, ConveyorError, TaskTimeout
 from conveyor.events import EventName, attempt_events, started_event
 from conveyor.observability import tracing
-from conveyor.scheduler import CronScheduler
 from conveyor.types import JobRecord
 from conveyor.worker.breaker import Breakers
 from conveyor.worker.child import ChildProcess
@@ -183,7 +182,7 @@ class Worker:
             )
         self.prune_interval = prune_interval
         self.prune_batch = prune_batch
-        self.cron = CronScheduler(app) if (not burst if cron is None else cron) else None
+        self.cron = app.cron_scheduler() if (not burst if cron is None else cron) else None
         """Enqueues the app's periodic jobs; off by default for burst workers."""
         self.max_jobs_per_child = max_jobs_per_child
         self.max_memory_per_child = max_memory_per_child

@@ -53,9 +53,13 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from conveyor.backends.base import (
+    AUDIT_PRUNE_BATCH,
     SCHEMA_VERSION,
     AlertState,
     ApiToken,
+    AuditEntry,
+    AuditFilter,
+    AuditRecord,
     Completion,
     FetchParams,
     HeldJob,
@@ -71,7 +75,12 @@ from conveyor.backends.base import (
     TokenInsert,
     WorkerInfo,
 )
-from conveyor.backends.records import dumps, job_record_from_row, job_stats_from_row
+from conveyor.backends.records import (
+    audit_entry_from_row,
+    dumps,
+    job_record_from_row,
+    job_stats_from_row,
+)
 from conveyor.backends.sql import load_migrations, load_queries
 from conveyor.errors import (
     BackendError,
@@ -224,7 +233,7 @@ class PostgresBackend:
         try:
             yield conn
         except psycopg.Error as exc:
-            raise self._translate(exc) from exc
+            raise translate_error(exc, self.where) from exc
         finally:
             broken = conn.broken
             pool.putconn(conn)  # a broken connection is discarded here, not reused
@@ -312,9 +321,6 @@ class PostgresBackend:
             "and reachable from this host, and that the URL's host, port, user, password and "
             "database are right"
         )
-
-    def _translate(self, exc: psycopg.Error) -> BackendError:
-        return translate_error(exc, self.where)
 
     # -- schema ---------------------------------------------------------------------
     def migrate(self, *, dry_run: bool = False) -> list[tuple[int, str]]:
@@ -404,7 +410,7 @@ class PostgresBackend:
                 with _callers_transaction(conn):
                     return self._insert(conn, jobs)
             except psycopg.Error as exc:
-                raise self._translate(exc) from exc
+                raise translate_error(exc, self.where) from exc
         if _one_group_due_now(jobs):
             return self._insert_due_group(jobs)
         with self._transaction(pipeline=True) as conn:
@@ -565,20 +571,31 @@ class PostgresBackend:
         rows = self._execute(_Q["job_list"], _filter_params(filter))
         return [job_record_from_row(row) for row in rows]
 
-    def job_retry(self, filter: JobFilter) -> int:
+    def job_retry(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:
         with self._transaction() as conn:
             rows = conn.execute(_Q["job_retry_dead"], _filter_params(filter)).fetchall()
             _notify_for(conn, rows)
+            _audit(conn, audit, len(rows))
         return len(rows)
 
-    def job_cancel(self, job_id: int) -> bool:
-        return bool(self._execute(_Q["job_cancel"], {"job_id": job_id}))
+    def job_cancel(self, job_id: int, *, audit: AuditRecord | None = None) -> bool:
+        if audit is None:
+            return bool(self._execute(_Q["job_cancel"], {"job_id": job_id}))
+        with self._transaction() as conn:
+            rows = conn.execute(_Q["job_cancel"], {"job_id": job_id}).fetchall()
+            _audit(conn, audit, len(rows))
+        return bool(rows)
 
-    def job_delete(self, filter: JobFilter) -> int:
+    def job_delete(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:
         params = _filter_params(filter)
         if params["states"] is None:
             params["states"] = sorted(str(s) for s in FINISHED_STATES)
-        return self._rowcount(_Q["job_delete"], params)
+        if audit is None:
+            return self._rowcount(_Q["job_delete"], params)
+        with self._transaction() as conn:
+            count = conn.execute(_Q["job_delete"], params).rowcount
+            _audit(conn, audit, count)
+        return count
 
     def job_prune(self, older_than: float, limit: int = 10_000) -> int:
         return self._rowcount(_Q["job_prune"], {"older_than": older_than, "limit": limit})
@@ -598,13 +615,19 @@ class PostgresBackend:
             for queue, counts in sorted(by_queue.items())
         ]
 
-    def queue_pause(self, queue: str, by: str = "") -> bool:
-        return bool(self._execute(_Q["queue_pause"], {"queue": queue, "by": by}))
+    def queue_pause(
+        self, queue: str, by: str = "", *, audit: AuditRecord | None = None
+    ) -> bool:
+        with self._transaction() as conn:
+            rows = conn.execute(_Q["queue_pause"], {"queue": queue, "by": by}).fetchall()
+            _audit(conn, audit, len(rows))
+        return bool(rows)
 
-    def queue_resume(self, queue: str) -> bool:
+    def queue_resume(self, queue: str, *, audit: AuditRecord | None = None) -> bool:
         with self._transaction() as conn:
             rows = conn.execute(_Q["queue_resume"], {"queue": queue}).fetchall()
             _notify_for(conn, rows)  # its waiting jobs are fetchable again: wake the workers
+            _audit(conn, audit, int(bool(rows)))
         return bool(rows)
 
     def queue_pause_list(self) -> list[QueuePause]:
@@ -621,13 +644,15 @@ class PostgresBackend:
         ]
 
     # -- API tokens -----------------------------------------------------------------
-    def token_insert(self, token: TokenInsert) -> int:
-        rows = self._execute(
-            _Q["token_insert"],
-            {"name": token.name, "token_hash": token.token_hash, "role": token.role,
-             "tasks": list(token.tasks), "queues": list(token.queues)},
-        )
-        return int(rows[0]["id"])
+    def token_insert(self, token: TokenInsert, *, audit: AuditRecord | None = None) -> int:
+        with self._transaction() as conn:
+            token_id = int(conn.execute(
+                _Q["token_insert"],
+                {"name": token.name, "token_hash": token.token_hash, "role": token.role,
+                 "tasks": list(token.tasks), "queues": list(token.queues)},
+            ).fetchall()[0]["id"])
+            _audit(conn, audit, 1, target=f"token:{token_id}")
+        return token_id
 
     def token_list(self) -> list[ApiToken]:
         return [_token(row) for row in self._execute(_Q["token_list"], {})]
@@ -636,8 +661,24 @@ class PostgresBackend:
         rows = self._execute(_Q["token_by_hash"], {"token_hash": token_hash})
         return _token(rows[0]) if rows else None
 
-    def token_revoke(self, token_id: int) -> bool:
-        return bool(self._execute(_Q["token_revoke"], {"id": token_id}))
+    def token_revoke(self, token_id: int, *, audit: AuditRecord | None = None) -> bool:
+        with self._transaction() as conn:
+            rows = conn.execute(_Q["token_revoke"], {"id": token_id}).fetchall()
+            _audit(conn, audit, len(rows))
+        return bool(rows)
+
+    # -- audit log --------------------------------------------------------------------
+    def audit_insert(self, record: AuditRecord, count: int = 0) -> int:
+        with self._transaction() as conn:
+            return _audit(conn, record, count)
+
+    def audit_list(self, filter: AuditFilter) -> list[AuditEntry]:
+        rows = self._execute(
+            _Q["audit_list"],
+            {"since": filter.since, "until": filter.until, "actor": filter.actor or None,
+             "action": filter.action, "before_id": filter.before_id, "limit": filter.limit},
+        )
+        return [audit_entry_from_row(row) for row in rows]
 
     def token_touch(self, token_id: int) -> None:
         self._execute(_Q["token_touch"], {"id": token_id})
@@ -975,6 +1016,25 @@ def _make_storable(value: Any) -> Any:
     if isinstance(value, dict):
         return {_make_storable(k): _make_storable(v) for k, v in value.items()}
     return value
+
+
+def _audit(
+    conn: psycopg.Connection[Any], audit: AuditRecord | None, count: int,
+    *, target: str | None = None,
+) -> int:
+    """Write `audit` (if any) in the transaction open on `conn`, and prune expired ones."""
+    if audit is None:
+        return 0
+    row = conn.execute(
+        _Q["audit_insert"],
+        {"actor": audit.actor, "source": audit.source, "action": audit.action,
+         "target": audit.target if target is None else target, "count": count,
+         "params": dumps(audit.params)},
+    ).fetchall()[0]
+    conn.execute(
+        _Q["audit_prune"], {"older_than": audit.retention, "limit": AUDIT_PRUNE_BATCH}
+    )
+    return int(row["id"])
 
 
 def _notify_payload(queues: Sequence[str]) -> str:

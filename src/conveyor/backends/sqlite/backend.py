@@ -26,9 +26,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from conveyor.backends.base import (
+    AUDIT_PRUNE_BATCH,
     SCHEMA_VERSION,
     AlertState,
     ApiToken,
+    AuditEntry,
+    AuditFilter,
+    AuditRecord,
     Completion,
     FetchParams,
     HeldJob,
@@ -45,6 +49,7 @@ from conveyor.backends.base import (
     WorkerInfo,
 )
 from conveyor.backends.records import (
+    audit_entry_from_row,
     dumps,
     interleave,
     job_record_from_row,
@@ -247,7 +252,7 @@ class SQLiteBackend:
                 # The busy timeout already waited; under a long writer keep trying
                 # until our own deadline so "database is locked" never reaches a user.
                 if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise _translate(exc) from exc
+                    raise translate_error(exc) from exc
         try:
             yield conn
         except BaseException:
@@ -259,13 +264,13 @@ class SQLiteBackend:
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                raise _translate(exc) from exc
+                raise translate_error(exc) from exc
 
     def _read(self, sql: str, params: dict[str, Any]) -> list[sqlite3.Row]:
         try:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     # -- schema -----------------------------------------------------------------
     def _migrate(self, conn: sqlite3.Connection, *, dry_run: bool) -> list[tuple[int, str]]:
@@ -320,7 +325,7 @@ class SQLiteBackend:
             try:
                 results = self._insert(conn, jobs)
             except sqlite3.Error as exc:
-                raise _translate(exc) from exc
+                raise translate_error(exc) from exc
             return results
         with self._write() as conn:
             results = self._insert(conn, jobs)
@@ -473,28 +478,32 @@ class SQLiteBackend:
         rows = self._read(_Q["job_list"], _filter_params(filter))
         return [job_record_from_row(row) for row in rows]
 
-    def job_retry(self, filter: JobFilter) -> int:
+    def job_retry(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:
         with self._write() as conn:
             params = _filter_params(filter)
             params["now"] = self.clock.now()
             count = len(conn.execute(_Q["job_retry_dead"], params).fetchall())
+            self._audit(conn, audit, count)
         self._notify_local()
         return count
 
-    def job_cancel(self, job_id: int) -> bool:
+    def job_cancel(self, job_id: int, *, audit: AuditRecord | None = None) -> bool:
         with self._write() as conn:
             row = conn.execute(
                 _Q["job_cancel"],
                 {"job_id": job_id, "now": self.clock.now()},
             ).fetchone()
+            self._audit(conn, audit, int(row is not None))
         return row is not None
 
-    def job_delete(self, filter: JobFilter) -> int:
+    def job_delete(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:
         params = _filter_params(filter)
         if params["states"] is None:
             params["states"] = dumps(sorted(FINISHED_STATES))
         with self._write() as conn:
-            return len(conn.execute(_Q["job_delete"], params).fetchall())
+            count = len(conn.execute(_Q["job_delete"], params).fetchall())
+            self._audit(conn, audit, count)
+        return count
 
     def job_prune(self, older_than: float, limit: int = 10_000) -> int:
         with self._write() as conn:
@@ -524,16 +533,20 @@ class SQLiteBackend:
             for queue, counts in sorted(by_queue.items())
         ]
 
-    def queue_pause(self, queue: str, by: str = "") -> bool:
+    def queue_pause(
+        self, queue: str, by: str = "", *, audit: AuditRecord | None = None
+    ) -> bool:
         with self._write() as conn:
             row = conn.execute(
                 _Q["queue_pause"], {"queue": queue, "by": by, "now": self.clock.now()}
             ).fetchone()
+            self._audit(conn, audit, int(row is not None))
         return row is not None
 
-    def queue_resume(self, queue: str) -> bool:
+    def queue_resume(self, queue: str, *, audit: AuditRecord | None = None) -> bool:
         with self._write() as conn:
             row = conn.execute(_Q["queue_resume"], {"queue": queue}).fetchone()
+            self._audit(conn, audit, int(row is not None))
         self._notify_local()
         return row is not None
 
@@ -551,7 +564,7 @@ class SQLiteBackend:
         ]
 
     # -- API tokens ---------------------------------------------------------------
-    def token_insert(self, token: TokenInsert) -> int:
+    def token_insert(self, token: TokenInsert, *, audit: AuditRecord | None = None) -> int:
         with self._write() as conn:
             row = conn.execute(
                 _Q["token_insert"],
@@ -559,6 +572,7 @@ class SQLiteBackend:
                  "tasks": dumps(list(token.tasks)), "queues": dumps(list(token.queues)),
                  "now": self.clock.now()},
             ).fetchone()
+            self._audit(conn, audit, 1, target=f"token:{int(row[0])}")
         return int(row[0])
 
     def token_list(self) -> list[ApiToken]:
@@ -568,16 +582,50 @@ class SQLiteBackend:
         rows = self._read(_Q["token_by_hash"], {"token_hash": token_hash})
         return _token(rows[0]) if rows else None
 
-    def token_revoke(self, token_id: int) -> bool:
+    def token_revoke(self, token_id: int, *, audit: AuditRecord | None = None) -> bool:
         with self._write() as conn:
             row = conn.execute(
                 _Q["token_revoke"], {"id": token_id, "now": self.clock.now()}
             ).fetchone()
+            self._audit(conn, audit, int(row is not None))
         return row is not None
 
     def token_touch(self, token_id: int) -> None:
         with self._write() as conn:
             conn.execute(_Q["token_touch"], {"id": token_id, "now": self.clock.now()})
+
+    # -- audit log ------------------------------------------------------------------
+    def _audit(
+        self, conn: sqlite3.Connection, audit: AuditRecord | None, count: int,
+        *, target: str | None = None,
+    ) -> int:
+        """Write `audit` (if any) in the transaction open on `conn`, and prune expired ones."""
+        if audit is None:
+            return 0
+        now = self.clock.now()
+        row = conn.execute(
+            _Q["audit_insert"],
+            {"now": now, "actor": audit.actor, "source": audit.source, "action": audit.action,
+             "target": audit.target if target is None else target, "count": count,
+             "params": dumps(audit.params)},
+        ).fetchone()
+        conn.execute(
+            _Q["audit_prune"],
+            {"now": now, "older_than": audit.retention, "limit": AUDIT_PRUNE_BATCH},
+        )
+        return int(row[0])
+
+    def audit_insert(self, record: AuditRecord, count: int = 0) -> int:
+        with self._write() as conn:
+            return self._audit(conn, record, count)
+
+    def audit_list(self, filter: AuditFilter) -> list[AuditEntry]:
+        rows = self._read(
+            _Q["audit_list"],
+            {"since": filter.since, "until": filter.until, "actor": filter.actor or None,
+             "action": filter.action, "before_id": filter.before_id, "limit": filter.limit},
+        )
+        return [audit_entry_from_row(row) for row in rows]
 
     # -- observability ------------------------------------------------------------
     def stats_read(self, query: StatsQuery) -> list[JobStats]:
@@ -769,7 +817,7 @@ def _split_statements(script: str) -> list[str]:
     return statements
 
 
-def _translate(exc: sqlite3.Error) -> BackendError:
+def translate_error(exc: sqlite3.Error) -> BackendError:
     text = str(exc)
     if "no such table" in text:
         return SchemaError(f"the conveyor tables are missing ({text}): run `conveyor migrate`")
