@@ -277,7 +277,9 @@ class SQLiteBackend:
             log.warning("could not extend the running leases after a %.1fs stall: %s",
                         held, exc)
             return
-        log.warning(
+        # Said when it mattered: a long bulk enqueue with nothing running is not news.
+        log.log(
+            logging.WARNING if shifted else logging.DEBUG,
             "this process held the SQLite write lock for %.1fs (it was stopped or starved, "
             "or a transaction was very long), so no other writer could commit meanwhile: "
             "%d running lease(s) extended by that time", held, shifted,
