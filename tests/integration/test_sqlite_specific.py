@@ -148,3 +148,50 @@ def test_a_stalled_write_lock_holder_credits_the_stall_to_every_running_lease(
     time.sleep(2.1)
     assert len(backend.job_rescue()) == 2  # with writes accepted, they do
     app.close()
+
+
+STOPPED_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from conveyor.backends.sqlite.backend import SQLiteBackend
+    backend = SQLiteBackend(sys.argv[1])
+    with backend._write():
+        print("held", flush=True)
+        time.sleep(60)  # as if stopped: it is killed before it lets go
+    """
+)
+
+
+def test_a_holder_killed_while_stalled_has_its_stall_credited_by_the_writer_that_waited(
+    tmp_path: Path,
+) -> None:
+    import signal
+    import threading
+
+    from conveyor.backends.base import FetchParams
+
+    url = f"sqlite:///{tmp_path / 'killed.db'}"
+    app = Conveyor(url, lease=2.0)
+
+    @app.task()
+    def noop() -> None: ...
+
+    noop.enqueue()
+    backend = app.backend
+    [job] = backend.job_fetch(FetchParams("w1", ["default"], 1, 2.0))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", STOPPED_HOLDER, url], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "held"
+    rescued: list[list[int]] = []
+    waiter = threading.Thread(target=lambda: rescued.append(backend.job_rescue()))
+    waiter.start()  # waits on the lock from now on, as every live writer would
+    time.sleep(2.5)  # longer than the lease
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(10)
+    waiter.join(30)
+    assert rescued == [[]]  # the wait was credited before the rescue judged the lease
+    record = app.get_job(job.id)
+    assert record is not None and record.state.value == "running"
+    app.close()

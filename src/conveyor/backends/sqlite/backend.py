@@ -117,8 +117,14 @@ class WriteGuard:
       caller can look.
 
     A thread lock orders the threads of this process; `flock` on a sidecar file
-    orders the processes, and the kernel drops it if its holder dies.
+    orders the processes, and the kernel drops it if its holder dies. A holder that
+    dies while stopped cannot credit its stall, so the holder also writes when it took
+    the lock into the lock file (no fsync: the page cache is shared by the processes
+    of the host) and blanks it when it lets go; who next takes the lock and finds it
+    not blank knows that its predecessor died holding it, and since when.
     """
+
+    _MARK = 64  # bytes of the "held since" mark at the start of the lock file
 
     def __init__(self, db_path: str) -> None:
         self._thread_lock = threading.Lock()
@@ -126,8 +132,11 @@ class WriteGuard:
         self._fd: int | None = None
 
     @contextlib.contextmanager
-    def hold(self, timeout: float) -> Iterator[float]:
-        """Hold the lock; yields the `time.monotonic()` at which it was acquired."""
+    def hold(self, timeout: float) -> Iterator[tuple[float, float]]:
+        """Hold the lock. Yields the `time.monotonic()` at which it was acquired, and
+        for how long this caller waited on a holder that died holding the lock (0.0
+        if the last holder let go normally)."""
+        asked_at = time.monotonic()
         if not self._thread_lock.acquire(timeout=timeout):
             raise BackendError(
                 f"another thread held the SQLite write lock for over {timeout}s: a long "
@@ -152,11 +161,36 @@ class WriteGuard:
                     time.sleep(pause)
                     pause = min(pause * 2, 0.002)
             try:
-                yield time.monotonic()
+                acquired_at = time.monotonic()
+                orphaned = self._orphaned_for(
+                    os.pread(self._fd, self._MARK, 0), asked_at, acquired_at)
+                os.pwrite(self._fd, f"{acquired_at:.6f} {os.getpid()}".ljust(self._MARK)
+                          .encode(), 0)
+                try:
+                    yield acquired_at, orphaned
+                finally:
+                    os.pwrite(self._fd, b" " * self._MARK, 0)
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()
+
+    @staticmethod
+    def _orphaned_for(mark: bytes, asked_at: float, now: float) -> float:
+        """How long this caller waited on a holder that never let go (0.0 if the last
+        holder let go). Only the caller's own wait counts: a lock left by a killed
+        holder and then unused for an hour is no stall. `time.monotonic()` is one
+        clock for every process of the host since boot; a mark from before a reboot
+        reads as absurd and is ignored."""
+        if not mark.strip():
+            return 0.0
+        try:
+            since = float(mark.split()[0])
+        except (ValueError, IndexError):
+            return 0.0
+        if not 0.0 <= now - since < 86_400.0:
+            return 0.0
+        return now - max(since, asked_at)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -216,8 +250,10 @@ class SQLiteBackend:
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
         conn.row_factory = sqlite3.Row
-        with self._guard.hold(self.busy_timeout):
+        with self._guard.hold(self.busy_timeout) as (_, orphaned):
             conn.execute("PRAGMA journal_mode=WAL")
+            if orphaned > self._stall_threshold:  # see _write
+                self._credit_stall(conn, orphaned)
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         with self._lock:
@@ -248,7 +284,11 @@ class SQLiteBackend:
     def _write(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
         """One short write transaction. Waits for the lock instead of failing."""
         conn = conn or self._conn
-        with self._guard.hold(self.busy_timeout) as acquired_at:
+        with self._guard.hold(self.busy_timeout) as (acquired_at, orphaned):
+            if orphaned > self._stall_threshold:
+                # We waited this long on a holder that died holding the lock (stopped,
+                # then killed): credit the stall it could not, before any rescue.
+                self._credit_stall(conn, orphaned)
             try:
                 with self._transaction(conn):
                     yield conn
