@@ -146,7 +146,7 @@ class WriteGuard:
             if self._fd is None:
                 self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             deadline = time.monotonic() + timeout
-            pause = 0.0001
+            pause = 0.0002
             while True:
                 try:
                     fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -159,7 +159,7 @@ class WriteGuard:
                             "busy_timeout"
                         ) from None
                     time.sleep(pause)
-                    pause = min(pause * 2, 0.002)
+                    pause = min(pause * 2, 0.005)
             try:
                 acquired_at = time.monotonic()
                 orphaned = self._orphaned_for(
