@@ -163,17 +163,28 @@ class WriteGuard:
             try:
                 acquired_at = time.monotonic()
                 orphaned = self._orphaned_for(
-                    os.pread(self._fd, self._MARK, 0), asked_at, acquired_at)
-                os.pwrite(self._fd, f"{acquired_at:.6f} {os.getpid()}".ljust(self._MARK)
-                          .encode(), 0)
+                    self._mark(None), asked_at, acquired_at)
+                self._mark(f"{acquired_at:.6f} {os.getpid()}")
                 try:
                     yield acquired_at, orphaned
                 finally:
-                    os.pwrite(self._fd, b" " * self._MARK, 0)
+                    self._mark("")
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()
+
+    def _mark(self, text: str | None) -> bytes:
+        """Read (None) or write the "held since" mark. Best effort: a lock file that
+        cannot be written (a full disk) costs only the credit of a killed holder."""
+        assert self._fd is not None
+        try:
+            if text is None:
+                return os.pread(self._fd, self._MARK, 0)
+            os.pwrite(self._fd, text.ljust(self._MARK).encode(), 0)
+        except OSError:
+            pass
+        return b""
 
     @staticmethod
     def _orphaned_for(mark: bytes, asked_at: float, now: float) -> float:
