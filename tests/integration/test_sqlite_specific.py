@@ -195,3 +195,27 @@ def test_a_holder_killed_while_stalled_has_its_stall_credited_by_the_writer_that
     record = app.get_job(job.id)
     assert record is not None and record.state.value == "running"
     app.close()
+
+
+def test_the_stall_threshold_follows_the_shortest_lease_within_its_bounds(
+    tmp_path: Path,
+) -> None:
+    from conveyor.backends.sqlite.backend import SQLiteBackend, WriteGuard
+
+    backend = SQLiteBackend(f"sqlite:///{tmp_path / 't.db'}")
+    assert backend._stall_threshold == 1.0  # nothing leased yet
+    backend._learn_lease(30.0)
+    assert backend._stall_threshold == 1.0
+    backend._learn_lease(2.0)
+    assert backend._stall_threshold == 0.5
+    backend._learn_lease(0.1)
+    assert backend._stall_threshold == 0.25  # an ordinary slow commit is no stall
+    backend._learn_lease(30.0)
+    assert backend._stall_threshold == 0.25  # the shortest lease in use rules
+    # The mark a killed holder leaves: only the reader's own wait counts.
+    assert WriteGuard._orphaned_for(b" " * 64, 10.0, 12.0) == 0.0
+    assert WriteGuard._orphaned_for(b"9.0 123", 10.0, 12.0) == 2.0
+    assert WriteGuard._orphaned_for(b"11.0 123", 10.0, 12.0) == 1.0
+    assert WriteGuard._orphaned_for(b"999999.0 1", 10.0, 12.0) == 0.0  # before a reboot
+    assert WriteGuard._orphaned_for(b"garbage", 10.0, 12.0) == 0.0
+    backend.close()
