@@ -322,7 +322,8 @@ class SQLiteBackend:
         try:
             with self._transaction(conn):
                 shifted = conn.execute(
-                    _Q["job_lease_credit"], {"seconds": held}
+                    _Q["job_lease_credit"],
+                    {"seconds": held, "stall_began": self.clock.now() - held},
                 ).rowcount
         except (sqlite3.Error, BackendError) as exc:
             log.warning("could not extend the running leases after a %.1fs stall: %s",
