@@ -317,8 +317,9 @@ class SQLiteBackend:
     def _credit_stall(self, conn: sqlite3.Connection, held: float) -> None:
         """This process held the write lock for `held` seconds, so nobody could renew a
         lease meanwhile: lease time runs only while the database accepts writes. Every
-        running lease is extended by that time, in one more transaction under the same
-        hold, so no rescue can judge a lease before the credit is in."""
+        lease still running when the stall began is extended by that time, in one more
+        transaction under the same hold, so no rescue can judge a lease before the
+        credit is in."""
         try:
             with self._transaction(conn):
                 shifted = conn.execute(
