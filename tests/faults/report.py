@@ -60,6 +60,14 @@ FAULTS: list[tuple[str, str, str]] = [
      "the same fencing is shown by fault 10"),
     ("claim-race", "12. Claim race",
      "4 processes x 8 threads on one queue of 3,000 jobs"),
+    ("stopped-lock-holder", "13. A stopped lock holder",
+     "three workers drain 400 jobs of 50 ms, lease 1.5 s; one is SIGSTOPped for 3 s, on "
+     "SQLite at a moment it holds the write lock, so nobody can commit until it resumes "
+     "(completions_committed_during_pause shows it). No lease of a worker that was never "
+     "stopped may expire: the stall is credited to every running lease, the stopped "
+     "worker's own included. On PostgreSQL nobody waits for it, and only its own leases "
+     "expire and are rescued; started_after_finish counts prefetched jobs it started on "
+     "resuming after another worker had finished them (refused completions)"),
 ]
 
 PREAMBLE = """\

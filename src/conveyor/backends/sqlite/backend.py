@@ -70,6 +70,14 @@ _MIGRATIONS = load_migrations("conveyor.backends.sqlite")
 _WAL_RESET_FIXED = ((3, 51, 3), (3, 50, 7), (3, 44, 6))
 _warned_versions: set[str] = set()
 
+# -- write lock and stalls ------------------------------------------------------------
+# A write that held the lock longer than this (a stopped or very slow process, a huge
+# transaction) stalled every other writer: see WriteGuard. Never above 1 s, and a
+# quarter of the shortest lease this process has used, but at least 0.25 s (below that
+# an ordinary commit on a loaded machine would count as a stall).
+STALL_THRESHOLD = 1.0
+STALL_THRESHOLD_FLOOR = 0.25
+
 
 def sqlite_has_wal_reset_bug(version: str) -> bool:
     parts = tuple(int(p) for p in version.split(".")[:3])
@@ -81,41 +89,59 @@ def sqlite_has_wal_reset_bug(version: str) -> bool:
 
 
 def _warn_sqlite_version() -> None:
+    """Said once per process, when a writer that conveyor's lock does not order (the
+    caller's own connection, `connection=`) writes to the file on an affected SQLite."""
     version = sqlite3.sqlite_version
     if version in _warned_versions or not sqlite_has_wal_reset_bug(version):
         return
     _warned_versions.add(version)
-    message = (
-        f"SQLite {version} has the WAL-reset bug (rare corruption when two connections write "
-        "or checkpoint one file at the same moment; fixed in 3.51.3, 3.50.7 and 3.44.6). "
-        "conveyor serialises its own writes with a lock file to avoid it; other programs "
-        "writing the same file are not covered. Prefer a Python built with a newer SQLite."
+    log.warning(
+        "SQLite %s has the WAL-reset bug (rare corruption when two connections write or "
+        "checkpoint one file at the same moment; fixed in 3.51.3, 3.50.7 and 3.44.6). "
+        "conveyor orders its own writes with a lock file, but not those of your own "
+        "connection (connection=): keep its transactions short, or use a Python built "
+        "with a newer SQLite", version,
     )
-    log.warning(message)
 
 
 class WriteGuard:
-    """Serialises conveyor's writes to one SQLite file across threads and processes.
+    """Orders conveyor's writes to one SQLite file across threads and processes.
 
-    SQLite admits one writer at a time anyway, so this costs no throughput; on a
-    SQLite with the WAL-reset bug it removes the bug's precondition (two
-    connections writing or checkpointing at the same moment: auto-checkpoints
-    run inside COMMIT, which happens under this guard). A thread lock orders the
-    threads of this process; `flock` on a sidecar file orders the processes, and
-    the kernel drops it if its holder dies.
+    SQLite admits one writer at a time anyway, so this costs no throughput. It does two
+    things SQLite's own lock cannot:
+
+    - on a SQLite with the WAL-reset bug it removes the bug's precondition (two
+      connections writing or checkpointing at the same moment: auto-checkpoints run
+      inside COMMIT, which happens under this guard);
+    - it makes a stall measurable by the one who caused it. The guard is held from
+      before `BEGIN IMMEDIATE` until after `COMMIT` returns (checkpoint and fsync
+      included), so a holder that was stopped (SIGSTOP, a paused VM, swapped out) or
+      slow finds, when it resumes, how long nobody else could write, and credits that
+      time to every running lease before letting anyone else in (see
+      `SQLiteBackend._write`). SQLite's own lock is released inside COMMIT, where no
+      caller can look.
+
+    A thread lock orders the threads of this process; `flock` on a sidecar file
+    orders the processes, and the kernel drops it if its holder dies. A holder that
+    dies while stopped cannot credit its stall, so the holder also writes when it took
+    the lock into the lock file (no fsync: the page cache is shared by the processes
+    of the host) and blanks it when it lets go; who next takes the lock and finds it
+    not blank knows that its predecessor died holding it, and since when.
     """
 
-    def __init__(self, db_path: str, *, enabled: bool) -> None:
-        self.enabled = enabled
+    _MARK = 64  # bytes of the "held since" mark at the start of the lock file
+
+    def __init__(self, db_path: str) -> None:
         self._thread_lock = threading.Lock()
         self._lock_path = os.path.abspath(db_path) + "-conveyor.lock"
         self._fd: int | None = None
 
     @contextlib.contextmanager
-    def hold(self, timeout: float) -> Iterator[None]:
-        if not self.enabled:
-            yield
-            return
+    def hold(self, timeout: float) -> Iterator[tuple[float, float]]:
+        """Hold the lock. Yields the `time.monotonic()` at which it was acquired, and
+        for how long this caller waited on a holder that died holding the lock (0.0
+        if the last holder let go normally)."""
+        asked_at = time.monotonic()
         if not self._thread_lock.acquire(timeout=timeout):
             raise BackendError(
                 f"another thread held the SQLite write lock for over {timeout}s: a long "
@@ -140,11 +166,47 @@ class WriteGuard:
                     time.sleep(pause)
                     pause = min(pause * 2, 0.005)
             try:
-                yield
+                acquired_at = time.monotonic()
+                orphaned = self._orphaned_for(
+                    self._mark(None), asked_at, acquired_at)
+                self._mark(f"{acquired_at:.6f} {os.getpid()}")
+                try:
+                    yield acquired_at, orphaned
+                finally:
+                    self._mark("")
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()
+
+    def _mark(self, text: str | None) -> bytes:
+        """Read (None) or write the "held since" mark. Best effort: a lock file that
+        cannot be written (a full disk) costs only the credit of a killed holder."""
+        assert self._fd is not None
+        try:
+            if text is None:
+                return os.pread(self._fd, self._MARK, 0)
+            os.pwrite(self._fd, text.ljust(self._MARK).encode(), 0)
+        except OSError:
+            pass
+        return b""
+
+    @staticmethod
+    def _orphaned_for(mark: bytes, asked_at: float, now: float) -> float:
+        """How long this caller waited on a holder that never let go (0.0 if the last
+        holder let go). Only the caller's own wait counts: a lock left by a killed
+        holder and then unused for an hour is no stall. `time.monotonic()` is one
+        clock for every process of the host since boot; a mark from before a reboot
+        reads as absurd and is ignored."""
+        if not mark.strip():
+            return 0.0
+        try:
+            since = float(mark.split()[0])
+        except (ValueError, IndexError):
+            return 0.0
+        if not 0.0 <= now - since < 86_400.0:
+            return 0.0
+        return now - max(since, asked_at)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -190,9 +252,8 @@ class SQLiteBackend:
         self._wake = threading.Condition()
         self._wake_generation = 0
         self._closed = False
-        self._guard = WriteGuard(
-            self.path, enabled=sqlite_has_wal_reset_bug(sqlite3.sqlite_version)
-        )
+        self._guard = WriteGuard(self.path)
+        self._stall_threshold = STALL_THRESHOLD
 
     # -- connections ----------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -201,13 +262,14 @@ class SQLiteBackend:
             raise ConfigurationError(
                 f"the folder of the SQLite file {self.path!r} does not exist: create {directory}"
             )
-        _warn_sqlite_version()
         conn = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
         conn.row_factory = sqlite3.Row
-        with self._guard.hold(self.busy_timeout):
+        with self._guard.hold(self.busy_timeout) as (_, orphaned):
             conn.execute("PRAGMA journal_mode=WAL")
+            if orphaned > self._stall_threshold:  # see _write
+                self._credit_stall(conn, orphaned)
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         with self._lock:
@@ -238,8 +300,48 @@ class SQLiteBackend:
     def _write(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
         """One short write transaction. Waits for the lock instead of failing."""
         conn = conn or self._conn
-        with self._guard.hold(self.busy_timeout), self._transaction(conn):
-            yield conn
+        with self._guard.hold(self.busy_timeout) as (acquired_at, orphaned):
+            if orphaned > self._stall_threshold:
+                # We waited this long on a holder that died holding the lock (stopped,
+                # then killed): credit the stall it could not, before any rescue.
+                self._credit_stall(conn, orphaned)
+            try:
+                with self._transaction(conn):
+                    yield conn
+            finally:
+                held = time.monotonic() - acquired_at
+                if held > self._stall_threshold:
+                    self._credit_stall(conn, held)
+
+    # -- stalls (see WriteGuard) ------------------------------------------------------
+    def _learn_lease(self, lease_seconds: float) -> None:
+        """A stall must be noticed well within the shortest lease in use."""
+        threshold = min(STALL_THRESHOLD, max(STALL_THRESHOLD_FLOOR, lease_seconds / 4))
+        self._stall_threshold = min(self._stall_threshold, threshold)
+
+    def _credit_stall(self, conn: sqlite3.Connection, held: float) -> None:
+        """This process held the write lock for `held` seconds, so nobody could renew a
+        lease meanwhile: lease time runs only while the database accepts writes. Every
+        lease still running when the stall began is extended by that time, in one more
+        transaction under the same hold, so no rescue can judge a lease before the
+        credit is in."""
+        try:
+            with self._transaction(conn):
+                shifted = conn.execute(
+                    _Q["job_lease_credit"],
+                    {"seconds": held, "stall_began": self.clock.now() - held},
+                ).rowcount
+        except (sqlite3.Error, BackendError) as exc:
+            log.warning("could not extend the running leases after a %.1fs stall: %s",
+                        held, exc)
+            return
+        # Said when it mattered: a long bulk enqueue with nothing running is not news.
+        log.log(
+            logging.WARNING if shifted else logging.DEBUG,
+            "this process held the SQLite write lock for %.1fs (it was stopped or starved, "
+            "or a transaction was very long), so no other writer could commit meanwhile: "
+            "%d running lease(s) extended by that time", held, shifted,
+        )
 
     @contextlib.contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
@@ -381,12 +483,14 @@ class SQLiteBackend:
             )
         if not self._ready:
             self._conn  # noqa: B018 - creates the schema on first use
+        _warn_sqlite_version()  # this writer is not ordered by conveyor's lock
         return connection
 
     # -- worker side ------------------------------------------------------------
     def job_fetch(self, params: FetchParams) -> list[JobRecord]:
         if params.limit <= 0:
             return []
+        self._learn_lease(params.lease_seconds)
         with self._write() as conn:
             now = self.clock.now()
             conn.execute(_Q["job_stage"], {"now": now})
@@ -438,6 +542,7 @@ class SQLiteBackend:
     ) -> list[int]:
         if not jobs:
             return []
+        self._learn_lease(lease_seconds)
         with self._write() as conn:
             rows = conn.execute(
                 _Q["job_heartbeat"],
