@@ -16,13 +16,13 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack, final
 
+from conveyor import jsonvalue
 from conveyor.backends.base import JobInsert
-from conveyor.backends.records import dumps
+from conveyor.clock import MAX_AHEAD, check_run_at
 from conveyor.errors import (
     ConfigurationError,
     InvalidArgumentsError,
     InvalidOptionError,
-    SerializationError,
 )
 from conveyor.observability.tracing import current_trace_context
 from conveyor.retry import CircuitBreaker, Retry
@@ -125,43 +125,16 @@ def check_delay(value: object) -> float:
         raise InvalidOptionError(f"delay must be a number of seconds, got {value!r}")
     if value < 0:
         raise InvalidOptionError(f"delay must be >= 0 seconds, got {value!r}: use 0 to run now")
+    if value > MAX_AHEAD:
+        raise InvalidOptionError(
+            f"delay must be at most {MAX_AHEAD:.0f} seconds (100 years), got {value!r}"
+        )
     return float(value)
 
 
 def check_json(value: Any, where: str) -> None:
-    """Refuse anything that does not survive a JSON round trip, naming where it is."""
-    if value is None or isinstance(value, bool | int | str):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise SerializationError(f"{where} is {value!r}, which JSON cannot hold")
-        return
-    if isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            check_json(item, f"{where}[{i}]")
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise SerializationError(
-                    f"{where} has the key {key!r} ({type(key).__name__}); JSON object keys "
-                    "must be str"
-                )
-            check_json(item, f"{where}[{key!r}]")
-        return
-    hint = {
-        "set": "pass a list",
-        "frozenset": "pass a list",
-        "bytes": "pass text (e.g. base64)",
-        "datetime": "pass .isoformat()",
-        "date": "pass .isoformat()",
-        "Decimal": "pass str(value)",
-        "UUID": "pass str(value)",
-    }.get(type(value).__name__, "pass plain JSON data (dict, list, str, int, float, bool, None)")
-    raise SerializationError(
-        f"{where} is a {type(value).__name__}, which is not JSON: {hint}. "
-        "conveyor stores arguments as data, never as pickled objects"
-    )
+    """Refuse a return value that is not JSON (text is repaired when stored, not refused)."""
+    jsonvalue.check_json(value, where, text=False)
 
 
 # -- the task ---------------------------------------------------------------------
@@ -246,6 +219,7 @@ class Task(Generic[P, R]):
                         f"run_at must be an aware datetime (e.g. datetime.now(UTC) + ...), "
                         f"got {value!r}"
                     )
+                check_run_at(value.timestamp())
             elif key == "idempotency_key":
                 if value is not None and (not isinstance(value, str) or not value):
                     raise InvalidOptionError(
@@ -281,10 +255,10 @@ class Task(Generic[P, R]):
                 f"{self.name}{self._signature} cannot take these arguments: {exc}"
             ) from exc
         for i, arg in enumerate(args):
-            check_json(arg, f"{self.name}: argument {i}")
+            jsonvalue.check_json(arg, f"{self.name}: argument {i}")
         for key, arg in kwargs.items():
-            check_json(arg, f"{self.name}: argument {key!r}")
-        return dumps([list(args), dict(kwargs)])
+            jsonvalue.check_json(arg, f"{self.name}: argument {key!r}")
+        return jsonvalue.dumps([list(args), dict(kwargs)])
 
     def _insert(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> JobInsert:
         app, opts, call = self.app, self.options, self._call

@@ -52,7 +52,6 @@ class JobState(StrEnum):
 
 
 FINISHED_STATES = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
-WAITING_STATES = frozenset({JobState.SCHEDULED, JobState.AVAILABLE})
 
 
 @dataclass(frozen=True, slots=True)

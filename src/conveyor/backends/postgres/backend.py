@@ -33,11 +33,9 @@ schema it does not know.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
-import re
 import select
 import threading
 import time
@@ -50,6 +48,8 @@ from psycopg import IsolationLevel
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.datetime import TimestamptzLoader
+from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from conveyor.backends.base import (
@@ -65,22 +65,31 @@ from conveyor.backends.base import (
     JobStats,
     QueuePause,
     QueueStats,
-    Role,
     StatsQuery,
     Throughput,
     TokenInsert,
     WorkerInfo,
 )
-from conveyor.backends.records import dumps, job_record_from_row, job_stats_from_row
+from conveyor.backends.records import (
+    alert_from_row,
+    check_insert,
+    dumps,
+    filter_params,
+    job_record_from_row,
+    job_stats_from_row,
+    token_from_row,
+    worker_from_row,
+)
 from conveyor.backends.sql import load_migrations, load_queries
+from conveyor.clock import EARLIEST, LATEST
 from conveyor.errors import (
     BackendError,
     BackendUnavailable,
     ConfigurationError,
     EnqueueError,
     SchemaError,
-    SerializationError,
 )
+from conveyor.jsonvalue import loads_readable, storable_json
 from conveyor.types import FINISHED_STATES, JobRecord, JobState
 
 log = logging.getLogger("conveyor.postgres")
@@ -124,11 +133,23 @@ def _configure(conn: Connection) -> None:
     # racing transaction, then the next statement sees its row): do not inherit
     # a stricter default_transaction_isolation from the server.
     conn.isolation_level = IsolationLevel.READ_COMMITTED
+    # Arguments and results are `json` (kept as written, numbers exact); a row holding
+    # a character that cannot be shown reads with U+FFFD instead of failing.
+    set_json_loads(loads_readable, conn)
+
+
+class _LenientTimestamptzLoader(TimestamptzLoader):
+    """A timestamptz beyond what `datetime` holds (PostgreSQL allows year 294276)
+    reads as the nearer end of the range instead of failing the read."""
+
+    def load(self, data: Any) -> Any:
+        try:
+            return super().load(data)
+        except psycopg.DataError:
+            return EARLIEST if bytes(data).rstrip().endswith(b"BC") else LATEST
 
 
 class PostgresBackend:
-    supports_notify = True
-
     def __init__(
         self,
         url: str,
@@ -294,6 +315,12 @@ class PostgresBackend:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description is not None else []
 
+    def _read_jobs(self, query: str, params: dict[str, Any]) -> list[JobRecord]:
+        """Job rows for an operator's read: a stored time out of range never breaks it."""
+        with self._connection() as conn, conn.cursor() as cur:
+            cur.adapters.register_loader("timestamptz", _LenientTimestamptzLoader)
+            return [job_record_from_row(row) for row in cur.execute(query, params).fetchall()]
+
     def _rowcount(self, query: str, params: dict[str, Any]) -> int:
         with self._connection() as conn:
             return conn.execute(query, params).rowcount
@@ -397,7 +424,7 @@ class PostgresBackend:
         if not jobs:
             return []
         for job in jobs:
-            _check_storable(job)
+            check_insert(job)
         if foreign is not None:
             conn = foreign
             try:
@@ -515,7 +542,7 @@ class PostgresBackend:
             return []
         given = [
             {"job_id": c.job_id, "lease_token": c.lease_token, "outcome": c.outcome,
-             "result": _storable_json(c.result_json), "error": _storable_json(c.error_json),
+             "result": storable_json(c.result_json), "error": storable_json(c.error_json),
              "retry_delay": c.retry_delay}
             for c in completions
         ]
@@ -558,16 +585,15 @@ class PostgresBackend:
 
     # -- operator side --------------------------------------------------------------
     def job_get(self, job_id: int) -> JobRecord | None:
-        rows = self._execute(_Q["job_get"], {"job_id": job_id})
-        return job_record_from_row(rows[0]) if rows else None
+        rows = self._read_jobs(_Q["job_get"], {"job_id": job_id})
+        return rows[0] if rows else None
 
     def job_list(self, filter: JobFilter) -> list[JobRecord]:
-        rows = self._execute(_Q["job_list"], _filter_params(filter))
-        return [job_record_from_row(row) for row in rows]
+        return self._read_jobs(_Q["job_list"], filter_params(filter))
 
     def job_retry(self, filter: JobFilter) -> int:
         with self._transaction() as conn:
-            rows = conn.execute(_Q["job_retry_dead"], _filter_params(filter)).fetchall()
+            rows = conn.execute(_Q["job_retry_dead"], filter_params(filter)).fetchall()
             _notify_for(conn, rows)
         return len(rows)
 
@@ -575,7 +601,7 @@ class PostgresBackend:
         return bool(self._execute(_Q["job_cancel"], {"job_id": job_id}))
 
     def job_delete(self, filter: JobFilter) -> int:
-        params = _filter_params(filter)
+        params = filter_params(filter)
         if params["states"] is None:
             params["states"] = sorted(str(s) for s in FINISHED_STATES)
         return self._rowcount(_Q["job_delete"], params)
@@ -630,11 +656,11 @@ class PostgresBackend:
         return int(rows[0]["id"])
 
     def token_list(self) -> list[ApiToken]:
-        return [_token(row) for row in self._execute(_Q["token_list"], {})]
+        return [token_from_row(row) for row in self._execute(_Q["token_list"], {})]
 
     def token_by_hash(self, token_hash: str) -> ApiToken | None:
         rows = self._execute(_Q["token_by_hash"], {"token_hash": token_hash})
-        return _token(rows[0]) if rows else None
+        return token_from_row(rows[0]) if rows else None
 
     def token_revoke(self, token_id: int) -> bool:
         return bool(self._execute(_Q["token_revoke"], {"id": token_id}))
@@ -671,12 +697,7 @@ class PostgresBackend:
 
     def alert_list(self) -> list[AlertState]:
         rows = self._execute(_Q["alert_list"], {})
-        return [
-            AlertState(key=row["key"], firing=bool(row["firing"]),
-                       changed_at=float(row["changed_at"]),
-                       details=row["details"] if isinstance(row["details"], dict) else {})
-            for row in rows
-        ]
+        return [alert_from_row(row) for row in rows]
 
     def alert_set(self, state: AlertState) -> None:
         self._execute(
@@ -698,17 +719,7 @@ class PostgresBackend:
 
     def worker_list(self, alive_within: float) -> list[WorkerInfo]:
         rows = self._execute(_Q["worker_list"], {"alive_within": alive_within})
-        return [
-            WorkerInfo(
-                id=row["id"], hostname=row["hostname"], pid=int(row["pid"]),
-                queues=[str(q) for q in row["queues"]], concurrency=int(row["concurrency"]),
-                started_at=float(row["started_at"]),
-                last_heartbeat_at=float(row["last_heartbeat_at"]),
-                running=int(row["running"]),
-                meta=row["meta"] if isinstance(row["meta"], dict) else {},
-            )
-            for row in rows
-        ]
+        return [worker_from_row(row) for row in rows]
 
     def worker_remove(self, worker_id: str) -> None:
         self._execute(_Q["worker_remove"], {"worker_id": worker_id})
@@ -905,78 +916,6 @@ def _group_params(job: JobInsert) -> dict[str, Any]:
     }
 
 
-def _check_storable(job: JobInsert) -> None:
-    """Refuse, before writing anything, what PostgreSQL cannot store: a NUL character
-    or half of a surrogate pair (e.g. a file name decoded with surrogateescape)."""
-    texts = [job.task, job.queue, job.idempotency_key, job.group_key, *job.tags]
-    if any(text is not None and not _storable_text(text) for text in texts):
-        raise SerializationError(
-            f"task {job.task!r}: the task name, queue, idempotency key, group key or a tag "
-            "holds a NUL character or a lone surrogate, which PostgreSQL cannot store: "
-            "remove it"
-        )
-    if _SUSPECT_ESCAPE.search(job.args_json) and not _storable_value(
-        json.loads(job.args_json)
-    ):
-        raise SerializationError(
-            f"arguments of {job.task!r} hold a NUL character or a lone surrogate, which "
-            "PostgreSQL jsonb cannot store: encode binary data (e.g. base64) before enqueueing"
-        )
-
-
-_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|d[89a-f][0-9a-f]{2})", re.IGNORECASE)
-"""JSON escapes of the characters jsonb refuses (a cheap test before an exact one)."""
-
-
-def _storable_json(text: str | None) -> str | None:
-    """A result or error that jsonb cannot store is stored with U+FFFD in place of
-    the offending characters.
-
-    Refusing it would leave the job running until its lease expires and then
-    run it again, for ever; a replaced character is the lesser harm.
-    """
-    if text is None or not _SUSPECT_ESCAPE.search(text):
-        return text
-    value = json.loads(text)
-    if _storable_value(value):
-        return text
-    return dumps(_make_storable(value))
-
-
-def _storable_text(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _storable_value(value: Any) -> bool:
-    if isinstance(value, str):
-        return _storable_text(value)
-    if isinstance(value, list):
-        return all(_storable_value(v) for v in value)
-    if isinstance(value, dict):
-        return all(_storable_text(k) and _storable_value(v) for k, v in value.items())
-    return True
-
-
-def _make_storable(value: Any) -> Any:
-    if isinstance(value, str):
-        if _storable_text(value):
-            return value
-        return "".join(
-            "\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in value
-        )
-    if isinstance(value, list):
-        return [_make_storable(v) for v in value]
-    if isinstance(value, dict):
-        return {_make_storable(k): _make_storable(v) for k, v in value.items()}
-    return value
-
-
 def _notify_payload(queues: Sequence[str]) -> str:
     payload = ",".join(queues)
     return payload if len(payload.encode()) <= _NOTIFY_PAYLOAD_MAX else ""
@@ -988,31 +927,6 @@ def _notify_for(conn: psycopg.Connection[Any], rows: Sequence[DictRow]) -> None:
         conn.execute(
             _Q["notify"], {"queues": _notify_payload(sorted({row["queue"] for row in rows}))}
         )
-
-
-def _filter_params(filter: JobFilter) -> dict[str, Any]:
-    return {
-        "states": [str(s) for s in filter.states] if filter.states else None,
-        "queue": filter.queue,
-        "task": filter.task,
-        "ids": list(filter.ids) if filter.ids else None,
-        "before_id": filter.before_id,
-        "limit": filter.limit,
-        "created_after": filter.created_after,
-        "created_before": filter.created_before,
-        "error_text": filter.error_text or None,
-    }
-
-
-def _token(row: DictRow) -> ApiToken:
-    role: Role = row["role"]
-    return ApiToken(
-        id=int(row["id"]), name=row["name"], token_hash=row["token_hash"], role=role,
-        tasks=[str(t) for t in row["tasks"]], queues=[str(q) for q in row["queues"]],
-        created_at=float(row["created_at"]),
-        last_used_at=None if row["last_used_at"] is None else float(row["last_used_at"]),
-        revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
-    )
 
 
 def _readable(conn: psycopg.Connection[Any]) -> bool:

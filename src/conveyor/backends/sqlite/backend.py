@@ -38,21 +38,26 @@ from conveyor.backends.base import (
     JobStats,
     QueuePause,
     QueueStats,
-    Role,
     StatsQuery,
     Throughput,
     TokenInsert,
     WorkerInfo,
 )
 from conveyor.backends.records import (
+    alert_from_row,
+    check_insert,
     dumps,
+    filter_params,
     interleave,
     job_record_from_row,
     job_stats_from_row,
+    token_from_row,
+    worker_from_row,
 )
 from conveyor.backends.sql import load_migrations, load_queries
 from conveyor.clock import Clock, SystemClock
 from conveyor.errors import BackendError, ConfigurationError, EnqueueError, SchemaError
+from conveyor.jsonvalue import storable_json
 from conveyor.types import FINISHED_STATES, JobRecord, JobState
 
 log = logging.getLogger("conveyor.sqlite")
@@ -162,8 +167,6 @@ def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
 
 
 class SQLiteBackend:
-    supports_notify = False
-
     def __init__(self, url: str, *, clock: Clock | None = None) -> None:
         self.url = url
         self.path, options = parse_sqlite_url(url)
@@ -262,10 +265,23 @@ class SQLiteBackend:
                 raise _translate(exc) from exc
 
     def _read(self, sql: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+        conn = self._conn
         try:
-            return self._conn.execute(sql, params).fetchall()
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc):
+                raise _translate(exc) from exc
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
+        # Text that is not UTF-8 (written by another program): read it with U+FFFD
+        # rather than fail the page or command that shows it.
+        conn.text_factory = _text_replacing
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        finally:
+            conn.text_factory = str
 
     # -- schema -----------------------------------------------------------------
     def _migrate(self, conn: sqlite3.Connection, *, dry_run: bool) -> list[tuple[int, str]]:
@@ -315,6 +331,8 @@ class SQLiteBackend:
     def job_insert_many(
         self, jobs: Sequence[JobInsert], *, connection: Any = None
     ) -> list[InsertResult]:
+        for job in jobs:
+            check_insert(job)
         if connection is not None:
             conn = self._check_foreign_connection(connection)
             try:
@@ -421,7 +439,7 @@ class SQLiteBackend:
                 row = conn.execute(
                     _Q[query[c.outcome]],
                     {"job_id": c.job_id, "lease_token": c.lease_token, "now": now,
-                     "result": c.result_json, "error": c.error_json,
+                     "result": storable_json(c.result_json), "error": storable_json(c.error_json),
                      "retry_delay": c.retry_delay},
                 ).fetchone()
                 if row is not None:
@@ -470,12 +488,12 @@ class SQLiteBackend:
         return job_record_from_row(rows[0]) if rows else None
 
     def job_list(self, filter: JobFilter) -> list[JobRecord]:
-        rows = self._read(_Q["job_list"], _filter_params(filter))
+        rows = self._read(_Q["job_list"], filter_params(filter, dumps))
         return [job_record_from_row(row) for row in rows]
 
     def job_retry(self, filter: JobFilter) -> int:
         with self._write() as conn:
-            params = _filter_params(filter)
+            params = filter_params(filter, dumps)
             params["now"] = self.clock.now()
             count = len(conn.execute(_Q["job_retry_dead"], params).fetchall())
         self._notify_local()
@@ -490,7 +508,7 @@ class SQLiteBackend:
         return row is not None
 
     def job_delete(self, filter: JobFilter) -> int:
-        params = _filter_params(filter)
+        params = filter_params(filter, dumps)
         if params["states"] is None:
             params["states"] = dumps(sorted(FINISHED_STATES))
         with self._write() as conn:
@@ -562,11 +580,11 @@ class SQLiteBackend:
         return int(row[0])
 
     def token_list(self) -> list[ApiToken]:
-        return [_token(row) for row in self._read(_Q["token_list"], {})]
+        return [token_from_row(row) for row in self._read(_Q["token_list"], {})]
 
     def token_by_hash(self, token_hash: str) -> ApiToken | None:
         rows = self._read(_Q["token_by_hash"], {"token_hash": token_hash})
-        return _token(rows[0]) if rows else None
+        return token_from_row(rows[0]) if rows else None
 
     def token_revoke(self, token_id: int) -> bool:
         with self._write() as conn:
@@ -615,11 +633,7 @@ class SQLiteBackend:
 
     def alert_list(self) -> list[AlertState]:
         rows = self._read(_Q["alert_list"], {})
-        return [
-            AlertState(key=row["key"], firing=bool(row["firing"]),
-                       changed_at=float(row["changed_at"]), details=_loads_dict(row["details"]))
-            for row in rows
-        ]
+        return [alert_from_row(row) for row in rows]
 
     def alert_set(self, state: AlertState) -> None:
         with self._write() as conn:
@@ -646,16 +660,7 @@ class SQLiteBackend:
     def worker_list(self, alive_within: float) -> list[WorkerInfo]:
         rows = self._read(_Q["worker_list"], {"now": self.clock.now(),
                                               "alive_within": alive_within})
-        return [
-            WorkerInfo(
-                id=row["id"], hostname=row["hostname"], pid=int(row["pid"]),
-                queues=_loads_list(row["queues"]), concurrency=int(row["concurrency"]),
-                started_at=float(row["started_at"]),
-                last_heartbeat_at=float(row["last_heartbeat_at"]),
-                running=int(row["running"]), meta=_loads_dict(row["meta"]),
-            )
-            for row in rows
-        ]
+        return [worker_from_row(row) for row in rows]
 
     def worker_remove(self, worker_id: str) -> None:
         with self._write() as conn:
@@ -716,42 +721,8 @@ def _held(jobs: Sequence[HeldJob]) -> str:
     return dumps([[job.id, job.lease_token] for job in jobs])
 
 
-def _filter_params(filter: JobFilter) -> dict[str, Any]:
-    return {
-        "states": dumps([str(s) for s in filter.states]) if filter.states else None,
-        "queue": filter.queue,
-        "task": filter.task,
-        "ids": dumps(list(filter.ids)) if filter.ids else None,
-        "before_id": filter.before_id,
-        "limit": filter.limit,
-        "created_after": filter.created_after,
-        "created_before": filter.created_before,
-        "error_text": filter.error_text or None,
-    }
-
-
-def _token(row: sqlite3.Row) -> ApiToken:
-    role: Role = row["role"]
-    return ApiToken(
-        id=int(row["id"]), name=row["name"], token_hash=row["token_hash"], role=role,
-        tasks=_loads_list(row["tasks"]), queues=_loads_list(row["queues"]),
-        created_at=float(row["created_at"]),
-        last_used_at=None if row["last_used_at"] is None else float(row["last_used_at"]),
-        revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
-    )
-
-
-def _loads_list(text: str) -> list[str]:
-    import json
-
-    return [str(v) for v in json.loads(text)]
-
-
-def _loads_dict(text: str) -> dict[str, Any]:
-    import json
-
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {}
+def _text_replacing(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
 
 
 def _split_statements(script: str) -> list[str]:
