@@ -54,8 +54,6 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from conveyor.backends.base import (
     SCHEMA_VERSION,
-    AlertState,
-    ApiToken,
     Completion,
     FetchParams,
     HeldJob,
@@ -63,24 +61,18 @@ from conveyor.backends.base import (
     JobFilter,
     JobInsert,
     JobStats,
-    QueuePause,
     QueueStats,
     StatsQuery,
-    Throughput,
-    TokenInsert,
     WorkerInfo,
 )
 from conveyor.backends.records import (
-    alert_from_row,
     check_insert,
     dumps,
     filter_params,
     job_record_from_row,
     job_stats_from_row,
-    token_from_row,
-    worker_from_row,
 )
-from conveyor.backends.sql import load_migrations, load_queries
+from conveyor.backends.sql import SQLBackend, load_migrations, load_queries
 from conveyor.clock import EARLIEST, LATEST
 from conveyor.errors import (
     BackendError,
@@ -90,7 +82,7 @@ from conveyor.errors import (
     SchemaError,
 )
 from conveyor.jsonvalue import loads_readable, storable_json
-from conveyor.types import FINISHED_STATES, JobRecord, JobState
+from conveyor.types import JobRecord, JobState
 
 log = logging.getLogger("conveyor.postgres")
 
@@ -149,7 +141,7 @@ class _LenientTimestamptzLoader(TimestamptzLoader):
             return EARLIEST if bytes(data).rstrip().endswith(b"BC") else LATEST
 
 
-class PostgresBackend:
+class PostgresBackend(SQLBackend):
     def __init__(
         self,
         url: str,
@@ -324,6 +316,23 @@ class PostgresBackend:
     def _rowcount(self, query: str, params: dict[str, Any]) -> int:
         with self._connection() as conn:
             return conn.execute(query, params).rowcount
+
+    # -- the shared SQL base's primitives ----------------------------------------------
+    def _rows(self, name: str, params: dict[str, Any]) -> list[DictRow]:
+        return self._execute(_Q[name], params)
+
+    def _change(self, name: str, params: dict[str, Any]) -> list[DictRow]:
+        return self._execute(_Q[name], params)
+
+    def _count(self, name: str, params: dict[str, Any]) -> int:
+        return self._rowcount(_Q[name], params)
+
+    def _job_rows(self, name: str, params: dict[str, Any]) -> list[JobRecord]:
+        return self._read_jobs(_Q[name], params)
+
+    @staticmethod
+    def _array(values: list[Any]) -> list[Any]:
+        return values
 
     def _unavailable(self, pool: ConnectionPool[_PoolConnection], exc: PoolTimeout) -> BackendError:
         stats = pool.get_stats()
@@ -584,30 +593,11 @@ class PostgresBackend:
         return [int(row["id"]) for row in rows]
 
     # -- operator side --------------------------------------------------------------
-    def job_get(self, job_id: int) -> JobRecord | None:
-        rows = self._read_jobs(_Q["job_get"], {"job_id": job_id})
-        return rows[0] if rows else None
-
-    def job_list(self, filter: JobFilter) -> list[JobRecord]:
-        return self._read_jobs(_Q["job_list"], filter_params(filter))
-
     def job_retry(self, filter: JobFilter) -> int:
         with self._transaction() as conn:
             rows = conn.execute(_Q["job_retry_dead"], filter_params(filter)).fetchall()
             _notify_for(conn, rows)
         return len(rows)
-
-    def job_cancel(self, job_id: int) -> bool:
-        return bool(self._execute(_Q["job_cancel"], {"job_id": job_id}))
-
-    def job_delete(self, filter: JobFilter) -> int:
-        params = filter_params(filter)
-        if params["states"] is None:
-            params["states"] = sorted(str(s) for s in FINISHED_STATES)
-        return self._rowcount(_Q["job_delete"], params)
-
-    def job_prune(self, older_than: float, limit: int = 10_000) -> int:
-        return self._rowcount(_Q["job_prune"], {"older_than": older_than, "limit": limit})
 
     def queue_stats(self) -> list[QueueStats]:
         rows = self._execute(_Q["queue_stats"], {})
@@ -624,49 +614,11 @@ class PostgresBackend:
             for queue, counts in sorted(by_queue.items())
         ]
 
-    def queue_pause(self, queue: str, by: str = "") -> bool:
-        return bool(self._execute(_Q["queue_pause"], {"queue": queue, "by": by}))
-
     def queue_resume(self, queue: str) -> bool:
         with self._transaction() as conn:
             rows = conn.execute(_Q["queue_resume"], {"queue": queue}).fetchall()
             _notify_for(conn, rows)  # its waiting jobs are fetchable again: wake the workers
         return bool(rows)
-
-    def queue_pause_list(self) -> list[QueuePause]:
-        return [
-            QueuePause(row["queue"], float(row["paused_at"]), row["paused_by"])
-            for row in self._execute(_Q["queue_pause_list"], {})
-        ]
-
-    def job_throughput(self, since: float, bucket_seconds: float) -> list[Throughput]:
-        rows = self._execute(_Q["job_throughput"], {"since": since, "bucket": bucket_seconds})
-        return [
-            Throughput(row["queue"], JobState(row["state"]), int(row["bucket"]), int(row["jobs"]))
-            for row in rows
-        ]
-
-    # -- API tokens -----------------------------------------------------------------
-    def token_insert(self, token: TokenInsert) -> int:
-        rows = self._execute(
-            _Q["token_insert"],
-            {"name": token.name, "token_hash": token.token_hash, "role": token.role,
-             "tasks": list(token.tasks), "queues": list(token.queues)},
-        )
-        return int(rows[0]["id"])
-
-    def token_list(self) -> list[ApiToken]:
-        return [token_from_row(row) for row in self._execute(_Q["token_list"], {})]
-
-    def token_by_hash(self, token_hash: str) -> ApiToken | None:
-        rows = self._execute(_Q["token_by_hash"], {"token_hash": token_hash})
-        return token_from_row(rows[0]) if rows else None
-
-    def token_revoke(self, token_id: int) -> bool:
-        return bool(self._execute(_Q["token_revoke"], {"id": token_id}))
-
-    def token_touch(self, token_id: int) -> None:
-        self._execute(_Q["token_touch"], {"id": token_id})
 
     # -- observability ----------------------------------------------------------------
     def stats_read(self, query: StatsQuery) -> list[JobStats]:
@@ -676,34 +628,6 @@ class PostgresBackend:
              "queue": query.queue, "per_minute": query.per_minute},
         )
         return [job_stats_from_row(row) for row in rows]
-
-    def stats_error_types(
-        self, since: float, *, task: str | None = None, limit: int = 5
-    ) -> list[tuple[str, int]]:
-        rows = self._execute(
-            _Q["stats_error_types"], {"since": since, "task": task, "limit": limit}
-        )
-        return [(str(row["type"]), int(row["attempts"])) for row in rows]
-
-    def stats_prune(self, older_than: float) -> int:
-        return self._rowcount(_Q["stats_prune"], {"older_than": older_than})
-
-    def leader_elect(self, name: str, holder: str, ttl: float) -> bool:
-        rows = self._execute(_Q["leader_elect"], {"name": name, "holder": holder, "ttl": ttl})
-        return bool(rows)
-
-    def leader_resign(self, name: str, holder: str) -> None:
-        self._execute(_Q["leader_resign"], {"name": name, "holder": holder})
-
-    def alert_list(self) -> list[AlertState]:
-        rows = self._execute(_Q["alert_list"], {})
-        return [alert_from_row(row) for row in rows]
-
-    def alert_set(self, state: AlertState) -> None:
-        self._execute(
-            _Q["alert_set"],
-            {"key": state.key, "firing": state.firing, "details": dumps(state.details)},
-        )
 
     # -- workers --------------------------------------------------------------------
     def worker_heartbeat(self, info: WorkerInfo) -> None:
@@ -716,13 +640,6 @@ class PostgresBackend:
                  "meta": dumps(info.meta)},
             )
             conn.execute(_Q["worker_prune"], {"older_than": _WORKER_HISTORY})
-
-    def worker_list(self, alive_within: float) -> list[WorkerInfo]:
-        rows = self._execute(_Q["worker_list"], {"alive_within": alive_within})
-        return [worker_from_row(row) for row in rows]
-
-    def worker_remove(self, worker_id: str) -> None:
-        self._execute(_Q["worker_remove"], {"worker_id": worker_id})
 
     # -- waiting and time -----------------------------------------------------------
     def wait_for_work(self, timeout: float) -> None:

@@ -27,8 +27,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from conveyor.backends.base import (
     SCHEMA_VERSION,
-    AlertState,
-    ApiToken,
     Completion,
     FetchParams,
     HeldJob,
@@ -36,29 +34,23 @@ from conveyor.backends.base import (
     JobFilter,
     JobInsert,
     JobStats,
-    QueuePause,
     QueueStats,
     StatsQuery,
-    Throughput,
-    TokenInsert,
     WorkerInfo,
 )
 from conveyor.backends.records import (
-    alert_from_row,
     check_insert,
     dumps,
     filter_params,
     interleave,
     job_record_from_row,
     job_stats_from_row,
-    token_from_row,
-    worker_from_row,
 )
-from conveyor.backends.sql import load_migrations, load_queries
+from conveyor.backends.sql import SQLBackend, load_migrations, load_queries
 from conveyor.clock import Clock, SystemClock
 from conveyor.errors import BackendError, ConfigurationError, EnqueueError, SchemaError
 from conveyor.jsonvalue import storable_json
-from conveyor.types import FINISHED_STATES, JobRecord, JobState
+from conveyor.types import JobRecord, JobState
 
 log = logging.getLogger("conveyor.sqlite")
 
@@ -166,7 +158,7 @@ def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
     return path, options
 
 
-class SQLiteBackend:
+class SQLiteBackend(SQLBackend):
     def __init__(self, url: str, *, clock: Clock | None = None) -> None:
         self.url = url
         self.path, options = parse_sqlite_url(url)
@@ -282,6 +274,27 @@ class SQLiteBackend:
             raise _translate(exc) from exc
         finally:
             conn.text_factory = str
+
+    # -- the shared SQL base's primitives ----------------------------------------------
+    def _rows(self, name: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+        return self._read(_Q[name], {"now": self.clock.now(), **params})
+
+    def _change(self, name: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+        with self._write() as conn:
+            return conn.execute(_Q[name], {"now": self.clock.now(), **params}).fetchall()
+
+    def _count(self, name: str, params: dict[str, Any]) -> int:
+        with self._write() as conn:
+            cur = conn.execute(_Q[name], {"now": self.clock.now(), **params})
+            rows = cur.fetchall()
+        return len(rows) if cur.description is not None else cur.rowcount
+
+    def _job_rows(self, name: str, params: dict[str, Any]) -> list[JobRecord]:
+        return [job_record_from_row(row) for row in self._read(_Q[name], params)]
+
+    @staticmethod
+    def _array(values: list[Any]) -> str:
+        return dumps(values)
 
     # -- schema -----------------------------------------------------------------
     def _migrate(self, conn: sqlite3.Connection, *, dry_run: bool) -> list[tuple[int, str]]:
@@ -483,14 +496,6 @@ class SQLiteBackend:
         return [int(r[0]) for r in rows]
 
     # -- operator side ------------------------------------------------------------
-    def job_get(self, job_id: int) -> JobRecord | None:
-        rows = self._read(_Q["job_get"], {"job_id": job_id})
-        return job_record_from_row(rows[0]) if rows else None
-
-    def job_list(self, filter: JobFilter) -> list[JobRecord]:
-        rows = self._read(_Q["job_list"], filter_params(filter, dumps))
-        return [job_record_from_row(row) for row in rows]
-
     def job_retry(self, filter: JobFilter) -> int:
         with self._write() as conn:
             params = filter_params(filter, dumps)
@@ -498,28 +503,6 @@ class SQLiteBackend:
             count = len(conn.execute(_Q["job_retry_dead"], params).fetchall())
         self._notify_local()
         return count
-
-    def job_cancel(self, job_id: int) -> bool:
-        with self._write() as conn:
-            row = conn.execute(
-                _Q["job_cancel"],
-                {"job_id": job_id, "now": self.clock.now()},
-            ).fetchone()
-        return row is not None
-
-    def job_delete(self, filter: JobFilter) -> int:
-        params = filter_params(filter, dumps)
-        if params["states"] is None:
-            params["states"] = dumps(sorted(FINISHED_STATES))
-        with self._write() as conn:
-            return len(conn.execute(_Q["job_delete"], params).fetchall())
-
-    def job_prune(self, older_than: float, limit: int = 10_000) -> int:
-        with self._write() as conn:
-            rows = conn.execute(
-                _Q["job_prune"], {"now": self.clock.now(), "older_than": older_than, "limit": limit}
-            ).fetchall()
-        return len(rows)
 
     def queue_stats(self) -> list[QueueStats]:
         now = self.clock.now()
@@ -542,60 +525,11 @@ class SQLiteBackend:
             for queue, counts in sorted(by_queue.items())
         ]
 
-    def queue_pause(self, queue: str, by: str = "") -> bool:
-        with self._write() as conn:
-            row = conn.execute(
-                _Q["queue_pause"], {"queue": queue, "by": by, "now": self.clock.now()}
-            ).fetchone()
-        return row is not None
-
     def queue_resume(self, queue: str) -> bool:
         with self._write() as conn:
             row = conn.execute(_Q["queue_resume"], {"queue": queue}).fetchone()
         self._notify_local()
         return row is not None
-
-    def queue_pause_list(self) -> list[QueuePause]:
-        return [
-            QueuePause(row["queue"], float(row["paused_at"]), row["paused_by"])
-            for row in self._read(_Q["queue_pause_list"], {})
-        ]
-
-    def job_throughput(self, since: float, bucket_seconds: float) -> list[Throughput]:
-        rows = self._read(_Q["job_throughput"], {"since": since, "bucket": bucket_seconds})
-        return [
-            Throughput(row["queue"], JobState(row["state"]), int(row["bucket"]), int(row["jobs"]))
-            for row in rows
-        ]
-
-    # -- API tokens ---------------------------------------------------------------
-    def token_insert(self, token: TokenInsert) -> int:
-        with self._write() as conn:
-            row = conn.execute(
-                _Q["token_insert"],
-                {"name": token.name, "token_hash": token.token_hash, "role": token.role,
-                 "tasks": dumps(list(token.tasks)), "queues": dumps(list(token.queues)),
-                 "now": self.clock.now()},
-            ).fetchone()
-        return int(row[0])
-
-    def token_list(self) -> list[ApiToken]:
-        return [token_from_row(row) for row in self._read(_Q["token_list"], {})]
-
-    def token_by_hash(self, token_hash: str) -> ApiToken | None:
-        rows = self._read(_Q["token_by_hash"], {"token_hash": token_hash})
-        return token_from_row(rows[0]) if rows else None
-
-    def token_revoke(self, token_id: int) -> bool:
-        with self._write() as conn:
-            row = conn.execute(
-                _Q["token_revoke"], {"id": token_id, "now": self.clock.now()}
-            ).fetchone()
-        return row is not None
-
-    def token_touch(self, token_id: int) -> None:
-        with self._write() as conn:
-            conn.execute(_Q["token_touch"], {"id": token_id, "now": self.clock.now()})
 
     # -- observability ------------------------------------------------------------
     def stats_read(self, query: StatsQuery) -> list[JobStats]:
@@ -605,43 +539,6 @@ class SQLiteBackend:
              "queue": query.queue, "per_minute": query.per_minute},
         )
         return [job_stats_from_row(row) for row in rows]
-
-    def stats_error_types(
-        self, since: float, *, task: str | None = None, limit: int = 5
-    ) -> list[tuple[str, int]]:
-        rows = self._read(_Q["stats_error_types"], {"since": since, "task": task, "limit": limit})
-        return [(str(row["type"]), int(row["attempts"])) for row in rows]
-
-    def stats_prune(self, older_than: float) -> int:
-        with self._write() as conn:
-            cur = conn.execute(
-                _Q["stats_prune"], {"now": self.clock.now(), "older_than": older_than}
-            )
-            return cur.rowcount
-
-    def leader_elect(self, name: str, holder: str, ttl: float) -> bool:
-        with self._write() as conn:
-            row = conn.execute(
-                _Q["leader_elect"],
-                {"name": name, "holder": holder, "ttl": ttl, "now": self.clock.now()},
-            ).fetchone()
-        return row is not None
-
-    def leader_resign(self, name: str, holder: str) -> None:
-        with self._write() as conn:
-            conn.execute(_Q["leader_resign"], {"name": name, "holder": holder})
-
-    def alert_list(self) -> list[AlertState]:
-        rows = self._read(_Q["alert_list"], {})
-        return [alert_from_row(row) for row in rows]
-
-    def alert_set(self, state: AlertState) -> None:
-        with self._write() as conn:
-            conn.execute(
-                _Q["alert_set"],
-                {"key": state.key, "firing": int(state.firing), "now": self.clock.now(),
-                 "details": dumps(state.details)},
-            )
 
     # -- workers ----------------------------------------------------------------
     def worker_heartbeat(self, info: WorkerInfo) -> None:
@@ -656,15 +553,6 @@ class SQLiteBackend:
             )
             # Rows of workers silent for a day are history, not workers.
             conn.execute(_Q["worker_prune"], {"now": now, "older_than": 86_400.0})
-
-    def worker_list(self, alive_within: float) -> list[WorkerInfo]:
-        rows = self._read(_Q["worker_list"], {"now": self.clock.now(),
-                                              "alive_within": alive_within})
-        return [worker_from_row(row) for row in rows]
-
-    def worker_remove(self, worker_id: str) -> None:
-        with self._write() as conn:
-            conn.execute(_Q["worker_remove"], {"worker_id": worker_id})
 
     # -- waiting ------------------------------------------------------------------
     def _notify_local(self) -> None:
