@@ -61,6 +61,7 @@ _MIGRATIONS = load_migrations("conveyor.backends.sqlite")
 # write at the same moment) is fixed in 3.51.3 and backported to 3.44.6 and 3.50.7.
 _WAL_RESET_FIXED = ((3, 51, 3), (3, 50, 7), (3, 44, 6))
 _warned_versions: set[str] = set()
+_COMPLETION_QUERIES = {"succeeded": "job_succeed", "retry": "job_retry_later", "dead": "job_kill"}
 
 
 def sqlite_has_wal_reset_bug(version: str) -> bool:
@@ -436,7 +437,9 @@ class SQLiteBackend(SQLBackend):
         return records
 
     def job_complete_many(self, completions: Sequence[Completion]) -> list[int]:
-        if not completions:
+        # An unknown outcome changes (and counts) nothing, as on PostgreSQL.
+        known = [c for c in completions if c.outcome in _COMPLETION_QUERIES]
+        if not known:
             return []
         applied: list[int] = []
         with self._write() as conn:
@@ -445,12 +448,11 @@ class SQLiteBackend(SQLBackend):
             conn.execute(
                 _Q["stats_record_completions"],
                 {"minute": _minute(now), "now": now,
-                 "done": dumps([[c.job_id, c.lease_token, c.outcome] for c in completions])},
+                 "done": dumps([[c.job_id, c.lease_token, c.outcome] for c in known])},
             )
-            for c in completions:
-                query = {"succeeded": "job_succeed", "retry": "job_retry_later", "dead": "job_kill"}
+            for c in known:
                 row = conn.execute(
-                    _Q[query[c.outcome]],
+                    _Q[_COMPLETION_QUERIES[c.outcome]],
                     {"job_id": c.job_id, "lease_token": c.lease_token, "now": now,
                      "result": storable_json(c.result_json), "error": storable_json(c.error_json),
                      "retry_delay": c.retry_delay},
