@@ -118,7 +118,7 @@ def check_json(value: Any, where: str, *, text: bool = True, depth: int = 0) -> 
 
 def json_text_storable(text: str) -> bool:
     """True when JSON text written by `dumps` holds no NUL and no lone surrogate."""
-    return _SUSPECT_ESCAPE.search(text) is None or _storable_value(json.loads(text))
+    return _SUSPECT_ESCAPE.search(text) is None or storable_value(json.loads(text))
 
 
 def storable_json(text: str | None) -> str | None:
@@ -126,7 +126,7 @@ def storable_json(text: str | None) -> str | None:
     if text is None or _SUSPECT_ESCAPE.search(text) is None:
         return text
     value = json.loads(text)
-    return text if _storable_value(value) else dumps(readable(value))
+    return text if storable_value(value) else dumps(readable(value))
 
 
 def loads_readable(text: str | bytes) -> Any:
@@ -134,7 +134,7 @@ def loads_readable(text: str | bytes) -> Any:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     value = json.loads(text)
-    if _SUSPECT_ESCAPE.search(text) is not None and not _storable_value(value):
+    if _SUSPECT_ESCAPE.search(text) is not None and not storable_value(value):
         return readable(value)
     return value
 
@@ -150,7 +150,8 @@ def readable(value: Any) -> Any:
     return value
 
 
-def _storable_value(value: Any) -> bool:
+def storable_value(value: Any) -> bool:
+    """True when no text in `value` (keys included) holds a NUL or a lone surrogate."""
     # Iterative: a stored value may nest deeper than the interpreter's recursion limit.
     stack = [value]
     while stack:

@@ -33,6 +33,7 @@ from conveyor.errors import (
     SerializationError,
     UnknownTaskError,
 )
+from conveyor.jsonvalue import storable_text, storable_value
 from conveyor.web.auth import Permission, Principal
 from conveyor.web.problems import PROBLEM_MEDIA_TYPE, PROBLEMS, TYPE_PREFIX, Problem
 from conveyor.web.schema import Schema, validate
@@ -166,22 +167,12 @@ def _convert(raw: str, schema: Schema) -> Any:
     return raw
 
 
-def _storable(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def parse_params(endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
     path: dict[str, Any] = {}
     for param in (p for p in endpoint.params if p.where == "path"):
         raw = request.path_params.get(param.name, "")
         converted = _convert(str(raw), param.schema)
-        if validate(converted, param.schema) or not _storable(str(raw)):
+        if validate(converted, param.schema) or not storable_text(str(raw)):
             raise Problem("not-found", f"no such {param.name.removesuffix('_id')}: {raw!r}")
         path[param.name] = converted
     query: dict[str, Any] = {}
@@ -197,7 +188,7 @@ def parse_params(endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], 
             if param.required:
                 errors.append({"pointer": f"?{name}", "message": "is required"})
             continue
-        if any(not _storable(v) for v in values):
+        if any(not storable_text(v) for v in values):
             errors.append({"pointer": f"?{name}", "message": "must be text without NUL"})
             continue
         value: Any
@@ -216,16 +207,6 @@ def parse_params(endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], 
     if errors:
         raise Problem("validation-error", "the query parameters do not fit", errors=errors)
     return path, query
-
-
-def _strings_storable(value: Any) -> bool:
-    if isinstance(value, str):
-        return _storable(value)
-    if isinstance(value, list):
-        return all(_strings_storable(v) for v in value)
-    if isinstance(value, dict):
-        return all(_storable(k) and _strings_storable(v) for k, v in value.items())
-    return True
 
 
 async def parse_body(endpoint: Endpoint, request: Request, limit: int) -> Any:
@@ -250,7 +231,7 @@ async def parse_body(endpoint: Endpoint, request: Request, limit: int) -> Any:
             "validation-error", "; ".join(f"{v.pointer or '/'} {v.message}" for v in found[:5]),
             errors=[v.to_json() for v in found[:50]],
         )
-    if not _strings_storable(_schema_strings(value, endpoint.body)):
+    if not storable_value(_schema_strings(value, endpoint.body)):
         raise Problem("validation-error", "text fields must be UTF-8 without NUL", errors=[])
     return value
 
