@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from conveyor.errors import SerializationError
@@ -64,21 +65,41 @@ def check_text(value: str | None, what: str) -> None:
         )
 
 
-def check_json(value: Any, where: str, *, text: bool = True, depth: int = 0) -> None:
+def check_json(value: Any, where: str, *, text: bool = True) -> None:
     """Refuse anything that does not survive a JSON round trip alike on every backend,
     naming where it is.
 
     `text=False` lets NUL characters and lone surrogates through (for results, which
     `storable_json` repairs instead).
     """
-    if value is None or isinstance(value, bool | int):
-        return
-    if isinstance(value, str):
-        if text and not storable_text(value):
-            raise SerializationError(
-                f"{where} holds a NUL character or a lone surrogate, which cannot be stored: "
-                "encode binary data (e.g. base64) before enqueueing"
-            )
+    _check(value, where, 0)
+    if text and not storable_value(value):
+        _name_unstorable(value, where)
+
+
+def encode_arguments(args: Sequence[Any], kwargs: Mapping[str, Any], where: str) -> str:
+    """The stored JSON text of a job's ``[args, kwargs]``, refusing (and naming) any
+    argument `check_json` would refuse. One walk and one scan of the text per job."""
+    for i, arg in enumerate(args):
+        _check(arg, f"{where}: argument {i}", 0)
+    for key, arg in kwargs.items():
+        _check(arg, f"{where}: argument {key!r}", 0)
+    encoded = dumps([list(args), dict(kwargs)])
+    if not json_text_storable(encoded):
+        for i, arg in enumerate(args):
+            _name_unstorable(arg, f"{where}: argument {i}")
+        for key, arg in kwargs.items():
+            if not storable_text(key):
+                raise SerializationError(
+                    f"{where}: an argument name holds a NUL character or a lone surrogate, "
+                    "which cannot be stored: remove it"
+                )
+            _name_unstorable(arg, f"{where}: argument {key!r}")
+    return encoded
+
+
+def _check(value: Any, where: str, depth: int) -> None:
+    if value is None or isinstance(value, str | bool | int):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -97,15 +118,10 @@ def check_json(value: Any, where: str, *, text: bool = True, depth: int = 0) -> 
                         f"{where} has the key {key!r} ({type(key).__name__}); JSON object keys "
                         "must be str"
                     )
-                if text and not storable_text(key):
-                    raise SerializationError(
-                        f"{where} has a key holding a NUL character or a lone surrogate, "
-                        "which cannot be stored: remove it"
-                    )
-                check_json(item, f"{where}[{key!r}]", text=text, depth=depth + 1)
+                _check(item, f"{where}[{key!r}]", depth + 1)
         else:
             for i, item in enumerate(value):
-                check_json(item, f"{where}[{i}]", text=text, depth=depth + 1)
+                _check(item, f"{where}[{i}]", depth + 1)
         return
     hint = _HINTS.get(
         type(value).__name__, "pass plain JSON data (dict, list, str, int, float, bool, None)"
@@ -116,14 +132,39 @@ def check_json(value: Any, where: str, *, text: bool = True, depth: int = 0) -> 
     )
 
 
+def _name_unstorable(value: Any, where: str) -> None:
+    """Raise naming the first text in `value` (checked by `_check`) that cannot be stored."""
+    if isinstance(value, str):
+        if not storable_text(value):
+            raise SerializationError(
+                f"{where} holds a NUL character or a lone surrogate, which cannot be stored: "
+                "encode binary data (e.g. base64) before enqueueing"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not storable_text(key):
+                raise SerializationError(
+                    f"{where} has a key holding a NUL character or a lone surrogate, "
+                    "which cannot be stored: remove it"
+                )
+            _name_unstorable(item, f"{where}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _name_unstorable(item, f"{where}[{i}]")
+
+
 def json_text_storable(text: str) -> bool:
     """True when JSON text written by `dumps` holds no NUL and no lone surrogate."""
-    return _SUSPECT_ESCAPE.search(text) is None or storable_value(json.loads(text))
+    return (
+        "\\u" not in text
+        or _SUSPECT_ESCAPE.search(text) is None
+        or storable_value(json.loads(text))
+    )
 
 
 def storable_json(text: str | None) -> str | None:
     """JSON text with U+FFFD in place of NUL characters and lone surrogates."""
-    if text is None or _SUSPECT_ESCAPE.search(text) is None:
+    if text is None or "\\u" not in text or _SUSPECT_ESCAPE.search(text) is None:
         return text
     value = json.loads(text)
     return text if storable_value(value) else dumps(readable(value))
@@ -134,7 +175,7 @@ def loads_readable(text: str | bytes) -> Any:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     value = json.loads(text)
-    if _SUSPECT_ESCAPE.search(text) is not None and not storable_value(value):
+    if "\\u" in text and _SUSPECT_ESCAPE.search(text) is not None and not storable_value(value):
         return readable(value)
     return value
 

@@ -254,11 +254,7 @@ class Task(Generic[P, R]):
             raise InvalidArgumentsError(
                 f"{self.name}{self._signature} cannot take these arguments: {exc}"
             ) from exc
-        for i, arg in enumerate(args):
-            jsonvalue.check_json(arg, f"{self.name}: argument {i}")
-        for key, arg in kwargs.items():
-            jsonvalue.check_json(arg, f"{self.name}: argument {key!r}")
-        return jsonvalue.dumps([list(args), dict(kwargs)])
+        return jsonvalue.encode_arguments(args, kwargs, self.name)
 
     def _insert(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> JobInsert:
         app, opts, call = self.app, self.options, self._call

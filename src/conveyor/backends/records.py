@@ -26,7 +26,13 @@ from conveyor.backends.base import (
 )
 from conveyor.clock import MAX_AHEAD, check_run_at, to_datetime
 from conveyor.errors import InvalidOptionError, SerializationError
-from conveyor.jsonvalue import check_text, dumps, json_text_storable, loads_readable
+from conveyor.jsonvalue import (
+    check_text,
+    dumps,
+    json_text_storable,
+    loads_readable,
+    storable_text,
+)
 from conveyor.types import AttemptError, JobRecord, JobState
 
 __all__ = ["dumps"]
@@ -37,7 +43,10 @@ def _time(value: Any) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value.astimezone(UTC)
-    return to_datetime(float(value))
+    try:
+        return datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError, TypeError):
+        return to_datetime(float(value))
 
 
 def _json(value: Any) -> Any:
@@ -191,12 +200,14 @@ def filter_params(
 def check_insert(job: JobInsert) -> None:
     """Refuse, before anything is written, a job one backend could not store or read
     back: the same rules on every backend (see `conveyor.jsonvalue`)."""
-    check_text(job.task, "the task name")
-    check_text(job.queue, "the queue name")
-    check_text(job.idempotency_key, "the idempotency key")
-    check_text(job.group_key, "the group key")
-    for tag in job.tags:
-        check_text(tag, "the tag")
+    texts = [job.task, job.queue, job.idempotency_key or "", job.group_key or "", *job.tags]
+    if not storable_text("".join(texts)):  # one scan; name the culprit only when needed
+        check_text(job.task, "the task name")
+        check_text(job.queue, "the queue name")
+        check_text(job.idempotency_key, "the idempotency key")
+        check_text(job.group_key, "the group key")
+        for tag in job.tags:
+            check_text(tag, "the tag")
     if not json_text_storable(job.args_json):
         raise SerializationError(
             f"arguments of {job.task!r} hold a NUL character or a lone surrogate, which "
@@ -208,4 +219,3 @@ def check_insert(job: JobInsert) -> None:
         )
     if job.run_at is not None:
         check_run_at(job.run_at, time.time())
-
