@@ -72,34 +72,43 @@ def check_json(value: Any, where: str, *, text: bool = True) -> None:
     `text=False` lets NUL characters and lone surrogates through (for results, which
     `storable_json` repairs instead).
     """
-    _check(value, where, 0)
-    if text and not storable_value(value):
-        _name_unstorable(value, where)
+    _check(value, where, 0, text)
 
 
 def encode_arguments(args: Sequence[Any], kwargs: Mapping[str, Any], where: str) -> str:
     """The stored JSON text of a job's ``[args, kwargs]``, refusing (and naming) any
-    argument `check_json` would refuse. One walk and one scan of the text per job."""
-    for i, arg in enumerate(args):
-        _check(arg, f"{where}: argument {i}", 0)
-    for key, arg in kwargs.items():
-        _check(arg, f"{where}: argument {key!r}", 0)
+    argument `check_json` would refuse. One walk and one scan of the text per job:
+    text is checked on the encoded JSON, and walked again only to name the culprit."""
+    _check_arguments(args, kwargs, where, text=False)
     encoded = dumps([list(args), dict(kwargs)])
     if not json_text_storable(encoded):
-        for i, arg in enumerate(args):
-            _name_unstorable(arg, f"{where}: argument {i}")
-        for key, arg in kwargs.items():
-            if not storable_text(key):
-                raise SerializationError(
-                    f"{where}: an argument name holds a NUL character or a lone surrogate, "
-                    "which cannot be stored: remove it"
-                )
-            _name_unstorable(arg, f"{where}: argument {key!r}")
+        _check_arguments(args, kwargs, where, text=True)  # raises, naming the culprit
     return encoded
 
 
-def _check(value: Any, where: str, depth: int) -> None:
-    if value is None or isinstance(value, str | bool | int):
+def _check_arguments(
+    args: Sequence[Any], kwargs: Mapping[str, Any], where: str, *, text: bool
+) -> None:
+    for i, arg in enumerate(args):
+        _check(arg, f"{where}: argument {i}", 0, text)
+    for key, arg in kwargs.items():
+        if text and not storable_text(key):
+            raise SerializationError(
+                f"{where}: an argument name holds a NUL character or a lone surrogate, "
+                "which cannot be stored: remove it"
+            )
+        _check(arg, f"{where}: argument {key!r}", 0, text)
+
+
+def _check(value: Any, where: str, depth: int, text: bool) -> None:
+    if value is None or isinstance(value, bool | int):
+        return
+    if isinstance(value, str):
+        if text and not storable_text(value):
+            raise SerializationError(
+                f"{where} holds a NUL character or a lone surrogate, which cannot be stored: "
+                "encode binary data (e.g. base64) before enqueueing"
+            )
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -118,10 +127,15 @@ def _check(value: Any, where: str, depth: int) -> None:
                         f"{where} has the key {key!r} ({type(key).__name__}); JSON object keys "
                         "must be str"
                     )
-                _check(item, f"{where}[{key!r}]", depth + 1)
+                if text and not storable_text(key):
+                    raise SerializationError(
+                        f"{where} has a key holding a NUL character or a lone surrogate, "
+                        "which cannot be stored: remove it"
+                    )
+                _check(item, f"{where}[{key!r}]", depth + 1, text)
         else:
             for i, item in enumerate(value):
-                _check(item, f"{where}[{i}]", depth + 1)
+                _check(item, f"{where}[{i}]", depth + 1, text)
         return
     hint = _HINTS.get(
         type(value).__name__, "pass plain JSON data (dict, list, str, int, float, bool, None)"
@@ -130,27 +144,6 @@ def _check(value: Any, where: str, depth: int) -> None:
         f"{where} is a {type(value).__name__}, which is not JSON: {hint}. "
         "conveyor stores arguments as data, never as pickled objects"
     )
-
-
-def _name_unstorable(value: Any, where: str) -> None:
-    """Raise naming the first text in `value` (checked by `_check`) that cannot be stored."""
-    if isinstance(value, str):
-        if not storable_text(value):
-            raise SerializationError(
-                f"{where} holds a NUL character or a lone surrogate, which cannot be stored: "
-                "encode binary data (e.g. base64) before enqueueing"
-            )
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if not storable_text(key):
-                raise SerializationError(
-                    f"{where} has a key holding a NUL character or a lone surrogate, "
-                    "which cannot be stored: remove it"
-                )
-            _name_unstorable(item, f"{where}[{key!r}]")
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            _name_unstorable(item, f"{where}[{i}]")
 
 
 def json_text_storable(text: str) -> bool:

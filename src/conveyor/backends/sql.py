@@ -19,7 +19,10 @@ from conveyor.backends.base import (
     AlertState,
     ApiToken,
     JobFilter,
+    JobStats,
     QueuePause,
+    QueueStats,
+    StatsQuery,
     Throughput,
     TokenInsert,
     WorkerInfo,
@@ -29,6 +32,7 @@ from conveyor.backends.records import (
     alert_from_row,
     dumps,
     filter_params,
+    job_stats_from_row,
     token_from_row,
     worker_from_row,
 )
@@ -129,6 +133,20 @@ class SQLBackend(ABC):
     def job_prune(self, older_than: float, limit: int = 10_000) -> int:
         return self._count("job_prune", {"older_than": older_than, "limit": limit})
 
+    def queue_stats(self) -> list[QueueStats]:
+        by_queue: dict[str, dict[JobState, int]] = {}
+        oldest: dict[str, float] = {}
+        for row in self._rows("queue_stats", {}):
+            counts = by_queue.setdefault(row["queue"], dict.fromkeys(JobState, 0))
+            counts[JobState(row["state"])] = int(row["jobs"])
+            if row["oldest_due_age"] is not None:
+                age = max(0.0, float(row["oldest_due_age"]))
+                oldest[row["queue"]] = max(age, oldest.get(row["queue"], 0.0))
+        return [
+            QueueStats(queue=queue, counts=counts, oldest_available_age=oldest.get(queue))
+            for queue, counts in sorted(by_queue.items())
+        ]
+
     def queue_pause(self, queue: str, by: str = "") -> bool:
         return bool(self._change("queue_pause", {"queue": queue, "by": by}))
 
@@ -153,6 +171,17 @@ class SQLBackend(ABC):
         self._change("worker_remove", {"worker_id": worker_id})
 
     # -- stats and alerts -------------------------------------------------------------
+    _STATS_READ_TASK = "stats_read"
+    """The query `stats_read` runs for one task (a dialect may plan it apart)."""
+
+    def stats_read(self, query: StatsQuery) -> list[JobStats]:
+        rows = self._rows(
+            "stats_read" if query.task is None else self._STATS_READ_TASK,
+            {"since": query.since, "until": query.until, "task": query.task,
+             "queue": query.queue, "per_minute": query.per_minute},
+        )
+        return [job_stats_from_row(row) for row in rows]
+
     def job_throughput(self, since: float, bucket_seconds: float) -> list[Throughput]:
         rows = self._rows("job_throughput", {"since": since, "bucket": bucket_seconds})
         return [

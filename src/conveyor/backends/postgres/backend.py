@@ -60,9 +60,6 @@ from conveyor.backends.base import (
     InsertResult,
     JobFilter,
     JobInsert,
-    JobStats,
-    QueueStats,
-    StatsQuery,
     WorkerInfo,
 )
 from conveyor.backends.records import (
@@ -70,7 +67,6 @@ from conveyor.backends.records import (
     dumps,
     filter_params,
     job_record_from_row,
-    job_stats_from_row,
 )
 from conveyor.backends.sql import SQLBackend, load_migrations, load_queries
 from conveyor.clock import EARLIEST, LATEST
@@ -599,21 +595,6 @@ class PostgresBackend(SQLBackend):
             _notify_for(conn, rows)
         return len(rows)
 
-    def queue_stats(self) -> list[QueueStats]:
-        rows = self._execute(_Q["queue_stats"], {})
-        by_queue: dict[str, dict[JobState, int]] = {}
-        oldest: dict[str, float] = {}
-        for row in rows:
-            counts = by_queue.setdefault(row["queue"], dict.fromkeys(JobState, 0))
-            counts[JobState(row["state"])] = int(row["jobs"])
-            if row["oldest_due_age"] is not None:
-                age = max(0.0, float(row["oldest_due_age"]))
-                oldest[row["queue"]] = max(age, oldest.get(row["queue"], 0.0))
-        return [
-            QueueStats(queue=queue, counts=counts, oldest_available_age=oldest.get(queue))
-            for queue, counts in sorted(by_queue.items())
-        ]
-
     def queue_resume(self, queue: str) -> bool:
         with self._transaction() as conn:
             rows = conn.execute(_Q["queue_resume"], {"queue": queue}).fetchall()
@@ -621,14 +602,6 @@ class PostgresBackend(SQLBackend):
         return bool(rows)
 
     # -- observability ----------------------------------------------------------------
-    def stats_read(self, query: StatsQuery) -> list[JobStats]:
-        rows = self._execute(
-            _Q["stats_read"],
-            {"since": query.since, "until": query.until, "task": query.task,
-             "queue": query.queue, "per_minute": query.per_minute},
-        )
-        return [job_stats_from_row(row) for row in rows]
-
     # -- workers --------------------------------------------------------------------
     def worker_heartbeat(self, info: WorkerInfo) -> None:
         with self._transaction(pipeline=True) as conn:
@@ -782,21 +755,8 @@ def _insert_idempotent(cur: psycopg.Cursor[DictRow], job: JobInsert) -> InsertRe
 
 
 def _insert_params(job: JobInsert) -> dict[str, Any]:
-    return {
-        "task": job.task,
-        "queue": job.queue,
-        "args": job.args_json,
-        "priority": job.priority,
-        "run_at": job.run_at,
-        "delay": job.delay,
-        "max_attempts": job.max_attempts,
-        "idempotency_key": job.idempotency_key,
-        "idempotency_window": job.idempotency_window,
-        "group_key": job.group_key,
-        "timeout": job.timeout,
-        "tags": dumps(list(job.tags)),
-        "trace_context": job.trace_context,
-    }
+    return {**_group_params(job), "args": job.args_json,
+            "idempotency_key": job.idempotency_key}
 
 
 def _one_group_due_now(jobs: Sequence[JobInsert]) -> bool:

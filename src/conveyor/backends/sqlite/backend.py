@@ -33,9 +33,6 @@ from conveyor.backends.base import (
     InsertResult,
     JobFilter,
     JobInsert,
-    JobStats,
-    QueueStats,
-    StatsQuery,
     WorkerInfo,
 )
 from conveyor.backends.records import (
@@ -44,7 +41,6 @@ from conveyor.backends.records import (
     filter_params,
     interleave,
     job_record_from_row,
-    job_stats_from_row,
 )
 from conveyor.backends.sql import SQLBackend, load_migrations, load_queries
 from conveyor.clock import Clock, SystemClock
@@ -160,6 +156,7 @@ def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
 
 
 class SQLiteBackend(SQLBackend):
+    _STATS_READ_TASK = "stats_read_task"
     def __init__(self, url: str, *, clock: Clock | None = None) -> None:
         self.url = url
         self.path, options = parse_sqlite_url(url)
@@ -464,28 +461,28 @@ class SQLiteBackend(SQLBackend):
     def job_heartbeat(
         self, worker_id: str, jobs: Sequence[HeldJob], lease_seconds: float
     ) -> list[int]:
-        if not jobs:
-            return []
-        with self._write() as conn:
-            rows = conn.execute(
-                _Q["job_heartbeat"],
-                {"worker_id": worker_id, "held": _held(jobs), "now": self.clock.now(),
-                 "lease_seconds": lease_seconds},
-            ).fetchall()
-        return [int(r[0]) for r in rows]
+        return self._held_write("job_heartbeat", worker_id, jobs, lease_seconds=lease_seconds)
 
     def job_release_many(
         self, worker_id: str, jobs: Sequence[HeldJob], delay: float = 0.0
     ) -> list[int]:
+        released = self._held_write("job_release", worker_id, jobs, delay=max(0.0, delay))
+        if released:
+            self._notify_local()
+        return released
+
+    def _held_write(
+        self, name: str, worker_id: str, jobs: Sequence[HeldJob], **params: float
+    ) -> list[int]:
+        """Change the jobs `worker_id` still holds (fenced by their lease tokens)."""
         if not jobs:
             return []
+        held = dumps([[job.id, job.lease_token] for job in jobs])
         with self._write() as conn:
             rows = conn.execute(
-                _Q["job_release"],
-                {"worker_id": worker_id, "held": _held(jobs), "now": self.clock.now(),
-                 "delay": max(0.0, delay)},
+                _Q[name],
+                {"worker_id": worker_id, "held": held, "now": self.clock.now(), **params},
             ).fetchall()
-        self._notify_local()
         return [int(r[0]) for r in rows]
 
     def job_rescue(self, limit: int = 1000) -> list[int]:
@@ -506,27 +503,6 @@ class SQLiteBackend(SQLBackend):
         self._notify_local()
         return count
 
-    def queue_stats(self) -> list[QueueStats]:
-        now = self.clock.now()
-        rows = self._read(_Q["queue_stats"], {"now": now})
-        by_queue: dict[str, dict[JobState, int]] = {}
-        oldest: dict[str, float] = {}
-        for row in rows:
-            counts = by_queue.setdefault(row["queue"], dict.fromkeys(JobState, 0))
-            counts[JobState(row["state"])] = int(row["jobs"])
-            if row["oldest_due_run_at"] is not None:
-                seen = oldest.get(row["queue"])
-                value = float(row["oldest_due_run_at"])
-                oldest[row["queue"]] = value if seen is None else min(seen, value)
-        return [
-            QueueStats(
-                queue=queue,
-                counts=counts,
-                oldest_available_age=(max(0.0, now - oldest[queue]) if queue in oldest else None),
-            )
-            for queue, counts in sorted(by_queue.items())
-        ]
-
     def queue_resume(self, queue: str) -> bool:
         with self._write() as conn:
             row = conn.execute(_Q["queue_resume"], {"queue": queue}).fetchone()
@@ -534,14 +510,6 @@ class SQLiteBackend(SQLBackend):
         return row is not None
 
     # -- observability ------------------------------------------------------------
-    def stats_read(self, query: StatsQuery) -> list[JobStats]:
-        rows = self._read(
-            _Q["stats_read" if query.task is None else "stats_read_task"],
-            {"since": query.since, "until": query.until, "task": query.task,
-             "queue": query.queue, "per_minute": query.per_minute},
-        )
-        return [job_stats_from_row(row) for row in rows]
-
     # -- workers ----------------------------------------------------------------
     def worker_heartbeat(self, info: WorkerInfo) -> None:
         with self._write() as conn:
@@ -605,10 +573,6 @@ class SQLiteBackend(SQLBackend):
 def _minute(now: float) -> float:
     """The start of the minute `now` falls in: the key of the per-minute aggregates."""
     return math.floor(now / 60.0) * 60.0
-
-
-def _held(jobs: Sequence[HeldJob]) -> str:
-    return dumps([[job.id, job.lease_token] for job in jobs])
 
 
 def _text_replacing(data: bytes) -> str:
