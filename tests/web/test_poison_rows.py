@@ -181,3 +181,24 @@ def test_the_api_refuses_poison_with_a_problem_and_stores_nothing(web: Web) -> N
         assert 400 <= r.status_code < 500, (body[:80], r.status_code, r.text[:300])
         assert r.headers["content-type"].startswith("application/problem+json"), r.text[:300]
     assert web.app.backend.job_list(JobFilter()) == []
+
+
+def test_sqlite_text_that_is_not_utf8_reads_with_replacement_characters(tmp_path: Path) -> None:
+    """Another program may write bytes that are not UTF-8 into a text column."""
+    import sqlite3
+
+    app = Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}")
+    try:
+        @app.task()
+        def noop() -> None: ...
+
+        job = noop.enqueue()
+        with sqlite3.connect(tmp_path / "jobs.db") as conn:
+            conn.execute("UPDATE conveyor_jobs SET queue = CAST(x'71ff' AS TEXT), "
+                          "group_key = CAST(x'c3' AS TEXT) WHERE id = ?", (job.id,))
+        record = app.backend.job_get(job.id)
+        assert record is not None and (record.queue, record.group_key) == ("q\ufffd", "\ufffd")
+        assert [r.queue for r in app.backend.job_list(JobFilter())] == ["q\ufffd"]
+        assert [s.queue for s in app.backend.queue_stats()] == ["q\ufffd"]
+    finally:
+        app.close()
