@@ -47,7 +47,7 @@ from conveyor.backends.base import WAIT_BUCKETS, JobStats, StatsQuery
 from conveyor.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from conveyor.backends.base import Backend
+    from conveyor.backends.base import StatsStore
 
 SLIKind = Literal["success", "wait"]
 Severity = Literal["page", "ticket"]
@@ -276,7 +276,7 @@ def counts_of(sli: SLIKind, objective: Objective, rows: Sequence[JobStats]) -> C
 
 
 def read_window(
-    backend: Backend, objective: Objective, now: float, seconds: float
+    backend: StatsStore, objective: Objective, now: float, seconds: float
 ) -> list[JobStats]:
     since = math.floor((now - seconds) / 60.0) * 60.0
     return backend.stats_read(
@@ -284,7 +284,7 @@ def read_window(
     )
 
 
-def evaluate(backend: Backend, objectives: Sequence[Objective], now: float) -> list[SLIStatus]:
+def evaluate(backend: StatsStore, objectives: Sequence[Objective], now: float) -> list[SLIStatus]:
     """Every SLI of every objective as of `now` (the backend's clock)."""
     statuses: list[SLIStatus] = []
     for objective in objectives:
