@@ -13,6 +13,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from conveyor.errors import InvalidOptionError
+
 
 class Clock(Protocol):
     def now(self) -> float:
@@ -42,8 +44,23 @@ class ManualClock:
             self._now += step
 
 
+MAX_AHEAD = 100 * 365.25 * 86_400.0
+"""The furthest in the future (seconds) a job may be scheduled: a delay or a run_at
+beyond it is refused at enqueue, alike on every backend."""
+
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+"""The range of times a job row can hold and Python can show; a stored time outside it
+(written before the bounds above, or by hand) reads as the nearer end."""
+
+
 def to_datetime(epoch_seconds: float) -> datetime:
-    return datetime.fromtimestamp(epoch_seconds, tz=UTC)
+    """An aware UTC datetime; a time outside what `datetime` holds reads as `EARLIEST`
+    or `LATEST` instead of raising (a stored row must never break a read)."""
+    try:
+        return datetime.fromtimestamp(epoch_seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return LATEST if epoch_seconds > 0 else EARLIEST
 
 
 def format_duration(seconds: float | None) -> str:
@@ -65,3 +82,12 @@ def format_duration(seconds: float | None) -> str:
         return f"{hours}h {minutes:02d}m"
     days, hours = divmod(hours, 24)
     return f"{days}d {hours}h"
+def check_run_at(epoch_seconds: float, now: float | None = None) -> None:
+    """Refuse a run_at more than `MAX_AHEAD` after `now` (default: this host's clock)
+    or before `EARLIEST`."""
+    latest = (time.time() if now is None else now) + MAX_AHEAD
+    if not EARLIEST.timestamp() <= epoch_seconds <= latest:
+        raise InvalidOptionError(
+            f"run_at must fall between {EARLIEST:%Y-%m-%d} and 100 years from now, got "
+            f"{to_datetime(epoch_seconds).isoformat()} ({epoch_seconds!r} s since the epoch)"
+        )

@@ -36,6 +36,7 @@ from conveyor.backends.base import (
     TokenInsert,
 )
 from conveyor.errors import OperationError
+from conveyor.jsonvalue import storable_text
 from conveyor.types import JobRecord, JobState
 
 TOKEN_PREFIX = "cvy_"  # noqa: S105 - a marker, not a secret
@@ -79,16 +80,6 @@ def local_actor(kind: str = "cli") -> str:
         user = "unknown"
     return f"{kind}:{user}@{socket.gethostname()}"
 
-
-def storable_text(text: str) -> bool:
-    """Text both backends store: UTF-8 encodable (no lone surrogates) and without NUL."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _text(value: object, what: str, limit: int = TEXT_LIMIT) -> str:
@@ -271,4 +262,4 @@ class Operations:
         return self.backend.audit_list(found)
 
 
-__all__ = ["Operations", "OperationsBackend", "hash_token", "local_actor", "storable_text"]
+__all__ = ["Operations", "OperationsBackend", "hash_token", "local_actor"]

@@ -26,13 +26,13 @@ from typing import (
     final,
 )
 
+from conveyor import jsonvalue
 from conveyor.backends.base import JobInsert
-from conveyor.backends.records import dumps
+from conveyor.clock import MAX_AHEAD, check_run_at
 from conveyor.errors import (
     ConfigurationError,
     InvalidArgumentsError,
     InvalidOptionError,
-    SerializationError,
 )
 from conveyor.middleware import EnqueueJob
 from conveyor.retry import CircuitBreaker, Retry
@@ -135,43 +135,16 @@ def check_delay(value: object) -> float:
         raise InvalidOptionError(f"delay must be a number of seconds, got {value!r}")
     if value < 0:
         raise InvalidOptionError(f"delay must be >= 0 seconds, got {value!r}: use 0 to run now")
+    if value > MAX_AHEAD:
+        raise InvalidOptionError(
+            f"delay must be at most {MAX_AHEAD:.0f} seconds (100 years), got {value!r}"
+        )
     return float(value)
 
 
 def check_json(value: Any, where: str) -> None:
-    """Refuse anything that does not survive a JSON round trip, naming where it is."""
-    if value is None or isinstance(value, bool | int | str):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise SerializationError(f"{where} is {value!r}, which JSON cannot hold")
-        return
-    if isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            check_json(item, f"{where}[{i}]")
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise SerializationError(
-                    f"{where} has the key {key!r} ({type(key).__name__}); JSON object keys "
-                    "must be str"
-                )
-            check_json(item, f"{where}[{key!r}]")
-        return
-    hint = {
-        "set": "pass a list",
-        "frozenset": "pass a list",
-        "bytes": "pass text (e.g. base64)",
-        "datetime": "pass .isoformat()",
-        "date": "pass .isoformat()",
-        "Decimal": "pass str(value)",
-        "UUID": "pass str(value)",
-    }.get(type(value).__name__, "pass plain JSON data (dict, list, str, int, float, bool, None)")
-    raise SerializationError(
-        f"{where} is a {type(value).__name__}, which is not JSON: {hint}. "
-        "conveyor stores arguments as data, never as pickled objects"
-    )
+    """Refuse a return value that is not JSON (text is repaired when stored, not refused)."""
+    jsonvalue.check_json(value, where, text=False)
 
 
 # -- the task ---------------------------------------------------------------------
@@ -273,6 +246,7 @@ class Task(Generic[P, R]):
                         f"run_at must be an aware datetime (e.g. datetime.now(UTC) + ...), "
                         f"got {value!r}"
                     )
+                check_run_at(value.timestamp())
             elif key == "idempotency_key":
                 if value is not None and (not isinstance(value, str) or not value):
                     raise InvalidOptionError(
@@ -309,10 +283,7 @@ class Task(Generic[P, R]):
             raise InvalidArgumentsError(
                 f"{self.name}{self._signature} cannot take these arguments: {exc}"
             ) from exc
-        for i, arg in enumerate(args):
-            check_json(arg, f"{self.name}: argument {i}")
-        for key, arg in kwargs.items():
-            check_json(arg, f"{self.name}: argument {key!r}")
+        jsonvalue.check_arguments(args, kwargs, self.name)
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> EnqueueJob:
         """The job `enqueue` would store, checked and with every option resolved, not
@@ -398,17 +369,14 @@ def job_insert(job: EnqueueJob, *, check: bool) -> JobInsert:
     """The backend's form of a job: arguments encoded as JSON text.
 
     `check`: check the arguments again (a middleware may have replaced them)."""
-    if check:
-        for i, arg in enumerate(job.args):
-            check_json(arg, f"{job.task}: argument {i}")
-        for key, arg in job.kwargs.items():
-            check_json(arg, f"{job.task}: argument {key!r}")
-        if not all(isinstance(t, str) for t in job.tags):
-            raise InvalidOptionError(f"tags must be a list of str, got {job.tags!r}")
+    if check and not all(isinstance(t, str) for t in job.tags):
+        raise InvalidOptionError(f"tags must be a list of str, got {job.tags!r}")
     return JobInsert(
         task=job.task,
         queue=job.queue,
-        args_json=dumps([list(job.args), dict(job.kwargs)]),
+        args_json=jsonvalue.encode_arguments(
+            job.args, job.kwargs, job.task, structure_checked=not check
+        ),
         priority=job.priority,
         max_attempts=job.max_attempts,
         delay=job.delay,

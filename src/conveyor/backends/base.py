@@ -283,27 +283,20 @@ AUDIT_PRUNE_BATCH = 1000
 """Most expired audit entries deleted per audited action."""
 
 
-class Backend(Protocol):
-    """What a storage engine must do. See the module docstring for the rules."""
+# -- roles ------------------------------------------------------------------------
+# Each kind of caller is typed with the narrow role it uses; `Backend` is them all.
 
-    url: str
-    supports_notify: bool
-    """True when `wait_for_work` is woken by a push (LISTEN/NOTIFY) rather than polling."""
 
-    # -- schema -------------------------------------------------------------
-    def migrate(self, *, dry_run: bool = False) -> list[tuple[int, str]]:
-        """Apply pending migrations (or, with dry_run, only return them) as (version, sql)."""
-        ...
+class JobStore(Protocol):
+    """Jobs, for the app (enqueue, get, list) and the worker (fetch to completion)."""
 
-    def schema_check(self) -> None:
-        """Raise `SchemaError` with the command to run unless the schema is `SCHEMA_VERSION`."""
-        ...
-
-    # -- jobs ---------------------------------------------------------------
     def job_insert_many(
         self, jobs: Sequence[JobInsert], *, connection: Any = None
     ) -> list[InsertResult]:
-        """Insert jobs in one transaction (the caller's, when `connection` is given)."""
+        """Insert jobs in one transaction (the caller's, when `connection` is given).
+
+        Raises `SerializationError` or `InvalidOptionError` (nothing written) for a job
+        no backend could store alike: see `conveyor.backends.records.check_insert`."""
         ...
 
     def job_fetch(self, params: FetchParams) -> list[JobRecord]:
@@ -333,9 +326,15 @@ class Backend(Protocol):
         `LeaseExpired` error; the job is available again, or dead if none are left."""
         ...
 
-    def job_get(self, job_id: int) -> JobRecord | None: ...
+    def job_get(self, job_id: int) -> JobRecord | None:
+        """One job; a stored value that cannot be shown reads degraded, never raises."""
+        ...
 
     def job_list(self, filter: JobFilter) -> list[JobRecord]: ...
+
+
+class QueueAdmin(Protocol):
+    """What operators do to jobs and queues (CLI, API, dashboard) and retention."""
 
     def job_retry(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:
         """Move matching dead jobs back to available with a fresh set of attempts.
@@ -369,11 +368,62 @@ class Backend(Protocol):
 
     def queue_pause_list(self) -> list[QueuePause]: ...
 
+
+class Coordinator(Protocol):
+    """What processes sharing one database agree on: leaders, workers, wake-ups, time."""
+
+    def leader_elect(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew the role `name` for `ttl` seconds; False while another holds it."""
+        ...
+
+    def leader_resign(self, name: str, holder: str) -> None:
+        """Give the role up at once (if `holder` has it), so another process takes over."""
+        ...
+
+    def worker_heartbeat(self, info: WorkerInfo) -> None: ...
+
+    def worker_list(self, alive_within: float) -> list[WorkerInfo]: ...
+
+    def worker_remove(self, worker_id: str) -> None: ...
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Block up to `timeout` seconds, returning early when new work may be there."""
+        ...
+
+    def now(self) -> float:
+        """The database's clock, epoch seconds."""
+        ...
+
+
+class StatsStore(Protocol):
+    """Aggregates, throughput and alert states, for insights, SLOs and alerting."""
+
+    def stats_read(self, query: StatsQuery) -> list[JobStats]:
+        """Per-minute aggregates (see `JobStats`), summed per queue and task or per minute."""
+        ...
+
+    def stats_error_types(
+        self, since: float, *, task: str | None = None, limit: int = 5
+    ) -> list[tuple[str, int]]:
+        """The most frequent error types of attempts that failed since `since`, with counts."""
+        ...
+
+    def stats_prune(self, older_than: float) -> int:
+        """Delete aggregates of minutes more than `older_than` seconds old."""
+        ...
+
     def job_throughput(self, since: float, bucket_seconds: float) -> list[Throughput]:
         """Succeeded and dead jobs per queue and time bucket, finished at or after `since`."""
         ...
 
-    # -- API tokens ---------------------------------------------------------
+    def alert_list(self) -> list[AlertState]: ...
+
+    def alert_set(self, state: AlertState) -> None: ...
+
+
+class TokenStore(Protocol):
+    """API tokens, stored as hashes."""
+
     def token_insert(self, token: TokenInsert, *, audit: AuditRecord | None = None) -> int: ...
 
     def token_list(self) -> list[ApiToken]: ...
@@ -398,47 +448,18 @@ class Backend(Protocol):
         ...
 
 
-    # -- observability ------------------------------------------------------
-    def stats_read(self, query: StatsQuery) -> list[JobStats]:
-        """Per-minute aggregates (see `JobStats`), summed per queue and task or per minute."""
+class Backend(JobStore, QueueAdmin, Coordinator, StatsStore, TokenStore, Protocol):
+    """What a storage engine must do: every role, plus its schema and lifetime.
+    See the module docstring for the rules."""
+
+    url: str
+
+    def migrate(self, *, dry_run: bool = False) -> list[tuple[int, str]]:
+        """Apply pending migrations (or, with dry_run, only return them) as (version, sql)."""
         ...
 
-    def stats_error_types(
-        self, since: float, *, task: str | None = None, limit: int = 5
-    ) -> list[tuple[str, int]]:
-        """The most frequent error types of attempts that failed since `since`, with counts."""
-        ...
-
-    def stats_prune(self, older_than: float) -> int:
-        """Delete aggregates of minutes more than `older_than` seconds old."""
-        ...
-
-    def leader_elect(self, name: str, holder: str, ttl: float) -> bool:
-        """Take or renew the role `name` for `ttl` seconds; False while another holds it."""
-        ...
-
-    def leader_resign(self, name: str, holder: str) -> None:
-        """Give the role up at once (if `holder` has it), so another process takes over."""
-        ...
-
-    def alert_list(self) -> list[AlertState]: ...
-
-    def alert_set(self, state: AlertState) -> None: ...
-
-    # -- workers ------------------------------------------------------------
-    def worker_heartbeat(self, info: WorkerInfo) -> None: ...
-
-    def worker_list(self, alive_within: float) -> list[WorkerInfo]: ...
-
-    def worker_remove(self, worker_id: str) -> None: ...
-
-    # -- waiting and time ---------------------------------------------------
-    def wait_for_work(self, timeout: float) -> None:
-        """Block up to `timeout` seconds, returning early when new work may be there."""
-        ...
-
-    def now(self) -> float:
-        """The database's clock, epoch seconds."""
+    def schema_check(self) -> None:
+        """Raise `SchemaError` with the command to run unless the schema is `SCHEMA_VERSION`."""
         ...
 
     def close(self) -> None: ...

@@ -1,13 +1,42 @@
-"""Turning a job row (any backend) into a `JobRecord`, and the JSON every backend stores."""
+"""Turning rows (any backend) into records, and checking what every backend stores.
+
+Written once for both backends: each dialect hands its rows here (a dict, a
+psycopg dict row or a sqlite3.Row; JSON as text or already decoded) and gets the
+same dataclasses back. Reading never raises on a value that cannot be shown:
+a time outside `datetime`'s range reads as its nearer end, text that cannot be
+encoded reads with U+FFFD (see `conveyor.jsonvalue`).
+"""
 
 from __future__ import annotations
 
-import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from conveyor.backends.base import WAIT_BUCKETS, AuditEntry, JobStats
+from conveyor.backends.base import (
+    WAIT_BUCKETS,
+    AlertState,
+    ApiToken,
+    AuditEntry,
+    JobFilter,
+    JobInsert,
+    JobStats,
+    Role,
+    WorkerInfo,
+)
+from conveyor.clock import MAX_AHEAD, check_run_at, to_datetime
+from conveyor.errors import InvalidOptionError, SerializationError
+from conveyor.jsonvalue import (
+    check_text,
+    dumps,
+    json_text_storable,
+    loads_readable,
+    storable_text,
+)
 from conveyor.types import AttemptError, JobRecord, JobState
+
+__all__ = ["dumps"]
 
 
 def _time(value: Any) -> datetime | None:
@@ -15,12 +44,15 @@ def _time(value: Any) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value.astimezone(UTC)
-    return datetime.fromtimestamp(float(value), tz=UTC)
+    try:
+        return datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError, TypeError):
+        return to_datetime(float(value))
 
 
 def _json(value: Any) -> Any:
-    # SQLite hands back JSON as text; psycopg already decodes jsonb.
-    return json.loads(value) if isinstance(value, str | bytes) else value
+    # SQLite hands back JSON as text; psycopg decodes json and jsonb (with loads_readable).
+    return loads_readable(value) if isinstance(value, str | bytes) else value
 
 
 class RowLike(Protocol):
@@ -104,10 +136,6 @@ def audit_entry_from_row(row: RowLike) -> AuditEntry:
     )
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON, as stored."""
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
-
 
 def interleave(candidates: list[list[int]], limit: int) -> list[int]:
     """Take up to `limit` ids round-robin from per-queue candidate lists.
@@ -130,3 +158,80 @@ def interleave(candidates: list[list[int]], limit: int) -> list[int]:
             break
         rank += 1
     return picked
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def token_from_row(row: RowLike) -> ApiToken:
+    role: Role = row["role"]
+    return ApiToken(
+        id=int(row["id"]), name=row["name"], token_hash=row["token_hash"], role=role,
+        tasks=[str(t) for t in _json(row["tasks"])], queues=[str(q) for q in _json(row["queues"])],
+        created_at=float(row["created_at"]),
+        last_used_at=_float_or_none(row["last_used_at"]),
+        revoked_at=_float_or_none(row["revoked_at"]),
+    )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    data = _json(value)
+    return data if isinstance(data, dict) else {}
+
+
+def alert_from_row(row: RowLike) -> AlertState:
+    return AlertState(key=row["key"], firing=bool(row["firing"]),
+                      changed_at=float(row["changed_at"]), details=_dict(row["details"]))
+
+
+def worker_from_row(row: RowLike) -> WorkerInfo:
+    return WorkerInfo(
+        id=row["id"], hostname=row["hostname"], pid=int(row["pid"]),
+        queues=[str(q) for q in _json(row["queues"])], concurrency=int(row["concurrency"]),
+        started_at=float(row["started_at"]),
+        last_heartbeat_at=float(row["last_heartbeat_at"]),
+        running=int(row["running"]), meta=_dict(row["meta"]),
+    )
+
+
+def filter_params(
+    filter: JobFilter, lists: Callable[[list[Any]], Any] = list
+) -> dict[str, Any]:
+    """The named parameters of the job filter queries; `lists` encodes a list as the
+    dialect takes it (an array for PostgreSQL, JSON text for SQLite)."""
+    return {
+        "states": lists([str(s) for s in filter.states]) if filter.states else None,
+        "queue": filter.queue,
+        "task": filter.task,
+        "ids": lists(list(filter.ids)) if filter.ids else None,
+        "before_id": filter.before_id,
+        "limit": filter.limit,
+        "created_after": filter.created_after,
+        "created_before": filter.created_before,
+        "error_text": filter.error_text or None,
+    }
+
+
+def check_insert(job: JobInsert) -> None:
+    """Refuse, before anything is written, a job one backend could not store or read
+    back: the same rules on every backend (see `conveyor.jsonvalue`)."""
+    texts = [job.task, job.queue, job.idempotency_key or "", job.group_key or "", *job.tags]
+    if not storable_text("".join(texts)):  # one scan; name the culprit only when needed
+        check_text(job.task, "the task name")
+        check_text(job.queue, "the queue name")
+        check_text(job.idempotency_key, "the idempotency key")
+        check_text(job.group_key, "the group key")
+        for tag in job.tags:
+            check_text(tag, "the tag")
+    if not json_text_storable(job.args_json):
+        raise SerializationError(
+            f"arguments of {job.task!r} hold a NUL character or a lone surrogate, which "
+            "cannot be stored: encode binary data (e.g. base64) before enqueueing"
+        )
+    if not 0.0 <= job.delay <= MAX_AHEAD:  # also refuses NaN
+        raise InvalidOptionError(
+            f"delay must be from 0 to {MAX_AHEAD:.0f} seconds (100 years), got {job.delay!r}"
+        )
+    if job.run_at is not None:
+        check_run_at(job.run_at, time.time())

@@ -28,7 +28,8 @@ from starlette.routing import BaseRoute, Route
 from conveyor.backends.base import AuditFilter, JobFilter
 from conveyor.clock import format_duration
 from conveyor.insights import worker_json
-from conveyor.operations import Operations, storable_text
+from conveyor.jsonvalue import storable_text
+from conveyor.operations import Operations
 from conveyor.types import JobState
 from conveyor.web.auth import ANONYMOUS, Permission, Principal
 from conveyor.web.problems import Problem

@@ -34,7 +34,7 @@ from conveyor.errors import (
     SerializationError,
     UnknownTaskError,
 )
-from conveyor.operations import storable_text
+from conveyor.jsonvalue import storable_text, storable_value
 from conveyor.web.auth import Permission, Principal
 from conveyor.web.problems import PROBLEM_MEDIA_TYPE, PROBLEMS, TYPE_PREFIX, Problem
 from conveyor.web.schema import Schema, validate
@@ -184,8 +184,6 @@ def _convert(raw: str, schema: Schema) -> Any:
     return raw
 
 
-
-
 def parse_params(endpoint: ApiEndpoint, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
     path: dict[str, Any] = {}
     for param in (p for p in endpoint.params if p.where == "path"):
@@ -228,16 +226,6 @@ def parse_params(endpoint: ApiEndpoint, request: Request) -> tuple[dict[str, Any
     return path, query
 
 
-def _strings_storable(value: Any) -> bool:
-    if isinstance(value, str):
-        return storable_text(value)
-    if isinstance(value, list):
-        return all(_strings_storable(v) for v in value)
-    if isinstance(value, dict):
-        return all(storable_text(k) and _strings_storable(v) for k, v in value.items())
-    return True
-
-
 async def parse_body(endpoint: ApiEndpoint, request: Request, limit: int) -> Any:
     raw = await read_body(request, limit)
     if endpoint.body is None:
@@ -260,7 +248,7 @@ async def parse_body(endpoint: ApiEndpoint, request: Request, limit: int) -> Any
             "validation-error", "; ".join(f"{v.pointer or '/'} {v.message}" for v in found[:5]),
             errors=[v.to_json() for v in found[:50]],
         )
-    if not _strings_storable(_schema_strings(value, endpoint.body)):
+    if not storable_value(_schema_strings(value, endpoint.body)):
         raise Problem("validation-error", "text fields must be UTF-8 without NUL", errors=[])
     return value
 

@@ -33,15 +33,13 @@ schema it does not know.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
-import re
 import select
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Self
 
 import psycopg
@@ -50,15 +48,13 @@ from psycopg import IsolationLevel
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.datetime import TimestamptzLoader
+from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from conveyor.backends.base import (
     AUDIT_PRUNE_BATCH,
     SCHEMA_VERSION,
-    AlertState,
-    ApiToken,
-    AuditEntry,
-    AuditFilter,
     AuditRecord,
     Completion,
     FetchParams,
@@ -66,31 +62,26 @@ from conveyor.backends.base import (
     InsertResult,
     JobFilter,
     JobInsert,
-    JobStats,
-    QueuePause,
-    QueueStats,
-    Role,
-    StatsQuery,
-    Throughput,
-    TokenInsert,
     WorkerInfo,
 )
 from conveyor.backends.records import (
-    audit_entry_from_row,
+    RowLike,
+    check_insert,
     dumps,
+    filter_params,
     job_record_from_row,
-    job_stats_from_row,
 )
-from conveyor.backends.sql import load_migrations, load_queries
+from conveyor.backends.sql import SQLBackend, load_migrations, load_queries
+from conveyor.clock import EARLIEST, LATEST
 from conveyor.errors import (
     BackendError,
     BackendUnavailable,
     ConfigurationError,
     EnqueueError,
     SchemaError,
-    SerializationError,
 )
-from conveyor.types import FINISHED_STATES, JobRecord, JobState
+from conveyor.jsonvalue import loads_readable, storable_json
+from conveyor.types import JobRecord, JobState
 
 log = logging.getLogger("conveyor.postgres")
 
@@ -133,11 +124,23 @@ def _configure(conn: Connection) -> None:
     # racing transaction, then the next statement sees its row): do not inherit
     # a stricter default_transaction_isolation from the server.
     conn.isolation_level = IsolationLevel.READ_COMMITTED
+    # Arguments and results are `json` (kept as written, numbers exact); a row holding
+    # a character that cannot be shown reads with U+FFFD instead of failing.
+    set_json_loads(loads_readable, conn)
 
 
-class PostgresBackend:
-    supports_notify = True
+class _LenientTimestamptzLoader(TimestamptzLoader):
+    """A timestamptz beyond what `datetime` holds (PostgreSQL allows year 294276)
+    reads as the nearer end of the range instead of failing the read."""
 
+    def load(self, data: Any) -> Any:
+        try:
+            return super().load(data)
+        except psycopg.DataError:
+            return EARLIEST if bytes(data).rstrip().endswith(b"BC") else LATEST
+
+
+class PostgresBackend(SQLBackend):
     def __init__(
         self,
         url: str,
@@ -303,9 +306,47 @@ class PostgresBackend:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description is not None else []
 
+    def _read_jobs(self, query: str, params: dict[str, Any]) -> list[JobRecord]:
+        """Job rows for an operator's read: a stored time out of range never breaks it."""
+        with self._connection() as conn, conn.cursor() as cur:
+            cur.adapters.register_loader("timestamptz", _LenientTimestamptzLoader)
+            return [job_record_from_row(row) for row in cur.execute(query, params).fetchall()]
+
     def _rowcount(self, query: str, params: dict[str, Any]) -> int:
         with self._connection() as conn:
             return conn.execute(query, params).rowcount
+
+    # -- the shared SQL base's primitives ----------------------------------------------
+    def _rows(self, name: str, params: dict[str, Any]) -> list[DictRow]:
+        return self._execute(_Q[name], params)
+
+    def _change(
+        self, name: str, params: dict[str, Any], *, audit: AuditRecord | None = None,
+        audit_target: Callable[[Sequence[RowLike]], str] | None = None,
+    ) -> list[DictRow]:
+        if audit is None:
+            return self._execute(_Q[name], params)
+        with self._transaction() as conn:
+            rows = conn.execute(_Q[name], params).fetchall()
+            _audit(conn, audit, len(rows), target=audit_target(rows) if audit_target else None)
+        return rows
+
+    def _count(
+        self, name: str, params: dict[str, Any], *, audit: AuditRecord | None = None
+    ) -> int:
+        if audit is None:
+            return self._rowcount(_Q[name], params)
+        with self._transaction() as conn:
+            count = conn.execute(_Q[name], params).rowcount
+            _audit(conn, audit, count)
+        return count
+
+    def _job_rows(self, name: str, params: dict[str, Any]) -> list[JobRecord]:
+        return self._read_jobs(_Q[name], params)
+
+    @staticmethod
+    def _array(values: list[Any]) -> list[Any]:
+        return values
 
     def _unavailable(self, pool: ConnectionPool[_PoolConnection], exc: PoolTimeout) -> BackendError:
         stats = pool.get_stats()
@@ -403,7 +444,7 @@ class PostgresBackend:
         if not jobs:
             return []
         for job in jobs:
-            _check_storable(job)
+            check_insert(job)
         if foreign is not None:
             conn = foreign
             try:
@@ -521,7 +562,7 @@ class PostgresBackend:
             return []
         given = [
             {"job_id": c.job_id, "lease_token": c.lease_token, "outcome": c.outcome,
-             "result": _storable_json(c.result_json), "error": _storable_json(c.error_json),
+             "result": storable_json(c.result_json), "error": storable_json(c.error_json),
              "retry_delay": c.retry_delay}
             for c in completions
         ]
@@ -563,65 +604,12 @@ class PostgresBackend:
         return [int(row["id"]) for row in rows]
 
     # -- operator side --------------------------------------------------------------
-    def job_get(self, job_id: int) -> JobRecord | None:
-        rows = self._execute(_Q["job_get"], {"job_id": job_id})
-        return job_record_from_row(rows[0]) if rows else None
-
-    def job_list(self, filter: JobFilter) -> list[JobRecord]:
-        rows = self._execute(_Q["job_list"], _filter_params(filter))
-        return [job_record_from_row(row) for row in rows]
-
     def job_retry(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:
         with self._transaction() as conn:
-            rows = conn.execute(_Q["job_retry_dead"], _filter_params(filter)).fetchall()
+            rows = conn.execute(_Q["job_retry_dead"], filter_params(filter)).fetchall()
             _notify_for(conn, rows)
             _audit(conn, audit, len(rows))
         return len(rows)
-
-    def job_cancel(self, job_id: int, *, audit: AuditRecord | None = None) -> bool:
-        if audit is None:
-            return bool(self._execute(_Q["job_cancel"], {"job_id": job_id}))
-        with self._transaction() as conn:
-            rows = conn.execute(_Q["job_cancel"], {"job_id": job_id}).fetchall()
-            _audit(conn, audit, len(rows))
-        return bool(rows)
-
-    def job_delete(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:
-        params = _filter_params(filter)
-        if params["states"] is None:
-            params["states"] = sorted(str(s) for s in FINISHED_STATES)
-        if audit is None:
-            return self._rowcount(_Q["job_delete"], params)
-        with self._transaction() as conn:
-            count = conn.execute(_Q["job_delete"], params).rowcount
-            _audit(conn, audit, count)
-        return count
-
-    def job_prune(self, older_than: float, limit: int = 10_000) -> int:
-        return self._rowcount(_Q["job_prune"], {"older_than": older_than, "limit": limit})
-
-    def queue_stats(self) -> list[QueueStats]:
-        rows = self._execute(_Q["queue_stats"], {})
-        by_queue: dict[str, dict[JobState, int]] = {}
-        oldest: dict[str, float] = {}
-        for row in rows:
-            counts = by_queue.setdefault(row["queue"], dict.fromkeys(JobState, 0))
-            counts[JobState(row["state"])] = int(row["jobs"])
-            if row["oldest_due_age"] is not None:
-                age = max(0.0, float(row["oldest_due_age"]))
-                oldest[row["queue"]] = max(age, oldest.get(row["queue"], 0.0))
-        return [
-            QueueStats(queue=queue, counts=counts, oldest_available_age=oldest.get(queue))
-            for queue, counts in sorted(by_queue.items())
-        ]
-
-    def queue_pause(
-        self, queue: str, by: str = "", *, audit: AuditRecord | None = None
-    ) -> bool:
-        with self._transaction() as conn:
-            rows = conn.execute(_Q["queue_pause"], {"queue": queue, "by": by}).fetchall()
-            _audit(conn, audit, len(rows))
-        return bool(rows)
 
     def queue_resume(self, queue: str, *, audit: AuditRecord | None = None) -> bool:
         with self._transaction() as conn:
@@ -630,101 +618,12 @@ class PostgresBackend:
             _audit(conn, audit, int(bool(rows)))
         return bool(rows)
 
-    def queue_pause_list(self) -> list[QueuePause]:
-        return [
-            QueuePause(row["queue"], float(row["paused_at"]), row["paused_by"])
-            for row in self._execute(_Q["queue_pause_list"], {})
-        ]
-
-    def job_throughput(self, since: float, bucket_seconds: float) -> list[Throughput]:
-        rows = self._execute(_Q["job_throughput"], {"since": since, "bucket": bucket_seconds})
-        return [
-            Throughput(row["queue"], JobState(row["state"]), int(row["bucket"]), int(row["jobs"]))
-            for row in rows
-        ]
-
-    # -- API tokens -----------------------------------------------------------------
-    def token_insert(self, token: TokenInsert, *, audit: AuditRecord | None = None) -> int:
-        with self._transaction() as conn:
-            token_id = int(conn.execute(
-                _Q["token_insert"],
-                {"name": token.name, "token_hash": token.token_hash, "role": token.role,
-                 "tasks": list(token.tasks), "queues": list(token.queues)},
-            ).fetchall()[0]["id"])
-            _audit(conn, audit, 1, target=f"token:{token_id}")
-        return token_id
-
-    def token_list(self) -> list[ApiToken]:
-        return [_token(row) for row in self._execute(_Q["token_list"], {})]
-
-    def token_by_hash(self, token_hash: str) -> ApiToken | None:
-        rows = self._execute(_Q["token_by_hash"], {"token_hash": token_hash})
-        return _token(rows[0]) if rows else None
-
-    def token_revoke(self, token_id: int, *, audit: AuditRecord | None = None) -> bool:
-        with self._transaction() as conn:
-            rows = conn.execute(_Q["token_revoke"], {"id": token_id}).fetchall()
-            _audit(conn, audit, len(rows))
-        return bool(rows)
-
     # -- audit log --------------------------------------------------------------------
     def audit_insert(self, record: AuditRecord, count: int = 0) -> int:
         with self._transaction() as conn:
             return _audit(conn, record, count)
 
-    def audit_list(self, filter: AuditFilter) -> list[AuditEntry]:
-        rows = self._execute(
-            _Q["audit_list"],
-            {"since": filter.since, "until": filter.until, "actor": filter.actor or None,
-             "action": filter.action, "before_id": filter.before_id, "limit": filter.limit},
-        )
-        return [audit_entry_from_row(row) for row in rows]
-
-    def token_touch(self, token_id: int) -> None:
-        self._execute(_Q["token_touch"], {"id": token_id})
-
     # -- observability ----------------------------------------------------------------
-    def stats_read(self, query: StatsQuery) -> list[JobStats]:
-        rows = self._execute(
-            _Q["stats_read"],
-            {"since": query.since, "until": query.until, "task": query.task,
-             "queue": query.queue, "per_minute": query.per_minute},
-        )
-        return [job_stats_from_row(row) for row in rows]
-
-    def stats_error_types(
-        self, since: float, *, task: str | None = None, limit: int = 5
-    ) -> list[tuple[str, int]]:
-        rows = self._execute(
-            _Q["stats_error_types"], {"since": since, "task": task, "limit": limit}
-        )
-        return [(str(row["type"]), int(row["attempts"])) for row in rows]
-
-    def stats_prune(self, older_than: float) -> int:
-        return self._rowcount(_Q["stats_prune"], {"older_than": older_than})
-
-    def leader_elect(self, name: str, holder: str, ttl: float) -> bool:
-        rows = self._execute(_Q["leader_elect"], {"name": name, "holder": holder, "ttl": ttl})
-        return bool(rows)
-
-    def leader_resign(self, name: str, holder: str) -> None:
-        self._execute(_Q["leader_resign"], {"name": name, "holder": holder})
-
-    def alert_list(self) -> list[AlertState]:
-        rows = self._execute(_Q["alert_list"], {})
-        return [
-            AlertState(key=row["key"], firing=bool(row["firing"]),
-                       changed_at=float(row["changed_at"]),
-                       details=row["details"] if isinstance(row["details"], dict) else {})
-            for row in rows
-        ]
-
-    def alert_set(self, state: AlertState) -> None:
-        self._execute(
-            _Q["alert_set"],
-            {"key": state.key, "firing": state.firing, "details": dumps(state.details)},
-        )
-
     # -- workers --------------------------------------------------------------------
     def worker_heartbeat(self, info: WorkerInfo) -> None:
         with self._transaction(pipeline=True) as conn:
@@ -736,23 +635,6 @@ class PostgresBackend:
                  "meta": dumps(info.meta)},
             )
             conn.execute(_Q["worker_prune"], {"older_than": _WORKER_HISTORY})
-
-    def worker_list(self, alive_within: float) -> list[WorkerInfo]:
-        rows = self._execute(_Q["worker_list"], {"alive_within": alive_within})
-        return [
-            WorkerInfo(
-                id=row["id"], hostname=row["hostname"], pid=int(row["pid"]),
-                queues=[str(q) for q in row["queues"]], concurrency=int(row["concurrency"]),
-                started_at=float(row["started_at"]),
-                last_heartbeat_at=float(row["last_heartbeat_at"]),
-                running=int(row["running"]),
-                meta=row["meta"] if isinstance(row["meta"], dict) else {},
-            )
-            for row in rows
-        ]
-
-    def worker_remove(self, worker_id: str) -> None:
-        self._execute(_Q["worker_remove"], {"worker_id": worker_id})
 
     # -- waiting and time -----------------------------------------------------------
     def wait_for_work(self, timeout: float) -> None:
@@ -895,21 +777,8 @@ def _insert_idempotent(cur: psycopg.Cursor[DictRow], job: JobInsert) -> InsertRe
 
 
 def _insert_params(job: JobInsert) -> dict[str, Any]:
-    return {
-        "task": job.task,
-        "queue": job.queue,
-        "args": job.args_json,
-        "priority": job.priority,
-        "run_at": job.run_at,
-        "delay": job.delay,
-        "max_attempts": job.max_attempts,
-        "idempotency_key": job.idempotency_key,
-        "idempotency_window": job.idempotency_window,
-        "group_key": job.group_key,
-        "timeout": job.timeout,
-        "tags": dumps(list(job.tags)),
-        "trace_context": job.trace_context,
-    }
+    return {**_group_params(job), "args": job.args_json,
+            "idempotency_key": job.idempotency_key}
 
 
 def _one_group_due_now(jobs: Sequence[JobInsert]) -> bool:
@@ -946,78 +815,6 @@ def _group_params(job: JobInsert) -> dict[str, Any]:
     }
 
 
-def _check_storable(job: JobInsert) -> None:
-    """Refuse, before writing anything, what PostgreSQL cannot store: a NUL character
-    or half of a surrogate pair (e.g. a file name decoded with surrogateescape)."""
-    texts = [job.task, job.queue, job.idempotency_key, job.group_key, *job.tags]
-    if any(text is not None and not _storable_text(text) for text in texts):
-        raise SerializationError(
-            f"task {job.task!r}: the task name, queue, idempotency key, group key or a tag "
-            "holds a NUL character or a lone surrogate, which PostgreSQL cannot store: "
-            "remove it"
-        )
-    if _SUSPECT_ESCAPE.search(job.args_json) and not _storable_value(
-        json.loads(job.args_json)
-    ):
-        raise SerializationError(
-            f"arguments of {job.task!r} hold a NUL character or a lone surrogate, which "
-            "PostgreSQL jsonb cannot store: encode binary data (e.g. base64) before enqueueing"
-        )
-
-
-_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|d[89a-f][0-9a-f]{2})", re.IGNORECASE)
-"""JSON escapes of the characters jsonb refuses (a cheap test before an exact one)."""
-
-
-def _storable_json(text: str | None) -> str | None:
-    """A result or error that jsonb cannot store is stored with U+FFFD in place of
-    the offending characters.
-
-    Refusing it would leave the job running until its lease expires and then
-    run it again, for ever; a replaced character is the lesser harm.
-    """
-    if text is None or not _SUSPECT_ESCAPE.search(text):
-        return text
-    value = json.loads(text)
-    if _storable_value(value):
-        return text
-    return dumps(_make_storable(value))
-
-
-def _storable_text(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _storable_value(value: Any) -> bool:
-    if isinstance(value, str):
-        return _storable_text(value)
-    if isinstance(value, list):
-        return all(_storable_value(v) for v in value)
-    if isinstance(value, dict):
-        return all(_storable_text(k) and _storable_value(v) for k, v in value.items())
-    return True
-
-
-def _make_storable(value: Any) -> Any:
-    if isinstance(value, str):
-        if _storable_text(value):
-            return value
-        return "".join(
-            "\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in value
-        )
-    if isinstance(value, list):
-        return [_make_storable(v) for v in value]
-    if isinstance(value, dict):
-        return {_make_storable(k): _make_storable(v) for k, v in value.items()}
-    return value
-
-
 def _audit(
     conn: psycopg.Connection[Any], audit: AuditRecord | None, count: int,
     *, target: str | None = None,
@@ -1048,31 +845,6 @@ def _notify_for(conn: psycopg.Connection[Any], rows: Sequence[DictRow]) -> None:
         conn.execute(
             _Q["notify"], {"queues": _notify_payload(sorted({row["queue"] for row in rows}))}
         )
-
-
-def _filter_params(filter: JobFilter) -> dict[str, Any]:
-    return {
-        "states": [str(s) for s in filter.states] if filter.states else None,
-        "queue": filter.queue,
-        "task": filter.task,
-        "ids": list(filter.ids) if filter.ids else None,
-        "before_id": filter.before_id,
-        "limit": filter.limit,
-        "created_after": filter.created_after,
-        "created_before": filter.created_before,
-        "error_text": filter.error_text or None,
-    }
-
-
-def _token(row: DictRow) -> ApiToken:
-    role: Role = row["role"]
-    return ApiToken(
-        id=int(row["id"]), name=row["name"], token_hash=row["token_hash"], role=role,
-        tasks=[str(t) for t in row["tasks"]], queues=[str(q) for q in row["queues"]],
-        created_at=float(row["created_at"]),
-        last_used_at=None if row["last_used_at"] is None else float(row["last_used_at"]),
-        revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
-    )
 
 
 def _readable(conn: psycopg.Connection[Any]) -> bool:

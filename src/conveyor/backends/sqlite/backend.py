@@ -21,17 +21,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from conveyor.backends.base import (
     AUDIT_PRUNE_BATCH,
     SCHEMA_VERSION,
-    AlertState,
-    ApiToken,
-    AuditEntry,
-    AuditFilter,
     AuditRecord,
     Completion,
     FetchParams,
@@ -39,26 +35,21 @@ from conveyor.backends.base import (
     InsertResult,
     JobFilter,
     JobInsert,
-    JobStats,
-    QueuePause,
-    QueueStats,
-    Role,
-    StatsQuery,
-    Throughput,
-    TokenInsert,
     WorkerInfo,
 )
 from conveyor.backends.records import (
-    audit_entry_from_row,
+    RowLike,
+    check_insert,
     dumps,
+    filter_params,
     interleave,
     job_record_from_row,
-    job_stats_from_row,
 )
-from conveyor.backends.sql import load_migrations, load_queries
+from conveyor.backends.sql import SQLBackend, load_migrations, load_queries
 from conveyor.clock import Clock, SystemClock
 from conveyor.errors import BackendError, ConfigurationError, EnqueueError, SchemaError
-from conveyor.types import FINISHED_STATES, JobRecord, JobState
+from conveyor.jsonvalue import storable_json
+from conveyor.types import JobRecord, JobState
 
 log = logging.getLogger("conveyor.sqlite")
 
@@ -69,6 +60,7 @@ _MIGRATIONS = load_migrations("conveyor.backends.sqlite")
 # write at the same moment) is fixed in 3.51.3 and backported to 3.44.6 and 3.50.7.
 _WAL_RESET_FIXED = ((3, 51, 3), (3, 50, 7), (3, 44, 6))
 _warned_versions: set[str] = set()
+_COMPLETION_QUERIES = {"succeeded": "job_succeed", "retry": "job_retry_later", "dead": "job_kill"}
 
 # -- write lock and stalls ------------------------------------------------------------
 # A write that held the lock longer than this (a stopped or very slow process, a huge
@@ -228,9 +220,8 @@ def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
     return path, options
 
 
-class SQLiteBackend:
-    supports_notify = False
-
+class SQLiteBackend(SQLBackend):
+    _STATS_READ_TASK = "stats_read_task"
     def __init__(self, url: str, *, clock: Clock | None = None) -> None:
         self.url = url
         self.path, options = parse_sqlite_url(url)
@@ -369,10 +360,54 @@ class SQLiteBackend:
                 raise translate_error(exc) from exc
 
     def _read(self, sql: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+        conn = self._conn
         try:
-            return self._conn.execute(sql, params).fetchall()
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc):
+                raise translate_error(exc) from exc
         except sqlite3.Error as exc:
             raise translate_error(exc) from exc
+        # Text that is not UTF-8 (written by another program): read it with U+FFFD
+        # rather than fail the page or command that shows it.
+        conn.text_factory = _text_replacing
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise translate_error(exc) from exc
+        finally:
+            conn.text_factory = str
+
+    # -- the shared SQL base's primitives ----------------------------------------------
+    def _rows(self, name: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+        return self._read(_Q[name], {"now": self.clock.now(), **params})
+
+    def _change(
+        self, name: str, params: dict[str, Any], *, audit: AuditRecord | None = None,
+        audit_target: Callable[[Sequence[RowLike]], str] | None = None,
+    ) -> list[sqlite3.Row]:
+        with self._write() as conn:
+            rows = conn.execute(_Q[name], {"now": self.clock.now(), **params}).fetchall()
+            self._audit(conn, audit, len(rows),
+                        target=audit_target(rows) if audit and audit_target else None)
+        return rows
+
+    def _count(
+        self, name: str, params: dict[str, Any], *, audit: AuditRecord | None = None
+    ) -> int:
+        with self._write() as conn:
+            cur = conn.execute(_Q[name], {"now": self.clock.now(), **params})
+            rows = cur.fetchall()
+            count = len(rows) if cur.description is not None else cur.rowcount
+            self._audit(conn, audit, count)
+        return count
+
+    def _job_rows(self, name: str, params: dict[str, Any]) -> list[JobRecord]:
+        return [job_record_from_row(row) for row in self._read(_Q[name], params)]
+
+    @staticmethod
+    def _array(values: list[Any]) -> str:
+        return dumps(values)
 
     # -- schema -----------------------------------------------------------------
     def _migrate(self, conn: sqlite3.Connection, *, dry_run: bool) -> list[tuple[int, str]]:
@@ -422,6 +457,8 @@ class SQLiteBackend:
     def job_insert_many(
         self, jobs: Sequence[JobInsert], *, connection: Any = None
     ) -> list[InsertResult]:
+        for job in jobs:
+            check_insert(job)
         if connection is not None:
             conn = self._check_foreign_connection(connection)
             try:
@@ -514,7 +551,9 @@ class SQLiteBackend:
         return records
 
     def job_complete_many(self, completions: Sequence[Completion]) -> list[int]:
-        if not completions:
+        # An unknown outcome changes (and counts) nothing, as on PostgreSQL.
+        known = [c for c in completions if c.outcome in _COMPLETION_QUERIES]
+        if not known:
             return []
         applied: list[int] = []
         with self._write() as conn:
@@ -523,14 +562,13 @@ class SQLiteBackend:
             conn.execute(
                 _Q["stats_record_completions"],
                 {"minute": _minute(now), "now": now,
-                 "done": dumps([[c.job_id, c.lease_token, c.outcome] for c in completions])},
+                 "done": dumps([[c.job_id, c.lease_token, c.outcome] for c in known])},
             )
-            for c in completions:
-                query = {"succeeded": "job_succeed", "retry": "job_retry_later", "dead": "job_kill"}
+            for c in known:
                 row = conn.execute(
-                    _Q[query[c.outcome]],
+                    _Q[_COMPLETION_QUERIES[c.outcome]],
                     {"job_id": c.job_id, "lease_token": c.lease_token, "now": now,
-                     "result": c.result_json, "error": c.error_json,
+                     "result": storable_json(c.result_json), "error": storable_json(c.error_json),
                      "retry_delay": c.retry_delay},
                 ).fetchone()
                 if row is not None:
@@ -543,26 +581,28 @@ class SQLiteBackend:
         if not jobs:
             return []
         self._learn_lease(lease_seconds)
-        with self._write() as conn:
-            rows = conn.execute(
-                _Q["job_heartbeat"],
-                {"worker_id": worker_id, "held": _held(jobs), "now": self.clock.now(),
-                 "lease_seconds": lease_seconds},
-            ).fetchall()
-        return [int(r[0]) for r in rows]
+        return self._held_write("job_heartbeat", worker_id, jobs, lease_seconds=lease_seconds)
 
     def job_release_many(
         self, worker_id: str, jobs: Sequence[HeldJob], delay: float = 0.0
     ) -> list[int]:
+        released = self._held_write("job_release", worker_id, jobs, delay=max(0.0, delay))
+        if released:
+            self._notify_local()
+        return released
+
+    def _held_write(
+        self, name: str, worker_id: str, jobs: Sequence[HeldJob], **params: float
+    ) -> list[int]:
+        """Change the jobs `worker_id` still holds (fenced by their lease tokens)."""
         if not jobs:
             return []
+        held = dumps([[job.id, job.lease_token] for job in jobs])
         with self._write() as conn:
             rows = conn.execute(
-                _Q["job_release"],
-                {"worker_id": worker_id, "held": _held(jobs), "now": self.clock.now(),
-                 "delay": max(0.0, delay)},
+                _Q[name],
+                {"worker_id": worker_id, "held": held, "now": self.clock.now(), **params},
             ).fetchall()
-        self._notify_local()
         return [int(r[0]) for r in rows]
 
     def job_rescue(self, limit: int = 1000) -> list[int]:
@@ -575,78 +615,14 @@ class SQLiteBackend:
         return [int(r[0]) for r in rows]
 
     # -- operator side ------------------------------------------------------------
-    def job_get(self, job_id: int) -> JobRecord | None:
-        rows = self._read(_Q["job_get"], {"job_id": job_id})
-        return job_record_from_row(rows[0]) if rows else None
-
-    def job_list(self, filter: JobFilter) -> list[JobRecord]:
-        rows = self._read(_Q["job_list"], _filter_params(filter))
-        return [job_record_from_row(row) for row in rows]
-
     def job_retry(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:
         with self._write() as conn:
-            params = _filter_params(filter)
+            params = filter_params(filter, dumps)
             params["now"] = self.clock.now()
             count = len(conn.execute(_Q["job_retry_dead"], params).fetchall())
             self._audit(conn, audit, count)
         self._notify_local()
         return count
-
-    def job_cancel(self, job_id: int, *, audit: AuditRecord | None = None) -> bool:
-        with self._write() as conn:
-            row = conn.execute(
-                _Q["job_cancel"],
-                {"job_id": job_id, "now": self.clock.now()},
-            ).fetchone()
-            self._audit(conn, audit, int(row is not None))
-        return row is not None
-
-    def job_delete(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:
-        params = _filter_params(filter)
-        if params["states"] is None:
-            params["states"] = dumps(sorted(FINISHED_STATES))
-        with self._write() as conn:
-            count = len(conn.execute(_Q["job_delete"], params).fetchall())
-            self._audit(conn, audit, count)
-        return count
-
-    def job_prune(self, older_than: float, limit: int = 10_000) -> int:
-        with self._write() as conn:
-            rows = conn.execute(
-                _Q["job_prune"], {"now": self.clock.now(), "older_than": older_than, "limit": limit}
-            ).fetchall()
-        return len(rows)
-
-    def queue_stats(self) -> list[QueueStats]:
-        now = self.clock.now()
-        rows = self._read(_Q["queue_stats"], {"now": now})
-        by_queue: dict[str, dict[JobState, int]] = {}
-        oldest: dict[str, float] = {}
-        for row in rows:
-            counts = by_queue.setdefault(row["queue"], dict.fromkeys(JobState, 0))
-            counts[JobState(row["state"])] = int(row["jobs"])
-            if row["oldest_due_run_at"] is not None:
-                seen = oldest.get(row["queue"])
-                value = float(row["oldest_due_run_at"])
-                oldest[row["queue"]] = value if seen is None else min(seen, value)
-        return [
-            QueueStats(
-                queue=queue,
-                counts=counts,
-                oldest_available_age=(max(0.0, now - oldest[queue]) if queue in oldest else None),
-            )
-            for queue, counts in sorted(by_queue.items())
-        ]
-
-    def queue_pause(
-        self, queue: str, by: str = "", *, audit: AuditRecord | None = None
-    ) -> bool:
-        with self._write() as conn:
-            row = conn.execute(
-                _Q["queue_pause"], {"queue": queue, "by": by, "now": self.clock.now()}
-            ).fetchone()
-            self._audit(conn, audit, int(row is not None))
-        return row is not None
 
     def queue_resume(self, queue: str, *, audit: AuditRecord | None = None) -> bool:
         with self._write() as conn:
@@ -654,50 +630,6 @@ class SQLiteBackend:
             self._audit(conn, audit, int(row is not None))
         self._notify_local()
         return row is not None
-
-    def queue_pause_list(self) -> list[QueuePause]:
-        return [
-            QueuePause(row["queue"], float(row["paused_at"]), row["paused_by"])
-            for row in self._read(_Q["queue_pause_list"], {})
-        ]
-
-    def job_throughput(self, since: float, bucket_seconds: float) -> list[Throughput]:
-        rows = self._read(_Q["job_throughput"], {"since": since, "bucket": bucket_seconds})
-        return [
-            Throughput(row["queue"], JobState(row["state"]), int(row["bucket"]), int(row["jobs"]))
-            for row in rows
-        ]
-
-    # -- API tokens ---------------------------------------------------------------
-    def token_insert(self, token: TokenInsert, *, audit: AuditRecord | None = None) -> int:
-        with self._write() as conn:
-            row = conn.execute(
-                _Q["token_insert"],
-                {"name": token.name, "token_hash": token.token_hash, "role": token.role,
-                 "tasks": dumps(list(token.tasks)), "queues": dumps(list(token.queues)),
-                 "now": self.clock.now()},
-            ).fetchone()
-            self._audit(conn, audit, 1, target=f"token:{int(row[0])}")
-        return int(row[0])
-
-    def token_list(self) -> list[ApiToken]:
-        return [_token(row) for row in self._read(_Q["token_list"], {})]
-
-    def token_by_hash(self, token_hash: str) -> ApiToken | None:
-        rows = self._read(_Q["token_by_hash"], {"token_hash": token_hash})
-        return _token(rows[0]) if rows else None
-
-    def token_revoke(self, token_id: int, *, audit: AuditRecord | None = None) -> bool:
-        with self._write() as conn:
-            row = conn.execute(
-                _Q["token_revoke"], {"id": token_id, "now": self.clock.now()}
-            ).fetchone()
-            self._audit(conn, audit, int(row is not None))
-        return row is not None
-
-    def token_touch(self, token_id: int) -> None:
-        with self._write() as conn:
-            conn.execute(_Q["token_touch"], {"id": token_id, "now": self.clock.now()})
 
     # -- audit log ------------------------------------------------------------------
     def _audit(
@@ -724,64 +656,7 @@ class SQLiteBackend:
         with self._write() as conn:
             return self._audit(conn, record, count)
 
-    def audit_list(self, filter: AuditFilter) -> list[AuditEntry]:
-        rows = self._read(
-            _Q["audit_list"],
-            {"since": filter.since, "until": filter.until, "actor": filter.actor or None,
-             "action": filter.action, "before_id": filter.before_id, "limit": filter.limit},
-        )
-        return [audit_entry_from_row(row) for row in rows]
-
     # -- observability ------------------------------------------------------------
-    def stats_read(self, query: StatsQuery) -> list[JobStats]:
-        rows = self._read(
-            _Q["stats_read" if query.task is None else "stats_read_task"],
-            {"since": query.since, "until": query.until, "task": query.task,
-             "queue": query.queue, "per_minute": query.per_minute},
-        )
-        return [job_stats_from_row(row) for row in rows]
-
-    def stats_error_types(
-        self, since: float, *, task: str | None = None, limit: int = 5
-    ) -> list[tuple[str, int]]:
-        rows = self._read(_Q["stats_error_types"], {"since": since, "task": task, "limit": limit})
-        return [(str(row["type"]), int(row["attempts"])) for row in rows]
-
-    def stats_prune(self, older_than: float) -> int:
-        with self._write() as conn:
-            cur = conn.execute(
-                _Q["stats_prune"], {"now": self.clock.now(), "older_than": older_than}
-            )
-            return cur.rowcount
-
-    def leader_elect(self, name: str, holder: str, ttl: float) -> bool:
-        with self._write() as conn:
-            row = conn.execute(
-                _Q["leader_elect"],
-                {"name": name, "holder": holder, "ttl": ttl, "now": self.clock.now()},
-            ).fetchone()
-        return row is not None
-
-    def leader_resign(self, name: str, holder: str) -> None:
-        with self._write() as conn:
-            conn.execute(_Q["leader_resign"], {"name": name, "holder": holder})
-
-    def alert_list(self) -> list[AlertState]:
-        rows = self._read(_Q["alert_list"], {})
-        return [
-            AlertState(key=row["key"], firing=bool(row["firing"]),
-                       changed_at=float(row["changed_at"]), details=_loads_dict(row["details"]))
-            for row in rows
-        ]
-
-    def alert_set(self, state: AlertState) -> None:
-        with self._write() as conn:
-            conn.execute(
-                _Q["alert_set"],
-                {"key": state.key, "firing": int(state.firing), "now": self.clock.now(),
-                 "details": dumps(state.details)},
-            )
-
     # -- workers ----------------------------------------------------------------
     def worker_heartbeat(self, info: WorkerInfo) -> None:
         with self._write() as conn:
@@ -795,24 +670,6 @@ class SQLiteBackend:
             )
             # Rows of workers silent for a day are history, not workers.
             conn.execute(_Q["worker_prune"], {"now": now, "older_than": 86_400.0})
-
-    def worker_list(self, alive_within: float) -> list[WorkerInfo]:
-        rows = self._read(_Q["worker_list"], {"now": self.clock.now(),
-                                              "alive_within": alive_within})
-        return [
-            WorkerInfo(
-                id=row["id"], hostname=row["hostname"], pid=int(row["pid"]),
-                queues=_loads_list(row["queues"]), concurrency=int(row["concurrency"]),
-                started_at=float(row["started_at"]),
-                last_heartbeat_at=float(row["last_heartbeat_at"]),
-                running=int(row["running"]), meta=_loads_dict(row["meta"]),
-            )
-            for row in rows
-        ]
-
-    def worker_remove(self, worker_id: str) -> None:
-        with self._write() as conn:
-            conn.execute(_Q["worker_remove"], {"worker_id": worker_id})
 
     # -- waiting ------------------------------------------------------------------
     def _notify_local(self) -> None:
@@ -865,46 +722,8 @@ def _minute(now: float) -> float:
     return math.floor(now / 60.0) * 60.0
 
 
-def _held(jobs: Sequence[HeldJob]) -> str:
-    return dumps([[job.id, job.lease_token] for job in jobs])
-
-
-def _filter_params(filter: JobFilter) -> dict[str, Any]:
-    return {
-        "states": dumps([str(s) for s in filter.states]) if filter.states else None,
-        "queue": filter.queue,
-        "task": filter.task,
-        "ids": dumps(list(filter.ids)) if filter.ids else None,
-        "before_id": filter.before_id,
-        "limit": filter.limit,
-        "created_after": filter.created_after,
-        "created_before": filter.created_before,
-        "error_text": filter.error_text or None,
-    }
-
-
-def _token(row: sqlite3.Row) -> ApiToken:
-    role: Role = row["role"]
-    return ApiToken(
-        id=int(row["id"]), name=row["name"], token_hash=row["token_hash"], role=role,
-        tasks=_loads_list(row["tasks"]), queues=_loads_list(row["queues"]),
-        created_at=float(row["created_at"]),
-        last_used_at=None if row["last_used_at"] is None else float(row["last_used_at"]),
-        revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
-    )
-
-
-def _loads_list(text: str) -> list[str]:
-    import json
-
-    return [str(v) for v in json.loads(text)]
-
-
-def _loads_dict(text: str) -> dict[str, Any]:
-    import json
-
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {}
+def _text_replacing(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
 
 
 def _split_statements(script: str) -> list[str]:

@@ -29,7 +29,7 @@ SET state = CASE
                 WHEN held.retry_delay > 0 THEN 'scheduled'
                 ELSE 'available'
             END,
-    result = CASE WHEN held.outcome = 'succeeded' THEN held.result::jsonb ELSE job.result END,
+    result = CASE WHEN held.outcome = 'succeeded' THEN held.result::json ELSE job.result END,
     errors = CASE WHEN held.outcome = 'succeeded' THEN job.errors
                   ELSE job.errors || jsonb_build_array(held.error::jsonb) END,
     run_at = CASE WHEN held.outcome = 'retry'

@@ -9,7 +9,7 @@ INSERT INTO conveyor_jobs (
     task, queue, args, state, priority, run_at, max_attempts,
     idempotency_key, idempotency_window, group_key, timeout, created_at, tags, trace_context
 )
-SELECT %(task)s::text, %(queue)s::text, %(args)s::jsonb,
+SELECT %(task)s::text, %(queue)s::text, %(args)s::json,
        CASE WHEN spec.run_at > now() THEN 'scheduled' ELSE 'available' END,
        %(priority)s::smallint, greatest(spec.run_at, now()), %(max_attempts)s::integer,
        %(idempotency_key)s::text, %(idempotency_window)s::float8, %(group_key)s::text,

@@ -14,6 +14,6 @@ SELECT %(task)s::text, %(queue)s::text, given.args,
        %(priority)s::smallint, greatest(spec.run_at, now()), %(max_attempts)s::integer,
        %(idempotency_window)s::float8, %(group_key)s::text, %(timeout)s::float8, now(),
        %(tags)s::jsonb, %(trace_context)s::jsonb
-FROM spec, jsonb_array_elements(%(args)s::jsonb) WITH ORDINALITY AS given(args, n)
+FROM spec, json_array_elements(%(args)s::json) WITH ORDINALITY AS given(args, n)
 ORDER BY given.n
 RETURNING id, state
