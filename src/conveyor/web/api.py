@@ -474,7 +474,7 @@ ENDPOINTS: list[Endpoint] = [
                  Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": LIST_MAX},
                        "Page size (default 50)."),
                  Param("cursor", "query", {"type": "string", "maxLength": 64},
-                       "next_cursor of the previous page."),
+                       "next_cursor of the previous page.", invalid="invalid-cursor"),
              ), problems=("invalid-cursor",)),
     Endpoint("GET", "/jobs/{job_id}", "get_job", "Get a job with its error history",
              Permission.READ, get_job, OK_JOB, params=(JOB_ID_PARAM,)),

@@ -308,12 +308,7 @@ def _jobs_filter(request: Request) -> tuple[JobFilter, dict[str, str], list[str]
         kept[name] = value
         return parsed.timestamp()
 
-    before = None
-    if q.get("cursor"):
-        try:
-            before = decode_cursor(q["cursor"])
-        except Problem:
-            problems.append("the page cursor is not valid; showing the first page")
+    before = decode_cursor(q["cursor"]) if "cursor" in q else None
     found = JobFilter(
         states=states, queue=text("queue"), task=text("task"), error_text=text("error"),
         created_after=when("created_after"), created_before=when("created_before"),

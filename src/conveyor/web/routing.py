@@ -54,6 +54,8 @@ class Param:
     schema: Schema
     description: str
     required: bool = False
+    invalid: str | None = None
+    """The problem type answered when the value does not fit (default: validation-error)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +188,7 @@ def parse_params(endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], 
         path[param.name] = converted
     query: dict[str, Any] = {}
     declared = {p.name: p for p in endpoint.params if p.where == "query"}
-    errors = []
+    errors: list[dict[str, Any]] = []
     for name in request.query_params:
         if name not in declared:
             known = ", ".join(sorted(declared)) or "none"
@@ -198,7 +200,7 @@ def parse_params(endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], 
                 errors.append({"pointer": f"?{name}", "message": "is required"})
             continue
         if any(not _storable(v) for v in values):
-            errors.append({"pointer": f"?{name}", "message": "must be text without NUL"})
+            errors.append({"pointer": f"?{name}", "message": "must be UTF-8 text without NUL"})
             continue
         value: Any
         if param.schema.get("type") == "array":
@@ -213,6 +215,11 @@ def parse_params(endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], 
             errors.extend(v.to_json() for v in found)
             continue
         query[name] = value
+    for error in errors:
+        param = declared.get(error["pointer"].removeprefix("?"))
+        if param is not None and param.invalid is not None:
+            raise Problem(param.invalid, PROBLEMS[param.invalid][1] + f": ?{param.name} "
+                          f"{error['message']}")
     if errors:
         raise Problem("validation-error", "the query parameters do not fit", errors=errors)
     return path, query
@@ -327,15 +334,26 @@ def encode_cursor(before_id: int) -> str:
     return base64.urlsafe_b64encode(f"v1:{before_id}".encode()).decode().rstrip("=")
 
 
+_CURSOR = re.compile(r"v1:([1-9][0-9]{0,18})")
+_CURSOR_MAX_ID = 2**63 - 1
+CURSOR_MAX_LENGTH = 64
+
+
 def decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        text = ""
-    version, _, number = text.partition(":")
-    if version != "v1" or not number.isdigit() or len(number) > 19 or int(number) < 1:
+    """The job id a cursor names; any other text (forged, truncated, huge, not ASCII) is a
+    400 `invalid-cursor`, never an error of the database."""
+    number = None
+    if 0 < len(cursor) <= CURSOR_MAX_LENGTH and cursor.isascii():
+        try:
+            text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        except (ValueError, UnicodeDecodeError):
+            text = ""
+        found = _CURSOR.fullmatch(text)
+        if found is not None and int(found[1]) <= _CURSOR_MAX_ID:
+            number = int(found[1])
+    if number is None:
         raise Problem("invalid-cursor", "pass back the next_cursor of a previous page unchanged")
-    return int(number)
+    return number
 
 
 # -- the OpenAPI document ----------------------------------------------------------------
