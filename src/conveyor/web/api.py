@@ -445,7 +445,10 @@ OK_JOB = {200: ("The job.", JOB)}
 ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/health", "health", "Is the job database reachable and current?",
              None, health, {200: ("Healthy.", obj({"status": {"type": "string"}}))},
-             tag="meta"),
+             tag="meta", probe=True,
+             description="Public. Limited per address by its own bucket, ten times the "
+                         "API's rate and burst, so load-balancer probes are never "
+                         "throttled by (or counted against) the API's limit."),
     Endpoint("POST", "/jobs", "enqueue", "Enqueue a job", Permission.ENQUEUE, enqueue,
              {201: ("Enqueued: a new job.", JOB),
               200: ("An idempotent repeat: the job the key already named.", JOB)},

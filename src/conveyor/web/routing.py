@@ -98,6 +98,8 @@ class Endpoint:
     problems: Sequence[str] = ()
     description: str = ""
     tag: str = "jobs"
+    probe: bool = False
+    """A health probe: limited per address by its own, generous bucket (see WebState)."""
 
 
 # -- request pipeline ------------------------------------------------------------------
@@ -313,7 +315,8 @@ def serve(endpoint: Endpoint) -> Callable[[Request], Any]:
         state: WebState = request.app.state.conveyor_web
         instance = request.url.path
         try:
-            principal = await state.authenticate(request, endpoint.permission)
+            principal = await state.authenticate(request, endpoint.permission,
+                                                 probe=endpoint.probe)
             path, query = parse_params(endpoint, request)
             body = await parse_body(endpoint, request, state.settings.max_body_bytes)
             call = Call(state, principal, path, query, body, request.headers,
