@@ -46,7 +46,18 @@ class SerializationError(EnqueueError):
 
 
 class InvalidArgumentsError(EnqueueError):
-    """The arguments do not fit the task function's signature."""
+    """The arguments do not fit the task function's signature.
+
+    `argument` names the culprit (a parameter name, or a position for a surplus
+    positional argument) and `where` says where it was given (`args/0`,
+    `kwargs/user_id`), when known.
+    """
+
+    def __init__(self, message: str, *, argument: str | None = None,
+                 where: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
+        self.where = where
 
 
 class InvalidOptionError(EnqueueError):

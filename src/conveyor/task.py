@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack, final
 
+from conveyor.arguments import ArgumentChecker
 from conveyor.backends.base import JobInsert
 from conveyor.backends.records import dumps
 from conveyor.errors import (
     ConfigurationError,
-    InvalidArgumentsError,
     InvalidOptionError,
     SerializationError,
 )
@@ -201,6 +201,8 @@ class Task(Generic[P, R]):
         name: str,
         options: TaskOptions,
         call_options: _CallOptions | None = None,
+        *,
+        checker: ArgumentChecker | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -209,6 +211,9 @@ class Task(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
         self._call = call_options or _CallOptions()
+        self.checker = checker or ArgumentChecker(fn, name)
+        """Checks arguments against the signature and annotations (shared by `using` copies
+        and the HTTP API)."""
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -266,7 +271,8 @@ class Task(Generic[P, R]):
             changes["run_at"] = UNSET
         if "run_at" in changes and changes["run_at"] is not UNSET:
             changes["delay"] = UNSET
-        return Task(self.app, self.fn, self.name, self.options, replace(self._call, **changes))
+        return Task(self.app, self.fn, self.name, self.options, replace(self._call, **changes),
+                    checker=self.checker)
 
     # -- building jobs --------------------------------------------------------------
     def call(self, *args: P.args, **kwargs: P.kwargs) -> Call[P, R]:
@@ -274,16 +280,12 @@ class Task(Generic[P, R]):
         return Call(self, args, kwargs)
 
     def _encode(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
-        try:
-            self._signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise InvalidArgumentsError(
-                f"{self.name}{self._signature} cannot take these arguments: {exc}"
-            ) from exc
+        # JSON first: "a set is not JSON: pass a list" helps more than "must be list".
         for i, arg in enumerate(args):
             check_json(arg, f"{self.name}: argument {i}")
         for key, arg in kwargs.items():
             check_json(arg, f"{self.name}: argument {key!r}")
+        self.checker.check(args, kwargs)
         return dumps([list(args), dict(kwargs)])
 
     def _insert(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> JobInsert:

@@ -218,9 +218,9 @@ def parse_params(endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], 
             continue
         query[name] = value
     for error in errors:
-        param = declared.get(error["pointer"].removeprefix("?"))
-        if param is not None and param.invalid is not None:
-            raise Problem(param.invalid, PROBLEMS[param.invalid][1] + f": ?{param.name} "
+        culprit = declared.get(str(error["pointer"]).removeprefix("?"))
+        if culprit is not None and culprit.invalid is not None:
+            raise Problem(culprit.invalid, PROBLEMS[culprit.invalid][1] + f": ?{culprit.name} "
                           f"{error['message']}")
     if errors:
         raise Problem("validation-error", "the query parameters do not fit", errors=errors)
