@@ -146,6 +146,8 @@ TOKEN = obj({
     "tasks": {"type": "array", "items": {"type": "string"}},
     "queues": {"type": "array", "items": {"type": "string"}},
     "created_at": TIME, "last_used_at": nullable(TIME), "revoked_at": nullable(TIME),
+    "expires_at": {**nullable(TIME), "description": "When it stops working (null: never)."},
+    "expired": {"type": "boolean"},
     "token": {"type": "string", "description": "Only in the answer to its creation."},
 })
 
@@ -175,6 +177,9 @@ TOKEN_CREATE = obj({
     "role": {"type": "string", "enum": ["viewer", "enqueuer", "operator", "admin"]},
     "tasks": {"type": "array", "items": TEXT, "maxItems": 100},
     "queues": {"type": "array", "items": TEXT, "maxItems": 100},
+    "expires_in": {"type": "number", "minimum": 1, "maximum": 10 * 365 * 86400,
+                   "description": "Seconds until the token stops working (default: never; "
+                                  "it works until revoked)."},
 }, required=("name", "role"))
 
 QUEUE_STATE = obj({
@@ -397,7 +402,8 @@ def _token_json(token: Any) -> dict[str, Any]:
         "id": token.id, "name": token.name, "role": token.role,
         "tasks": list(token.tasks), "queues": list(token.queues),
         "created_at": iso(token.created_at), "last_used_at": iso(token.last_used_at),
-        "revoked_at": iso(token.revoked_at),
+        "revoked_at": iso(token.revoked_at), "expires_at": iso(token.expires_at),
+        "expired": token.expired,
     }
 
 
@@ -414,6 +420,7 @@ def create_token_op(call: Call) -> Reply:
         token, token_id = create_token(
             call.state.conveyor.backend, name=body["name"], role=body["role"],
             tasks=body.get("tasks", []), queues=body.get("queues", []),
+            expires_in=body.get("expires_in"),
         )
     except ConfigurationError as exc:
         raise Problem("invalid-option", str(exc)) from None

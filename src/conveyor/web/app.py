@@ -140,6 +140,12 @@ class WebState:
             return None
         return await run_in_threadpool(self.tokens.principal, token)
 
+    async def principal_for_session(self, session_id: str | None) -> Principal | None:
+        """The dashboard's check: a live server-side session (never an API token)."""
+        if not session_id:
+            return None
+        return await run_in_threadpool(self.tokens.session, session_id)
+
     async def authenticate(
         self, request: Request, permission: Permission | None, *, probe: bool = False
     ) -> Principal:
@@ -150,7 +156,9 @@ class WebState:
             self.limit(self.client_key(request), probe=probe)
             return PUBLIC
         token = bearer_token(request.headers)
-        principal = await self.principal_for_token(token)
+        principal, refused = (
+            (None, "") if token is None else await run_in_threadpool(self.tokens.check, token)
+        )
         self.limit(
             f"token:{principal.token_id}" if principal is not None else self.client_key(request)
         )
@@ -158,8 +166,7 @@ class WebState:
             raise Problem(
                 "unauthorized",
                 "send a valid token as Authorization: Bearer <token> (create one with "
-                "`conveyor tokens create --role viewer`)" if token is None else
-                "this token is unknown or revoked",
+                "`conveyor tokens create --role viewer`)" if token is None else refused,
                 headers={"WWW-Authenticate": 'Bearer realm="conveyor"'},
             )
         if not principal.may(permission):

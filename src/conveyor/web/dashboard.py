@@ -2,8 +2,11 @@
 
 Reading needs the `read` permission, every action (`retry`, `cancel`, `purge`,
 `pause`) needs `operate`. With authentication on, the browser signs in with
-an API token once; the token travels back in an HttpOnly, SameSite=Strict
-cookie. Every form that changes something carries an anti-forgery token that
+an API token once and gets a server-side session: the cookie holds a random
+session id (HttpOnly, SameSite=Strict, Secure over https), never the token;
+the server stores only its SHA-256, enforces its 12 hours, and ends it on
+sign-out or when its token is revoked or expires. The API refuses a session
+id as a Bearer token. Every form that changes something carries an anti-forgery token that
 must match a second cookie (double submit), and a cross-site Origin is
 refused. Bulk actions go through a confirmation page that says how many jobs
 they will touch.
@@ -26,7 +29,14 @@ from starlette.routing import BaseRoute, Route
 
 from conveyor.backends.base import JobFilter
 from conveyor.types import JobState
-from conveyor.web.auth import ANONYMOUS, Permission, Principal
+from conveyor.web.auth import (
+    ANONYMOUS,
+    SESSION_SECONDS,
+    Permission,
+    Principal,
+    end_session,
+    start_session,
+)
 from conveyor.web.problems import Problem
 from conveyor.web.routing import decode_cursor, encode_cursor, read_body, translate
 from conveyor.web.schema import parse_datetime
@@ -44,9 +54,9 @@ from conveyor.web.views import (
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
-TOKEN_COOKIE = "conveyor_token"  # noqa: S105 - a cookie name
+SESSION_COOKIE = "conveyor_session"
+LEGACY_TOKEN_COOKIE = "conveyor_token"  # noqa: S105 - a cookie name: held the token itself
 CSRF_COOKIE = "conveyor_csrf"
-SESSION_SECONDS = 12 * 3600
 PAGE = 50
 FORM_LIMIT = 16_384
 PAST = {"retry": "retried", "cancel": "cancelled"}
@@ -105,8 +115,8 @@ async def _principal(request: Request, permission: Permission) -> Principal:
     state = _state(request)
     if not state.settings.auth:
         return ANONYMOUS
-    principal: Principal | None = await state.principal_for_token(
-        request.cookies.get(TOKEN_COOKIE)
+    principal: Principal | None = await state.principal_for_session(
+        request.cookies.get(SESSION_COOKIE)
     )
     if principal is None:
         raise Unauthenticated
@@ -244,15 +254,27 @@ async def login(request: Request) -> Response:
     if principal is None or not principal.may(Permission.READ):
         return _render(request, "login.html", status=401, next=fields.get("next", ""),
                        failed=True)
+    try:
+        session_id = await run_in_threadpool(start_session, state.conveyor.backend, principal)
+    except Exception as exc:
+        problem = translate(exc)
+        return _render(request, "error.html", status=problem.status, title=problem.title,
+                       detail=problem.detail)
     response = RedirectResponse(_safe_next(request, fields.get("next")), status_code=303)
-    _set_cookie(response, request, TOKEN_COOKIE, token, SESSION_SECONDS)
+    _set_cookie(response, request, SESSION_COOKIE, session_id, SESSION_SECONDS)
+    if LEGACY_TOKEN_COOKIE in request.cookies:  # from before server-side sessions
+        response.delete_cookie(LEGACY_TOKEN_COOKIE, path=_root(request) or "/")
     return response
 
 
 async def logout(request: Request) -> Response:
     await _form(request)
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id:
+        state = _state(request)
+        await run_in_threadpool(end_session, state.conveyor.backend, session_id)
     response = _redirect(request, "/login")
-    response.delete_cookie(TOKEN_COOKIE, path=_root(request) or "/")
+    response.delete_cookie(SESSION_COOKIE, path=_root(request) or "/")
     return response
 
 

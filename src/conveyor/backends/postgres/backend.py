@@ -625,7 +625,8 @@ class PostgresBackend:
         rows = self._execute(
             _Q["token_insert"],
             {"name": token.name, "token_hash": token.token_hash, "role": token.role,
-             "tasks": list(token.tasks), "queues": list(token.queues)},
+             "tasks": list(token.tasks), "queues": list(token.queues),
+             "expires_in": token.expires_in},
         )
         return int(rows[0]["id"])
 
@@ -641,6 +642,18 @@ class PostgresBackend:
 
     def token_touch(self, token_id: int) -> None:
         self._execute(_Q["token_touch"], {"id": token_id})
+
+    # -- dashboard sessions ---------------------------------------------------------
+    def session_insert(self, session_hash: str, token_id: int, lifetime: float) -> None:
+        self._execute(_Q["session_insert"], {"session_hash": session_hash,
+                                             "token_id": token_id, "lifetime": lifetime})
+
+    def session_token(self, session_hash: str) -> ApiToken | None:
+        rows = self._execute(_Q["session_token"], {"session_hash": session_hash})
+        return _token(rows[0]) if rows else None
+
+    def session_end(self, session_hash: str) -> None:
+        self._execute(_Q["session_end"], {"session_hash": session_hash})
 
     # -- observability ----------------------------------------------------------------
     def stats_read(self, query: StatsQuery) -> list[JobStats]:
@@ -1012,6 +1025,8 @@ def _token(row: DictRow) -> ApiToken:
         created_at=float(row["created_at"]),
         last_used_at=None if row["last_used_at"] is None else float(row["last_used_at"]),
         revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
+        expires_at=None if row["expires_at"] is None else float(row["expires_at"]),
+        expired=bool(row["expired"]),
     )
 
 

@@ -557,15 +557,16 @@ class SQLiteBackend:
                 _Q["token_insert"],
                 {"name": token.name, "token_hash": token.token_hash, "role": token.role,
                  "tasks": dumps(list(token.tasks)), "queues": dumps(list(token.queues)),
-                 "now": self.clock.now()},
+                 "now": self.clock.now(), "expires_in": token.expires_in},
             ).fetchone()
         return int(row[0])
 
     def token_list(self) -> list[ApiToken]:
-        return [_token(row) for row in self._read(_Q["token_list"], {})]
+        return [_token(row) for row in self._read(_Q["token_list"], {"now": self.clock.now()})]
 
     def token_by_hash(self, token_hash: str) -> ApiToken | None:
-        rows = self._read(_Q["token_by_hash"], {"token_hash": token_hash})
+        rows = self._read(_Q["token_by_hash"],
+                          {"token_hash": token_hash, "now": self.clock.now()})
         return _token(rows[0]) if rows else None
 
     def token_revoke(self, token_id: int) -> bool:
@@ -578,6 +579,24 @@ class SQLiteBackend:
     def token_touch(self, token_id: int) -> None:
         with self._write() as conn:
             conn.execute(_Q["token_touch"], {"id": token_id, "now": self.clock.now()})
+
+    # -- dashboard sessions -------------------------------------------------------
+    def session_insert(self, session_hash: str, token_id: int, lifetime: float) -> None:
+        with self._write() as conn:
+            now = self.clock.now()
+            conn.execute(_Q["session_prune"], {"now": now})
+            conn.execute(_Q["session_insert"], {"session_hash": session_hash,
+                                                "token_id": token_id, "now": now,
+                                                "lifetime": lifetime})
+
+    def session_token(self, session_hash: str) -> ApiToken | None:
+        rows = self._read(_Q["session_token"],
+                          {"session_hash": session_hash, "now": self.clock.now()})
+        return _token(rows[0]) if rows else None
+
+    def session_end(self, session_hash: str) -> None:
+        with self._write() as conn:
+            conn.execute(_Q["session_end"], {"session_hash": session_hash})
 
     # -- observability ------------------------------------------------------------
     def stats_read(self, query: StatsQuery) -> list[JobStats]:
@@ -738,6 +757,8 @@ def _token(row: sqlite3.Row) -> ApiToken:
         created_at=float(row["created_at"]),
         last_used_at=None if row["last_used_at"] is None else float(row["last_used_at"]),
         revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
+        expires_at=None if row["expires_at"] is None else float(row["expires_at"]),
+        expired=bool(row["expired"]),
     )
 
 
