@@ -82,7 +82,7 @@ def test_a_token_with_an_expiry_stops_working_with_a_clear_401(web: Web) -> None
     listed = web.client.get("/api/v1/tokens", headers=admin).json()["tokens"]
     [row] = [t for t in listed if t["name"] == "short"]
     assert row["expired"] is True and row["expires_at"] == made["expires_at"]
-    never = [t for t in listed if t["name"] == "test-viewer"][0]
+    [never] = [t for t in listed if t["name"] == "test-viewer"]
     assert never["expires_at"] is None and never["expired"] is False
     for bad in (0, -5, 10**12, "30d"):
         r = web.client.post("/api/v1/tokens", json={"name": "x", "role": "viewer",
