@@ -19,6 +19,8 @@ from conveyor.errors import (
     ConfigurationError,
     ConveyorError,
     Discard,
+    EncryptionError,
+    EncryptionKeyMissing,
     EnqueueError,
     InvalidArgumentsError,
     InvalidOptionError,
@@ -32,6 +34,7 @@ from conveyor.errors import (
     WaitTimeout,
 )
 from conveyor.job import Job
+from conveyor.middleware import Attempt, AttemptResult, EnqueueJob, Middleware
 from conveyor.retry import CircuitBreaker, Retry
 from conveyor.task import Task
 from conveyor.types import AttemptError, JobRecord, JobState
@@ -40,7 +43,9 @@ from conveyor.worker import Worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attempt",
     "AttemptError",
+    "AttemptResult",
     "BackendError",
     "BackendUnavailable",
     "CircuitBreaker",
@@ -48,7 +53,10 @@ __all__ = [
     "Conveyor",
     "ConveyorError",
     "Discard",
+    "EncryptionError",
+    "EncryptionKeyMissing",
     "EnqueueError",
+    "EnqueueJob",
     "InvalidArgumentsError",
     "InvalidOptionError",
     "Job",
@@ -57,6 +65,7 @@ __all__ = [
     "JobNotFound",
     "JobRecord",
     "JobState",
+    "Middleware",
     "Retry",
     "RetryAfter",
     "SchemaError",

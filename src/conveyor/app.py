@@ -20,6 +20,7 @@ from conveyor.clock import Clock
 from conveyor.errors import ConfigurationError, UnknownTaskError
 from conveyor.events import EventBus, EventName, JobEvent
 from conveyor.job import Job, job_from_record
+from conveyor.middleware import EnqueueJob, Middleware, check_middleware
 from conveyor.retry import DEFAULT_RETRY, CircuitBreaker, Retry
 from conveyor.scheduler import CronEntry, CronExpression, build_entry
 from conveyor.task import Task, build_options, check_max_attempts, check_priority, check_queue
@@ -70,6 +71,7 @@ class Conveyor:
         retention: float | timedelta = timedelta(days=7),
         connect_timeout: float | timedelta = 5.0,
         clock: Clock | None = None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.url = url or os.environ.get("CONVEYOR_URL") or DEFAULT_URL
         self.lease = _seconds(lease, "lease", minimum=0.1)
@@ -97,6 +99,8 @@ class Conveyor:
         self.events = EventBus()
         """Job events of this process (see `conveyor.events`): metrics and logs subscribe."""
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.middleware: list[Middleware] = check_middleware(middleware)
+        """Hooks around enqueue and each attempt, outermost first (see `conveyor.middleware`)."""
         self.schedules: dict[str, CronEntry] = {}
         """Periodic jobs by entry name (see `cron`)."""
         self.objectives: dict[str, Objective] = {}
@@ -115,6 +119,29 @@ class Conveyor:
 
     def __repr__(self) -> str:
         return f"<Conveyor {self.url} tasks={len(self.tasks)}>"
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Add a hook around enqueue and each attempt, inside those already added."""
+        self.middleware.extend(check_middleware([middleware]))
+
+    def open_result(self, value: Any, task: str) -> Any:
+        """A stored result as its task returned it: decrypted by the app's key ring when
+        it is encrypted (see `conveyor.encryption`)."""
+        from conveyor.encryption import Encryption
+        from conveyor.redaction import envelope_key
+
+        if envelope_key(value) is None:
+            return value
+        ring = next((m for m in self.middleware if isinstance(m, Encryption)), None)
+        if ring is None:
+            from conveyor.errors import EncryptionKeyMissing
+
+            key = envelope_key(value) or "?"
+            raise EncryptionKeyMissing(
+                f"the result is encrypted with key {key!r} and this app has no key ring: "
+                "give it Conveyor(..., middleware=[Encryption(keys=...)])", key_id=key,
+            )
+        return ring.open_result(value, task)
 
     # -- backend ----------------------------------------------------------------------
     @property
@@ -160,6 +187,7 @@ class Conveyor:
         retry_on: Iterable[type[BaseException]] = (Exception,),
         tags: Iterable[str] = (),
         breaker: CircuitBreaker | None = None,
+        secret: Iterable[str] = (),
     ) -> TaskDecorator: ...
 
     def task(
@@ -177,11 +205,15 @@ class Conveyor:
         retry_on: Iterable[type[BaseException]] = (Exception,),
         tags: Iterable[str] = (),
         breaker: CircuitBreaker | None = None,
+        secret: Iterable[str] = (),
     ) -> Any:
         """Register a function as a task, under `name` (default: the function's name).
 
         The name is what is stored with each job: keep it stable across deploys.
+        `secret` names parameters whose values every reader shows as `•••` (the
+        API, the dashboard, the CLI, error messages); see `conveyor.redaction`.
         """
+        secret_names = (secret,) if isinstance(secret, str) else tuple(secret)
         options = build_options(
             queue=queue, priority=priority, max_attempts=max_attempts, retry=retry,
             timeout=timeout, dont_retry=dont_retry, retry_on=retry_on, tags=tags,
@@ -201,6 +233,8 @@ class Conveyor:
                     f"{existing.fn.__module__}); give one of them name=..."
                 )
             task: Task[Any, Any] = Task(self, func, task_name, options)
+            if secret_names:
+                _declare_secrets(task, secret_names)
             self.tasks[task_name] = task
             return task
 
@@ -266,6 +300,33 @@ class Conveyor:
 
     # -- jobs -------------------------------------------------------------------------
     def _enqueue(self, inserts: Sequence[JobInsert], *, connection: Any = None) -> list[Job[Any]]:
+        if self.middleware:
+            return self._enqueue_through(list(inserts), connection)
+        return self._store(inserts, connection)
+
+    def _enqueue_through(self, inserts: list[JobInsert], connection: Any) -> list[Job[Any]]:
+        """The batch through every middleware's around_enqueue, outermost first, then stored."""
+        import json
+
+        from conveyor.backends.records import dumps
+
+        def store(jobs: list[EnqueueJob]) -> list[Job[Any]]:
+            if len(jobs) != len(inserts):
+                raise ConfigurationError(
+                    f"a middleware changed the number of jobs of a batch ({len(inserts)} to "
+                    f"{len(jobs)}): replace jobs one for one, or raise to refuse the batch"
+                )
+            return self._store([
+                _insert_of(insert, job, dumps([job.args, job.kwargs]))
+                for insert, job in zip(inserts, jobs, strict=True)
+            ], connection)
+
+        call_next: Callable[[list[EnqueueJob]], list[Job[Any]]] = store
+        for middleware in reversed(self.middleware):
+            call_next = _bind_enqueue(middleware, call_next)
+        return call_next([_job_of(i, json.loads(i.args_json)) for i in inserts])
+
+    def _store(self, inserts: Sequence[JobInsert], connection: Any) -> list[Job[Any]]:
         results = self.backend.job_insert_many(inserts, connection=connection)
         if self.events and self.events.wants(EventName.ENQUEUED):
             self.events.emit_all(
@@ -412,3 +473,52 @@ def find_app_path(app: Conveyor) -> str | None:
 
 
 __all__ = ["DEFAULT_URL", "Conveyor", "find_app_path", "load_app"]
+
+
+def _declare_secrets(task: Task[Any, Any], names: tuple[str, ...]) -> None:
+    import inspect
+
+    from conveyor import redaction
+
+    params = inspect.signature(task.fn).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for name in names:
+        if not isinstance(name, str) or (name not in params and not takes_any):
+            raise ConfigurationError(
+                f"secret={list(names)!r}: {name!r} is not a parameter of {task.name} "
+                f"(its parameters: {', '.join(params) or 'none'})"
+            )
+    positional = [
+        p.name for p in params.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    redaction.declare(task.name, names, positional)
+
+
+def _job_of(insert: JobInsert, payload: list[Any]) -> EnqueueJob:
+    args, kwargs = payload
+    return EnqueueJob(
+        task=insert.task, queue=insert.queue, args=list(args), kwargs=dict(kwargs),
+        priority=insert.priority, run_at=insert.run_at, max_attempts=insert.max_attempts,
+        idempotency_key=insert.idempotency_key, group=insert.group_key, tags=tuple(insert.tags),
+        delay=insert.delay, timeout=insert.timeout,
+    )
+
+
+def _insert_of(insert: JobInsert, job: EnqueueJob, args_json: str) -> JobInsert:
+    from dataclasses import replace
+
+    return replace(
+        insert, task=job.task, queue=job.queue, args_json=args_json, priority=job.priority,
+        run_at=job.run_at, max_attempts=job.max_attempts, idempotency_key=job.idempotency_key,
+        group_key=job.group, tags=tuple(job.tags), delay=job.delay, timeout=job.timeout,
+    )
+
+
+def _bind_enqueue(
+    middleware: Middleware, call_next: Callable[[list[EnqueueJob]], list[Job[Any]]]
+) -> Callable[[list[EnqueueJob]], list[Job[Any]]]:
+    def around(jobs: list[EnqueueJob]) -> list[Job[Any]]:
+        return middleware.around_enqueue(jobs, call_next)
+
+    return around

@@ -7,6 +7,8 @@
     │   ├── InvalidArgumentsError arguments do not fit the task's signature
     │   └── InvalidOptionError    unknown or out-of-range option (delay < 0, priority …)
     ├── UnknownTaskError          no task registered under that name
+    ├── EncryptionError           an encrypted payload does not decrypt (altered, misplaced)
+    │   └── EncryptionKeyMissing  its key id is not in this process's key ring
     ├── BackendError              the database failed us
     │   ├── BackendUnavailable    cannot connect within the connect timeout
     │   └── SchemaError           schema missing or of an unknown version: run `conveyor migrate`
@@ -66,6 +68,18 @@ class InvalidOptionError(EnqueueError):
 
 class UnknownTaskError(ConveyorError):
     """No task is registered under the given name."""
+
+
+class EncryptionError(ConveyorError):
+    """An encrypted job payload does not decrypt; recorded as the attempt's (final) error."""
+
+
+class EncryptionKeyMissing(EncryptionError):
+    """The payload names a key id this process's key ring does not hold."""
+
+    def __init__(self, message: str, *, key_id: str) -> None:
+        super().__init__(message)
+        self.key_id = key_id
 
 
 class BackendError(ConveyorError):
