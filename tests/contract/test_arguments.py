@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
 
 import pytest
@@ -96,8 +97,8 @@ def test_enqueue_many_checks_every_item_and_stores_none_on_a_bad_one(app: Convey
     assert len(send.enqueue_many(items[:100])) == 100
 
 
-def test_a_forward_reference_defined_after_the_task_still_resolves() -> None:
-    app = Conveyor("sqlite:///:memory:")
+def test_a_forward_reference_defined_after_the_task_still_resolves(tmp_path: Path) -> None:
+    app = Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}")
 
     @app.task()
     def later(value: LaterType) -> None: ...
