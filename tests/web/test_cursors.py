@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -58,3 +59,11 @@ def test_any_string_is_a_page_or_an_invalid_cursor(web: Web, cursor: str) -> Non
     assert r.status_code in (200, 400), (cursor, r.status_code, r.text)
     if r.status_code == 400:
         assert _problem(r) == "invalid-cursor"
+    if _signed_in.get("web") is not web:  # one sign-in per test, not per example
+        _signed_in.update(web=web, browser=sign_in(web, "viewer"))
+    browser = _signed_in["browser"]
+    page = browser.get("/jobs", params={"cursor": cursor}, follow_redirects=False)
+    assert page.status_code == r.status_code, (cursor, page.status_code)
+
+
+_signed_in: dict[str, Any] = {}

@@ -50,6 +50,8 @@ def attempt_through(
     middleware: list[Middleware], record: JobRecord, worker_id: str, run: RunAttempt
 ) -> Outcome:
     """Run `record`'s attempt with `run`, inside every middleware's around_attempt."""
+    if not middleware:  # only secrets to scrub
+        return scrubbed(run(record), record)
     ran = [record]
 
     def layer(index: int, attempt: Attempt) -> AttemptResult:
