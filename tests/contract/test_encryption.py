@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import logging
+import sys
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -158,3 +162,37 @@ def test_a_secret_must_name_a_parameter(app: Conveyor) -> None:
     with pytest.raises(ConfigurationError, match="'card' is not a parameter of pay"):
         @app.task(secret=["card"])
         def pay(card_number: str) -> None: ...
+
+
+def test_the_process_pool_runs_encrypted_jobs_too(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = f"sealed_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(
+        "from conveyor import Conveyor\n"
+        "from conveyor.encryption import Encryption\n"
+        f"app = Conveyor({backend_url!r}, poll_interval=0.05, "
+        f"middleware=[Encryption(keys={{'k1': {OLD!r}}})])\n"
+        "@app.task(secret=['card_number'], max_attempts=1)\n"
+        "def charge(card_number: str, cents: int) -> dict:\n"
+        "    if cents < 0:\n"
+        "        raise ValueError(f'refund to {card_number} refused')\n"
+        "    return {'charged': cents, 'card': card_number[-4:]}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    module = importlib.import_module(name)
+    app: Conveyor = module.app
+    try:
+        ok = module.charge.enqueue(CARD, cents=7)
+        bad = module.charge.enqueue(CARD, cents=-7)
+        drain(app, pool="process", app_path=f"{name}:app", concurrency=1, timeout=60)
+        assert ok.wait(5) == {"charged": 7, "card": "1111"}
+        assert CARD not in _raw_row(app, ok.id) and '"charged"' not in _raw_row(app, ok.id)
+        record = bad.refresh().record
+        assert record.state is JobState.DEAD
+        error = record.errors[0]
+        assert "ValueError" in error.type and CARD not in error.message + error.traceback
+    finally:
+        app.close()
+        sys.modules.pop(name, None)
