@@ -493,6 +493,10 @@ def test_a_database_that_is_down_gives_503_with_retry_after_never_a_trace() -> N
                 "token": "cvy_" + "b" * 43,
             })
             assert signed.status_code == 503
+            if auth:  # signing out must end the session in the database: it says it did not
+                out = client.post("/logout", data={
+                    "csrf": login.text.split('name="csrf" value="')[1].split('"')[0]})
+                assert out.status_code == 503 and "did not answer" in out.text
     finally:
         app.close()
 

@@ -268,11 +268,19 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    await _form(request)
     session_id = request.cookies.get(SESSION_COOKIE)
-    if session_id:
-        state = _state(request)
-        await run_in_threadpool(end_session, state.conveyor.backend, session_id)
+    try:
+        await _form(request)
+        if session_id:
+            state = _state(request)
+            await run_in_threadpool(end_session, state.conveyor.backend, session_id)
+    except Exception as exc:  # not signed out on the server: say so, keep the cookie
+        problem = translate(exc)
+        response = _render(request, "error.html", status=problem.status, title=problem.title,
+                           detail=problem.detail)
+        for name, value in problem.headers.items():
+            response.headers[name] = value
+        return response
     response = _redirect(request, "/login")
     response.delete_cookie(SESSION_COOKIE, path=_root(request) or "/")
     return response
