@@ -80,9 +80,10 @@ def web(
     out.print(f"conveyor web on http://{shown}:{port}/  (API: /api/v1, "
               f"OpenAPI: /api/v1/openapi.json)")
     if auth:
-        if not any(t.revoked_at is None for t in conveyor.backend.token_list()):
-            out.print("[yellow]no API token exists yet: create one with `conveyor tokens "
-                      "create --role admin --name me`[/]")
+        live = [t for t in conveyor.backend.token_list() if t.revoked_at is None and not t.expired]
+        if not live:
+            out.print("[yellow]no live API token exists (none yet, or all revoked or expired): "
+                      "create one with `conveyor tokens create --role admin --name me`[/]")
     else:
         out.print("[yellow]authentication is off: every local user can act on the jobs[/]")
     metrics = None
