@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from conveyor.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from conveyor.job import Job
 
@@ -104,8 +106,6 @@ class Middleware:
 
 
 def check_middleware(items: Sequence[Any]) -> list[Middleware]:
-    from conveyor.errors import ConfigurationError
-
     found = list(items)
     for item in found:
         if not isinstance(item, Middleware):
