@@ -233,8 +233,9 @@ class Conveyor:
                     f"{existing.fn.__module__}); give one of them name=..."
                 )
             task: Task[Any, Any] = Task(self, func, task_name, options)
-            if secret_names:
-                _declare_secrets(task, secret_names)
+            marked = _marked_secrets(func)
+            if secret_names or marked:
+                _declare_secrets(task, (*secret_names, *marked))
             self.tasks[task_name] = task
             return task
 
@@ -473,6 +474,31 @@ def find_app_path(app: Conveyor) -> str | None:
 
 
 __all__ = ["DEFAULT_URL", "Conveyor", "find_app_path", "load_app"]
+
+
+def _marked_secrets(fn: Callable[..., Any]) -> tuple[str, ...]:
+    """Parameters annotated `Annotated[..., Secret]`."""
+    import typing
+
+    from conveyor.redaction import Secret
+
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:
+        # Unresolvable (names local to a function, or defined later): judge the text, and
+        # rather redact one parameter too many than leak one.
+        import re
+
+        marker = re.compile(r"\bAnnotated\[.*\bSecret\b")
+        return tuple(
+            name for name, text in getattr(fn, "__annotations__", {}).items()
+            if isinstance(text, str) and marker.search(text)
+        )
+    return tuple(
+        name for name, hint in hints.items()
+        if typing.get_origin(hint) is typing.Annotated
+        and any(extra is Secret for extra in hint.__metadata__)
+    )
 
 
 def _declare_secrets(task: Task[Any, Any], names: tuple[str, ...]) -> None:

@@ -1,6 +1,7 @@
 """What readers show of a job's arguments and result: secrets redacted, ciphertext named.
 
-A task declares the parameters that hold secrets (`@app.task(secret=["card_number"])`);
+A task declares the parameters that hold secrets (`@app.task(secret=["card_number"])`,
+or `card_number: Annotated[str, Secret]`);
 every reader (the API's job responses, the dashboard, the CLI, the worker's
 error records) shows their values as `•••`, whether or not encryption is on.
 An encrypted payload (see `conveyor.encryption`) is shown as
@@ -21,6 +22,16 @@ from typing import Any
 from conveyor.types import JobRecord
 
 REDACTED = "•••"
+
+
+class _SecretMarker:
+    """`Annotated[str, Secret]`: this parameter holds a secret (see the module docstring)."""
+
+    def __repr__(self) -> str:
+        return "Secret"
+
+
+Secret = _SecretMarker()
 ENVELOPE = "$encrypted"
 """The one key of a stored encrypted payload: `{"$encrypted": {"key": ..., ...}}`."""
 
@@ -107,6 +118,6 @@ def scrub(text: str, secrets: list[str]) -> str:
 
 
 __all__ = [
-    "ENVELOPE", "REDACTED", "declare", "envelope_key", "scrub", "secret_names",
+    "ENVELOPE", "REDACTED", "Secret", "declare", "envelope_key", "scrub", "secret_names",
     "secret_values", "shown_arguments", "shown_record", "shown_value",
 ]

@@ -9,7 +9,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from rich.console import Console
@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from conveyor import Conveyor, EncryptionKeyMissing, JobState
 from conveyor.cli.jobs import record_json, render_job
 from conveyor.encryption import Encryption
-from conveyor.redaction import REDACTED
+from conveyor.redaction import REDACTED, Secret
 from conveyor.testing import drain
 from conveyor.web import create_app, create_token
 
@@ -196,3 +196,17 @@ def test_the_process_pool_runs_encrypted_jobs_too(
     finally:
         app.close()
         sys.modules.pop(name, None)
+
+
+def test_a_secret_can_be_marked_in_the_annotation(app: Conveyor) -> None:
+    @app.task()
+    def login(user: str, password: Annotated[str, Secret]) -> None: ...
+
+    @app.task()  # annotations that do not resolve yet: the marker is still found
+    def rotate(password: Annotated[str, Secret], policy: DefinedNowhere) -> None: ...  # noqa: F821
+
+    for job in (login.enqueue("ann", "hunter2-hunter2"), rotate.enqueue("hunter2-hunter2", 1)):
+        record = app.backend.job_get(job.id)
+        assert record is not None
+        assert REDACTED in record_json(record)["args"]
+        assert "hunter2" not in _cli_text(record)
