@@ -19,6 +19,8 @@ from conveyor.errors import (
     ConfigurationError,
     ConveyorError,
     Discard,
+    EncryptionError,
+    EncryptionKeyMissing,
     EnqueueError,
     InvalidArgumentsError,
     InvalidOptionError,
@@ -33,7 +35,7 @@ from conveyor.errors import (
     WaitTimeout,
 )
 from conveyor.job import Job
-from conveyor.middleware import EnqueueJob, Middleware
+from conveyor.middleware import Attempt, AttemptResult, EnqueueJob, Middleware
 from conveyor.retry import CircuitBreaker, Retry
 from conveyor.task import Task
 from conveyor.types import AttemptError, JobRecord, JobState
@@ -42,7 +44,9 @@ from conveyor.worker import Worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attempt",
     "AttemptError",
+    "AttemptResult",
     "BackendError",
     "BackendUnavailable",
     "CircuitBreaker",
@@ -50,6 +54,8 @@ __all__ = [
     "Conveyor",
     "ConveyorError",
     "Discard",
+    "EncryptionError",
+    "EncryptionKeyMissing",
     "EnqueueError",
     "EnqueueJob",
     "InvalidArgumentsError",

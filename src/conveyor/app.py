@@ -19,7 +19,7 @@ from conveyor.clock import Clock
 from conveyor.errors import ConfigurationError, InvalidOptionError, UnknownTaskError
 from conveyor.events import EventBus, EventName, JobEvent
 from conveyor.job import Job, job_from_record
-from conveyor.middleware import EnqueueJob, Middleware, chain_enqueue
+from conveyor.middleware import EnqueueJob, Middleware, chain_enqueue, check_middleware
 from conveyor.operations import Operations
 from conveyor.retry import DEFAULT_RETRY, CircuitBreaker, Retry
 from conveyor.scheduler import CronEntry, CronExpression, CronScheduler, build_entry
@@ -129,6 +129,25 @@ class Conveyor:
     def __repr__(self) -> str:
         return f"<Conveyor {self.url} tasks={len(self.tasks)}>"
 
+    def open_result(self, value: Any, task: str) -> Any:
+        """A stored result as its task returned it: decrypted by the app's key ring when
+        it is encrypted (see `conveyor.encryption`)."""
+        from conveyor.encryption import Encryption
+        from conveyor.redaction import envelope_key
+
+        if envelope_key(value) is None:
+            return value
+        ring = next((m for m in self.middleware if isinstance(m, Encryption)), None)
+        if ring is None:
+            from conveyor.errors import EncryptionKeyMissing
+
+            key = envelope_key(value) or "?"
+            raise EncryptionKeyMissing(
+                f"the result is encrypted with key {key!r} and this app has no key ring: "
+                "give it Conveyor(..., middleware=[Encryption(keys=...)])", key_id=key,
+            )
+        return ring.open_result(value, task)
+
     # -- backend ----------------------------------------------------------------------
     @property
     def backend(self) -> Backend:
@@ -189,6 +208,7 @@ class Conveyor:
         retry_on: Iterable[type[BaseException]] = (Exception,),
         tags: Iterable[str] = (),
         breaker: CircuitBreaker | None = None,
+        secret: Iterable[str] = (),
     ) -> TaskDecorator: ...
 
     def task(
@@ -206,11 +226,15 @@ class Conveyor:
         retry_on: Iterable[type[BaseException]] = (Exception,),
         tags: Iterable[str] = (),
         breaker: CircuitBreaker | None = None,
+        secret: Iterable[str] = (),
     ) -> Any:
         """Register a function as a task, under `name` (default: the function's name).
 
         The name is what is stored with each job: keep it stable across deploys.
+        `secret` names parameters whose values every reader shows as `•••` (the
+        API, the dashboard, the CLI, error messages); see `conveyor.redaction`.
         """
+        secret_names = (secret,) if isinstance(secret, str) else tuple(secret)
         options = build_options(
             queue=queue, priority=priority, max_attempts=max_attempts, retry=retry,
             timeout=timeout, dont_retry=dont_retry, retry_on=retry_on, tags=tags,
@@ -230,6 +254,9 @@ class Conveyor:
                     f"{existing.fn.__module__}); give one of them name=..."
                 )
             task: Task[Any, Any] = Task(self, func, task_name, options)
+            marked = _marked_secrets(func)
+            if secret_names or marked:
+                _declare_secrets(task, (*secret_names, *marked))
             self.tasks[task_name] = task
             return task
 
@@ -296,11 +323,7 @@ class Conveyor:
     # -- middleware -------------------------------------------------------------------
     def add_middleware(self, middleware: Middleware) -> None:
         """Add a middleware inside those already added (see `conveyor.middleware`)."""
-        if not isinstance(middleware, Middleware):
-            raise ConfigurationError(
-                f"middleware must be a conveyor.Middleware (subclass it), got {middleware!r}"
-            )
-        self.middleware.append(middleware)
+        self.middleware.extend(check_middleware([middleware]))
         self._enqueue_chain = chain_enqueue(self.middleware, self._store)
 
     # -- jobs -------------------------------------------------------------------------
@@ -479,3 +502,48 @@ def find_app_path(app: Conveyor) -> str | None:
 
 
 __all__ = ["DEFAULT_URL", "Conveyor", "find_app_path", "load_app"]
+
+
+def _marked_secrets(fn: Callable[..., Any]) -> tuple[str, ...]:
+    """Parameters annotated `Annotated[..., Secret]`."""
+    import typing
+
+    from conveyor.redaction import Secret
+
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:
+        # Unresolvable (names local to a function, or defined later): judge the text, and
+        # rather redact one parameter too many than leak one.
+        import re
+
+        marker = re.compile(r"\bAnnotated\[.*\bSecret\b")
+        return tuple(
+            name for name, text in getattr(fn, "__annotations__", {}).items()
+            if isinstance(text, str) and marker.search(text)
+        )
+    return tuple(
+        name for name, hint in hints.items()
+        if typing.get_origin(hint) is typing.Annotated
+        and any(extra is Secret for extra in hint.__metadata__)
+    )
+
+
+def _declare_secrets(task: Task[Any, Any], names: tuple[str, ...]) -> None:
+    import inspect
+
+    from conveyor import redaction
+
+    params = inspect.signature(task.fn).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for name in names:
+        if not isinstance(name, str) or (name not in params and not takes_any):
+            raise ConfigurationError(
+                f"secret={list(names)!r}: {name!r} is not a parameter of {task.name} "
+                f"(its parameters: {', '.join(params) or 'none'})"
+            )
+    positional = [
+        p.name for p in params.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    redaction.declare(task.name, names, positional)

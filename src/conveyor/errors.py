@@ -8,6 +8,8 @@
     │   └── InvalidOptionError    unknown or out-of-range option (delay < 0, priority …)
     ├── OperationError            an operator action was refused (bad input); nothing changed
     ├── UnknownTaskError          no task registered under that name
+    ├── EncryptionError           an encrypted payload does not decrypt (altered, misplaced)
+    │   └── EncryptionKeyMissing  its key id is not in this process's key ring
     ├── BackendError              the database failed us
     │   ├── BackendUnavailable    cannot connect within the connect timeout
     │   └── SchemaError           schema missing or of an unknown version: run `conveyor migrate`
@@ -47,7 +49,18 @@ class SerializationError(EnqueueError):
 
 
 class InvalidArgumentsError(EnqueueError):
-    """The arguments do not fit the task function's signature."""
+    """The arguments do not fit the task function's signature.
+
+    `argument` names the culprit (a parameter name, or a position for a surplus
+    positional argument) and `where` says where it was given (`args/0`,
+    `kwargs/user_id`), when known.
+    """
+
+    def __init__(self, message: str, *, argument: str | None = None,
+                 where: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
+        self.where = where
 
 
 class InvalidOptionError(EnqueueError):
@@ -61,6 +74,18 @@ class OperationError(ConveyorError):
 
 class UnknownTaskError(ConveyorError):
     """No task is registered under the given name."""
+
+
+class EncryptionError(ConveyorError):
+    """An encrypted job payload does not decrypt; recorded as the attempt's (final) error."""
+
+
+class EncryptionKeyMissing(EncryptionError):
+    """The payload names a key id this process's key ring does not hold."""
+
+    def __init__(self, message: str, *, key_id: str) -> None:
+        super().__init__(message)
+        self.key_id = key_id
 
 
 class BackendError(ConveyorError):

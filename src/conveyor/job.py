@@ -26,6 +26,10 @@ class JobSource(Protocol):
     @property
     def backend(self) -> JobReader: ...
 
+    def open_result(self, value: Any, task: str) -> Any:
+        """A stored result as the task returned it (decrypted when it is encrypted)."""
+        ...
+
 
 class Job(Generic[R]):
     """A job by id. `state` and `record` are as of the last read; `refresh()` re-reads."""
@@ -82,8 +86,9 @@ class Job(Generic[R]):
 
     @property
     def result(self) -> R:
-        """The return value once succeeded (see `wait`)."""
-        return cast(R, self.record.result)
+        """The return value once succeeded (see `wait`); decrypted when it is encrypted."""
+        record = self.record
+        return cast(R, self._source.open_result(record.result, record.task))
 
     def wait(self, timeout: float | None = None, *, poll: float = 0.05) -> R:
         """Block until the job finishes; return its result or raise why it did not.
@@ -97,7 +102,7 @@ class Job(Generic[R]):
             self.refresh()
             record = self.record
             if record.state is JobState.SUCCEEDED:
-                return cast(R, record.result)
+                return cast(R, self._source.open_result(record.result, record.task))
             if record.state is JobState.DEAD:
                 last = record.errors[-1] if record.errors else None
                 summary = f"{last.type}: {last.message}" if last else "no error recorded"

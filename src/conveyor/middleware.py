@@ -17,17 +17,22 @@ error to refuse the whole batch: then nothing is stored. Arguments are
 checked against the task before the middleware sees them and encoded after.
 
 `around_attempt` runs in the worker process around one attempt, whatever the
-pool.
+pool; it may call `call_next()` to run the attempt as it is, or
+`call_next(replaced)` with a copy of the attempt whose arguments it changed
+(decryption does), and may replace the result it gets back, or return one
+without running the task.
 
 It stands just above the job handle: `around_enqueue` returns the handles.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from conveyor.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from conveyor.job import Job
@@ -71,31 +76,50 @@ class EnqueueJob:
 EnqueueNext = Callable[[list[EnqueueJob]], "list[Job[Any]]"]
 
 
-# -- the attempt half (owned by the worker) ------------------------------------------------
+# -- the attempt half -----------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """A read-only view of the job being run."""
+    """A read-only view of the job whose attempt is about to run."""
 
     id: int
     task: str
     queue: str
     attempt: int
     max_attempts: int
-    args: tuple[Any, ...]
-    kwargs: Mapping[str, Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
     tags: tuple[str, ...]
     worker_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class AttemptResult:
-    """The public form of an attempt's outcome."""
+    """How an attempt ended: succeeded with `value`, or failed.
+
+    A failure carries the exception when this process has it (`error`), its
+    qualified type and message always; `retry_after` when the task asked for
+    one, `discard` when the job must not be retried.
+    """
 
     succeeded: bool
     value: Any = None
     error: BaseException | None = None
+    error_type: str = ""
+    message: str = ""
     retry_after: float | None = None
     discard: bool = False
+    internal: Any = field(default=None, repr=False, compare=False)
+    """The worker's own record of the outcome, kept while the result is unchanged."""
+
+    @classmethod
+    def failed(cls, error: BaseException, *, discard: bool = False) -> AttemptResult:
+        t = type(error)
+        return cls(succeeded=False, error=error, error_type=f"{t.__module__}.{t.__qualname__}",
+                   message=str(error), discard=discard)
+
+
+class AttemptNext(Protocol):
+    def __call__(self, attempt: Attempt | None = None, /) -> AttemptResult: ...
 
 
 class Middleware:
@@ -106,9 +130,7 @@ class Middleware:
     ) -> list[Job[Any]]:
         return call_next(jobs)
 
-    def around_attempt(
-        self, attempt: Attempt, call_next: Callable[[], AttemptResult]
-    ) -> AttemptResult:
+    def around_attempt(self, attempt: Attempt, call_next: AttemptNext) -> AttemptResult:
         return call_next()
 
 
@@ -130,4 +152,22 @@ def _bind_enqueue(m: Middleware, call_next: EnqueueNext) -> EnqueueNext:
     return call
 
 
-__all__ = ["Attempt", "AttemptResult", "EnqueueJob", "Middleware", "chain_enqueue"]
+def check_middleware(items: Sequence[Any]) -> list[Middleware]:
+    found = list(items)
+    for item in found:
+        if not isinstance(item, Middleware):
+            raise ConfigurationError(
+                f"middleware must be conveyor.Middleware instances (subclass it), got {item!r}"
+            )
+    return found
+
+
+__all__ = [
+    "Attempt",
+    "AttemptNext",
+    "AttemptResult",
+    "EnqueueJob",
+    "Middleware",
+    "chain_enqueue",
+    "check_middleware",
+]

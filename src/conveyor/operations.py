@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import math
 import secrets
 import socket
 from collections.abc import Sequence
@@ -203,10 +204,13 @@ class Operations:
         role: str,
         tasks: Sequence[str] = (),
         queues: Sequence[str] = (),
+        expires_in: float | None = None,
         actor: str,
         source: str,
     ) -> tuple[str, ApiToken]:
-        """Store a new API token; returns the token (shown once, kept nowhere) and its row."""
+        """Store a new API token; returns the token (shown once, kept nowhere) and its row.
+
+        `expires_in`: seconds until the token stops working (None: until revoked)."""
         if role not in ROLES:
             raise OperationError(f"role must be one of {', '.join(ROLES)}, got {role!r:.80}")
         if (tasks or queues) and role != "enqueuer":
@@ -219,16 +223,25 @@ class Operations:
             raise OperationError(
                 "give the token a name of 1 to 255 characters (e.g. billing-svc)"
             )
+        if expires_in is not None and (
+            isinstance(expires_in, bool) or not isinstance(expires_in, int | float)
+            or not math.isfinite(expires_in) or expires_in <= 0
+        ):
+            raise OperationError(
+                f"expires_in must be a number of seconds > 0 (or none: until revoked), "
+                f"got {expires_in!r:.80}"
+            )
         task_list = [_text(t, "a task name") for t in tasks]
         queue_list = [_text(q, "a queue name") for q in queues]
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         audit = self._record(
             "token.create", "token", actor=actor, source=source,
-            params={"name": name, "role": role, "tasks": task_list, "queues": queue_list},
+            params={"name": name, "role": role, "tasks": task_list, "queues": queue_list,
+                    "expires_in": expires_in},
         )
         token_id = self.backend.token_insert(
             TokenInsert(name=name, token_hash=hash_token(token), role=role,
-                        tasks=task_list, queues=queue_list),
+                        tasks=task_list, queues=queue_list, expires_in=expires_in),
             audit=audit,
         )
         stored = next(t for t in self.backend.token_list() if t.id == token_id)

@@ -27,11 +27,11 @@ from typing import (
 )
 
 from conveyor import jsonvalue
+from conveyor.arguments import ArgumentChecker
 from conveyor.backends.base import JobInsert
 from conveyor.clock import MAX_AHEAD, check_run_at
 from conveyor.errors import (
     ConfigurationError,
-    InvalidArgumentsError,
     InvalidOptionError,
 )
 from conveyor.middleware import EnqueueJob
@@ -201,6 +201,8 @@ class Task(Generic[P, R]):
         name: str,
         options: TaskOptions,
         call_options: _CallOptions | None = None,
+        *,
+        checker: ArgumentChecker | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -209,6 +211,9 @@ class Task(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
         self._call = call_options or _CallOptions()
+        self.checker = checker or ArgumentChecker(fn, name)
+        """Checks arguments against the signature and annotations (shared by `using` copies
+        and the HTTP API)."""
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -267,7 +272,8 @@ class Task(Generic[P, R]):
             changes["run_at"] = UNSET
         if "run_at" in changes and changes["run_at"] is not UNSET:
             changes["delay"] = UNSET
-        return Task(self.app, self.fn, self.name, self.options, replace(self._call, **changes))
+        return Task(self.app, self.fn, self.name, self.options, replace(self._call, **changes),
+                    checker=self.checker)
 
     # -- building jobs --------------------------------------------------------------
     def call(self, *args: P.args, **kwargs: P.kwargs) -> Call[P, R]:
@@ -276,14 +282,11 @@ class Task(Generic[P, R]):
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise `InvalidArgumentsError` or `SerializationError` unless the task takes these
-        arguments and they are JSON (the check every enqueue makes)."""
-        try:
-            self._signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise InvalidArgumentsError(
-                f"{self.name}{self._signature} cannot take these arguments: {exc}"
-            ) from exc
+        arguments, of the annotated types, and they are JSON (the check every enqueue
+        makes, alike for Python and the HTTP API)."""
+        # JSON first: "a set is not JSON: pass a list" helps more than "must be list".
         jsonvalue.check_arguments(args, kwargs, self.name)
+        self.checker.check(args, kwargs)
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> EnqueueJob:
         """The job `enqueue` would store, checked and with every option resolved, not

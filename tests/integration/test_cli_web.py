@@ -109,3 +109,21 @@ def test_the_demo_serves_the_dashboard_while_it_runs_and_still_ends_by_itself(
     assert result.exit_code == 0, result.output
     assert "dashboard (while the demo runs): http://127.0.0.1:" in result.stdout
     assert "conveyor web --app conveyor.demo:app --no-auth" in result.stdout
+
+
+def test_tokens_create_with_an_expiry_and_the_list_shows_it(cli_app: CliApp) -> None:
+    made = invoke("tokens", "create", cli_app.path, "--name", "temp", "--role", "viewer",
+                  "--expires-in", "30d", "--json")
+    assert made.exit_code == 0, made.output
+    created = json.loads(made.stdout)
+    assert created["expires_at"] is not None
+    rows = json.loads(invoke("tokens", "list", cli_app.path, "--json").stdout)
+    assert rows[0]["expires_at"] == created["expires_at"] and rows[0]["expired"] is False
+    [stored] = cli_app.app.backend.token_list()
+    assert stored.expires_at is not None
+    assert 30 * 86400 - 120 < stored.expires_at - stored.created_at <= 30 * 86400 + 1
+    assert "expires" in invoke("tokens", "list", cli_app.path).stdout
+    for bad in ("30x", "-1d", "0", "forever"):
+        wrong = invoke("tokens", "create", cli_app.path, "--name", "y", "--role", "viewer",
+                       "--expires-in", bad)
+        assert wrong.exit_code != 0 and "error" in wrong.output.lower() + wrong.stderr, bad

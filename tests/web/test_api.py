@@ -483,7 +483,7 @@ def test_a_database_that_is_down_gives_503_with_retry_after_never_a_trace() -> N
             assert int(r.headers["retry-after"]) >= 1
             assert client.get("/api/v1/health").status_code == 503
             if auth:  # the dashboard looks the session's token up in the database
-                client.cookies.set("conveyor_token", "cvy_" + "a" * 43)
+                client.cookies.set("conveyor_session", "a" * 43)
             page = client.get("/")
             assert page.status_code == 503 and "did not answer" in page.text
             assert "Traceback" not in page.text and "127.0.0.1:1" not in page.text
@@ -493,6 +493,10 @@ def test_a_database_that_is_down_gives_503_with_retry_after_never_a_trace() -> N
                 "token": "cvy_" + "b" * 43,
             })
             assert signed.status_code == 503
+            if auth:  # signing out must end the session in the database: it says it did not
+                out = client.post("/logout", data={
+                    "csrf": login.text.split('name="csrf" value="')[1].split('"')[0]})
+                assert out.status_code == 503 and "did not answer" in out.text
     finally:
         app.close()
 

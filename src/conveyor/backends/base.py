@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 
 from conveyor.types import JobRecord, JobState
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """The schema version this code reads and writes. A database at another version is refused."""
 
 
@@ -150,6 +150,8 @@ class TokenInsert:
     """For `enqueuer`: the only tasks it may enqueue (empty: any)."""
     queues: Sequence[str] = ()
     """For `enqueuer`: the only queues it may enqueue into (empty: any)."""
+    expires_in: float | None = None
+    """Seconds from now (the database's clock) after which the token stops working."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,9 @@ class ApiToken:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    expires_at: float | None = None
+    expired: bool = False
+    """Whether `expires_at` had passed by the database's clock when this was read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,6 +441,21 @@ class TokenStore(Protocol):
 
     def token_touch(self, token_id: int) -> None:
         """Record that the token was just used."""
+        ...
+
+    # -- dashboard sessions -------------------------------------------------
+    def session_insert(self, session_hash: str, token_id: int, lifetime: float) -> None:
+        """Store a session (its SHA-256) made from a token, ending `lifetime` seconds from
+        now by the database's clock; sessions that ended meanwhile are deleted."""
+        ...
+
+    def session_token(self, session_hash: str) -> ApiToken | None:
+        """The token behind a live session: None once the session expired or ended, or
+        its token was revoked or expired."""
+        ...
+
+    def session_end(self, session_hash: str) -> None:
+        """End a session at once (sign-out)."""
         ...
 
     # -- audit log ------------------------------------------------------------

@@ -172,6 +172,8 @@ def token_from_row(row: RowLike) -> ApiToken:
         created_at=float(row["created_at"]),
         last_used_at=_float_or_none(row["last_used_at"]),
         revoked_at=_float_or_none(row["revoked_at"]),
+        expires_at=_float_or_none(row["expires_at"]),
+        expired=bool(row["expired"]),
     )
 
 

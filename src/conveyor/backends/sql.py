@@ -226,7 +226,8 @@ class SQLBackend(ABC):
         rows = self._change(
             "token_insert",
             {"name": token.name, "token_hash": token.token_hash, "role": token.role,
-             "tasks": self._array(list(token.tasks)), "queues": self._array(list(token.queues))},
+             "tasks": self._array(list(token.tasks)), "queues": self._array(list(token.queues)),
+             "expires_in": token.expires_in},
             audit=audit, audit_target=lambda rows: f"token:{int(rows[0]['id'])}",
         )
         return int(rows[0]["id"])

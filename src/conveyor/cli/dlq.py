@@ -26,6 +26,7 @@ from conveyor.cli.common import (
 )
 from conveyor.cli.jobs import last_error
 from conveyor.operations import Operations
+from conveyor.redaction import shown_record
 from conveyor.types import JobRecord, JobState
 
 DEAD = [JobState.DEAD]
@@ -34,6 +35,7 @@ COUNT_CAP = 100_000
 
 
 def dead_json(record: JobRecord) -> dict[str, Any]:
+    shown = shown_record(record)
     last = record.errors[-1] if record.errors else None
     return {
         "id": record.id,
@@ -46,8 +48,8 @@ def dead_json(record: JobRecord) -> dict[str, Any]:
             "at": last.at.isoformat(),
         },
         "finished_at": None if record.finished_at is None else record.finished_at.isoformat(),
-        "args": record.args,
-        "kwargs": record.kwargs,
+        "args": shown.args,
+        "kwargs": shown.kwargs,
     }
 
 

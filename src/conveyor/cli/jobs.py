@@ -27,6 +27,7 @@ from conveyor.cli.common import (
 )
 from conveyor.cli.status import STATE_STYLES
 from conveyor.clock import format_duration
+from conveyor.redaction import shown_record
 from conveyor.types import JobRecord, JobState
 
 STATE_CHOICE = click.Choice([str(s) for s in JobState], case_sensitive=False)
@@ -40,7 +41,7 @@ def last_error(record: JobRecord) -> str:
 
 
 def record_json(record: JobRecord) -> dict[str, Any]:
-    data: dict[str, Any] = to_jsonable(record)
+    data: dict[str, Any] = to_jsonable(shown_record(record))
     return data
 
 
@@ -49,6 +50,7 @@ def _state(state: JobState) -> Text:
 
 
 def render_job(record: JobRecord, now: float) -> Group:
+    record = shown_record(record)
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column(overflow="fold")
@@ -62,9 +64,10 @@ def render_job(record: JobRecord, now: float) -> Group:
         ("state", _state(record.state)),
         ("attempt", f"{record.attempt} of {record.max_attempts}"),
         ("priority", f"{record.priority} (0 is most urgent)"),
-        ("args", json.dumps(record.args)),
-        ("kwargs", json.dumps(record.kwargs)),
-        ("result", "-" if record.result is None else json.dumps(record.result)),
+        ("args", json.dumps(record.args, ensure_ascii=False)),
+        ("kwargs", json.dumps(record.kwargs, ensure_ascii=False)),
+        ("result", "-" if record.result is None else json.dumps(record.result,
+                                                                 ensure_ascii=False)),
         ("created", format_time(record.created_at, now)),
         ("run at", format_time(record.run_at, now)),
         ("started", format_time(record.started_at, now)),

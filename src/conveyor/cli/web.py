@@ -80,9 +80,11 @@ def web(
     out.print(f"conveyor web on http://{shown}:{port}/  (API: /api/v1, "
               f"OpenAPI: /api/v1/openapi.json)")
     if auth:
-        if not any(t.revoked_at is None for t in conveyor.operations.list_tokens()):
-            out.print("[yellow]no API token exists yet: create one with `conveyor tokens "
-                      "create --role admin --name me`[/]")
+        live = [t for t in conveyor.operations.list_tokens()
+                if t.revoked_at is None and not t.expired]
+        if not live:
+            out.print("[yellow]no live API token exists (none yet, or all revoked or expired): "
+                      "create one with `conveyor tokens create --role admin --name me`[/]")
     else:
         out.print("[yellow]authentication is off: every local user can act on the jobs[/]")
     metrics = None
@@ -114,6 +116,9 @@ def tokens() -> None:
               help="enqueuer only: the only tasks it may enqueue.")
 @click.option("--queues", default="", metavar="Q1,Q2",
               help="enqueuer only: the only queues it may enqueue into.")
+@click.option("--expires-in", "expires_in", default=None, metavar="DURATION",
+              help="Stop working after this long, e.g. 12h, 30d, 2w (default: only when "
+              "revoked).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def create(
     *,
@@ -123,24 +128,32 @@ def create(
     role: str,
     tasks: str,
     queues: str,
+    expires_in: str | None,
     as_json: bool,
 ) -> None:
     """Create a token. It is printed once and stored only as a hash."""
+    from conveyor.web.auth import parse_duration
+    from conveyor.web.views import iso
+
+    lifetime = None if expires_in is None else parse_duration(expires_in)
     conveyor, _ = open_app(app_argument, app_option)
     task_list = [t.strip() for t in tasks.split(",") if t.strip()]
     queue_list = [q.strip() for q in queues.split(",") if q.strip()]
     ops, actor, source = operations(conveyor)
     token, stored = ops.create_token(
-        name=name, role=role, tasks=task_list, queues=queue_list, actor=actor, source=source
+        name=name, role=role, tasks=task_list, queues=queue_list, expires_in=lifetime,
+        actor=actor, source=source,
     )
     token_id = stored.id
+    expires_at = iso(stored.expires_at) if stored.expires_at is not None else None
     if as_json:
         echo_json({"id": token_id, "name": name, "role": role, "tasks": task_list,
-                   "queues": queue_list, "token": token})
+                   "queues": queue_list, "expires_at": expires_at, "token": token})
         return
     click.echo(token)
+    until = f", expires {expires_at}" if expires_at else ""
     click.echo(
-        f"token {token_id} ({name}, {role}) created: copy it now, it is not shown again",
+        f"token {token_id} ({name}, {role}{until}) created: copy it now, it is not shown again",
         err=True,
     )
 
@@ -157,7 +170,8 @@ def list_tokens(*, app_argument: str | None, app_option: str | None, as_json: bo
     rows: list[dict[str, Any]] = [
         {"id": t.id, "name": t.name, "role": t.role, "tasks": list(t.tasks),
          "queues": list(t.queues), "created_at": iso(t.created_at),
-         "last_used_at": iso(t.last_used_at), "revoked_at": iso(t.revoked_at)}
+         "last_used_at": iso(t.last_used_at), "revoked_at": iso(t.revoked_at),
+         "expires_at": iso(t.expires_at), "expired": t.expired}
         for t in found
     ]
     if as_json:
@@ -168,7 +182,8 @@ def list_tokens(*, app_argument: str | None, app_option: str | None, as_json: bo
         out.print("no tokens: create one with `conveyor tokens create --role viewer --name me`")
         return
     table = Table(title="API tokens", title_justify="left")
-    for column in ("id", "name", "role", "limited to", "created", "last used", "revoked"):
+    for column in ("id", "name", "role", "limited to", "created", "last used", "revoked",
+                   "expires"):
         table.add_column(column)
     for row in rows:
         limits = ", ".join([*(f"task {t}" for t in row["tasks"]),
@@ -177,6 +192,8 @@ def list_tokens(*, app_argument: str | None, app_option: str | None, as_json: bo
             str(row["id"]), str(row["name"]), str(row["role"]), limits or "-",
             str(row["created_at"]), str(row["last_used_at"] or "-"),
             str(row["revoked_at"] or "-"),
+            (f"{row['expires_at']} (expired)" if row["expired"] else
+             str(row["expires_at"] or "never")),
         )
     out.print(table)
 

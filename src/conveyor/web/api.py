@@ -151,6 +151,8 @@ TOKEN = obj({
     "tasks": {"type": "array", "items": {"type": "string"}},
     "queues": {"type": "array", "items": {"type": "string"}},
     "created_at": TIME, "last_used_at": nullable(TIME), "revoked_at": nullable(TIME),
+    "expires_at": {**nullable(TIME), "description": "When it stops working (null: never)."},
+    "expired": {"type": "boolean"},
     "token": {"type": "string", "description": "Only in the answer to its creation."},
 })
 
@@ -180,6 +182,9 @@ TOKEN_CREATE = obj({
     "role": {"type": "string", "enum": ["viewer", "enqueuer", "operator", "admin"]},
     "tasks": {"type": "array", "items": TEXT, "maxItems": 100},
     "queues": {"type": "array", "items": TEXT, "maxItems": 100},
+    "expires_in": {"type": "number", "minimum": 1, "maximum": 10 * 365 * 86400,
+                   "description": "Seconds until the token stops working (default: never; "
+                                  "it works until revoked)."},
 }, required=("name", "role"))
 
 AUDIT_ENTRY = obj({
@@ -425,7 +430,8 @@ def _token_json(token: Any) -> dict[str, Any]:
         "id": token.id, "name": token.name, "role": token.role,
         "tasks": list(token.tasks), "queues": list(token.queues),
         "created_at": iso(token.created_at), "last_used_at": iso(token.last_used_at),
-        "revoked_at": iso(token.revoked_at),
+        "revoked_at": iso(token.revoked_at), "expires_at": iso(token.expires_at),
+        "expired": token.expired,
     }
 
 
@@ -439,7 +445,8 @@ def create_token_op(call: ApiRequest) -> Reply:
     try:
         token, stored = _ops(call).create_token(
             name=body["name"], role=body["role"], tasks=body.get("tasks", []),
-            queues=body.get("queues", []), actor=call.actor, source=call.client,
+            queues=body.get("queues", []), expires_in=body.get("expires_in"),
+            actor=call.actor, source=call.client,
         )
     except OperationError as exc:
         raise Problem("invalid-option", str(exc)) from None
@@ -488,7 +495,10 @@ OK_JOB = {200: ("The job.", JOB)}
 ENDPOINTS: list[ApiEndpoint] = [
     ApiEndpoint("GET", "/health", "health", "Is the job database reachable and current?",
              None, health, {200: ("Healthy.", obj({"status": {"type": "string"}}))},
-             tag="meta"),
+             tag="meta", probe=True,
+             description="Public. Limited per address by its own bucket, ten times the "
+                         "API's rate and burst, so load-balancer probes are never "
+                         "throttled by (or counted against) the API's limit."),
     ApiEndpoint("POST", "/jobs", "enqueue", "Enqueue a job", Permission.ENQUEUE, enqueue,
              {201: ("Enqueued: a new job.", JOB),
               200: ("An idempotent repeat: the job the key already named.", JOB)},
@@ -517,7 +527,7 @@ ENDPOINTS: list[ApiEndpoint] = [
                  Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": LIST_MAX},
                        "Page size (default 50)."),
                  Param("cursor", "query", {"type": "string", "maxLength": 64},
-                       "next_cursor of the previous page."),
+                       "next_cursor of the previous page.", invalid="invalid-cursor"),
              ), problems=("invalid-cursor",)),
     ApiEndpoint("GET", "/jobs/{job_id}", "get_job", "Get a job with its error history",
              Permission.READ, get_job, OK_JOB, params=(JOB_ID_PARAM,)),

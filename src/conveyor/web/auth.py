@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hmac
 import math
+import re
+import secrets
 import threading
 import time
 from collections.abc import Sequence
@@ -79,6 +81,34 @@ def looks_like_token(token: str) -> bool:
     return len(token) == _TOKEN_LENGTH and token.startswith(TOKEN_PREFIX) and token.isascii()
 
 
+MAX_TOKEN_LIFETIME = 10 * 365 * 86400.0
+_DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `15m`, `12h`, `30d`, `2w` (or plain seconds) as seconds."""
+    found = _DURATION.match(text)
+    if found is None:
+        raise ConfigurationError(
+            f"a duration is a whole number with a unit s, m, h, d or w (e.g. 30d), got {text!r}"
+        )
+    return float(int(found[1]) * _UNIT_SECONDS[found[2]])
+
+
+def check_lifetime(expires_in: float | None) -> float | None:
+    if expires_in is None:
+        return None
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or not (
+        0 < expires_in <= MAX_TOKEN_LIFETIME
+    ):
+        raise ConfigurationError(
+            f"a token's lifetime is more than 0 and at most 10 years (in seconds), "
+            f"got {expires_in!r}"
+        )
+    return float(expires_in)
+
+
 def create_token(
     backend: Backend,
     *,
@@ -86,11 +116,17 @@ def create_token(
     role: str,
     tasks: Sequence[str] = (),
     queues: Sequence[str] = (),
+    expires_in: float | None = None,
 ) -> tuple[str, int]:
     """Store a new token and return (the token, its id); audited as done by this
-    process's user (`python:<user>@<host>`). The token is not kept anywhere."""
+    process's user (`python:<user>@<host>`). The token is not kept anywhere.
+
+    With `expires_in` (seconds), the token stops working that long from now,
+    by the database's clock; without, it works until it is revoked.
+    """
     token, stored = Operations(backend).create_token(
         name=name, role=role, tasks=tasks, queues=queues,
+        expires_in=check_lifetime(expires_in),
         actor=local_actor("python"), source="local",
     )
     return token, stored.id
@@ -107,14 +143,33 @@ class TokenCheck:
         self._lock = threading.Lock()
 
     def principal(self, token: str) -> Principal | None:
+        return self.check(token)[0]
+
+    def check(self, token: str) -> tuple[Principal | None, str]:
+        """The principal of a token, or None and why it is refused (for a 401's detail)."""
         if not looks_like_token(token):
-            return None
+            return None, "this token is unknown or revoked"
         digest = hash_token(token)
         found: ApiToken | None = self.backend.token_by_hash(digest)
         if found is None or not hmac.compare_digest(found.token_hash, digest):
-            return None
+            return None, "this token is unknown or revoked"
         if found.revoked_at is not None:
+            return None, "this token is unknown or revoked"
+        if found.expired:
+            return None, (
+                f"token {found.id} ({found.name}) expired at {_utc(found.expires_at)}: "
+                "ask an admin for a new one (`conveyor tokens create --expires-in 30d`)"
+            )
+        return self._principal(found), ""
+
+    def session(self, session_id: str) -> Principal | None:
+        """The principal of a live dashboard session (see `conveyor.web.sessions`)."""
+        if not looks_like_session(session_id):
             return None
+        found = self.backend.session_token(hash_token(session_id))
+        return None if found is None else self._principal(found)
+
+    def _principal(self, found: ApiToken) -> Principal:
         now = time.monotonic()
         with self._lock:
             due = now - self._touched.get(found.id, -math.inf) >= self.TOUCH_EVERY
@@ -126,6 +181,43 @@ class TokenCheck:
             name=found.name, role=found.role, token_id=found.id,
             tasks=tuple(found.tasks), queues=tuple(found.queues),
         )
+
+
+def _utc(epoch: float | None) -> str:
+    from datetime import UTC, datetime
+
+    if epoch is None:
+        return "?"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- dashboard sessions --------------------------------------------------------------
+SESSION_SECONDS = 12 * 3600
+"""A dashboard sign-in lasts this long, judged by the server (not only by the cookie)."""
+_SESSION_LENGTH = 43
+
+
+def looks_like_session(session_id: str) -> bool:
+    return (
+        len(session_id) == _SESSION_LENGTH and session_id.isascii()
+        and session_id.replace("-", "").replace("_", "").isalnum()
+    )
+
+
+def start_session(backend: Backend, principal: Principal,
+                  lifetime: float = SESSION_SECONDS) -> str:
+    """A new session for a signed-in token: the random id for the cookie (only its
+    SHA-256 is stored). It is not a token: the API refuses it as a Bearer."""
+    if principal.token_id is None:
+        raise ConfigurationError("a session is made from a stored token")
+    session_id = secrets.token_urlsafe(32)
+    backend.session_insert(hash_token(session_id), principal.token_id, lifetime)
+    return session_id
+
+
+def end_session(backend: Backend, session_id: str) -> None:
+    if looks_like_session(session_id):
+        backend.session_end(hash_token(session_id))
 
 
 @dataclass

@@ -2,8 +2,11 @@
 
 Reading needs the `read` permission, every action (`retry`, `cancel`, `purge`,
 `pause`) needs `operate`. With authentication on, the browser signs in with
-an API token once; the token travels back in an HttpOnly, SameSite=Strict
-cookie. Every form that changes something carries an anti-forgery token that
+an API token once and gets a server-side session: the cookie holds a random
+session id (HttpOnly, SameSite=Strict, Secure over https), never the token;
+the server stores only its SHA-256, enforces its 12 hours, and ends it on
+sign-out or when its token is revoked or expires. The API refuses a session
+id as a Bearer token. Every form that changes something carries an anti-forgery token that
 must match a second cookie (double submit), and a cross-site Origin is
 refused. Bulk actions go through a confirmation page that says how many jobs
 they will touch.
@@ -31,7 +34,14 @@ from conveyor.insights import worker_json
 from conveyor.jsonvalue import storable_text
 from conveyor.operations import Operations
 from conveyor.types import JobState
-from conveyor.web.auth import ANONYMOUS, Permission, Principal
+from conveyor.web.auth import (
+    ANONYMOUS,
+    SESSION_SECONDS,
+    Permission,
+    Principal,
+    end_session,
+    start_session,
+)
 from conveyor.web.problems import Problem
 from conveyor.web.routing import (
     actor_of,
@@ -56,9 +66,9 @@ from conveyor.web.views import (
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
-TOKEN_COOKIE = "conveyor_token"  # noqa: S105 - a cookie name
+SESSION_COOKIE = "conveyor_session"
+LEGACY_TOKEN_COOKIE = "conveyor_token"  # noqa: S105 - a cookie name: held the token itself
 CSRF_COOKIE = "conveyor_csrf"
-SESSION_SECONDS = 12 * 3600
 PAGE = 50
 FORM_LIMIT = 16_384
 PAST = {"retry": "retried", "cancel": "cancelled"}
@@ -102,8 +112,8 @@ async def _principal(request: Request, permission: Permission) -> Principal:
     state = _state(request)
     if not state.settings.auth:
         return ANONYMOUS
-    principal: Principal | None = await state.principal_for_token(
-        request.cookies.get(TOKEN_COOKIE)
+    principal: Principal | None = await state.principal_for_session(
+        request.cookies.get(SESSION_COOKIE)
     )
     if principal is None:
         raise Unauthenticated
@@ -241,15 +251,35 @@ async def login(request: Request) -> Response:
     if principal is None or not principal.may(Permission.READ):
         return _render(request, "login.html", status=401, next=fields.get("next", ""),
                        failed=True)
+    try:
+        session_id = await run_in_threadpool(start_session, state.conveyor.backend, principal)
+    except Exception as exc:
+        problem = problem_for(exc)
+        return _render(request, "error.html", status=problem.status, title=problem.title,
+                       detail=problem.detail)
     response = RedirectResponse(_safe_next(request, fields.get("next")), status_code=303)
-    _set_cookie(response, request, TOKEN_COOKIE, token, SESSION_SECONDS)
+    _set_cookie(response, request, SESSION_COOKIE, session_id, SESSION_SECONDS)
+    if LEGACY_TOKEN_COOKIE in request.cookies:  # from before server-side sessions
+        response.delete_cookie(LEGACY_TOKEN_COOKIE, path=_root(request) or "/")
     return response
 
 
 async def logout(request: Request) -> Response:
-    await _form(request)
+    session_id = request.cookies.get(SESSION_COOKIE)
+    try:
+        await _form(request)
+        if session_id:
+            state = _state(request)
+            await run_in_threadpool(end_session, state.conveyor.backend, session_id)
+    except Exception as exc:  # not signed out on the server: say so, keep the cookie
+        problem = problem_for(exc)
+        response = _render(request, "error.html", status=problem.status, title=problem.title,
+                           detail=problem.detail)
+        for name, value in problem.headers.items():
+            response.headers[name] = value
+        return response
     response = _redirect(request, "/login")
-    response.delete_cookie(TOKEN_COOKIE, path=_root(request) or "/")
+    response.delete_cookie(SESSION_COOKIE, path=_root(request) or "/")
     return response
 
 
@@ -305,12 +335,7 @@ def _jobs_filter(request: Request) -> tuple[JobFilter, dict[str, str], list[str]
         kept[name] = value
         return parsed.timestamp()
 
-    before = None
-    if q.get("cursor"):
-        try:
-            before = decode_cursor(q["cursor"])
-        except Problem:
-            problems.append("the page cursor is not valid; showing the first page")
+    before = decode_cursor(q["cursor"]) if "cursor" in q else None
     found = JobFilter(
         states=states, queue=text("queue"), task=text("task"), error_text=text("error"),
         created_after=when("created_after"), created_before=when("created_before"),

@@ -54,6 +54,8 @@ class Param:
     schema: Schema
     description: str
     required: bool = False
+    invalid: str | None = None
+    """The problem type answered when the value does not fit (default: validation-error)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,8 @@ class ApiEndpoint:
     problems: Sequence[str] = ()
     description: str = ""
     tag: str = "jobs"
+    probe: bool = False
+    """A health probe: limited per address by its own, generous bucket (see WebState)."""
 
 
 # -- request pipeline ------------------------------------------------------------------
@@ -194,7 +198,7 @@ def parse_params(endpoint: ApiEndpoint, request: Request) -> tuple[dict[str, Any
         path[param.name] = converted
     query: dict[str, Any] = {}
     declared = {p.name: p for p in endpoint.params if p.where == "query"}
-    errors = []
+    errors: list[dict[str, Any]] = []
     for name in request.query_params:
         if name not in declared:
             known = ", ".join(sorted(declared)) or "none"
@@ -221,6 +225,11 @@ def parse_params(endpoint: ApiEndpoint, request: Request) -> tuple[dict[str, Any
             errors.extend(v.to_json() for v in found)
             continue
         query[name] = value
+    for error in errors:
+        culprit = declared.get(str(error["pointer"]).removeprefix("?"))
+        if culprit is not None and culprit.invalid is not None:
+            raise Problem(culprit.invalid, PROBLEMS[culprit.invalid][1] + f": ?{culprit.name} "
+                          f"{error['message']}")
     if errors:
         raise Problem("validation-error", "the query parameters do not fit", errors=errors)
     return path, query
@@ -291,7 +300,8 @@ def serve(endpoint: ApiEndpoint) -> Callable[[Request], Any]:
         state: WebState = request.app.state.conveyor_web
         instance = request.url.path
         try:
-            principal = await state.authenticate(request, endpoint.permission)
+            principal = await state.authenticate(request, endpoint.permission,
+                                                 probe=endpoint.probe)
             path, query = parse_params(endpoint, request)
             body = await parse_body(endpoint, request, state.settings.max_body_bytes)
             call = ApiRequest(state, principal, path, query, body, request.headers,
@@ -312,15 +322,26 @@ def encode_cursor(before_id: int) -> str:
     return base64.urlsafe_b64encode(f"v1:{before_id}".encode()).decode().rstrip("=")
 
 
+_CURSOR = re.compile(r"v1:([1-9][0-9]{0,18})")
+_CURSOR_MAX_ID = 2**63 - 1
+CURSOR_MAX_LENGTH = 64
+
+
 def decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        text = ""
-    version, _, number = text.partition(":")
-    if version != "v1" or not number.isdigit() or len(number) > 19 or int(number) < 1:
+    """The job id a cursor names; any other text (forged, truncated, huge, not ASCII) is a
+    400 `invalid-cursor`, never an error of the database."""
+    number = None
+    if 0 < len(cursor) <= CURSOR_MAX_LENGTH and cursor.isascii():
+        try:
+            text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        except (ValueError, UnicodeDecodeError):
+            text = ""
+        found = _CURSOR.fullmatch(text)
+        if found is not None and int(found[1]) <= _CURSOR_MAX_ID:
+            number = int(found[1])
+    if number is None:
         raise Problem("invalid-cursor", "pass back the next_cursor of a previous page unchanged")
-    return int(number)
+    return number
 
 
 # -- the OpenAPI document ----------------------------------------------------------------

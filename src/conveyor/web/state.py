@@ -23,6 +23,8 @@ from conveyor.web.problems import Problem
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 PUBLIC = Principal(name="anyone", role="viewer")
 """Who calls a public endpoint (health, openapi.json) when authentication is on."""
+PROBE_FACTOR = 10
+"""Health probes are limited per address at this many times the API's rate and burst."""
 
 
 def is_loopback(host: str) -> bool:
@@ -58,6 +60,13 @@ class WebState:
         self.settings = settings
         self.tokens = TokenCheck(conveyor.backend)
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        # Health probes (load balancers, Kubernetes) come often and from few addresses,
+        # often the same address as real clients behind a proxy: they get their own
+        # bucket, PROBE_FACTOR times as generous, so they neither eat the API's budget
+        # nor get throttled by it, yet cannot hammer the database without bound.
+        self.probe_limiter = RateLimiter(
+            settings.rate_limit * PROBE_FACTOR, settings.rate_burst * PROBE_FACTOR
+        )
 
     def host_allowed(self, host_header: str) -> bool:
         if self.settings.auth:
@@ -70,13 +79,15 @@ class WebState:
     def client_key(self, request: Request) -> str:
         return "ip:" + (request.client.host if request.client else "?")
 
-    def limit(self, key: str) -> None:
-        wait = self.limiter.take(key)
+    def limit(self, key: str, *, probe: bool = False) -> None:
+        limiter = self.probe_limiter if probe else self.limiter
+        wait = limiter.take(key)
         if wait > 0:
             seconds = max(1, math.ceil(wait))
+            who = "this address may probe health" if probe else "this token may make"
             raise Problem(
-                "rate-limited", f"slow down: this token may make {self.settings.rate_limit:g} "
-                f"requests a second (bursts of {self.settings.rate_burst}); retry in {seconds}s",
+                "rate-limited", f"slow down: {who} {limiter.rate:g} requests a second "
+                f"(bursts of {limiter.burst}); retry in {seconds}s",
                 headers={"Retry-After": str(seconds)},
             )
 
@@ -85,15 +96,25 @@ class WebState:
             return None
         return await run_in_threadpool(self.tokens.principal, token)
 
-    async def authenticate(self, request: Request, permission: Permission | None) -> Principal:
+    async def principal_for_session(self, session_id: str | None) -> Principal | None:
+        """The dashboard's check: a live server-side session (never an API token)."""
+        if not session_id:
+            return None
+        return await run_in_threadpool(self.tokens.session, session_id)
+
+    async def authenticate(
+        self, request: Request, permission: Permission | None, *, probe: bool = False
+    ) -> Principal:
         """The API's check: bearer token, rate limit, then permission."""
         if not self.settings.auth:
             return ANONYMOUS
         if permission is None:
-            self.limit(self.client_key(request))
+            self.limit(self.client_key(request), probe=probe)
             return PUBLIC
         token = bearer_token(request.headers)
-        principal = await self.principal_for_token(token)
+        principal, refused = (
+            (None, "") if token is None else await run_in_threadpool(self.tokens.check, token)
+        )
         self.limit(
             f"token:{principal.token_id}" if principal is not None else self.client_key(request)
         )
@@ -101,8 +122,7 @@ class WebState:
             raise Problem(
                 "unauthorized",
                 "send a valid token as Authorization: Bearer <token> (create one with "
-                "`conveyor tokens create --role viewer`)" if token is None else
-                "this token is unknown or revoked",
+                "`conveyor tokens create --role viewer`)" if token is None else refused,
                 headers={"WWW-Authenticate": 'Bearer realm="conveyor"'},
             )
         if not principal.may(permission):

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from conveyor.backends.base import AuditEntry, Backend, JobFilter, QueueStats
+from conveyor.redaction import shown_record
 from conveyor.types import JobRecord, JobState
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ def iso(value: datetime | float | None) -> str | None:
 
 
 def job_json(record: JobRecord) -> dict[str, Any]:
+    """A job as the API and dashboard show it: secrets redacted, ciphertext by key id."""
+    record = shown_record(record)
     return {
         "id": record.id,
         "task": record.task,

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from conveyor import redaction
 from conveyor.backends.base import Completion, FetchParams, HeldJob, WorkerInfo
 from conveyor.clock import SystemClock
 from conveyor.errors import BackendError, ConfigurationError, ConveyorError, TaskTimeout
@@ -55,6 +56,7 @@ from conveyor.types import JobRecord
 from conveyor.worker.breaker import Breakers
 from conveyor.worker.child import ChildProcess
 from conveyor.worker.executor import Outcome, failure, run_attempt, to_completion, with_timeout
+from conveyor.worker.hooks import attempt_through
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -458,6 +460,12 @@ class Worker:
             return True
 
     def _attempt(self, record: JobRecord, child: ChildProcess | None) -> Outcome:
+        if self.app.middleware or redaction.secret_names(record.task):
+            return attempt_through(self.app.middleware, record, self.id,
+                                   lambda r: self._attempt_run(r, child))
+        return self._attempt_run(record, child)
+
+    def _attempt_run(self, record: JobRecord, child: ChildProcess | None) -> Outcome:
         task = self.app.tasks.get(record.task)
         try:
             if child is not None and task is not None:

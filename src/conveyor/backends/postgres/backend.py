@@ -55,6 +55,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from conveyor.backends.base import (
     AUDIT_PRUNE_BATCH,
     SCHEMA_VERSION,
+    ApiToken,
     AuditRecord,
     Completion,
     FetchParams,
@@ -70,6 +71,7 @@ from conveyor.backends.records import (
     dumps,
     filter_params,
     job_record_from_row,
+    token_from_row,
 )
 from conveyor.backends.sql import SQLBackend, load_migrations, load_queries
 from conveyor.clock import EARLIEST, LATEST
@@ -622,6 +624,18 @@ class PostgresBackend(SQLBackend):
     def audit_insert(self, record: AuditRecord, count: int = 0) -> int:
         with self._transaction() as conn:
             return _audit(conn, record, count)
+
+    # -- dashboard sessions ---------------------------------------------------------
+    def session_insert(self, session_hash: str, token_id: int, lifetime: float) -> None:
+        self._execute(_Q["session_insert"], {"session_hash": session_hash,
+                                             "token_id": token_id, "lifetime": lifetime})
+
+    def session_token(self, session_hash: str) -> ApiToken | None:
+        rows = self._execute(_Q["session_token"], {"session_hash": session_hash})
+        return token_from_row(rows[0]) if rows else None
+
+    def session_end(self, session_hash: str) -> None:
+        self._execute(_Q["session_end"], {"session_hash": session_hash})
 
     # -- observability ----------------------------------------------------------------
     # -- workers --------------------------------------------------------------------

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 from conveyor.backends.base import (
     AUDIT_PRUNE_BATCH,
     SCHEMA_VERSION,
+    ApiToken,
     AuditRecord,
     Completion,
     FetchParams,
@@ -44,6 +45,7 @@ from conveyor.backends.records import (
     filter_params,
     interleave,
     job_record_from_row,
+    token_from_row,
 )
 from conveyor.backends.sql import SQLBackend, load_migrations, load_queries
 from conveyor.clock import Clock, SystemClock
@@ -655,6 +657,24 @@ class SQLiteBackend(SQLBackend):
     def audit_insert(self, record: AuditRecord, count: int = 0) -> int:
         with self._write() as conn:
             return self._audit(conn, record, count)
+
+    # -- dashboard sessions -------------------------------------------------------
+    def session_insert(self, session_hash: str, token_id: int, lifetime: float) -> None:
+        with self._write() as conn:
+            now = self.clock.now()
+            conn.execute(_Q["session_prune"], {"now": now})
+            conn.execute(_Q["session_insert"], {"session_hash": session_hash,
+                                                "token_id": token_id, "now": now,
+                                                "lifetime": lifetime})
+
+    def session_token(self, session_hash: str) -> ApiToken | None:
+        rows = self._read(_Q["session_token"],
+                          {"session_hash": session_hash, "now": self.clock.now()})
+        return token_from_row(rows[0]) if rows else None
+
+    def session_end(self, session_hash: str) -> None:
+        with self._write() as conn:
+            conn.execute(_Q["session_end"], {"session_hash": session_hash})
 
     # -- observability ------------------------------------------------------------
     # -- workers ----------------------------------------------------------------

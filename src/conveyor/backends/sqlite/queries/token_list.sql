@@ -1,2 +1,3 @@
-SELECT id, name, token_hash, role, tasks, queues, created_at, last_used_at, revoked_at
+SELECT id, name, token_hash, role, tasks, queues, created_at, last_used_at, revoked_at,
+       expires_at, (expires_at IS NOT NULL AND expires_at <= :now) AS expired
 FROM conveyor_api_tokens ORDER BY id

@@ -1,0 +1,1 @@
+DELETE FROM conveyor_sessions WHERE session_hash = :session_hash
