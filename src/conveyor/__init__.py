@@ -32,7 +32,8 @@ from conveyor.errors import (
     WaitTimeout,
 )
 from conveyor.job import Job
-from conveyor.retry import CircuitBreaker, Retry
+from conveyor.middleware import Attempt, AttemptResult, Middleware
+from conveyor.retry import CircuitBreaker, Retry, RetryPolicy
 from conveyor.task import Task
 from conveyor.types import AttemptError, JobRecord, JobState
 from conveyor.worker import Worker
@@ -40,7 +41,9 @@ from conveyor.worker import Worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attempt",
     "AttemptError",
+    "AttemptResult",
     "BackendError",
     "BackendUnavailable",
     "CircuitBreaker",
@@ -57,7 +60,9 @@ __all__ = [
     "JobNotFound",
     "JobRecord",
     "JobState",
+    "Middleware",
     "Retry",
+    "RetryPolicy",
     "RetryAfter",
     "SchemaError",
     "SerializationError",

@@ -20,8 +20,9 @@ from conveyor.clock import Clock
 from conveyor.errors import ConfigurationError, UnknownTaskError
 from conveyor.events import EventBus, EventName, JobEvent
 from conveyor.job import Job, job_from_record
-from conveyor.retry import DEFAULT_RETRY, CircuitBreaker, Retry
-from conveyor.scheduler import CronEntry, CronExpression, build_entry
+from conveyor.middleware import Middleware
+from conveyor.retry import DEFAULT_RETRY, CircuitBreaker, RetryPolicy
+from conveyor.scheduler import CronEntry, CronExpression, CronScheduler, build_entry
 from conveyor.task import Task, build_options, check_max_attempts, check_priority, check_queue
 
 if TYPE_CHECKING:
@@ -65,11 +66,12 @@ class Conveyor:
         default_queue: str = "default",
         default_priority: int = 5,
         default_max_attempts: int = 5,
-        default_retry: Retry = DEFAULT_RETRY,
+        default_retry: RetryPolicy = DEFAULT_RETRY,
         idempotency_window: float | timedelta = timedelta(hours=24),
         retention: float | timedelta = timedelta(days=7),
         connect_timeout: float | timedelta = 5.0,
         clock: Clock | None = None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.url = url or os.environ.get("CONVEYOR_URL") or DEFAULT_URL
         self.lease = _seconds(lease, "lease", minimum=0.1)
@@ -85,9 +87,10 @@ class Conveyor:
             self.default_max_attempts = check_max_attempts(default_max_attempts)
         except Exception as exc:
             raise ConfigurationError(str(exc)) from exc
-        if not isinstance(default_retry, Retry):
+        if not isinstance(default_retry, RetryPolicy):
             raise ConfigurationError(
-                f"default_retry must be a conveyor.Retry, got {default_retry!r}"
+                f"default_retry must be a conveyor.Retry or another RetryPolicy (an object "
+                f"with a delay(attempt) method), got {default_retry!r}"
             )
         self.default_retry = default_retry
         self.idempotency_window = _seconds(idempotency_window, "idempotency_window")
@@ -103,6 +106,10 @@ class Conveyor:
         """Declared SLOs by name (see `slo`)."""
         self.alert_sinks: list[AlertSink] = []
         self.alert_interval = 60.0
+        self.middleware: list[Middleware] = []
+        """Wrap each enqueue and each attempt, the first outermost (see `conveyor.middleware`)."""
+        for m in middleware:
+            self.add_middleware(m)
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
         # Validate the URL now (cheap, no connection) so a typo fails at start-up.
@@ -115,6 +122,15 @@ class Conveyor:
 
     def __repr__(self) -> str:
         return f"<Conveyor {self.url} tasks={len(self.tasks)}>"
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Add a middleware inside those already added (see `conveyor.middleware`)."""
+        if not isinstance(middleware, Middleware):
+            raise ConfigurationError(
+                f"middleware must be a conveyor.Middleware (subclass it and override "
+                f"around_enqueue or around_attempt), got {middleware!r}"
+            )
+        self.middleware.append(middleware)
 
     # -- backend ----------------------------------------------------------------------
     @property
@@ -154,7 +170,7 @@ class Conveyor:
         queue: str | None = None,
         priority: int | None = None,
         max_attempts: int | None = None,
-        retry: Retry | None = None,
+        retry: RetryPolicy | None = None,
         timeout: float | None = None,
         dont_retry: Iterable[type[BaseException]] = (),
         retry_on: Iterable[type[BaseException]] = (Exception,),
@@ -171,7 +187,7 @@ class Conveyor:
         queue: str | None = None,
         priority: int | None = None,
         max_attempts: int | None = None,
-        retry: Retry | None = None,
+        retry: RetryPolicy | None = None,
         timeout: float | None = None,
         dont_retry: Iterable[type[BaseException]] = (),
         retry_on: Iterable[type[BaseException]] = (Exception,),
@@ -261,8 +277,12 @@ class Conveyor:
                 "import the module that defines it before starting the worker"
             ) from None
 
-    def retry_policy(self, task: Task[Any, Any]) -> Retry:
+    def retry_policy(self, task: Task[Any, Any]) -> RetryPolicy:
         return task.options.retry or self.default_retry
+
+    def cron_scheduler(self) -> CronScheduler:
+        """What enqueues this app's due periodic jobs (run by the maintenance leader)."""
+        return CronScheduler(self)
 
     # -- jobs -------------------------------------------------------------------------
     def _enqueue(self, inserts: Sequence[JobInsert], *, connection: Any = None) -> list[Job[Any]]:

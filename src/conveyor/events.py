@@ -103,8 +103,13 @@ class EventBus:
         self._observers: tuple[tuple[Observer, Wants], ...] = ()
         self._lock = threading.Lock()
 
-    def __bool__(self) -> bool:
+    @property
+    def has_observers(self) -> bool:
         """True when someone listens: emitters skip building events otherwise."""
+        return bool(self._observers)
+
+    def __bool__(self) -> bool:
+        """Same as `has_observers` (kept for callers that test the bus itself)."""
         return bool(self._observers)
 
     def wants(self, name: EventName) -> bool:

@@ -1,7 +1,7 @@
 """The process pool: one child process per slot, spoken to in JSON lines.
 
 The parent writes one job per line on the child's stdin and reads one answer
-per line back: the attempt's `Outcome` and the child's resident memory after
+per line back: the attempt's `AttemptResult` and the child's resident memory after
 it. No pickle: a job is data. A child that overruns the task's timeout is
 killed (a *hard* timeout) and replaced; a child that dies (segfault,
 `os._exit`, OOM kill) fails only the attempt it was running. A child is
@@ -29,7 +29,8 @@ from typing import IO, Any
 
 from conveyor.errors import ConveyorError, TaskTimeout
 from conveyor.types import JobRecord, JobState
-from conveyor.worker.executor import Outcome, failure, run_attempt
+from conveyor.middleware import AttemptResult
+from conveyor.worker.executor import failure, run_attempt
 
 log = logging.getLogger("conveyor.worker")
 
@@ -72,7 +73,7 @@ class ChildProcess:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
-    def _start(self) -> subprocess.Popen[bytes] | Outcome:
+    def _start(self) -> subprocess.Popen[bytes] | AttemptResult:
         """The running child, or a new one once it said it is ready (or why it is not)."""
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
@@ -97,9 +98,9 @@ class ChildProcess:
             return self._died(proc, "starting (look at the worker's stderr for why)")
         return proc
 
-    def run(self, record: JobRecord) -> Outcome:
+    def run(self, record: JobRecord) -> AttemptResult:
         proc = self._start()
-        if isinstance(proc, Outcome):
+        if isinstance(proc, AttemptResult):
             return proc
         assert proc.stdin is not None and proc.stdout is not None
         request = json.dumps(
@@ -133,9 +134,9 @@ class ChildProcess:
             )
             self.recycled += 1
             self.stop()
-        return Outcome.from_json(json.dumps(answer["outcome"]))
+        return AttemptResult.from_json(json.dumps(answer["outcome"]))
 
-    def _died(self, proc: subprocess.Popen[bytes], doing: str = "running the attempt") -> Outcome:
+    def _died(self, proc: subprocess.Popen[bytes], doing: str = "running the attempt") -> AttemptResult:
         code = proc.wait()
         self._proc = None
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
