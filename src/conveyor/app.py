@@ -422,13 +422,9 @@ def load_app(path: str) -> Conveyor:
 
 def find_app_path(app: Conveyor) -> str | None:
     """The `module:attribute` an imported app can be found under (for child processes)."""
-    for name, module in list(sys.modules.items()):
-        if name == "__main__" or module is None:
-            continue
-        for attribute, value in list(vars(module).items()):
-            if value is app:
-                return f"{name}:{attribute}"
-    return None
+    from conveyor.worker.settings import module_path_of
+
+    return module_path_of(app)
 
 
 __all__ = ["DEFAULT_URL", "Conveyor", "find_app_path", "load_app"]

@@ -28,8 +28,8 @@ import time
 from typing import IO, Any
 
 from conveyor.errors import ConveyorError, TaskTimeout
-from conveyor.types import JobRecord, JobState
 from conveyor.middleware import AttemptResult
+from conveyor.types import JobRecord, JobState
 from conveyor.worker.executor import failure, run_attempt
 
 log = logging.getLogger("conveyor.worker")
@@ -136,7 +136,9 @@ class ChildProcess:
             self.stop()
         return AttemptResult.from_json(json.dumps(answer["outcome"]))
 
-    def _died(self, proc: subprocess.Popen[bytes], doing: str = "running the attempt") -> AttemptResult:
+    def _died(
+        self, proc: subprocess.Popen[bytes], doing: str = "running the attempt"
+    ) -> AttemptResult:
         code = proc.wait()
         self._proc = None
         how = f"signal {-code}" if code < 0 else f"exit code {code}"

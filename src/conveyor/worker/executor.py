@@ -21,6 +21,7 @@ from conveyor.retry import RetryPolicy
 from conveyor.task import Task, check_json
 from conveyor.types import AttemptError, JobRecord
 
+
 def failure(exc: BaseException, *, retryable: bool = True) -> AttemptResult:
     return AttemptResult.failed(exc, retryable=retryable)
 

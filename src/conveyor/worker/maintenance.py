@@ -1,0 +1,137 @@
+"""Maintenance that runs once per database, on one elected worker.
+
+Rescuing expired leases, enqueuing due periodic jobs (cron) and pruning old
+history need one worker, not all of them: every worker of a database takes
+part in the election of the `maintenance` role (the backend's leader table),
+and only the leader runs them. The leader renews its term on each pass (every
+poll interval; at most two when its fetch loop is saturated); the term lasts
+`LeaderTerm.ttl` = the worker's lease, and at least three poll intervals. A
+leader that stops gracefully resigns, so another worker takes over at its
+next pass. One that dies (SIGKILL, power loss) keeps the role until its term
+runs out: a standby takes over within ttl + 2 poll intervals. A lone worker
+is its own leader, so rescue always happens while any worker runs.
+
+Cron stays safe across a change of leader (or two leaders for an instant,
+e.g. a paused leader that resumes): each tick's job carries an idempotency key,
+so it is enqueued once whatever runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from conveyor.errors import ConveyorError
+from conveyor.worker.deps import CronTicker, WorkerBackend
+from conveyor.worker.settings import WorkerSettings
+from conveyor.worker.stats import WorkerStats
+
+log = logging.getLogger("conveyor.worker.maintenance")
+
+LEADER_ROLE = "maintenance"
+PRUNE_BUDGET = 0.5
+"""Seconds one prune pass may spend before the worker goes back to fetching."""
+
+
+def leader_ttl(settings: WorkerSettings) -> float:
+    """How long one term of the maintenance leader lasts without renewal."""
+    return max(settings.lease, 3 * settings.poll_interval)
+
+
+def takeover_bound(settings: WorkerSettings) -> float:
+    """Longest time a standby takes to replace a dead leader (with the same settings)."""
+    return leader_ttl(settings) + 2 * settings.poll_interval
+
+
+class Maintenance:
+    """Run from the worker's fetch loop: `run(every)` elects, then maintains if leading."""
+
+    def __init__(
+        self,
+        *,
+        settings: WorkerSettings,
+        backend: WorkerBackend,
+        retention: float,
+        cron: CronTicker | None,
+        stats: WorkerStats,
+        stopping: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.retention = retention
+        self.cron = cron
+        self.stats = stats
+        self.stopping = stopping
+        self._clock = clock
+        self.leading = False
+        now = clock()
+        self._last_rescue = float("-inf")
+        self._last_prune = now
+        self._last_elect = float("-inf")
+
+    def run(self, every: float) -> None:
+        """Rescue expired leases and enqueue due periodic jobs if the last time is `every`
+        seconds ago, and prune if due, when this worker leads (renewing its term)."""
+        now = self._clock()
+        if now - self._last_elect < every:
+            return
+        self._last_elect = now
+        if not self._elect():
+            return
+        if now - self._last_rescue >= every:
+            self.stats.maintenance_passes += 1
+            rescued = len(self.backend.job_rescue())
+            self.stats.rescued += rescued
+            created = self.cron.run_due() if self.cron is not None else 0
+            self._last_rescue = now
+            log.debug(
+                "worker %s: maintenance pass: rescued %d, cron enqueued %d",
+                self.settings.worker_id, rescued, created,
+            )
+        if now - self._last_prune >= self.settings.prune_interval:
+            caught_up = self._prune()
+            # Out of budget with history still waiting: prune again on the next
+            # pass, not an interval later, so pruning keeps up with any
+            # completion rate while fetches still run between passes.
+            interval = self.settings.prune_interval
+            self._last_prune = now if caught_up else now - interval
+
+    def _elect(self) -> bool:
+        worker_id = self.settings.worker_id
+        leading = self.backend.leader_elect(LEADER_ROLE, worker_id, leader_ttl(self.settings))
+        if leading != self.leading:
+            self.leading = leading
+            if leading:
+                log.info("worker %s: leads maintenance (lease rescue, cron, pruning)", worker_id)
+                self._last_rescue = float("-inf")  # take over at once
+            else:
+                log.info("worker %s: no longer leads maintenance", worker_id)
+        return leading
+
+    def _prune(self) -> bool:
+        """Delete finished history past retention in short batches; True once none is left."""
+        deadline = self._clock() + PRUNE_BUDGET
+        batch = self.settings.prune_batch
+        while self.backend.job_prune(self.retention, batch) >= batch:
+            if self._clock() >= deadline or self.stopping.is_set():
+                return False
+        return True
+
+    def resign(self) -> None:
+        """Give the role up (graceful stop), so a standby takes over at its next pass."""
+        if not self.leading:
+            return
+        self.leading = False
+        try:
+            self.backend.leader_resign(LEADER_ROLE, self.settings.worker_id)
+        except ConveyorError as exc:  # its term runs out by itself
+            log.warning(
+                "worker %s: could not resign maintenance (%s); another worker takes over when "
+                "the term ends", self.settings.worker_id, exc,
+            )
+
+
+__all__ = ["LEADER_ROLE", "PRUNE_BUDGET", "Maintenance", "leader_ttl", "takeover_bound"]
