@@ -51,7 +51,7 @@ LEADS = re.compile(r"^(\S+) worker (\S+): leads maintenance")
 
 def leader(url: str) -> tuple[str, float] | None:
     """The maintenance leader's row: (holder, expires_at), or None."""
-    query = "SELECT holder, expires_at FROM conveyor_leaders WHERE name = '%s'" % LEADER_ROLE
+    query = f"SELECT holder, expires_at FROM conveyor_leaders WHERE name = '{LEADER_ROLE}'"
     if url.startswith("sqlite"):
         with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
             row = conn.execute(query).fetchone()
@@ -123,7 +123,7 @@ def test_eight_workers_run_maintenance_on_one_leader_and_a_standby_replaces_it(
             time.sleep(0.05)
         time.sleep(3 * POLL)  # a few passes of the new leader
     finally:
-        for name, proc in procs.items():
+        for proc in procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for proc in procs.values():
