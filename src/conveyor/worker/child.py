@@ -9,7 +9,7 @@ recycled (asked to exit, replaced for the next job) after `max_jobs` jobs or
 once its resident memory passes `max_memory` bytes, so a task that leaks
 memory cannot grow a worker without bound.
 
-Run as ``python -m conveyor.worker.child module:app PARENT_PID``.
+Run as ``python -m conveyor.child_process module:app PARENT_PID``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from conveyor.errors import ConveyorError, TaskTimeout
@@ -78,7 +79,7 @@ class ChildProcess:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         proc = subprocess.Popen(
-            [sys.executable, "-m", "conveyor.worker.child", self.app_path, str(os.getpid())],
+            [sys.executable, "-m", "conveyor.child_process", self.app_path, str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
@@ -205,8 +206,8 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def main(argv: list[str]) -> int:
-    from conveyor.app import load_app
+def main(argv: list[str], load_app: Callable[[str], Any]) -> int:
+    """Serve attempts of the app `load_app(argv[0])` returns (see `conveyor.child_process`)."""
     from conveyor.clock import to_datetime
 
     if len(argv) > 1:
@@ -234,6 +235,3 @@ def main(argv: list[str]) -> int:
         channel.flush()
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
