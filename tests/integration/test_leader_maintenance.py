@@ -1,7 +1,7 @@
-"""Maintenance (lease rescue, cron, pruning) runs on one elected worker of a database;
-when that leader is SIGKILLed, a standby takes over within the stated bound:
-the leader's term (`leader_ttl`: the lease, at least three poll intervals) plus
-two poll intervals (`takeover_bound`)."""
+"""Maintenance (lease rescue and pruning; cron in a role of its own) runs on one
+elected worker of a database; when that leader is SIGKILLed, a standby takes over
+within the stated bound: the leader's term (`leader_ttl`: the lease, at least three
+poll intervals) plus two poll intervals (`takeover_bound`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 
 from conveyor import Conveyor, JobState
 from conveyor.backends.base import FetchParams
-from conveyor.worker.maintenance import LEADER_ROLE, leader_ttl, takeover_bound
+from conveyor.worker.maintenance import CRON_ROLE, LEADER_ROLE, leader_ttl, takeover_bound
 from conveyor.worker.settings import WorkerSettings
 
 pytestmark = pytest.mark.slow
@@ -45,13 +45,14 @@ WORKER = textwrap.dedent(
     """
 ).format(lease=LEASE, poll=POLL)
 
-PASS = re.compile(r"^(\S+) worker (\S+): maintenance pass")
+PASS = re.compile(r"^(\S+) worker (\S+): maintenance pass \(maintenance")
+CRON_PASS = re.compile(r"^(\S+) worker (\S+): maintenance pass \([^)]*cron")
 LEADS = re.compile(r"^(\S+) worker (\S+): leads maintenance")
 
 
-def leader(url: str) -> tuple[str, float] | None:
-    """The maintenance leader's row: (holder, expires_at), or None."""
-    query = f"SELECT holder, expires_at FROM conveyor_leaders WHERE name = '{LEADER_ROLE}'"
+def leader(url: str, role: str = LEADER_ROLE) -> tuple[str, float] | None:
+    """The row of a role's leader: (holder, expires_at), or None."""
+    query = f"SELECT holder, expires_at FROM conveyor_leaders WHERE name = '{role}'"
     if url.startswith("sqlite"):
         with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
             row = conn.execute(query).fetchone()
@@ -98,17 +99,20 @@ def test_eight_workers_run_maintenance_on_one_leader_and_a_standby_replaces_it(
             time.sleep(0.1)
         time.sleep(1.0)  # every worker is in its fetch loop, asking to lead
         # Sample the leader for a few terms.
-        holders = set()
+        holders, cron_holders = set(), set()
         sample_until = time.monotonic() + 3 * LEASE
         while time.monotonic() < sample_until:
-            row = leader(backend_url)
-            assert row is not None
+            row, cron_row = leader(backend_url), leader(backend_url, CRON_ROLE)
+            assert row is not None and cron_row is not None
             holders.add(row[0])
+            cron_holders.add(cron_row[0])
             time.sleep(0.05)
-        assert len(holders) == 1
+        assert len(holders) == 1 and len(cron_holders) == 1
         (first,) = holders
         ran = {name for name, log in logs.items() if lines(log, PASS)}
         assert ran == {first}, f"maintenance ran on {ran}, the leader is {first}"
+        ran_cron = {name for name, log in logs.items() if lines(log, CRON_PASS)}
+        assert ran_cron == cron_holders
         passes_before = len(lines(logs[first], PASS))
         assert passes_before >= 3 * LEASE / (2 * POLL) / 2  # it keeps running, renewing
 
@@ -143,8 +147,8 @@ def test_eight_workers_run_maintenance_on_one_leader_and_a_standby_replaces_it(
     assert all(name == first for at, name in passes if at < killed_at)
     after = [name for at, name in passes if at >= killed_at]
     assert after and after[0] == second and first not in after
-    # The graceful stops at the end resigned the role.
-    assert leader(backend_url) is None
+    # The graceful stops at the end resigned the roles.
+    assert leader(backend_url) is None and leader(backend_url, CRON_ROLE) is None
 
 
 def test_a_lone_worker_leads_rescues_a_dead_workers_job_and_resigns_on_stop(
@@ -170,4 +174,5 @@ def test_a_lone_worker_leads_rescues_a_dead_workers_job_and_resigns_on_stop(
         thread.join(15)
     assert worker.stats.rescued == 1 and worker.stats.maintenance_passes >= 1
     assert job.refresh().record.state is JobState.SUCCEEDED
-    assert leader(app.url) is None  # resigned: a standby need not wait for the term
+    # Resigned: a standby need not wait for the term to end.
+    assert leader(app.url) is None and leader(app.url, CRON_ROLE) is None

@@ -3,7 +3,10 @@
 Rescuing expired leases, enqueuing due periodic jobs (cron) and pruning old
 history need one worker, not all of them: every worker of a database takes
 part in the election of the `maintenance` role (the backend's leader table),
-and only the leader runs them. The leader renews its term on each pass (every
+and only the leader rescues and prunes. Cron has its own role, `cron`, for
+which only the workers that enqueue periodic jobs stand (not burst workers,
+nor `cron=False` ones), so a worker that may not run cron never keeps the
+ticks from firing by leading. The leader renews its term on each pass (every
 poll interval; at most two when its fetch loop is saturated); the term lasts
 `LeaderTerm.ttl` = the worker's lease, and at least three poll intervals. A
 leader that stops gracefully resigns, so another worker takes over at its
@@ -31,6 +34,7 @@ from conveyor.worker.stats import WorkerStats
 log = logging.getLogger("conveyor.worker.maintenance")
 
 LEADER_ROLE = "maintenance"
+CRON_ROLE = "cron"
 PRUNE_BUDGET = 0.5
 """Seconds one prune pass may spend before the worker goes back to fetching."""
 
@@ -67,31 +71,36 @@ class Maintenance:
         self.stopping = stopping
         self._clock = clock
         self.leading = False
+        self.leading_cron = False
         now = clock()
-        self._last_rescue = float("-inf")
         self._last_prune = now
         self._last_elect = float("-inf")
 
     def run(self, every: float) -> None:
         """Rescue expired leases and enqueue due periodic jobs if the last time is `every`
-        seconds ago, and prune if due, when this worker leads (renewing its term)."""
+        seconds ago, and prune if due, for the roles this worker leads (renewing them)."""
         now = self._clock()
         if now - self._last_elect < every:
             return
         self._last_elect = now
-        if not self._elect():
+        leading = self._elect(LEADER_ROLE)
+        leading_cron = self.cron is not None and self._elect(CRON_ROLE)
+        if not (leading or leading_cron):
             return
-        if now - self._last_rescue >= every:
-            self.stats.maintenance_passes += 1
+        rescued = created = 0
+        if leading:
             rescued = len(self.backend.job_rescue())
             self.stats.rescued += rescued
-            created = self.cron.run_due() if self.cron is not None else 0
-            self._last_rescue = now
-            log.debug(
-                "worker %s: maintenance pass: rescued %d, cron enqueued %d",
-                self.settings.worker_id, rescued, created,
-            )
-        if now - self._last_prune >= self.settings.prune_interval:
+        if leading_cron and self.cron is not None:
+            created = self.cron.run_due()
+        self.stats.maintenance_passes += 1
+        log.debug(
+            "worker %s: maintenance pass (%s): rescued %d, cron enqueued %d",
+            self.settings.worker_id,
+            ", ".join(r for r, on in ((LEADER_ROLE, leading), (CRON_ROLE, leading_cron)) if on),
+            rescued, created,
+        )
+        if leading and now - self._last_prune >= self.settings.prune_interval:
             caught_up = self._prune()
             # Out of budget with history still waiting: prune again on the next
             # pass, not an interval later, so pruning keeps up with any
@@ -99,16 +108,19 @@ class Maintenance:
             interval = self.settings.prune_interval
             self._last_prune = now if caught_up else now - interval
 
-    def _elect(self) -> bool:
+    def _elect(self, role: str) -> bool:
         worker_id = self.settings.worker_id
-        leading = self.backend.leader_elect(LEADER_ROLE, worker_id, leader_ttl(self.settings))
-        if leading != self.leading:
-            self.leading = leading
-            if leading:
-                log.info("worker %s: leads maintenance (lease rescue, cron, pruning)", worker_id)
-                self._last_rescue = float("-inf")  # take over at once
+        leading = self.backend.leader_elect(role, worker_id, leader_ttl(self.settings))
+        was = self.leading if role == LEADER_ROLE else self.leading_cron
+        if leading != was:
+            if role == LEADER_ROLE:
+                self.leading = leading
             else:
-                log.info("worker %s: no longer leads maintenance", worker_id)
+                self.leading_cron = leading
+            if leading:
+                log.info("worker %s: leads %s", worker_id, _WHAT[role])
+            else:
+                log.info("worker %s: no longer leads %s", worker_id, _WHAT[role])
         return leading
 
     def _prune(self) -> bool:
@@ -121,17 +133,23 @@ class Maintenance:
         return True
 
     def resign(self) -> None:
-        """Give the role up (graceful stop), so a standby takes over at its next pass."""
-        if not self.leading:
-            return
-        self.leading = False
-        try:
-            self.backend.leader_resign(LEADER_ROLE, self.settings.worker_id)
-        except ConveyorError as exc:  # its term runs out by itself
-            log.warning(
-                "worker %s: could not resign maintenance (%s); another worker takes over when "
-                "the term ends", self.settings.worker_id, exc,
-            )
+        """Give the roles up (graceful stop), so standbys take over at their next pass."""
+        for role, held in ((LEADER_ROLE, self.leading), (CRON_ROLE, self.leading_cron)):
+            if not held:
+                continue
+            try:
+                self.backend.leader_resign(role, self.settings.worker_id)
+            except ConveyorError as exc:  # its term runs out by itself
+                log.warning(
+                    "worker %s: could not resign the %s role (%s); another worker takes over "
+                    "when the term ends", self.settings.worker_id, role, exc,
+                )
+        self.leading = self.leading_cron = False
 
 
-__all__ = ["LEADER_ROLE", "PRUNE_BUDGET", "Maintenance", "leader_ttl", "takeover_bound"]
+_WHAT = {LEADER_ROLE: "maintenance (lease rescue, pruning)", CRON_ROLE: "cron (periodic jobs)"}
+
+
+__all__ = [
+    "CRON_ROLE", "LEADER_ROLE", "PRUNE_BUDGET", "Maintenance", "leader_ttl", "takeover_bound",
+]

@@ -51,7 +51,6 @@ from types import FrameType
 from typing import Any
 
 from conveyor.backends.base import FetchParams, HeldJob
-from conveyor.clock import SystemClock
 from conveyor.errors import BackendError, ConveyorError
 from conveyor.events import EventName, started_event
 from conveyor.middleware import Attempt, AttemptResult, Middleware, run_attempt_chain
@@ -111,16 +110,16 @@ class Worker:
             max_memory_per_child=max_memory_per_child, install_signals=install_signals,
             worker_id=worker_id, prefetch=prefetch,
         )
-        self._setup(settings, WorkerDeps.from_app(app, cron=settings.cron), app.clock)
+        self._setup(settings, WorkerDeps.from_app(app, cron=settings.cron))
 
     @classmethod
     def from_deps(cls, settings: WorkerSettings, deps: WorkerDeps) -> Worker:
         """A worker built from its narrow dependencies (no app)."""
         worker = cls.__new__(cls)
-        worker._setup(settings, deps, None)
+        worker._setup(settings, deps)
         return worker
 
-    def _setup(self, settings: WorkerSettings, deps: WorkerDeps, clock: Any) -> None:
+    def _setup(self, settings: WorkerSettings, deps: WorkerDeps) -> None:
         self.settings = settings
         self.deps = deps
         self.id = settings.worker_id
@@ -147,7 +146,7 @@ class Worker:
         self._backend_down_since: float | None = None
         self.breakers = Breakers(
             {name: t.options.breaker for name, t in deps.tasks.items() if t.options.breaker},
-            now=(clock or SystemClock()).now, worker_id=self.id,
+            now=deps.now, worker_id=self.id,
         )
         self._backend_answered = threading.Event()
         """Set by the heartbeat when the backend answers: cuts short a backoff wait."""
