@@ -28,18 +28,28 @@ A middleware that raises fails the attempt with that exception (counted, and
 retried as the retry policy says). The built-in middleware (the circuit
 breaker, then tracing) run outside the app's own.
 
+A deferral is bounded (`MAX_DEFER`, a year): `deferred()` refuses more, or a
+value that is not a finite number, with a `ConfigurationError` (which, raised
+in a middleware, fails the attempt).
+
 This module is core: it imports only `conveyor.types` and `conveyor.errors`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import traceback as _traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
+from conveyor.errors import ConfigurationError
 from conveyor.types import JobRecord
+
+MAX_DEFER = 366 * 86400.0
+"""Longest deferral a middleware may ask for, in seconds (a year)."""
 
 AttemptKind = Literal["ok", "error", "retry_after", "discard", "deferred"]
 """ok: succeeded; error: raised (retried if `retryable` and attempts are left);
@@ -63,7 +73,7 @@ class Attempt:
     """1 for the first attempt."""
     max_attempts: int
     args: tuple[Any, ...]
-    kwargs: dict[str, Any]
+    kwargs: Mapping[str, Any]
     tags: tuple[str, ...]
     worker_id: str
     trace_context: dict[str, str] | None = None
@@ -73,7 +83,8 @@ class Attempt:
         return cls(
             id=record.id, task=record.task, queue=record.queue, attempt=record.attempt,
             max_attempts=record.max_attempts, args=tuple(record.args),
-            kwargs=dict(record.kwargs), tags=tuple(record.tags), worker_id=worker_id,
+            kwargs=MappingProxyType(dict(record.kwargs)), tags=tuple(record.tags),
+            worker_id=worker_id,
             trace_context=record.trace_context,
         )
 
@@ -124,8 +135,18 @@ class AttemptResult:
 
     @classmethod
     def deferred(cls, seconds: float) -> AttemptResult:
-        """Give the job back for `seconds` (>= 0), its attempt not counted."""
-        return cls(kind="deferred", defer=max(float(seconds), 0.0))
+        """Give the job back for `seconds` (0 to a year), its attempt not counted."""
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or not 0 <= seconds <= MAX_DEFER
+        ):
+            raise ConfigurationError(
+                f"AttemptResult.deferred(seconds) takes a number of seconds from 0 to "
+                f"{MAX_DEFER:.0f} (a year), got {seconds!r}"
+            )
+        return cls(kind="deferred", defer=float(seconds))
 
     def to_json(self) -> str:
         return json.dumps({
@@ -170,4 +191,6 @@ def _bind(m: Middleware, attempt: Attempt, call_next: CallNext) -> CallNext:
     return lambda: m.around_attempt(attempt, call_next)
 
 
-__all__ = ["Attempt", "AttemptKind", "AttemptResult", "Middleware", "run_attempt_chain"]
+__all__ = [
+    "MAX_DEFER", "Attempt", "AttemptKind", "AttemptResult", "Middleware", "run_attempt_chain",
+]

@@ -191,3 +191,35 @@ def test_something_that_is_not_a_retry_policy_is_refused(make_app: Any, bad: obj
         app.task(retry=bad)  # type: ignore[call-overload]
     with pytest.raises(ConfigurationError, match=r"conveyor\.Middleware"):
         app.add_middleware(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seconds", [-1, float("nan"), float("inf"), 1e12, True, "5"])
+def test_a_deferral_must_be_a_storable_number_of_seconds(seconds: Any) -> None:
+    with pytest.raises(ConfigurationError, match="from 0 to"):
+        AttemptResult.deferred(seconds)
+
+
+def test_the_attempt_view_is_read_only(make_app: Any) -> None:
+    seen: list[Attempt] = []
+
+    class Keep(Middleware):
+        def around_attempt(self, attempt: Attempt, call_next: CallNext) -> AttemptResult:
+            seen.append(attempt)
+            return call_next()
+
+    app: Conveyor = make_app(middleware=[Keep()])
+
+    @app.task()
+    def greet(name: str, *, loud: bool = False) -> str:
+        return name.upper() if loud else name
+
+    job = greet.using(tags=["t"]).enqueue("ada", loud=True)
+    drain(app)
+    (attempt,) = seen
+    assert (attempt.id, attempt.task, attempt.attempt, attempt.args, dict(attempt.kwargs)) == (
+        job.id, "greet", 1, ("ada",), {"loud": True}
+    )
+    assert attempt.tags == ("t",) and attempt.worker_id
+    with pytest.raises(TypeError):
+        attempt.kwargs["loud"] = False  # type: ignore[index]
+    assert job.refresh().record.result == "ADA"

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import queue
 import random
 import signal
@@ -53,7 +54,13 @@ from typing import Any
 from conveyor.backends.base import FetchParams, HeldJob
 from conveyor.errors import BackendError, ConveyorError
 from conveyor.events import EventName, started_event
-from conveyor.middleware import Attempt, AttemptResult, Middleware, run_attempt_chain
+from conveyor.middleware import (
+    MAX_DEFER,
+    Attempt,
+    AttemptResult,
+    Middleware,
+    run_attempt_chain,
+)
 from conveyor.observability import tracing
 from conveyor.types import JobRecord
 from conveyor.worker.breaker import BreakerMiddleware, Breakers
@@ -416,6 +423,8 @@ class Worker:
     def _defer(self, record: JobRecord, wait: float) -> None:
         """Give a job back for `wait` seconds (a middleware, e.g. an open circuit, asked
         for it), attempt not counted."""
+        # An AttemptResult built by hand may carry any number: keep it storable.
+        wait = min(wait, MAX_DEFER) if math.isfinite(wait) and wait > 0 else 0.0
         ours = self.held.begin_deferral(record)
         failures = 0
         given_back = False
