@@ -60,6 +60,11 @@ FAULTS: list[tuple[str, str, str]] = [
      "the same fencing is shown by fault 10"),
     ("claim-race", "12. Claim race",
      "4 processes x 8 threads on one queue of 3,000 jobs"),
+    ("stale-prefetch", "13. A worker resumed after its lease, with prefetched jobs",
+     "1 slot and 5 prefetched jobs, SIGSTOP for 2.5 s with a 1 s lease while a second worker "
+     "rescues and runs them; on SIGCONT the resumed worker gives back the prefetched jobs "
+     "whose lease passed by its own clock instead of starting them: only the attempt the "
+     "pause cut off runs again"),
 ]
 
 PREAMBLE = """\

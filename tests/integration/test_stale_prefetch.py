@@ -3,7 +3,6 @@ holds (real processes, SIGSTOP/SIGCONT)."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import Conveyor, JobState
+from tests.conftest import sigstop_outside_sqlite_write
 
 pytestmark = pytest.mark.slow
 
@@ -44,28 +44,6 @@ def starts(history: Path) -> list[int]:
     return [int(line.split()[1]) for line in history.read_text().splitlines()]
 
 
-def stop_outside_a_write(worker: subprocess.Popen[str], url: str) -> None:
-    """SIGSTOP the worker again until it is not stopped inside a SQLite write (a stopped
-    writer blocks every other writer: a separate defect, not this test's)."""
-    path = url.removeprefix("sqlite:///") + "-conveyor.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        for _ in range(50):
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                worker.send_signal(signal.SIGCONT)
-                time.sleep(0.02)
-                worker.send_signal(signal.SIGSTOP)
-                time.sleep(0.005)
-                continue
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return
-        raise AssertionError("the worker kept holding the SQLite write lock")
-    finally:
-        os.close(fd)
-
-
 def test_a_resumed_worker_does_not_start_prefetched_jobs_whose_lease_passed(
     tmp_path: Path, backend_url: str
 ) -> None:
@@ -87,9 +65,7 @@ def test_a_resumed_worker_does_not_start_prefetched_jobs_whose_lease_passed(
         while not starts(history):
             assert time.monotonic() < deadline and worker.poll() is None, "no job started"
             time.sleep(0.01)
-        worker.send_signal(signal.SIGSTOP)
-        if backend_url.startswith("sqlite"):
-            stop_outside_a_write(worker, backend_url)
+        sigstop_outside_sqlite_write(worker, backend_url)
         first = starts(history)[0]
         time.sleep(2.0)  # twice the lease
         rescued = app.backend.job_rescue()

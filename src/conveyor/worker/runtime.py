@@ -199,7 +199,8 @@ class Worker:
             settings=self.settings, backend=backend, retention=deps.retention, cron=deps.cron,
             stats=self.stats, stopping=self._stopping,
         )
-        self._middleware = self._attempt_middleware()
+        self._middleware = self._attempt_middleware(traced=True)
+        self._middleware_untraced = self._attempt_middleware(traced=False)
         self._start_threads()
         log.info(
             "worker %s started: queues=%s concurrency=%d pool=%s lease=%.1fs",
@@ -214,13 +215,13 @@ class Worker:
             restore()
         return 0
 
-    def _attempt_middleware(self) -> list[Middleware]:
+    def _attempt_middleware(self, *, traced: bool) -> list[Middleware]:
         """Built in first (the breaker, then tracing), then the app's; only those that
         can do something, so a plain worker calls the attempt directly."""
         chain: list[Middleware] = []
         if self.breakers.has_circuits:
             chain.append(BreakerMiddleware(self.breakers))
-        if tracing.ENABLED:
+        if traced and tracing.ENABLED:
             chain.append(tracing.TracingMiddleware())
         return chain + list(self.deps.middleware)
 
@@ -363,7 +364,12 @@ class Worker:
                 child.stop()
 
     def _run_middleware(self, record: JobRecord, child: ChildProcess | None) -> AttemptResult:
-        middleware = self._middleware
+        # Most attempts start no span: skip the tracing middleware (and building an
+        # Attempt when nothing else wraps it) for them.
+        middleware = (
+            self._middleware if tracing.wants_span(record) else self._middleware_untraced
+        )
+
         def attempt() -> AttemptResult:
             events = self.deps.events
             if events.has_observers and events.wants(EventName.STARTED):
