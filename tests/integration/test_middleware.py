@@ -223,3 +223,55 @@ def test_the_attempt_view_is_read_only(make_app: Any) -> None:
     with pytest.raises(TypeError):
         attempt.kwargs["loud"] = False  # type: ignore[index]
     assert job.refresh().record.result == "ADA"
+
+
+PROCESS_APP = """
+import os
+from conveyor import Conveyor, Retry
+
+app = Conveyor({url!r}, poll_interval=0.05, lease=5.0, default_retry=Retry(base=0.01, cap=0.01))
+
+@app.task(max_attempts=2)
+def where(fail: bool) -> int:
+    if fail:
+        raise RuntimeError("fails in the child")
+    return os.getpid()
+"""
+
+
+def test_attempt_middleware_runs_in_the_worker_around_a_process_pool_child(
+    backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+    import os
+    import sys
+    import uuid
+
+    name = f"mwapp_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(PROCESS_APP.format(url=backend_url))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    try:
+        app: Conveyor = module.app
+        pids: list[int] = []
+
+        class WhereAmI(Middleware):
+            def around_attempt(self, attempt: Attempt, call_next: CallNext) -> AttemptResult:
+                pids.append(os.getpid())
+                result = call_next()
+                return result
+
+        ok = app.tasks["where"].enqueue(False)
+        bad = app.tasks["where"].enqueue(True)
+        app.add_middleware(WhereAmI())
+        app.worker(
+            pool="process", concurrency=1, app_path=f"{name}:app", burst=True,
+            install_signals=False,
+        ).run()
+        assert pids and set(pids) == {os.getpid()}  # the middleware ran in the worker
+        child = ok.refresh().record.result
+        assert isinstance(child, int) and child != os.getpid()  # the task, in a child
+        assert bad.refresh().record.errors[0].message == "fails in the child"
+    finally:
+        module.app.close()
+        sys.modules.pop(name, None)
