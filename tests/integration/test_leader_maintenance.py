@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import Conveyor, JobState
-from conveyor.backends.base import FetchParams
+from conveyor.backends.base import FetchParams, JobFilter
 from conveyor.worker.maintenance import CRON_ROLE, LEADER_ROLE, leader_ttl, takeover_bound
 from conveyor.worker.settings import WorkerSettings
 
@@ -41,6 +41,11 @@ WORKER = textwrap.dedent(
     maintenance.setLevel(logging.DEBUG)
     maintenance.propagate = False
     app = Conveyor(os.environ["CONVEYOR_URL"], lease={lease}, poll_interval={poll})
+
+    @app.cron("* * * * *")
+    @app.task(name="tick", queue="ticks")
+    def tick() -> None: ...
+
     app.worker(worker_id=sys.argv[1], concurrency=1, prune_interval=0.5).run()
     """
 ).format(lease=LEASE, poll=POLL)
@@ -147,6 +152,11 @@ def test_eight_workers_run_maintenance_on_one_leader_and_a_standby_replaces_it(
     assert all(name == first for at, name in passes if at < killed_at)
     after = [name for at, name in passes if at >= killed_at]
     assert after and after[0] == second and first not in after
+    # Cron fired once per minute that came, whichever worker led it.
+    app = Conveyor(backend_url)
+    ticks = app.backend.job_list(JobFilter(task="tick", limit=10))
+    assert 1 <= len(ticks) <= 2 and len({t.idempotency_key for t in ticks}) == len(ticks)
+    app.close()
     # The graceful stops at the end resigned the roles.
     assert leader(backend_url) is None and leader(backend_url, CRON_ROLE) is None
 

@@ -11,7 +11,8 @@ the `WorkerApp` protocol and keeps only a `WorkerDeps`:
   backend's under a test's `ManualClock`);
 - `middleware`: the app's attempt middleware, outermost first;
 - `retry_policy`: the retry policy of a task (`None`: the app's default);
-- `cron`: enqueues due periodic jobs (`run_due() -> int`), or None;
+- `cron`: enqueues due periodic jobs (`run_due() -> int`) while the app has
+  schedules (`wanted()`), or None (a burst or `cron=False` worker);
 - `retention`: seconds finished jobs are kept before pruning;
 - `start_services`: starts what runs beside a worker (alert evaluation) and
   returns how to stop it.
@@ -59,6 +60,18 @@ class CronTicker(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class CronDuty:
+    """What the cron leader runs: `run_due()`, and whether there is anything to run."""
+
+    ticker: CronTicker
+    wanted: Callable[[], bool]
+    """True while the app has schedules (a worker stands for the cron role only then)."""
+
+    def run_due(self) -> int:
+        return self.ticker.run_due()
+
+
 class WorkerApp(Protocol):
     """What `Worker(app, ...)` reads from the app it is given (a `Conveyor`)."""
 
@@ -82,6 +95,8 @@ class WorkerApp(Protocol):
     def poll_interval(self) -> float: ...
     @property
     def retention(self) -> float: ...
+    @property
+    def schedules(self) -> Mapping[str, object]: ...
     def cron_scheduler(self) -> CronTicker: ...
     def start_services(self, holder: str) -> Callable[[], None]: ...
 
@@ -96,7 +111,7 @@ class WorkerDeps:
     middleware: Sequence[Middleware]
     default_retry: RetryPolicy
     retention: float
-    cron: CronTicker | None
+    cron: CronDuty | None
     start_services: Callable[[str], Callable[[], None]]
 
     def retry_policy(self, task: Task[Any, Any] | None) -> RetryPolicy:
@@ -121,9 +136,9 @@ class WorkerDeps:
             middleware=app.middleware,
             default_retry=app.default_retry,
             retention=app.retention,
-            cron=app.cron_scheduler() if cron else None,
+            cron=CronDuty(app.cron_scheduler(), lambda: bool(app.schedules)) if cron else None,
             start_services=app.start_services,
         )
 
 
-__all__ = ["CronTicker", "WorkerApp", "WorkerBackend", "WorkerDeps"]
+__all__ = ["CronDuty", "CronTicker", "WorkerApp", "WorkerBackend", "WorkerDeps"]

@@ -1,22 +1,24 @@
 """Maintenance that runs once per database, on one elected worker.
 
 Rescuing expired leases, enqueuing due periodic jobs (cron) and pruning old
-history need one worker, not all of them: every worker of a database takes
-part in the election of the `maintenance` role (the backend's leader table),
-and only the leader rescues and prunes. Cron has its own role, `cron`, for
-which only the workers that enqueue periodic jobs stand (not burst workers,
-nor `cron=False` ones), so a worker that may not run cron never keeps the
-ticks from firing by leading. The leader renews its term on each pass (every
-poll interval; at most two when its fetch loop is saturated); the term lasts
-`LeaderTerm.ttl` = the worker's lease, and at least three poll intervals. A
-leader that stops gracefully resigns, so another worker takes over at its
-next pass. One that dies (SIGKILL, power loss) keeps the role until its term
-runs out: a standby takes over within ttl + 2 poll intervals. A lone worker
-is its own leader, so rescue always happens while any worker runs.
+history need one worker, not all of them: every worker of a database takes part
+in the election of the `maintenance` role (the backend's leader table), and only
+the leader rescues and prunes. Cron has its own role, `cron`, for which only the
+workers that enqueue periodic jobs stand (not burst workers, nor `cron=False`
+ones, and only while the app has schedules), so a worker that may not run cron
+never keeps the ticks from firing by leading. A term lasts `leader_ttl` (the
+worker's lease, at least three poll intervals); the leader renews it once a
+third has passed, and a standby asks at every pass (every poll interval; two
+when its fetch loop is saturated). An election is a write: a standby costs the
+database what the per-worker rescue used to, the leader one rescue per pass and
+a renewal per third of its term. A leader that stops gracefully resigns, so
+another worker takes over at its next pass. One that dies (SIGKILL, power loss)
+keeps the role until its term runs out: a standby takes over within ttl + 2 poll
+intervals. A lone worker is its own leader, so rescue always happens while any
+worker runs.
 
-Cron stays safe across a change of leader (or two leaders for an instant,
-e.g. a paused leader that resumes): each tick's job carries an idempotency key,
-so it is enqueued once whatever runs it.
+Cron stays once per tick across a change of leader: each tick's job carries an
+idempotency key, so it is enqueued once whichever worker runs the tick.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 from collections.abc import Callable
 
 from conveyor.errors import ConveyorError
-from conveyor.worker.deps import CronTicker, WorkerBackend
+from conveyor.worker.deps import CronDuty, WorkerBackend
 from conveyor.worker.settings import WorkerSettings
 from conveyor.worker.stats import WorkerStats
 
@@ -58,7 +60,7 @@ class Maintenance:
         settings: WorkerSettings,
         backend: WorkerBackend,
         retention: float,
-        cron: CronTicker | None,
+        cron: CronDuty | None,
         stats: WorkerStats,
         stopping: threading.Event,
         clock: Callable[[], float] = time.monotonic,
@@ -67,24 +69,34 @@ class Maintenance:
         self.backend = backend
         self.retention = retention
         self.cron = cron
+        """Enqueues due periodic jobs; None: this worker does not stand for the cron role."""
         self.stats = stats
         self.stopping = stopping
         self._clock = clock
-        self.leading = False
-        self.leading_cron = False
+        self._ttl = leader_ttl(settings)
+        self._renewed: dict[str, float] = {}
+        """Monotonic time the last successful election of each role we lead was *sent*."""
         now = clock()
         self._last_prune = now
-        self._last_elect = float("-inf")
+        self._last_pass = float("-inf")
+
+    @property
+    def leading(self) -> bool:
+        return LEADER_ROLE in self._renewed
+
+    @property
+    def leading_cron(self) -> bool:
+        return CRON_ROLE in self._renewed
 
     def run(self, every: float) -> None:
         """Rescue expired leases and enqueue due periodic jobs if the last time is `every`
         seconds ago, and prune if due, for the roles this worker leads (renewing them)."""
         now = self._clock()
-        if now - self._last_elect < every:
+        if now - self._last_pass < every:
             return
-        self._last_elect = now
-        leading = self._elect(LEADER_ROLE)
-        leading_cron = self.cron is not None and self._elect(CRON_ROLE)
+        self._last_pass = now
+        leading = self._hold(LEADER_ROLE, now)
+        leading_cron = self.cron is not None and self.cron.wanted() and self._hold(CRON_ROLE, now)
         if not (leading or leading_cron):
             return
         rescued = created = 0
@@ -108,19 +120,22 @@ class Maintenance:
             interval = self.settings.prune_interval
             self._last_prune = now if caught_up else now - interval
 
-    def _elect(self, role: str) -> bool:
+    def _hold(self, role: str, now: float) -> bool:
+        """Whether we lead `role` now. A leader renews its term once a third of it has
+        passed (counted from when the last renewal was sent, so a leader paused past
+        its term asks again before it acts); a standby asks at every pass."""
+        renewed = self._renewed.get(role)
+        if renewed is not None and now - renewed < self._ttl / 3:
+            return True
         worker_id = self.settings.worker_id
-        leading = self.backend.leader_elect(role, worker_id, leader_ttl(self.settings))
-        was = self.leading if role == LEADER_ROLE else self.leading_cron
-        if leading != was:
-            if role == LEADER_ROLE:
-                self.leading = leading
-            else:
-                self.leading_cron = leading
-            if leading:
+        leading = self.backend.leader_elect(role, worker_id, self._ttl)
+        if leading:
+            self._renewed[role] = now
+            if renewed is None:
                 log.info("worker %s: leads %s", worker_id, _WHAT[role])
-            else:
-                log.info("worker %s: no longer leads %s", worker_id, _WHAT[role])
+        elif renewed is not None:
+            del self._renewed[role]
+            log.info("worker %s: no longer leads %s", worker_id, _WHAT[role])
         return leading
 
     def _prune(self) -> bool:
@@ -134,9 +149,8 @@ class Maintenance:
 
     def resign(self) -> None:
         """Give the roles up (graceful stop), so standbys take over at their next pass."""
-        for role, held in ((LEADER_ROLE, self.leading), (CRON_ROLE, self.leading_cron)):
-            if not held:
-                continue
+        for role in list(self._renewed):
+            del self._renewed[role]
             try:
                 self.backend.leader_resign(role, self.settings.worker_id)
             except ConveyorError as exc:  # its term runs out by itself
@@ -144,7 +158,6 @@ class Maintenance:
                     "worker %s: could not resign the %s role (%s); another worker takes over "
                     "when the term ends", self.settings.worker_id, role, exc,
                 )
-        self.leading = self.leading_cron = False
 
 
 _WHAT = {LEADER_ROLE: "maintenance (lease rescue, pruning)", CRON_ROLE: "cron (periodic jobs)"}
