@@ -8,7 +8,11 @@ they fail instead, so a missing database can never pass as green.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import signal
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,3 +100,28 @@ def make_app(backend_url: str) -> Iterator[Any]:
 def app(make_app: Any) -> Conveyor:
     built: Conveyor = make_app()
     return built
+
+
+def sigstop_outside_sqlite_write(proc: subprocess.Popen[Any], url: str) -> None:
+    """SIGSTOP `proc`, again and again until it is not stopped inside a SQLite write:
+    a stopped writer holds the write lock and blocks every other process (a known
+    SQLite limitation tested on its own), which is not what the caller tests."""
+    proc.send_signal(signal.SIGSTOP)
+    if not url.startswith("sqlite"):
+        return
+    fd = os.open(url.removeprefix("sqlite:///") + "-conveyor.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        for _ in range(50):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                proc.send_signal(signal.SIGCONT)
+                time.sleep(0.02)
+                proc.send_signal(signal.SIGSTOP)
+                time.sleep(0.005)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return
+        raise AssertionError("the stopped process kept holding the SQLite write lock")
+    finally:
+        os.close(fd)

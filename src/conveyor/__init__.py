@@ -36,7 +36,7 @@ from conveyor.errors import (
 )
 from conveyor.job import Job
 from conveyor.middleware import Attempt, AttemptResult, EnqueueJob, Middleware
-from conveyor.retry import CircuitBreaker, Retry
+from conveyor.retry import CircuitBreaker, Retry, RetryPolicy
 from conveyor.task import Task
 from conveyor.types import AttemptError, JobRecord, JobState
 from conveyor.worker import Worker
@@ -70,6 +70,7 @@ __all__ = [
     "OperationError",
     "Retry",
     "RetryAfter",
+    "RetryPolicy",
     "SchemaError",
     "SerializationError",
     "Task",

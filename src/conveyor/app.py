@@ -21,7 +21,7 @@ from conveyor.events import EventBus, EventName, JobEvent
 from conveyor.job import Job, job_from_record
 from conveyor.middleware import EnqueueJob, Middleware, chain_enqueue, check_middleware
 from conveyor.operations import Operations
-from conveyor.retry import DEFAULT_RETRY, CircuitBreaker, Retry
+from conveyor.retry import DEFAULT_RETRY, CircuitBreaker, RetryPolicy
 from conveyor.scheduler import CronEntry, CronExpression, CronScheduler, build_entry
 from conveyor.settings import Settings
 from conveyor.task import (
@@ -74,7 +74,7 @@ class Conveyor:
         default_queue: str = "default",
         default_priority: int = 5,
         default_max_attempts: int = 5,
-        default_retry: Retry = DEFAULT_RETRY,
+        default_retry: RetryPolicy = DEFAULT_RETRY,
         idempotency_window: float | timedelta = timedelta(hours=24),
         retention: float | timedelta = timedelta(days=7),
         connect_timeout: float | timedelta = 5.0,
@@ -98,9 +98,10 @@ class Conveyor:
             self.default_max_attempts = check_max_attempts(default_max_attempts)
         except Exception as exc:
             raise ConfigurationError(str(exc)) from exc
-        if not isinstance(default_retry, Retry):
+        if not isinstance(default_retry, RetryPolicy):
             raise ConfigurationError(
-                f"default_retry must be a conveyor.Retry, got {default_retry!r}"
+                f"default_retry must be a conveyor.Retry or another RetryPolicy (an object "
+                f"with a delay(attempt) method), got {default_retry!r}"
             )
         self.default_retry = default_retry
         self.idempotency_window = _seconds(idempotency_window, "idempotency_window")
@@ -202,7 +203,7 @@ class Conveyor:
         queue: str | None = None,
         priority: int | None = None,
         max_attempts: int | None = None,
-        retry: Retry | None = None,
+        retry: RetryPolicy | None = None,
         timeout: float | None = None,
         dont_retry: Iterable[type[BaseException]] = (),
         retry_on: Iterable[type[BaseException]] = (Exception,),
@@ -220,7 +221,7 @@ class Conveyor:
         queue: str | None = None,
         priority: int | None = None,
         max_attempts: int | None = None,
-        retry: Retry | None = None,
+        retry: RetryPolicy | None = None,
         timeout: float | None = None,
         dont_retry: Iterable[type[BaseException]] = (),
         retry_on: Iterable[type[BaseException]] = (Exception,),
@@ -317,7 +318,7 @@ class Conveyor:
                 "import the module that defines it before starting the worker"
             ) from None
 
-    def retry_policy(self, task: Task[Any, Any]) -> Retry:
+    def retry_policy(self, task: Task[Any, Any]) -> RetryPolicy:
         return task.options.retry or self.default_retry
 
     # -- middleware -------------------------------------------------------------------
@@ -492,13 +493,9 @@ def load_app(path: str) -> Conveyor:
 
 def find_app_path(app: Conveyor) -> str | None:
     """The `module:attribute` an imported app can be found under (for child processes)."""
-    for name, module in list(sys.modules.items()):
-        if name == "__main__" or module is None:
-            continue
-        for attribute, value in list(vars(module).items()):
-            if value is app:
-                return f"{name}:{attribute}"
-    return None
+    from conveyor.worker.settings import module_path_of
+
+    return module_path_of(app)
 
 
 __all__ = ["DEFAULT_URL", "Conveyor", "find_app_path", "load_app"]

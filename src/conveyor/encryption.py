@@ -36,9 +36,11 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConfigurationError, EncryptionError, EncryptionKeyMissing
+from conveyor.jsonvalue import dumps
 from conveyor.middleware import Attempt, AttemptNext, AttemptResult, EnqueueJob, Middleware
 from conveyor.redaction import ENVELOPE, envelope_key
 
@@ -152,18 +154,20 @@ class Encryption(Middleware):
         return call_next(sealed)
 
     def around_attempt(self, attempt: Attempt, call_next: AttemptNext) -> AttemptResult:
-        if attempt.args or envelope_key(attempt.kwargs) is None:
+        stored = dict(attempt.kwargs)
+        if attempt.args or envelope_key(stored) is None:
             result = call_next()  # stored before encryption was turned on: run as it is
         else:
             try:
-                args, kwargs = self.decrypt(attempt.kwargs, attempt.task,
+                args, kwargs = self.decrypt(stored, attempt.task,
                                             f"job {attempt.id}'s arguments")
             except EncryptionError as exc:
-                return AttemptResult.failed(exc, discard=True)
-            result = call_next(replace(attempt, args=list(args), kwargs=dict(kwargs)))
-        if result.succeeded and result.value is not None:
-            return replace(result, value=self.encrypt(result.value, attempt.task),
-                           internal=None)
+                return AttemptResult.failed(exc, retryable=False)
+            result = call_next(replace(attempt, args=tuple(args),
+                                       kwargs=MappingProxyType(dict(kwargs))))
+        if result.kind == "ok" and result.result_json not in (None, "null"):
+            sealed = self.encrypt(result.value, attempt.task)
+            return replace(result, result_json=dumps(sealed))
         return result
 
     def open_result(self, value: Any, task: str) -> Any:

@@ -4,10 +4,18 @@
         def around_enqueue(self, jobs, call_next):
             return call_next([replace(j, tags=(*j.tags, "tenant:acme")) for j in jobs])
 
-    app = Conveyor(url, middleware=[Tenant()])     # or app.add_middleware(Tenant())
+    class Timing(Middleware):
+        def around_attempt(self, attempt, call_next):
+            started = time.monotonic()
+            result = call_next()
+            log.info("%s took %.3fs: %s", attempt.task, time.monotonic() - started, result.kind)
+            return result
 
-Both hooks pass through by default. The first middleware registered is the
-outermost: it sees the jobs first and the result last.
+    app = Conveyor(url, middleware=[Tenant(), Timing()])   # or app.add_middleware(...)
+
+Both hooks pass through by default, so a middleware overrides only the one it
+needs. The first middleware registered is the outermost: it sees the jobs
+first and the result last.
 
 `around_enqueue` sees each batch of jobs about to be stored (one for
 `enqueue`, many for `enqueue_many`, the due ticks for cron, the request's jobs
@@ -17,26 +25,47 @@ error to refuse the whole batch: then nothing is stored. Arguments are
 checked against the task before the middleware sees them and encoded after.
 
 `around_attempt` runs in the worker process around one attempt, whatever the
-pool; it may call `call_next()` to run the attempt as it is, or
-`call_next(replaced)` with a copy of the attempt whose arguments it changed
-(decryption does), and may replace the result it gets back, or return one
-without running the task.
+pool (with `pool="process"` the task runs in a child, the middleware in the
+worker). It sees a read-only `Attempt` and returns an `AttemptResult`: the
+one `call_next()` gave, or its own. A middleware may
+
+- observe (time, count, log) and return `call_next()`'s result unchanged;
+- run the attempt with other arguments: `call_next(replaced)`, where
+  `replaced` is `dataclasses.replace(attempt, args=..., kwargs=...)`
+  (decryption does this);
+- replace the result, e.g. turn a failure into `AttemptResult.failed(...)`
+  with `retryable=False` so the job goes dead at once;
+- not call `call_next()` at all and return `AttemptResult.deferred(seconds)`:
+  the job goes back to `scheduled` for `seconds`, its attempt not counted
+  (the built-in circuit breaker does this while a task's circuit is open).
+
+A middleware that raises fails the attempt with that exception (counted, and
+retried as the retry policy says). The built-in middleware (the circuit
+breaker, then tracing) run outside the app's own.
+
+A deferral is bounded (`MAX_DEFER`, a year): `deferred()` refuses more, or a
+value that is not a finite number, with a `ConfigurationError` (which, raised
+in a middleware, fails the attempt).
 
 It stands just above the job handle: `around_enqueue` returns the handles.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import traceback as _traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from conveyor.errors import ConfigurationError
+from conveyor.types import JobRecord
 
 if TYPE_CHECKING:
     from conveyor.job import Job
-
 
 # -- the enqueue half -------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
@@ -76,7 +105,21 @@ class EnqueueJob:
 EnqueueNext = Callable[[list[EnqueueJob]], "list[Job[Any]]"]
 
 
-# -- the attempt half -----------------------------------------------------------------
+# -- the attempt half ---------------------------------------------------------------
+MAX_DEFER = 366 * 86400.0
+"""Longest deferral a middleware may ask for, in seconds (a year)."""
+
+AttemptKind = Literal["ok", "error", "retry_after", "discard", "deferred"]
+"""ok: succeeded; error: raised (retried if `retryable` and attempts are left);
+retry_after: asked to run again after `retry_after` seconds; discard: asked to go
+dead; deferred: given back for `defer` seconds without counting the attempt."""
+
+
+def qualified_name(exc: BaseException) -> str:
+    t = type(exc)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """A read-only view of the job whose attempt is about to run."""
@@ -85,40 +128,100 @@ class Attempt:
     task: str
     queue: str
     attempt: int
+    """1 for the first attempt."""
     max_attempts: int
-    args: list[Any]
-    kwargs: dict[str, Any]
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
     tags: tuple[str, ...]
     worker_id: str
+    trace_context: dict[str, str] | None = None
+
+    @classmethod
+    def of(cls, record: JobRecord, worker_id: str) -> Attempt:
+        return cls(
+            id=record.id, task=record.task, queue=record.queue, attempt=record.attempt,
+            max_attempts=record.max_attempts, args=tuple(record.args),
+            kwargs=MappingProxyType(dict(record.kwargs)), tags=tuple(record.tags),
+            worker_id=worker_id,
+            trace_context=record.trace_context,
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class AttemptResult:
-    """How an attempt ended: succeeded with `value`, or failed.
+    """What an attempt came to. Plain data (a child process sends it back as JSON);
+    build one with `succeeded`, `failed` or `deferred`."""
 
-    A failure carries the exception when this process has it (`error`), its
-    qualified type and message always; `retry_after` when the task asked for
-    one, `discard` when the job must not be retried.
-    """
-
-    succeeded: bool
-    value: Any = None
-    error: BaseException | None = None
+    kind: AttemptKind
+    result_json: str | None = None
+    """The return value as JSON text, when kind is "ok"."""
     error_type: str = ""
+    """The exception's qualified name (e.g. "builtins.ValueError")."""
     message: str = ""
-    retry_after: float | None = None
-    discard: bool = False
-    internal: Any = field(default=None, repr=False, compare=False)
-    """The worker's own record of the outcome, kept while the result is unchanged."""
+    traceback: str = ""
+    retryable: bool = True
+    """False when the error is in the task's dont_retry or outside its retry_on."""
+    retry_after: float = 0.0
+    """Seconds before the next attempt, when kind is "retry_after"."""
+    defer: float = 0.0
+    """Seconds the job waits, its attempt not counted, when kind is "deferred"."""
+
+    @property
+    def value(self) -> Any:
+        """The task's return value (kind "ok"), decoded from JSON; None otherwise."""
+        return None if self.result_json is None else json.loads(self.result_json)
 
     @classmethod
-    def failed(cls, error: BaseException, *, discard: bool = False) -> AttemptResult:
-        t = type(error)
-        return cls(succeeded=False, error=error, error_type=f"{t.__module__}.{t.__qualname__}",
-                   message=str(error), discard=discard)
+    def succeeded(cls, result_json: str | None = "null") -> AttemptResult:
+        """A success whose return value is `result_json` (JSON text)."""
+        return cls(kind="ok", result_json=result_json)
+
+    @classmethod
+    def failed(cls, exc: BaseException, *, retryable: bool = True) -> AttemptResult:
+        """A failure with `exc`; retried while attempts are left, unless not `retryable`."""
+        try:
+            message = str(exc) or type(exc).__name__
+        except Exception:
+            message = f"<{type(exc).__name__}: str() failed>"
+        return cls(
+            kind="error",
+            error_type=qualified_name(exc),
+            message=message,
+            traceback="".join(_traceback.format_exception(exc)),
+            retryable=retryable,
+        )
+
+    @classmethod
+    def deferred(cls, seconds: float) -> AttemptResult:
+        """Give the job back for `seconds` (0 to a year), its attempt not counted."""
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or not 0 <= seconds <= MAX_DEFER
+        ):
+            raise ConfigurationError(
+                f"AttemptResult.deferred(seconds) takes a number of seconds from 0 to "
+                f"{MAX_DEFER:.0f} (a year), got {seconds!r}"
+            )
+        return cls(kind="deferred", defer=float(seconds))
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "kind": self.kind, "result_json": self.result_json, "error_type": self.error_type,
+            "message": self.message, "traceback": self.traceback, "retryable": self.retryable,
+            "retry_after": self.retry_after, "defer": self.defer,
+        })
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> AttemptResult:
+        return cls(**json.loads(text))
 
 
 class AttemptNext(Protocol):
+    """What `around_attempt` calls to go on: with no argument, the attempt as it is;
+    with an `Attempt`, that one (the same job, other arguments)."""
+
     def __call__(self, attempt: Attempt | None = None, /) -> AttemptResult: ...
 
 
@@ -128,10 +231,22 @@ class Middleware:
     def around_enqueue(
         self, jobs: list[EnqueueJob], call_next: Callable[[list[EnqueueJob]], list[Job[Any]]]
     ) -> list[Job[Any]]:
+        """Sees each batch of jobs about to be stored; returns their handles."""
         return call_next(jobs)
 
     def around_attempt(self, attempt: Attempt, call_next: AttemptNext) -> AttemptResult:
+        """Runs around one attempt in the worker; returns its result."""
         return call_next()
+
+
+def check_middleware(items: Sequence[Any]) -> list[Middleware]:
+    found = list(items)
+    for item in found:
+        if not isinstance(item, Middleware):
+            raise ConfigurationError(
+                f"middleware must be conveyor.Middleware instances (subclass it), got {item!r}"
+            )
+    return found
 
 
 def chain_enqueue(
@@ -152,22 +267,34 @@ def _bind_enqueue(m: Middleware, call_next: EnqueueNext) -> EnqueueNext:
     return call
 
 
-def check_middleware(items: Sequence[Any]) -> list[Middleware]:
-    found = list(items)
-    for item in found:
-        if not isinstance(item, Middleware):
-            raise ConfigurationError(
-                f"middleware must be conveyor.Middleware instances (subclass it), got {item!r}"
-            )
-    return found
+def run_attempt_chain(
+    middleware: Sequence[Middleware], attempt: Attempt,
+    innermost: Callable[[Attempt], AttemptResult],
+) -> AttemptResult:
+    """Call `innermost` through every middleware's `around_attempt`, the first outermost;
+    `innermost` gets the attempt as the innermost middleware passed it on."""
+
+    def at(index: int, current: Attempt) -> AttemptResult:
+        if index == len(middleware):
+            return innermost(current)
+
+        def call_next(replaced: Attempt | None = None, /) -> AttemptResult:
+            return at(index + 1, current if replaced is None else replaced)
+
+        return middleware[index].around_attempt(current, call_next)
+
+    return at(0, attempt)
 
 
 __all__ = [
+    "MAX_DEFER",
     "Attempt",
+    "AttemptKind",
     "AttemptNext",
     "AttemptResult",
     "EnqueueJob",
     "Middleware",
     "chain_enqueue",
     "check_middleware",
+    "run_attempt_chain",
 ]

@@ -9,6 +9,16 @@ The delay before attempt ``n + 1`` (after attempt ``n`` failed, ``n >= 1``) is::
 
 All values are seconds (floats). A task that raises ``RetryAfter(s)`` replaces
 this computation with exactly ``s`` for that attempt.
+
+``Retry`` is the default ``RetryPolicy``; any object with a
+``delay(attempt) -> float`` method is one too (``@app.task(retry=...)``,
+``Conveyor(default_retry=...)``), e.g. a fixed schedule::
+
+    class Schedule:
+        def delay(self, attempt: int) -> float:
+            return (5, 60, 600)[min(attempt, 3) - 1]
+
+A delay that is not a finite number >= 0 counts as 0 (retry at once).
 """
 
 from __future__ import annotations
@@ -16,12 +26,21 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 from conveyor.errors import ConfigurationError
 
 Jitter = Literal["full", "equal", "none"]
 _JITTERS: frozenset[str] = frozenset({"full", "equal", "none"})
+
+
+@runtime_checkable
+class RetryPolicy(Protocol):
+    """How long a job waits after a failed attempt before the next one."""
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt `attempt` (1-based) before the next one."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

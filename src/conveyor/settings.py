@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conveyor.retry import DEFAULT_RETRY, Retry
+from conveyor.retry import DEFAULT_RETRY, RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +22,7 @@ class Settings:
     default_queue: str = "default"
     default_priority: int = 5
     default_max_attempts: int = 5
-    default_retry: Retry = DEFAULT_RETRY
+    default_retry: RetryPolicy = DEFAULT_RETRY
     idempotency_window: float = 86400.0
     """Seconds an idempotency key keeps returning the job it first made."""
     retention: float = 7 * 86400.0

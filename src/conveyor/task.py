@@ -35,7 +35,7 @@ from conveyor.errors import (
     InvalidOptionError,
 )
 from conveyor.middleware import EnqueueJob
-from conveyor.retry import CircuitBreaker, Retry
+from conveyor.retry import CircuitBreaker, RetryPolicy
 from conveyor.tracecontext import current_trace_context
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class TaskOptions:
     queue: str | None = None
     priority: int | None = None
     max_attempts: int | None = None
-    retry: Retry | None = None
+    retry: RetryPolicy | None = None
     timeout: float | None = None
     dont_retry: tuple[type[BaseException], ...] = ()
     retry_on: tuple[type[BaseException], ...] = (Exception,)
@@ -398,7 +398,7 @@ def build_options(
     queue: str | None,
     priority: int | None,
     max_attempts: int | None,
-    retry: Retry | None,
+    retry: RetryPolicy | None,
     timeout: float | None,
     dont_retry: Iterable[type[BaseException]],
     retry_on: Iterable[type[BaseException]],
@@ -422,9 +422,12 @@ def build_options(
         raise ConfigurationError(str(exc)) from exc
 
 
-def _check_retry(retry: Retry | None) -> Retry | None:
-    if retry is not None and not isinstance(retry, Retry):
-        raise ConfigurationError(f"retry= must be a conveyor.Retry, got {retry!r}")
+def _check_retry(retry: RetryPolicy | None) -> RetryPolicy | None:
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ConfigurationError(
+            f"retry= must be a conveyor.Retry or another RetryPolicy (an object with a "
+            f"delay(attempt) method), got {retry!r}"
+        )
     return retry
 
 

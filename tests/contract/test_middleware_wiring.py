@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -43,7 +44,7 @@ class Double(Middleware):
 
     def around_attempt(self, attempt: Attempt, call_next: Any) -> AttemptResult:
         result: AttemptResult = call_next(replace(attempt, kwargs={"n": attempt.kwargs["n"] * 2}))
-        return replace(result, value=result.value * 10, internal=None)
+        return AttemptResult.succeeded(json.dumps(result.value * 10))
 
 
 def test_first_registered_is_outermost_and_a_batch_is_refused_whole(

@@ -68,6 +68,11 @@ FAULTS: list[tuple[str, str, str]] = [
      "worker's own included. On PostgreSQL nobody waits for it, and only its own leases "
      "expire and are rescued; started_after_finish counts prefetched jobs it started on "
      "resuming after another worker had finished them (refused completions)"),
+    ("stale-prefetch", "14. A worker resumed after its lease, with prefetched jobs",
+     "1 slot and 5 prefetched jobs, SIGSTOP for 2.5 s with a 1 s lease while a second worker "
+     "rescues and runs them; on SIGCONT the resumed worker gives back the prefetched jobs "
+     "whose lease passed by its own clock instead of starting them: only the attempt the "
+     "pause cut off runs again"),
 ]
 
 PREAMBLE = """\

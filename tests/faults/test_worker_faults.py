@@ -1,4 +1,5 @@
-"""Faults 1, 2 and 10: a worker SIGKILLed, SIGTERMed, or frozen past its lease mid-drain."""
+"""Faults 1, 2, 10 and 13: a worker SIGKILLed, SIGTERMed, or frozen past its lease
+mid-drain (with a job running, or with prefetched jobs)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import sigstop_outside_sqlite_write
 from tests.faults import harness
 from tests.faults.faultapp import build
 
@@ -161,3 +163,47 @@ def test_a_lease_broken_by_sigstop_runs_the_job_twice_at_most_and_its_effect_onc
     assert figures.broken_leases >= len(first_two)
     assert sorted(charges) == sorted(f"order:{n}" for n in range(total))  # the effect, once
     assert "outcome is not recorded" in (tmp_path / "paused.log").read_text()
+
+
+def test_a_worker_resumed_after_its_lease_gives_its_prefetched_jobs_back_unstarted(
+    tmp_path: Path, fault_backend: tuple[str, str], history: Path
+) -> None:
+    backend, url = fault_backend
+    total = 12
+    app = build(url, lease=1.0)
+    harness.enqueue_many(app, history, "work", [(0.3,)] * total)
+    env = harness.app_env(url, history, LEASE="1")
+    paused = harness.start_worker(tmp_path, url, history, "-c", "1", "--prefetch", "5",
+                                  env=env, log_name="paused")
+    other = None
+    try:
+        harness.wait_until(lambda: harness.count_events(history, "start") >= 1, 60,
+                           "the first worker to start a job")
+        fault_at = time.time()
+        sigstop_outside_sqlite_write(paused, url)
+        other = harness.start_worker(tmp_path, url, history, "-c", "2", env=env,
+                                     log_name="other")
+        time.sleep(2.5)  # past the lease: the other worker rescues the frozen one's jobs
+        paused.send_signal(signal.SIGCONT)
+        fault_end = time.time()
+        harness.wait_until(harness.all_finished(app, total), 120, "every job to finish")
+    finally:
+        paused.send_signal(signal.SIGCONT)
+        codes = [harness.stop(paused)] + ([harness.stop(other)] if other else [])
+    assert codes == [0, 0]
+    figures = harness.check(app, history, fault="stale-prefetch", backend=backend,
+                            fault_at=fault_at, fault_end=fault_end,
+                            notes={"paused_s": round(fault_end - fault_at, 2)})
+    runs = {n: harness.count_events(history, "start", n) for n in range(total)}
+    log = (tmp_path / "paused.log").read_text()
+    figures.notes.update({
+        "max_runs_per_job": max(runs.values()),
+        "given_back_unstarted": log.count("waited in the prefetch past its lease"),
+    })
+    app.close()
+    figures.show()
+    figures.save()
+    figures.assert_sound()
+    assert figures.succeeded == total and figures.lost == 0
+    # Only the attempt the pause cut off runs again; no prefetched job starts twice.
+    assert figures.extra_executions <= 1

@@ -36,11 +36,13 @@ provider configured after the worker started is used from the next attempt on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING
 
+from conveyor.middleware import Attempt, AttemptNext, AttemptResult, Middleware
 from conveyor.tracecontext import ENABLED, current_trace_context, trace_id_of
-from conveyor.types import JobRecord
+
+if TYPE_CHECKING:
+    from conveyor.types import JobRecord
 
 if ENABLED:
     from opentelemetry import propagate, trace
@@ -70,73 +72,57 @@ def tracing_configured() -> bool:
     return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
 
 
-def wants_span(record: JobRecord) -> bool:
+def wants_span(record: JobRecord | Attempt) -> bool:
     """Whether this attempt runs inside a span: always with a configured provider,
     and without one only to make the job's stored trace context current."""
     return ENABLED and (bool(record.trace_context) or tracing_configured())
 
 
-class AttemptOutcome(Protocol):
-    """What a span records of an attempt's outcome (the worker's outcome type has these)."""
+class TracingMiddleware(Middleware):
+    """Runs each attempt inside its `process {queue}` span (built in, when the
+    OpenTelemetry API is installed)."""
 
-    @property
-    def kind(self) -> str: ...
-    @property
-    def error_type(self) -> str: ...
-    @property
-    def message(self) -> str: ...
-    @property
-    def traceback(self) -> str: ...
-
-
-OutcomeT = TypeVar("OutcomeT", bound=AttemptOutcome)
-
-
-def traced_attempt(
-    run: Callable[[JobRecord, Any], OutcomeT], record: JobRecord, child: Any, worker_id: str
-) -> OutcomeT:
-    """Run `run(record, child)` inside the attempt's `process {queue}` span."""
-    if not wants_span(record):
-        return run(record, child)
-    parent = propagate.extract(record.trace_context) if record.trace_context else None
-    tracer = trace.get_tracer(_TRACER_NAME, schema_url=SCHEMA_URL)
-    with tracer.start_as_current_span(
-        f"process {record.queue}",
-        context=parent,
-        kind=SpanKind.CONSUMER,
-        attributes={
-            "messaging.system": "conveyor",
-            "messaging.operation.type": "process",
-            "messaging.operation.name": "process",
-            "messaging.destination.name": record.queue,
-            "messaging.message.id": str(record.id),
-            "conveyor.task": record.task,
-            "conveyor.attempt": record.attempt,
-            "conveyor.worker": worker_id,
-        },
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        outcome = run(record, child)
-        if outcome.kind == "error":
-            span.set_status(Status(StatusCode.ERROR, outcome.error_type))
-            span.add_event("exception", {
-                "exception.type": outcome.error_type,
-                "exception.message": outcome.message,
-                "exception.stacktrace": outcome.traceback,
-            })
-        elif outcome.kind != "ok":
-            span.set_attribute("conveyor.outcome", outcome.kind)
-        return outcome
+    def around_attempt(self, attempt: Attempt, call_next: AttemptNext) -> AttemptResult:
+        if not wants_span(attempt):
+            return call_next()
+        parent = propagate.extract(attempt.trace_context) if attempt.trace_context else None
+        tracer = trace.get_tracer(_TRACER_NAME, schema_url=SCHEMA_URL)
+        with tracer.start_as_current_span(
+            f"process {attempt.queue}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "conveyor",
+                "messaging.operation.type": "process",
+                "messaging.operation.name": "process",
+                "messaging.destination.name": attempt.queue,
+                "messaging.message.id": str(attempt.id),
+                "conveyor.task": attempt.task,
+                "conveyor.attempt": attempt.attempt,
+                "conveyor.worker": attempt.worker_id,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            result = call_next()
+            if result.kind == "error":
+                span.set_status(Status(StatusCode.ERROR, result.error_type))
+                span.add_event("exception", {
+                    "exception.type": result.error_type,
+                    "exception.message": result.message,
+                    "exception.stacktrace": result.traceback,
+                })
+            elif result.kind != "ok":
+                span.set_attribute("conveyor.outcome", result.kind)
+            return result
 
 
 __all__ = [
     "ENABLED",
     "SEMCONV_VERSION",
-    "AttemptOutcome",
+    "TracingMiddleware",
     "current_trace_context",
     "trace_id_of",
-    "traced_attempt",
     "tracing_configured",
     "wants_span",
 ]

@@ -1,5 +1,13 @@
-"""The worker runtime: `Worker` runs jobs; see `runtime` for its threads and shutdown."""
+"""The worker runtime: `Worker` runs jobs; see `runtime` for its threads and shutdown.
 
-from conveyor.worker.runtime import Worker, WorkerStats
+Modules: `runtime` (fetch loop, slots, shutdown), `held` (the jobs a worker holds
+and the fencing check), `completer`, `heartbeat`, `maintenance` (leader-elected
+rescue, cron, pruning), `settings` (validated once), `deps` (what the worker
+needs from the app), `breaker`, `executor` and `child` (running one attempt).
+"""
 
-__all__ = ["Worker", "WorkerStats"]
+from conveyor.worker.runtime import Worker
+from conveyor.worker.settings import WorkerSettings
+from conveyor.worker.stats import WorkerStats
+
+__all__ = ["Worker", "WorkerSettings", "WorkerStats"]

@@ -4,10 +4,12 @@
       ▲                                          ▲                          │
       └───────────(the probe succeeded)──────────┴─(the probe failed: cooldown x 2)
 
-The worker asks `admit(task)` before each attempt: 0 means run it; anything
-else is how many seconds the job should wait (the worker puts it back to
-`scheduled`, its attempt not counted). After the attempt it reports the
-outcome with `record`. The policy is `conveyor.retry.CircuitBreaker`.
+`BreakerMiddleware` (built in, the outermost attempt middleware) asks
+`admit(task)` before each attempt: 0 means run it; anything else is how many
+seconds the job should wait, and the middleware answers
+`AttemptResult.deferred(wait)` (the worker puts the job back to `scheduled`,
+its attempt not counted). After the attempt it reports the outcome with
+`record`. The policy is `conveyor.retry.CircuitBreaker`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from conveyor.middleware import Attempt, AttemptNext, AttemptResult, Middleware
 from conveyor.retry import CircuitBreaker
 
 log = logging.getLogger("conveyor.worker")
@@ -70,12 +73,17 @@ class Breakers:
         self._lock = threading.Lock()
         self._worker_id = worker_id
 
+    @property
+    def has_circuits(self) -> bool:
+        """True when some task asked for a breaker."""
+        return bool(self._circuits)
+
     def state(self, task: str) -> State:
         circuit = self._circuits.get(task)
         if circuit is None:
             return "closed"
         with self._lock:
-            self._advance(task, circuit, self._now())
+            self._advance(circuit, self._now())
             return circuit.state
 
     def admit(self, task: str) -> Admission:
@@ -84,7 +92,7 @@ class Breakers:
             return RUN
         with self._lock:
             now = self._now()
-            self._advance(task, circuit, now)
+            self._advance(circuit, now)
             if circuit.state == "closed":
                 return RUN
             if circuit.state == "open":
@@ -132,7 +140,7 @@ class Breakers:
                     f"{policy.window:g}s"
                 ))
 
-    def _advance(self, task: str, circuit: _Circuit, now: float) -> None:
+    def _advance(self, circuit: _Circuit, now: float) -> None:
         if circuit.state == "open" and now >= circuit.open_until:
             circuit.state = "half-open"
             circuit.probing = False
@@ -148,3 +156,30 @@ class Breakers:
             "attempts, then one runs as a probe", self._worker_id, task, why, cooldown,
             extra={"task": task},
         )
+
+
+def health(result: AttemptResult) -> bool | None:
+    """What an attempt says about the task's dependencies, for its circuit breaker:
+    True for a failure the retry policy would retry, False for a success, None for
+    anything that says nothing (RetryAfter, Discard, dont_retry, unknown task)."""
+    if result.kind == "ok":
+        return False
+    if result.kind == "error" and result.retryable:
+        return True
+    return None
+
+
+class BreakerMiddleware(Middleware):
+    """Defers the jobs of a task whose circuit is open; records each attempt's health."""
+
+    def __init__(self, breakers: Breakers) -> None:
+        self.breakers = breakers
+
+    def around_attempt(self, attempt: Attempt, call_next: AttemptNext) -> AttemptResult:
+        admission = self.breakers.admit(attempt.task)
+        if admission.wait > 0:
+            return AttemptResult.deferred(admission.wait)
+        result = call_next()
+        if result.kind != "deferred":
+            self.breakers.record(attempt.task, health(result), probe=admission.probe)
+        return result

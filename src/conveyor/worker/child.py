@@ -1,7 +1,7 @@
 """The process pool: one child process per slot, spoken to in JSON lines.
 
 The parent writes one job per line on the child's stdin and reads one answer
-per line back: the attempt's `Outcome` and the child's resident memory after
+per line back: the attempt's `AttemptResult` and the child's resident memory after
 it. No pickle: a job is data. A child that overruns the task's timeout is
 killed (a *hard* timeout) and replaced; a child that dies (segfault,
 `os._exit`, OOM kill) fails only the attempt it was running. A child is
@@ -9,7 +9,7 @@ recycled (asked to exit, replaced for the next job) after `max_jobs` jobs or
 once its resident memory passes `max_memory` bytes, so a task that leaks
 memory cannot grow a worker without bound.
 
-Run as ``python -m conveyor.worker.child module:app PARENT_PID``.
+Run as ``python -m conveyor.child_process module:app PARENT_PID``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from conveyor.errors import ConveyorError, TaskTimeout
+from conveyor.middleware import AttemptResult
 from conveyor.types import JobRecord, JobState
-from conveyor.worker.executor import Outcome, failure, run_attempt
+from conveyor.worker.executor import failure, run_attempt
 
 log = logging.getLogger("conveyor.worker")
 
@@ -72,12 +74,12 @@ class ChildProcess:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
-    def _start(self) -> subprocess.Popen[bytes] | Outcome:
+    def _start(self) -> subprocess.Popen[bytes] | AttemptResult:
         """The running child, or a new one once it said it is ready (or why it is not)."""
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         proc = subprocess.Popen(
-            [sys.executable, "-m", "conveyor.worker.child", self.app_path, str(os.getpid())],
+            [sys.executable, "-m", "conveyor.child_process", self.app_path, str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
@@ -97,9 +99,9 @@ class ChildProcess:
             return self._died(proc, "starting (look at the worker's stderr for why)")
         return proc
 
-    def run(self, record: JobRecord) -> Outcome:
+    def run(self, record: JobRecord) -> AttemptResult:
         proc = self._start()
-        if isinstance(proc, Outcome):
+        if isinstance(proc, AttemptResult):
             return proc
         assert proc.stdin is not None and proc.stdout is not None
         request = json.dumps(
@@ -133,9 +135,11 @@ class ChildProcess:
             )
             self.recycled += 1
             self.stop()
-        return Outcome.from_json(json.dumps(answer["outcome"]))
+        return AttemptResult.from_json(json.dumps(answer["outcome"]))
 
-    def _died(self, proc: subprocess.Popen[bytes], doing: str = "running the attempt") -> Outcome:
+    def _died(
+        self, proc: subprocess.Popen[bytes], doing: str = "running the attempt"
+    ) -> AttemptResult:
         code = proc.wait()
         self._proc = None
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
@@ -202,8 +206,8 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def main(argv: list[str]) -> int:
-    from conveyor.app import load_app
+def main(argv: list[str], load_app: Callable[[str], Any]) -> int:
+    """Serve attempts of the app `load_app(argv[0])` returns (see `conveyor.child_process`)."""
     from conveyor.clock import to_datetime
 
     if len(argv) > 1:
@@ -231,6 +235,3 @@ def main(argv: list[str]) -> int:
         channel.flush()
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

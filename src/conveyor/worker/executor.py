@@ -1,63 +1,29 @@
 """Running one attempt and deciding what it means.
 
-`run_attempt` calls the task and turns whatever happened into an `Outcome`
-(plain data, so a child process can send it back as JSON). `to_completion`
+`run_attempt` calls the task and turns whatever happened into an
+`AttemptResult` (plain data, so a child process can send it back as JSON). `to_completion`
 turns an outcome into the backend write: succeeded, retry after a delay, or dead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 from conveyor.backends.base import Completion
 from conveyor.backends.records import dumps
 from conveyor.clock import to_datetime
 from conveyor.errors import Discard, RetryAfter, TaskTimeout, UnknownTaskError
-from conveyor.retry import Retry
+from conveyor.middleware import AttemptResult, qualified_name
+from conveyor.retry import RetryPolicy
 from conveyor.task import Task, check_json
 from conveyor.types import AttemptError, JobRecord
 
-OutcomeKind = Literal["ok", "error", "retry_after", "discard"]
 
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    kind: OutcomeKind
-    result_json: str | None = None
-    error_type: str = ""
-    message: str = ""
-    traceback: str = ""
-    retryable: bool = True
-    """False when the error is in the task's dont_retry or outside its retry_on."""
-    retry_after: float = 0.0
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Outcome:
-        return cls(**json.loads(text))
-
-
-def qualified_name(exc: BaseException) -> str:
-    t = type(exc)
-    return f"{t.__module__}.{t.__qualname__}"
-
-
-def failure(exc: BaseException, *, retryable: bool = True) -> Outcome:
-    return Outcome(
-        kind="error",
-        error_type=qualified_name(exc),
-        message=str(exc) or type(exc).__name__,
-        traceback="".join(traceback.format_exception(exc)),
-        retryable=retryable,
-    )
+def failure(exc: BaseException, *, retryable: bool = True) -> AttemptResult:
+    return AttemptResult.failed(exc, retryable=retryable)
 
 
 def encode_result(value: Any, task_name: str) -> str:
@@ -69,10 +35,10 @@ def encode_result(value: Any, task_name: str) -> str:
     return dumps(value)
 
 
-def classify(task: Task[Any, Any], exc: BaseException) -> Outcome:
+def classify(task: Task[Any, Any], exc: BaseException) -> AttemptResult:
     """What an exception raised by `task` means for the job."""
     if isinstance(exc, RetryAfter):
-        return Outcome(
+        return AttemptResult(
             kind="retry_after",
             error_type=qualified_name(exc),
             message=str(exc),
@@ -80,7 +46,7 @@ def classify(task: Task[Any, Any], exc: BaseException) -> Outcome:
             retry_after=exc.seconds,
         )
     if isinstance(exc, Discard):
-        return Outcome(kind="discard", error_type=qualified_name(exc), message=exc.reason)
+        return AttemptResult(kind="discard", error_type=qualified_name(exc), message=exc.reason)
     options = task.options
     retryable = isinstance(exc, options.retry_on) and not isinstance(exc, options.dont_retry)
     return failure(exc, retryable=retryable)
@@ -91,7 +57,7 @@ def run_attempt(
     record: JobRecord,
     *,
     run_coroutine: Callable[[Any, float | None], Any] | None = None,
-) -> Outcome:
+) -> AttemptResult:
     """Run the task function for `record` in this thread; never raises.
 
     Async tasks go through `run_coroutine(coro, timeout)` (a shared event loop),
@@ -116,7 +82,7 @@ def run_attempt(
             value = task.fn(*record.args, **record.kwargs)
     except BaseException as exc:
         return classify(task, exc)
-    return Outcome(kind="ok", result_json=encode_result(value, task.name))
+    return AttemptResult(kind="ok", result_json=encode_result(value, task.name))
 
 
 async def with_timeout(coro: Any, timeout: float | None) -> Any:
@@ -134,10 +100,10 @@ async def with_timeout(coro: Any, timeout: float | None) -> Any:
 
 def to_completion(
     record: JobRecord,
-    outcome: Outcome,
+    outcome: AttemptResult,
     *,
     worker_id: str,
-    retry: Retry,
+    retry: RetryPolicy,
     now: float,
 ) -> Completion:
     """The backend write for an attempt's outcome."""

@@ -1,0 +1,135 @@
+"""The completer thread: writes finished attempts in batches (one transaction each)."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from conveyor.backends.base import Completion
+from conveyor.errors import BackendError
+from conveyor.events import EventBus, EventName, attempt_events
+from conveyor.middleware import AttemptResult
+from conveyor.retry import RetryPolicy
+from conveyor.types import JobRecord
+from conveyor.worker.deps import WorkerBackend
+from conveyor.worker.executor import to_completion
+from conveyor.worker.held import HeldJobs
+from conveyor.worker.stats import WorkerStats
+
+log = logging.getLogger("conveyor.worker")
+
+BATCH = 500
+"""Most completions written in one transaction."""
+
+
+class Completer:
+    """Turns attempt results into completions and writes them, batched, in its thread."""
+
+    def __init__(
+        self,
+        *,
+        worker_id: str,
+        backend: WorkerBackend,
+        held: HeldJobs,
+        events: EventBus,
+        stats: WorkerStats,
+        retry_policy: Callable[[str], RetryPolicy],
+        now: Callable[[], float],
+        hard_stop: threading.Event,
+        backend_failed: Callable[[BackendError, int], None],
+    ) -> None:
+        self.worker_id = worker_id
+        self.backend = backend
+        self.held = held
+        self.events = events
+        self.stats = stats
+        self.retry_policy = retry_policy
+        """The retry policy of a task, by name."""
+        self.now = now
+        self.hard_stop = hard_stop
+        self.backend_failed = backend_failed
+        self._queue: queue.SimpleQueue[tuple[Completion, JobRecord] | None] = (
+            queue.SimpleQueue()
+        )
+
+    def submit(self, record: JobRecord, result: AttemptResult) -> None:
+        """Queue the completion of an attempt that is still ours (thread-safe)."""
+        completion = to_completion(
+            record, result, worker_id=self.worker_id,
+            retry=self.retry_policy(record.task), now=self.now(),
+        )
+        self._queue.put((completion, record))
+
+    def close(self) -> None:
+        """Write what is queued, then end the thread."""
+        self._queue.put(None)
+
+    def main(self) -> None:
+        done = False
+        while not done:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    done = True
+                    break
+                batch.append(item)
+            self.write(batch)
+
+    def write(self, batch: list[tuple[Completion, JobRecord]]) -> None:
+        failures = 0
+        while True:
+            try:
+                applied = set(self.backend.job_complete_many([c for c, _ in batch]))
+                break
+            except BackendError as exc:
+                failures += 1
+                # Keep trying while we may still hold the leases; fencing makes a late
+                # write harmless, and giving up would only make the job run again.
+                if self.hard_stop.is_set() and failures > 3:
+                    log.error(
+                        "worker %s: dropping %d completions: %s", self.worker_id, len(batch), exc
+                    )
+                    applied = set()
+                    break
+                self.backend_failed(exc, failures)
+        events = self.events
+        observed = events.has_observers
+        # Successes are most jobs: skip building their events when no observer wants them.
+        successes_observed = observed and events.wants(EventName.SUCCEEDED)
+        durations = self.held.completed((r for _, r in batch), durations=observed)
+        stats = self.stats
+        for completion, record in batch:
+            applied_here = completion.job_id in applied
+            if observed and (
+                successes_observed or not applied_here or completion.outcome != "succeeded"
+            ):
+                events.emit_all(attempt_events(
+                    completion, record, self.worker_id, durations.get(record.id),
+                    applied=applied_here,
+                ))
+            if not applied_here:
+                stats.lost += 1
+                log.warning(
+                    "worker %s: job %s attempt %d: the lease had moved on, outcome not recorded",
+                    self.worker_id, record.id, record.attempt,
+                    extra={"job_id": record.id, "task": record.task, "attempt": record.attempt},
+                )
+                continue
+            if completion.outcome == "succeeded":
+                stats.succeeded += 1
+            elif completion.outcome == "retry":
+                stats.retried += 1
+            else:
+                stats.dead += 1
+
+
+__all__ = ["BATCH", "Completer"]
