@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
+import re
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -18,10 +20,18 @@ from typing import Any, Literal
 from conveyor.backends.base import Completion
 from conveyor.backends.records import dumps
 from conveyor.clock import to_datetime
-from conveyor.errors import Discard, RetryAfter, TaskTimeout, UnknownTaskError
+from conveyor.errors import (
+    Discard,
+    ResultNotSerializable,
+    RetryAfter,
+    TaskTimeout,
+    UnknownTaskError,
+)
 from conveyor.retry import Retry
 from conveyor.task import Task, check_json
 from conveyor.types import AttemptError, JobRecord
+
+log = logging.getLogger("conveyor.worker")
 
 OutcomeKind = Literal["ok", "error", "retry_after", "discard"]
 
@@ -50,23 +60,54 @@ def qualified_name(exc: BaseException) -> str:
     return f"{t.__module__}.{t.__qualname__}"
 
 
+def describe(exc: BaseException) -> str:
+    """`str(exc)`, or a placeholder naming the type when the exception cannot print itself
+    (its `__str__` raises or returns something that is not text)."""
+    try:
+        text = str(exc)
+    except BaseException as err:  # any failure to print must not fail us
+        return f"<unprintable {type(exc).__name__}: __str__ raised {type(err).__name__}>"
+    return text or type(exc).__name__
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The formatted traceback, or a placeholder when formatting itself fails."""
+    try:
+        return "".join(traceback.format_exception(exc))
+    except BaseException as err:  # any failure to format must not fail us
+        return (
+            f"<traceback of {type(exc).__name__} unavailable: formatting it raised "
+            f"{type(err).__name__}>"
+        )
+
+
 def failure(exc: BaseException, *, retryable: bool = True) -> Outcome:
     return Outcome(
         kind="error",
         error_type=qualified_name(exc),
-        message=str(exc) or type(exc).__name__,
-        traceback="".join(traceback.format_exception(exc)),
+        message=describe(exc),
+        traceback=format_traceback(exc),
         retryable=retryable,
     )
 
 
-def encode_result(value: Any, task_name: str) -> str:
+def encode_result(value: Any, task_name: str) -> str | Outcome:
+    """The return value as stored JSON, or the failed attempt when it is not JSON.
+
+    Not retryable: the work is done and the same code would return the same kind of
+    value again, so a retry would only run the work again to fail the same way.
+    """
     try:
-        check_json(value, f"{task_name}: return value")
-    except Exception:
-        # The work is done: retrying to fix an unstorable return value would run it again.
-        return dumps({"unstorable_result": type(value).__name__})
-    return dumps(value)
+        check_json(value, "return value")
+        return dumps(value)
+    except Exception as exc:  # SerializationError, or a value json refuses
+        # "return value['k'] is a set, which is not JSON: ..." -> "return value['k'] is a set"
+        where = re.split(r", which|;", describe(exc), maxsplit=1)[0]
+    nested = "" if where == f"return value is a {type(value).__name__}" else f" ({where})"
+    return failure(ResultNotSerializable(
+        f"task {task_name} returned a {type(value).__name__}, which is not JSON{nested}; "
+        "return lists, dicts, str, int, float, bool or None"
+    ), retryable=False)
 
 
 def classify(task: Task[Any, Any], exc: BaseException) -> Outcome:
@@ -75,12 +116,13 @@ def classify(task: Task[Any, Any], exc: BaseException) -> Outcome:
         return Outcome(
             kind="retry_after",
             error_type=qualified_name(exc),
-            message=str(exc),
+            message=describe(exc),
             traceback="",
             retry_after=exc.seconds,
         )
     if isinstance(exc, Discard):
-        return Outcome(kind="discard", error_type=qualified_name(exc), message=exc.reason)
+        reason = exc.reason if isinstance(exc.reason, str) else describe(exc)
+        return Outcome(kind="discard", error_type=qualified_name(exc), message=reason)
     options = task.options
     retryable = isinstance(exc, options.retry_on) and not isinstance(exc, options.dont_retry)
     return failure(exc, retryable=retryable)
@@ -116,7 +158,14 @@ def run_attempt(
             value = task.fn(*record.args, **record.kwargs)
     except BaseException as exc:
         return classify(task, exc)
-    return Outcome(kind="ok", result_json=encode_result(value, task.name))
+    encoded = encode_result(value, task.name)
+    if isinstance(encoded, Outcome):
+        log.warning(
+            "job %s: %s", record.id, encoded.message,
+            extra={"job_id": record.id, "task": record.task},
+        )
+        return encoded
+    return Outcome(kind="ok", result_json=encoded)
 
 
 async def with_timeout(coro: Any, timeout: float | None) -> Any:
