@@ -88,6 +88,9 @@ class _Held:
     child: ChildProcess | None = None
     took: float | None = None
     """Seconds the attempt ran, once it returned (for the duration in job events)."""
+    start_recorded: bool = False
+    """The backend knows the attempt started (attempts count runs): marked by the fetch
+    for a job it handed to a free slot, else by the completer once a slot starts it."""
 
 
 @dataclass(slots=True)
@@ -210,7 +213,8 @@ class Worker:
         self._stopping = threading.Event()
         self._hard_stop = threading.Event()
         self._work: queue.SimpleQueue[JobRecord | None] = queue.SimpleQueue()
-        self._completions: queue.SimpleQueue[tuple[Completion, JobRecord] | None] = (
+        # Completions, and start marks (HeldJob) the completer writes with them.
+        self._completions: queue.SimpleQueue[tuple[Completion, JobRecord] | HeldJob | None] = (
             queue.SimpleQueue()
         )
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -308,8 +312,11 @@ class Worker:
                         if not self._stopping.is_set():
                             self._slot_freed.wait(self.poll_interval)
                         continue
+                    # Start marks: the first `start` jobs go to idle slots at once, so the
+                    # fetch records their start; the prefetched rest are marked as they start.
+                    start = min(free, max(0, self.concurrency - self._busy))
                 jobs = backend.job_fetch(
-                    FetchParams(self.id, self.queues, free, self.lease)
+                    FetchParams(self.id, self.queues, free, self.lease, start=start)
                 )
                 self._backend_recovered()
                 failures = 0
@@ -317,8 +324,8 @@ class Worker:
                 failures += 1
                 self._backend_failed(exc, failures)
                 continue
-            for record in jobs:
-                self._dispatch(record)
+            for i, record in enumerate(jobs):
+                self._dispatch(record, start_recorded=i < start)
             if len(jobs) == free:
                 continue  # there may be more
             if self.burst and not jobs and self._idle():
@@ -382,9 +389,9 @@ class Worker:
             self._backend_down_since = None
             log.warning("worker %s: backend back after %.1fs", self.id, down)
 
-    def _dispatch(self, record: JobRecord) -> None:
+    def _dispatch(self, record: JobRecord, *, start_recorded: bool = False) -> None:
         with self._lock:
-            self._held[record.id] = _Held(record, None)
+            self._held[record.id] = _Held(record, None, start_recorded=start_recorded)
             self._busy += 1
         self.stats.fetched += 1
         self._work.put(record)
@@ -427,6 +434,7 @@ class Worker:
                 if admission.wait > 0:
                     self._defer(record, admission.wait)
                     continue
+                self._record_start(record)  # start mark: attempts count runs
                 if self.app.events and self.app.events.wants(EventName.STARTED):
                     self.app.events.emit(started_event(record, self.id))
                 if tracing.wants_span(record):
@@ -457,6 +465,16 @@ class Worker:
             if record.timeout is not None and self.pool == "thread":
                 held.deadline = time.monotonic() + record.timeout
             return True
+
+    def _record_start(self, record: JobRecord) -> None:
+        """Have the completer record that this attempt started, with its next batch,
+        unless the fetch already did (a rescue counts only attempts whose start it knows)."""
+        with self._lock:
+            held = self._held.get(record.id)
+            if held is None or held.start_recorded:
+                return
+            held.start_recorded = True
+        self._completions.put(HeldJob(record.id, record.lease_token))
 
     def _attempt(self, record: JobRecord, child: ChildProcess | None) -> Outcome:
         task = self.app.tasks.get(record.task)
@@ -557,25 +575,45 @@ class Worker:
             first = self._completions.get()
             if first is None:
                 return
-            batch = [first]
-            while len(batch) < 500:
+            batch: list[tuple[Completion, JobRecord]] = []
+            starts: list[HeldJob] = []
+            item: tuple[Completion, JobRecord] | HeldJob | None = first
+            while item is not None:
+                if isinstance(item, HeldJob):
+                    starts.append(item)
+                else:
+                    batch.append(item)
+                if len(batch) + len(starts) >= 500:
+                    break
                 try:
                     item = self._completions.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
                     done = True
-                    break
-                batch.append(item)
-            self._write_completions(backend, batch)
+            self._write_completions(backend, batch, starts)
 
     def _write_completions(
-        self, backend: Any, batch: list[tuple[Completion, JobRecord]]
+        self, backend: Any, batch: list[tuple[Completion, JobRecord]],
+        starts: list[HeldJob] | None = None,
     ) -> None:
+        # Start marks ride with the batch (one more statement per batch, none per job);
+        # a job whose completion is in this batch needs none.
+        if starts:
+            ended = {(c.job_id, c.lease_token) for c, _ in batch}
+            starts = [s for s in starts if (s.id, s.lease_token) not in ended]
         failures = 0
         while True:
             try:
-                applied = set(backend.job_complete_many([c for c, _ in batch]))
+                if batch:
+                    applied = set(backend.job_complete_many(
+                        [c for c, _ in batch], started=starts or ()
+                    ))
+                elif starts:
+                    backend.job_start_many(self.id, starts)
+                    return
+                else:
+                    return
                 break
             except BackendError as exc:
                 failures += 1

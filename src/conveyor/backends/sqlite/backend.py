@@ -397,19 +397,25 @@ class SQLiteBackend:
             rows = conn.execute(
                 _Q["job_lease"],
                 {"ids": dumps(picked), "worker_id": params.worker_id, "now": now,
-                 "lease_seconds": params.lease_seconds},
+                 "lease_seconds": params.lease_seconds,
+                 "started": dumps(picked[:max(0, params.start)])},
             ).fetchall()
         order = {job_id: i for i, job_id in enumerate(picked)}
         records = [job_record_from_row(row) for row in rows]
         records.sort(key=lambda r: order[r.id])
         return records
 
-    def job_complete_many(self, completions: Sequence[Completion]) -> list[int]:
+    def job_complete_many(
+        self, completions: Sequence[Completion], *, started: Sequence[HeldJob] = ()
+    ) -> list[int]:
         if not completions:
+            self.job_start_many("", started)
             return []
         applied: list[int] = []
         with self._write() as conn:
             now = self.clock.now()
+            if started:
+                conn.execute(_Q["job_start"], {"held": _held(started)})
             # Counted first, over the rows the updates below will change, in this transaction.
             conn.execute(
                 _Q["stats_record_completions"],
@@ -427,6 +433,12 @@ class SQLiteBackend:
                 if row is not None:
                     applied.append(int(row[0]))
         return applied
+
+    def job_start_many(self, worker_id: str, jobs: Sequence[HeldJob]) -> None:
+        if not jobs:
+            return
+        with self._write() as conn:
+            conn.execute(_Q["job_start"], {"held": _held(jobs)})
 
     def job_heartbeat(
         self, worker_id: str, jobs: Sequence[HeldJob], lease_seconds: float
