@@ -191,37 +191,33 @@ def test_a_job_fetched_but_never_started_gets_its_attempt_back_once(app: Conveyo
     record = job.refresh().record
     assert record.state is JobState.AVAILABLE and record.attempt == 0 and record.errors == []
     assert attempts_counted(app) == 0  # nor in the per-minute aggregates
-    # Found again on a dead worker's hands, still never started: now it counts, so a task
-    # that kills its worker before its start is recorded cannot loop forever.
-    lease_one(app, "crashed-again", start=0)
-    expire_and_rescue(app, job.id)
-    record = job.refresh().record
-    assert record.state is JobState.DEAD and record.attempt == 1
-    assert [e.type for e in record.errors] == ["conveyor.errors.LeaseExpired"]
 
 
 def test_a_recorded_start_makes_the_rescue_count_and_is_fenced(app: Conveyor) -> None:
-    @app.task(max_attempts=3)
+    @app.task(max_attempts=5)
     def noop() -> None: ...
 
     job = noop.enqueue()
     held = lease_one(app, "w1", start=0)
-    # A start mark with a stale token changes nothing.
+    # A start mark with a stale token changes nothing; the right one is recorded.
     app.backend.job_start_many("w1", [HeldJob(job.id, held.lease_token + 1)])
-    expire_and_rescue(app, job.id)
-    assert job.refresh().record.attempt == 0
-    held = lease_one(app, "w2", start=0)
-    app.backend.job_start_many("w2", [HeldJob(job.id, held.lease_token)])
+    app.backend.job_start_many("w1", [HeldJob(job.id, held.lease_token)])
     expire_and_rescue(app, job.id)
     record = job.refresh().record
     assert record.state is JobState.AVAILABLE and record.attempt == 1
     assert [e.type for e in record.errors] == ["conveyor.errors.LeaseExpired"]
-    # A recorded start sets the count of uncounted rescues back: the next never-started
-    # job found on a dead worker's hands gets its attempt back again.
-    lease_one(app, "w3", start=0)
+    lease_one(app, "w2", start=0)  # never started: attempt given back
+    expire_and_rescue(app, job.id)
+    assert job.refresh().record.attempt == 1
+    lease_one(app, "w3", start=1)  # started at once (marked by the fetch): counted
+    expire_and_rescue(app, job.id)
+    assert job.refresh().record.attempt == 2
+    # A recorded start sets the count of uncounted rescues back: the job may wait in a
+    # prefetch again, and get its attempt back again if its worker dies before it starts.
+    lease_one(app, "w4", start=0)
     expire_and_rescue(app, job.id)
     record = job.refresh().record
-    assert record.attempt == 1 and len(record.errors) == 1
+    assert record.attempt == 2 and len(record.errors) == 2
 
 
 def test_start_marks_ride_with_completions_and_the_fetch_marks_the_first_jobs(
@@ -244,3 +240,22 @@ def test_start_marks_ride_with_completions_and_the_fetch_marks_the_first_jobs(
     assert states == [(JobState.DEAD, 1), (JobState.SUCCEEDED, 1), (JobState.DEAD, 1),
                       (JobState.AVAILABLE, 0)]
     assert attempts_counted(app) == 3  # the never-started one counts nothing
+
+
+def test_a_job_given_its_attempt_back_goes_only_to_a_free_slot(app: Conveyor) -> None:
+    @app.task(max_attempts=1)
+    def noop() -> None: ...
+
+    waited, other = noop.enqueue(), noop.enqueue()
+    lease_one(app, "crashed-worker", start=0)  # held in a prefetch, never started
+    expire_and_rescue(app, waited.id)
+    # Never into a prefetch again (a second crash there would cost it its attempt) ...
+    assert [r.id for r in app.backend.job_fetch(
+        FetchParams("w", ["default"], 2, 30, start=0))] == [other.id]
+    # ... only to a free slot, its start recorded by the fetch.
+    [again] = app.backend.job_fetch(FetchParams("w2", ["default"], 2, LEASE, start=1))
+    assert again.id == waited.id
+    expire_and_rescue(app, waited.id)
+    record = waited.refresh().record
+    assert record.state is JobState.DEAD and record.attempt == 1
+    assert [e.type for e in record.errors] == ["conveyor.errors.LeaseExpired"]

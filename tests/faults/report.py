@@ -60,6 +60,11 @@ FAULTS: list[tuple[str, str, str]] = [
      "the same fencing is shown by fault 10"),
     ("claim-race", "12. Claim race",
      "4 processes x 8 threads on one queue of 3,000 jobs"),
+    ("prefetch-crash", "13. A crash with prefetched jobs",
+     "one slot, a prefetch of 6, max_attempts=1: a thread-pool task calls `os._exit(3)` "
+     "while its worker holds prefetched jobs; a supervisor restarts the worker. The jobs it "
+     "never started get their attempt back and run once; the killer is dead after two "
+     "crashes at most"),
 ]
 
 PREAMBLE = """\

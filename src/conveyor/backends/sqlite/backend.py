@@ -385,13 +385,21 @@ class SQLiteBackend:
         with self._write() as conn:
             now = self.clock.now()
             conn.execute(_Q["job_stage"], {"now": now})
-            candidates = [
-                [row[0] for row in conn.execute(
+            held_back: set[int] = set()
+            candidates: list[list[int]] = []
+            for queue in params.queues:
+                rows = conn.execute(
                     _Q["job_fetch_candidates"], {"queue": queue, "limit": params.limit}
-                )]
-                for queue in params.queues
-            ]
+                ).fetchall()
+                candidates.append([row[0] for row in rows])
+                held_back.update(row[0] for row in rows if row[1])
             picked = interleave(candidates, params.limit)
+            if held_back:
+                # A job a dead worker held without starting it goes only to a free slot
+                # (its start recorded here), never into a prefetch again: a second crash
+                # of a worker it merely waited in would cost it its attempt.
+                picked = [job_id for i, job_id in enumerate(picked)
+                          if i < params.start or job_id not in held_back]
             if not picked:
                 return []
             rows = conn.execute(

@@ -55,6 +55,9 @@ SET state = 'running',
     started_at = now()
 FROM picked
 WHERE job.id = picked.id AND job.state = 'available'
+  -- A job a dead worker held without starting it (given its attempt back, see
+  -- job_rescue.sql) goes only to a free slot, never into a prefetch again.
+  AND (picked.pick_order <= %(start)s::integer OR job.uncounted_rescues = 0)
 RETURNING job.id, job.task, job.queue, job.args, job.state, job.priority, job.run_at,
           job.attempt, job.max_attempts, job.lease_owner, job.lease_expires_at,
           job.lease_token, job.idempotency_key, job.group_key, job.timeout, job.created_at,
