@@ -65,6 +65,11 @@ FAULTS: list[tuple[str, str, str]] = [
      "while its worker holds prefetched jobs; a supervisor restarts the worker. The jobs it "
      "never started get their attempt back and run once; the killer is dead after two "
      "crashes at most"),
+    ("ctrl-c-process-pool", "14. Ctrl-C with the process pool",
+     "SIGINT to the whole process group of `conveyor worker --pool process` (as a terminal's "
+     "Ctrl-C), grace 1 s, max_attempts=1: the children do not get it; jobs that can finish "
+     "within the grace period do, the rest are released with their attempt unchanged and "
+     "run once more on the next worker; none dead"),
 ]
 
 PREAMBLE = """\

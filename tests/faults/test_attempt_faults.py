@@ -3,6 +3,10 @@ process-pool worker. Attempts count runs: neither costs a job that never ran an 
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -85,3 +89,74 @@ def test_a_crash_with_prefetched_jobs_costs_them_no_attempt(
             assert (record.state, record.attempt, record.errors) == (JobState.SUCCEEDED, 1, [])
     assert len(finished_unrecorded) <= len(deaths)
     assert figures.dead == 1 + len(finished_unrecorded)
+
+
+def test_ctrl_c_on_a_process_pool_worker_finishes_or_releases_its_jobs(
+    tmp_path: Path, fault_backend: tuple[str, str], history: Path
+) -> None:
+    backend, url = fault_backend
+    lease, grace = 30.0, 1.0
+    app = build(url, lease=lease)
+    # max_attempts=1: an interrupted attempt that counted would leave the job dead.
+    # Two long jobs (still running when the grace period ends: released), two medium
+    # ones (they finish within it), short ones behind them.
+    durations = [5.0, 5.0, 0.4, 0.4] + [0.02] * 8
+    total = len(durations)
+    work = app.tasks["work"].using(max_attempts=1)
+    jobs = [work.enqueue(n, seconds) for n, seconds in enumerate(durations)]
+    harness.record_enqueues(history, [(n, job.id) for n, job in enumerate(jobs)])
+    env = harness.app_env(url, history, LEASE=str(lease))
+    with (tmp_path / "worker.log").open("ab") as log:
+        # Its own process group, as a shell gives a foreground job: Ctrl-C in a terminal
+        # sends SIGINT to every process of that group.
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "worker", harness.APP_PATH, "--poll-interval",
+             "0.05", "-c", "4", "--pool", "process", "--grace", str(grace)],
+            cwd=harness.REPO, env=env, stdout=log, stderr=subprocess.STDOUT, process_group=0,
+        )
+    try:
+        harness.wait_until(lambda: harness.count_events(history, "start") >= 4, 60,
+                           "four jobs in flight")
+        children = {e.pid for e in harness.read_history(history) if e.kind == "start"}
+        fault_at = time.time()
+        os.killpg(worker.pid, signal.SIGINT)  # Ctrl-C
+        code = worker.wait(grace + 20)
+        stopped_after = time.time() - fault_at
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    assert code == 0
+    harness.wait_until(lambda: not any(_alive(pid)
+                                       for pid in children), 10, "the children to exit")
+    released = [job.refresh().record for job in jobs[:2]]
+    for record in released:  # released at the end of the grace period, attempt not counted
+        assert (record.state, record.attempt, record.errors) == (JobState.AVAILABLE, 0, [])
+    for job in jobs[2:4]:  # finished within the grace period
+        assert job.refresh().state is JobState.SUCCEEDED
+    assert not [j for j in jobs if j.refresh().state is JobState.DEAD]
+    assert "KeyboardInterrupt" not in (tmp_path / "worker.log").read_text()
+    second = harness.start_worker(tmp_path, url, history, "-c", "4", env=env,
+                                  log_name="worker2")
+    try:
+        harness.wait_until(harness.all_finished(app, total), 120, "every job to finish")
+    finally:
+        assert harness.stop(second) == 0
+    figures = harness.check(app, history, fault="ctrl-c-process-pool", backend=backend,
+                            fault_at=fault_at,
+                            notes={"grace_s": grace, "worker_exit_s": round(stopped_after, 2)})
+    app.close()
+    figures.show()
+    figures.save()
+    figures.assert_sound()
+    assert figures.succeeded == total and figures.dead == 0
+    assert figures.broken_leases == 0
+    assert figures.extra_executions == 2  # the two long jobs ran again; nothing else did
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
