@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from conveyor import Conveyor, JobState
-from conveyor.backends.base import Completion, FetchParams, HeldJob, StatsQuery
+from conveyor.backends.base import Completion, FetchParams, HeldJob, JobFilter, StatsQuery
 
 LEASE = 0.3
 
@@ -259,3 +259,7 @@ def test_a_job_given_its_attempt_back_goes_only_to_a_free_slot(app: Conveyor) ->
     record = waited.refresh().record
     assert record.state is JobState.DEAD and record.attempt == 1
     assert [e.type for e in record.errors] == ["conveyor.errors.LeaseExpired"]
+    # An operator's retry gives a fresh start: it may wait in a prefetch again.
+    assert app.backend.job_retry(JobFilter(ids=[waited.id])) == 1
+    assert [r.id for r in app.backend.job_fetch(
+        FetchParams("w3", ["default"], 2, 30, start=0))] == [waited.id]
