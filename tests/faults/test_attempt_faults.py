@@ -15,6 +15,7 @@ import pytest
 from conveyor import JobState
 from tests.faults import harness
 from tests.faults.faultapp import build
+from tests.faults.test_worker_faults import alive
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -60,10 +61,6 @@ def test_a_crash_with_prefetched_jobs_costs_them_no_attempt(
                                    "killer_executions": harness.count_events(
                                        history, "start", killer_n),
                                    "prefetch_per_slot": 6})
-    app.close()
-    figures.show()
-    figures.save()
-    figures.assert_sound()
     # The killer ends dead, after one or two executions: its first rescue counts it only
     # if its start was recorded before the crash; the second always does.
     assert killer.state is JobState.DEAD and killer.attempt == 1
@@ -87,6 +84,11 @@ def test_a_crash_with_prefetched_jobs_costs_them_no_attempt(
             finished_unrecorded.append(n)
         else:
             assert (record.state, record.attempt, record.errors) == (JobState.SUCCEEDED, 1, [])
+    figures.notes["finished_but_unrecorded"] = len(finished_unrecorded)
+    app.close()
+    figures.show()
+    figures.save()
+    figures.assert_sound()
     assert len(finished_unrecorded) <= len(deaths)
     assert figures.dead == 1 + len(finished_unrecorded)
 
@@ -127,7 +129,7 @@ def test_ctrl_c_on_a_process_pool_worker_finishes_or_releases_its_jobs(
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
     assert code == 0
-    harness.wait_until(lambda: not any(_alive(pid)
+    harness.wait_until(lambda: not any(alive(pid)
                                        for pid in children), 10, "the children to exit")
     released = [job.refresh().record for job in jobs[:2]]
     for record in released:  # released at the end of the grace period, attempt not counted
@@ -153,10 +155,3 @@ def test_ctrl_c_on_a_process_pool_worker_finishes_or_releases_its_jobs(
     assert figures.broken_leases == 0
     assert figures.extra_executions == 2  # the two long jobs ran again; nothing else did
 
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")

@@ -9,10 +9,10 @@
 -- back and adds one to uncounted_rescues. A job found on a dead worker's hands
 -- whose start was never recorded gets its attempt back once; the next time it
 -- is counted, so a task that kills its worker before its start is recorded
--- cannot loop forever. A recorded start sets the count back to 0. A job with
--- uncounted_rescues > 0 goes only to a free slot (its start recorded by the
--- fetch), never into a prefetch, so a second crash of a worker it merely waited
--- in cannot cost it its attempt.
+-- cannot loop forever. A job with uncounted_rescues > 0 goes only to a free
+-- slot (its start recorded by the fetch), never into a prefetch again, so a
+-- second crash of a worker it merely waited in cannot cost it its attempt.
+-- An operator's retry sets the count back to 0.
 ALTER TABLE conveyor_jobs ADD COLUMN start_token bigint NOT NULL DEFAULT 0;
 ALTER TABLE conveyor_jobs ADD COLUMN uncounted_rescues integer NOT NULL DEFAULT 0
     CHECK (uncounted_rescues >= 0);

@@ -28,8 +28,7 @@ held AS MATERIALIZED (
 ),
 marked AS (
 UPDATE conveyor_jobs AS job
-SET start_token = job.lease_token,
-    uncounted_rescues = 0
+SET start_token = job.lease_token
 FROM held
 WHERE held.outcome = 'started'
   AND job.id = held.id AND job.state = 'running' AND job.lease_token = held.lease_token

@@ -50,8 +50,6 @@ SET state = 'running',
     lease_token = job.lease_token + 1,
     start_token = CASE WHEN picked.pick_order <= %(start)s::integer
                        THEN job.lease_token + 1 ELSE job.start_token END,
-    uncounted_rescues = CASE WHEN picked.pick_order <= %(start)s::integer
-                             THEN 0 ELSE job.uncounted_rescues END,
     started_at = now()
 FROM picked
 WHERE job.id = picked.id AND job.state = 'available'

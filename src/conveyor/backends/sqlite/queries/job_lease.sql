@@ -9,8 +9,6 @@ SET state = 'running',
     lease_token = lease_token + 1,
     start_token = CASE WHEN id IN (SELECT value FROM json_each(:started))
                        THEN lease_token + 1 ELSE start_token END,
-    uncounted_rescues = CASE WHEN id IN (SELECT value FROM json_each(:started))
-                             THEN 0 ELSE uncounted_rescues END,
     started_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'available'
 RETURNING *
