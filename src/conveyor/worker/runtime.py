@@ -17,7 +17,10 @@ Threads of one worker process:
   thread, on the shared event loop (async tasks), or in its own child process
   (`pool="process"`), unless the task's circuit breaker is open, in which case
   the job goes back to `scheduled` for later, its attempt not counted;
-- completer: writes finished attempts in batches (one transaction per batch);
+- completer: writes finished attempts in batches (one transaction per batch),
+  and with them the start marks of prefetched jobs a slot took up (the fetch
+  marks the jobs it hands to idle slots), so a rescue counts only attempts
+  that started;
 - heartbeat: extends the leases of every held job, records the worker's own
   liveness, and enforces soft timeouts.
 
