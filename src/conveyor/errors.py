@@ -23,8 +23,9 @@
     ├── RetryAfter(seconds)       retry at exactly this delay (e.g. a 429's Retry-After)
     └── Discard(reason)           do not retry: the job goes to `dead` now
 
-`TaskTimeout` and `LeaseExpired` are the error types recorded in a job's error
-history when an attempt ran out of time or its worker vanished.
+`TaskTimeout`, `LeaseExpired` and `ResultNotSerializable` are error types
+recorded in a job's error history when an attempt ran out of time, its worker
+vanished, or its return value could not be stored.
 """
 
 from __future__ import annotations
@@ -134,6 +135,13 @@ class TaskTimeout(ConveyorError, TimeoutError):
 
 class LeaseExpired(ConveyorError):
     """Recorded in a job's history when its worker stopped heartbeating (crash, kill, pause)."""
+
+
+class ResultNotSerializable(ConveyorError):
+    """Recorded in a job's history when the task returned something that is not JSON.
+
+    Not retried: the same code returns the same kind of value again.
+    """
 
 
 class ControlSignal(Exception):

@@ -120,6 +120,27 @@ def qualified_name(exc: BaseException) -> str:
     return f"{t.__module__}.{t.__qualname__}"
 
 
+def describe(exc: BaseException) -> str:
+    """`str(exc)`, or a placeholder naming the type when the exception cannot print itself
+    (its `__str__` raises or returns something that is not text)."""
+    try:
+        text = str(exc)
+    except BaseException as err:  # any failure to print must not fail us
+        return f"<unprintable {type(exc).__name__}: __str__ raised {type(err).__name__}>"
+    return text or type(exc).__name__
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The formatted traceback, or a placeholder when formatting itself fails."""
+    try:
+        return "".join(_traceback.format_exception(exc))
+    except BaseException as err:  # any failure to format must not fail us
+        return (
+            f"<traceback of {type(exc).__name__} unavailable: formatting it raised "
+            f"{type(err).__name__}>"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """A read-only view of the job whose attempt is about to run."""
@@ -179,15 +200,11 @@ class AttemptResult:
     @classmethod
     def failed(cls, exc: BaseException, *, retryable: bool = True) -> AttemptResult:
         """A failure with `exc`; retried while attempts are left, unless not `retryable`."""
-        try:
-            message = str(exc) or type(exc).__name__
-        except Exception:
-            message = f"<{type(exc).__name__}: str() failed>"
         return cls(
             kind="error",
             error_type=qualified_name(exc),
-            message=message,
-            traceback="".join(_traceback.format_exception(exc)),
+            message=describe(exc),
+            traceback=format_traceback(exc),
             retryable=retryable,
         )
 

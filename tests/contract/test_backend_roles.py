@@ -52,7 +52,9 @@ def insert(jobs: JobStore, **options: Any) -> int:
 
 def lease(jobs: JobStore, worker: str = "w1", seconds: float = 30.0,
           queues: tuple[str, ...] = ("q",)) -> JobRecord:
-    fetched = jobs.job_fetch(FetchParams(worker, list(queues), 1, seconds))
+    # start=1: the job goes to an idle slot, so the fetch records its start (a rescue
+    # then counts the lost attempt).
+    fetched = jobs.job_fetch(FetchParams(worker, list(queues), 1, seconds, start=1))
     assert len(fetched) == 1
     return fetched[0]
 

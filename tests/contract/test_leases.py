@@ -8,13 +8,14 @@ import time
 from typing import Any
 
 from conveyor import Conveyor, JobState
-from conveyor.backends.base import Completion, FetchParams, HeldJob
+from conveyor.backends.base import Completion, FetchParams, HeldJob, JobFilter, StatsQuery
 
 LEASE = 0.3
 
 
-def lease_one(app: Conveyor, worker: str, lease: float = LEASE) -> Any:
-    jobs = app.backend.job_fetch(FetchParams(worker, ["default"], 1, lease))
+def lease_one(app: Conveyor, worker: str, lease: float = LEASE, start: int = 1) -> Any:
+    """Fetch the job as a worker with a free slot does: its attempt starts at once."""
+    jobs = app.backend.job_fetch(FetchParams(worker, ["default"], 1, lease, start=start))
     assert len(jobs) == 1
     return jobs[0]
 
@@ -168,3 +169,92 @@ def test_release_with_a_delay_schedules_the_job_without_counting_the_attempt(
     assert 59 <= record.run_at.timestamp() - before <= 61
     assert record.errors == []
     assert app.backend.job_fetch(FetchParams("w", ["default"], 1, 30)) == []  # not due yet
+
+
+def attempts_counted(app: Conveyor) -> int:
+    now = app.backend.now()
+    return sum(r.attempts for r in app.backend.stats_read(StatsQuery(now - 3600, now + 60)))
+
+
+def expire_and_rescue(app: Conveyor, job_id: int) -> None:
+    time.sleep(LEASE + 0.1)
+    assert app.backend.job_rescue() == [job_id]
+
+
+def test_a_job_fetched_but_never_started_gets_its_attempt_back_once(app: Conveyor) -> None:
+    @app.task(max_attempts=1)
+    def noop() -> None: ...
+
+    job = noop.enqueue()
+    lease_one(app, "crashed-worker", start=0)  # prefetched: the worker died before starting it
+    expire_and_rescue(app, job.id)
+    record = job.refresh().record
+    assert record.state is JobState.AVAILABLE and record.attempt == 0 and record.errors == []
+    assert attempts_counted(app) == 0  # nor in the per-minute aggregates
+
+
+def test_a_recorded_start_makes_the_rescue_count_and_is_fenced(app: Conveyor) -> None:
+    @app.task(max_attempts=5)
+    def noop() -> None: ...
+
+    job = noop.enqueue()
+    held = lease_one(app, "w1", start=0)
+    # A start mark with a stale token changes nothing; the right one is recorded.
+    app.backend.job_start_many("w1", [HeldJob(job.id, held.lease_token + 1)])
+    app.backend.job_start_many("w1", [HeldJob(job.id, held.lease_token)])
+    expire_and_rescue(app, job.id)
+    record = job.refresh().record
+    assert record.state is JobState.AVAILABLE and record.attempt == 1
+    assert [e.type for e in record.errors] == ["conveyor.errors.LeaseExpired"]
+    lease_one(app, "w2", start=0)  # never started: attempt given back
+    expire_and_rescue(app, job.id)
+    assert job.refresh().record.attempt == 1
+    lease_one(app, "w3", start=1)  # started at once (marked by the fetch): counted
+    expire_and_rescue(app, job.id)
+    record = job.refresh().record
+    assert record.attempt == 2 and len(record.errors) == 2
+
+
+def test_start_marks_ride_with_completions_and_the_fetch_marks_the_first_jobs(
+    app: Conveyor,
+) -> None:
+    @app.task(max_attempts=1)
+    def noop() -> None: ...
+
+    jobs = [noop.enqueue() for _ in range(4)]
+    held = app.backend.job_fetch(FetchParams("w", ["default"], 4, LEASE, start=1))
+    assert [h.id for h in held] == [j.id for j in jobs]
+    # Job 0 started with the fetch (a free slot); job 1 finishes; job 2 starts with that
+    # completion; job 3 was prefetched and never started.
+    done = Completion(held[1].id, held[1].lease_token, "succeeded", result_json="null")
+    started = [HeldJob(held[2].id, held[2].lease_token)]
+    assert app.backend.job_complete_many([done], started=started) == [held[1].id]
+    time.sleep(LEASE + 0.1)
+    assert sorted(app.backend.job_rescue()) == [jobs[0].id, jobs[2].id, jobs[3].id]
+    states = [(j.refresh().state, j.record.attempt) for j in jobs]
+    assert states == [(JobState.DEAD, 1), (JobState.SUCCEEDED, 1), (JobState.DEAD, 1),
+                      (JobState.AVAILABLE, 0)]
+    assert attempts_counted(app) == 3  # the never-started one counts nothing
+
+
+def test_a_job_given_its_attempt_back_goes_only_to_a_free_slot(app: Conveyor) -> None:
+    @app.task(max_attempts=1)
+    def noop() -> None: ...
+
+    waited, other = noop.enqueue(), noop.enqueue()
+    lease_one(app, "crashed-worker", start=0)  # held in a prefetch, never started
+    expire_and_rescue(app, waited.id)
+    # Never into a prefetch again (a second crash there would cost it its attempt) ...
+    assert [r.id for r in app.backend.job_fetch(
+        FetchParams("w", ["default"], 2, 30, start=0))] == [other.id]
+    # ... only to a free slot, its start recorded by the fetch.
+    [again] = app.backend.job_fetch(FetchParams("w2", ["default"], 2, LEASE, start=1))
+    assert again.id == waited.id
+    expire_and_rescue(app, waited.id)
+    record = waited.refresh().record
+    assert record.state is JobState.DEAD and record.attempt == 1
+    assert [e.type for e in record.errors] == ["conveyor.errors.LeaseExpired"]
+    # An operator's retry gives a fresh start: it may wait in a prefetch again.
+    assert app.backend.job_retry(JobFilter(ids=[waited.id])) == 1
+    assert [r.id for r in app.backend.job_fetch(
+        FetchParams("w3", ["default"], 2, 30, start=0))] == [waited.id]

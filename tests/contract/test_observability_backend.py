@@ -100,11 +100,11 @@ def test_lost_leases_are_counted_as_failed_attempts(app: Conveyor) -> None:
     def noop() -> None: ...
 
     job = noop.enqueue()
-    app.backend.job_fetch(FetchParams("crashed", ["default"], 1, 0.2))
+    app.backend.job_fetch(FetchParams("crashed", ["default"], 1, 0.2, start=1))
     time.sleep(0.35)
     assert app.backend.job_rescue() == [job.id]
     assert (totals(app).retried, totals(app).dead) == (1, 0)
-    app.backend.job_fetch(FetchParams("crashed-again", ["default"], 1, 0.2))
+    app.backend.job_fetch(FetchParams("crashed-again", ["default"], 1, 0.2, start=1))
     time.sleep(0.35)
     assert app.backend.job_rescue() == [job.id]
     assert job.refresh().state is JobState.DEAD

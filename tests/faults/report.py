@@ -73,6 +73,17 @@ FAULTS: list[tuple[str, str, str]] = [
      "rescues and runs them; on SIGCONT the resumed worker gives back the prefetched jobs "
      "whose lease passed by its own clock instead of starting them: only the attempt the "
      "pause cut off runs again"),
+    ("prefetch-crash", "15. A crash with prefetched jobs",
+     "one slot, a prefetch of 6, max_attempts=1: a thread-pool task calls `os._exit(3)` "
+     "while its worker holds prefetched jobs; a supervisor restarts the worker. The jobs it "
+     "never started get their attempt back and run once; the killer is dead after two "
+     "crashes at most. Dead beside it: the job that had just finished when the worker "
+     "died, before its completion was written (it ran; max_attempts=1)"),
+    ("ctrl-c-process-pool", "16. Ctrl-C with the process pool",
+     "SIGINT to the whole process group of `conveyor worker --pool process` (as a terminal's "
+     "Ctrl-C), grace 1 s, max_attempts=1: the children do not get it; jobs that can finish "
+     "within the grace period do, the rest are released with their attempt unchanged and "
+     "run once more on the next worker; none dead"),
 ]
 
 PREAMBLE = """\

@@ -119,7 +119,9 @@ def test_a_poison_job_that_kills_a_thread_pool_worker_ends_dead_not_in_a_crash_l
     record = poison.refresh().record
     assert poison.state is JobState.DEAD
     assert [e.type for e in record.errors] == ["conveyor.errors.LeaseExpired"] * 2
-    assert restarts == 2  # one per attempt, then no more
+    # One per attempt, then no more; plus one if the worker died before the start of an
+    # attempt of it was recorded (it waited in a prefetch): that one crash is not counted.
+    assert restarts in (2, 3)
     figures = harness.check(app, history, fault="poison-job", backend=backend,
                             variant="thread", notes={"worker_restarts": restarts})
     app.close()

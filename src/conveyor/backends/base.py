@@ -64,6 +64,10 @@ class FetchParams:
     """Queues in the worker's order of preference (ties go to the earlier one)."""
     limit: int
     lease_seconds: float
+    start: int = 0
+    """How many of the jobs (the first ones, in the order returned) go to a free slot at
+    once: the fetch records their start. The others wait in the worker (prefetch) until
+    it records their start (`job_start_many`, or `started=` of `job_complete_many`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,11 +310,23 @@ class JobStore(Protocol):
 
     def job_fetch(self, params: FetchParams) -> list[JobRecord]:
         """Lease up to `limit` due jobs: stage due scheduled jobs, pick fairly across
-        queues (priority, run_at, id within one), mark them running, attempt + 1."""
+        queues (priority, run_at, id within one), mark them running, attempt + 1; record
+        the start of the first `params.start` of them."""
         ...
 
-    def job_complete_many(self, completions: Sequence[Completion]) -> list[int]:
-        """Record attempt outcomes; returns the ids whose lease still matched."""
+    def job_complete_many(
+        self, completions: Sequence[Completion], *, started: Sequence[HeldJob] = ()
+    ) -> list[int]:
+        """Record attempt outcomes; returns the ids whose lease still matched. In the same
+        transaction, record the start of the `started` attempts (see `job_start_many`)."""
+        ...
+
+    def job_start_many(self, worker_id: str, jobs: Sequence[HeldJob]) -> None:
+        """Record that the attempts of these held jobs started (fenced by lease token).
+
+        Attempts count runs: a rescue counts the attempt of an expired lease only if its
+        start was recorded. A job found on a dead worker's hands whose start was never
+        recorded gets its attempt back once; the next time it is counted."""
         ...
 
     def job_heartbeat(
@@ -327,8 +343,10 @@ class JobStore(Protocol):
         ...
 
     def job_rescue(self, limit: int = 1000) -> list[int]:
-        """Recover jobs whose lease expired: the lost attempt is recorded as a
-        `LeaseExpired` error; the job is available again, or dead if none are left."""
+        """Recover jobs whose lease expired: a lost attempt that started is recorded as a
+        `LeaseExpired` error, and the job is available again, or dead if none are left. A
+        job whose start was never recorded gets its attempt back, without an error, once
+        (see `job_start_many`)."""
         ...
 
     def job_get(self, job_id: int) -> JobRecord | None:

@@ -7,7 +7,9 @@ killed (a *hard* timeout) and replaced; a child that dies (segfault,
 `os._exit`, OOM kill) fails only the attempt it was running. A child is
 recycled (asked to exit, replaced for the next job) after `max_jobs` jobs or
 once its resident memory passes `max_memory` bytes, so a task that leaks
-memory cannot grow a worker without bound.
+memory cannot grow a worker without bound. A child runs in its own process
+group and ignores SIGINT: a terminal's Ctrl-C stops the worker gracefully
+(as SIGTERM does) without interrupting the attempts its children run.
 
 Run as ``python -m conveyor.child_process module:app PARENT_PID``.
 """
@@ -83,6 +85,10 @@ class ChildProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            # Its own process group: a terminal's Ctrl-C (SIGINT to the foreground group)
+            # reaches the worker alone, which stops gracefully as for SIGTERM, instead of
+            # interrupting the attempt. The child still dies with the worker (main()).
+            process_group=0,
         )
         self._proc = proc
         self.jobs_run = 0
@@ -208,6 +214,9 @@ def die_with_parent(parent_pid: int) -> None:
 
 def main(argv: list[str], load_app: Callable[[str], Any]) -> int:
     """Serve attempts of the app `load_app(argv[0])` returns (see `conveyor.child_process`)."""
+    # The worker decides when an attempt stops (grace period, timeout): an interrupt
+    # meant for it must not fail the attempt here. SIGTERM from the worker still ends us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from conveyor.clock import to_datetime
 
     if len(argv) > 1:
@@ -229,7 +238,10 @@ def main(argv: list[str], load_app: Callable[[str], Any]) -> int:
             lease_token=0, idempotency_key=None, group_key=None, timeout=None,
             created_at=to_datetime(0), started_at=None, finished_at=None, result=None,
         )
-        outcome = run_attempt(app.tasks.get(record.task), record)
+        try:
+            outcome = run_attempt(app.tasks.get(record.task), record)
+        except BaseException as exc:  # run_attempt never raises; if it did, say so
+            outcome = failure(exc)
         answer = {"outcome": json.loads(outcome.to_json()), "rss": resident_memory()}
         channel.write(json.dumps(answer).encode() + b"\n")
         channel.flush()

@@ -1,4 +1,6 @@
-"""The completer thread: writes finished attempts in batches (one transaction each)."""
+"""The completer thread: writes finished attempts in batches (one transaction each), and
+with them the start marks of prefetched jobs a slot took up, so a rescue counts only
+attempts that started (one more statement per batch, none per job)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from conveyor.backends.base import Completion
+from conveyor.backends.base import Completion, HeldJob
 from conveyor.errors import BackendError
 from conveyor.events import EventBus, EventName, attempt_events
 from conveyor.middleware import AttemptResult
@@ -50,7 +52,7 @@ class Completer:
         self.now = now
         self.hard_stop = hard_stop
         self.backend_failed = backend_failed
-        self._queue: queue.SimpleQueue[tuple[Completion, JobRecord] | None] = (
+        self._queue: queue.SimpleQueue[tuple[Completion, JobRecord] | HeldJob | None] = (
             queue.SimpleQueue()
         )
 
@@ -62,6 +64,10 @@ class Completer:
         )
         self._queue.put((completion, record))
 
+    def submit_start(self, job: HeldJob) -> None:
+        """Queue the start mark of an attempt the fetch did not mark (thread-safe)."""
+        self._queue.put(job)
+
     def close(self) -> None:
         """Write what is queued, then end the thread."""
         self._queue.put(None)
@@ -72,23 +78,43 @@ class Completer:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            while len(batch) < BATCH:
+            batch: list[tuple[Completion, JobRecord]] = []
+            starts: list[HeldJob] = []
+            item: tuple[Completion, JobRecord] | HeldJob | None = first
+            while item is not None:
+                if isinstance(item, HeldJob):
+                    starts.append(item)
+                else:
+                    batch.append(item)
+                if len(batch) + len(starts) >= BATCH:
+                    break
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
                     done = True
-                    break
-                batch.append(item)
-            self.write(batch)
+            self.write(batch, starts)
 
-    def write(self, batch: list[tuple[Completion, JobRecord]]) -> None:
+    def write(
+        self, batch: list[tuple[Completion, JobRecord]], starts: list[HeldJob] | None = None
+    ) -> None:
+        # A job whose completion is in this batch needs no start mark.
+        if starts:
+            ended = {(c.job_id, c.lease_token) for c, _ in batch}
+            starts = [s for s in starts if (s.id, s.lease_token) not in ended]
         failures = 0
         while True:
             try:
-                applied = set(self.backend.job_complete_many([c for c, _ in batch]))
+                if batch:
+                    applied = set(self.backend.job_complete_many(
+                        [c for c, _ in batch], started=starts or ()
+                    ))
+                elif starts:
+                    self.backend.job_start_many(self.worker_id, starts)
+                    return
+                else:
+                    return
                 break
             except BackendError as exc:
                 failures += 1

@@ -8,31 +8,51 @@ turns an outcome into the backend write: succeeded, retry after a delay, or dead
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
 from conveyor.backends.base import Completion
 from conveyor.backends.records import dumps
 from conveyor.clock import to_datetime
-from conveyor.errors import Discard, RetryAfter, TaskTimeout, UnknownTaskError
-from conveyor.middleware import AttemptResult, qualified_name
+from conveyor.errors import (
+    Discard,
+    ResultNotSerializable,
+    RetryAfter,
+    TaskTimeout,
+    UnknownTaskError,
+)
+from conveyor.middleware import AttemptResult, describe, qualified_name
 from conveyor.retry import RetryPolicy
 from conveyor.task import Task, check_json
 from conveyor.types import AttemptError, JobRecord
+
+log = logging.getLogger("conveyor.worker")
 
 
 def failure(exc: BaseException, *, retryable: bool = True) -> AttemptResult:
     return AttemptResult.failed(exc, retryable=retryable)
 
 
-def encode_result(value: Any, task_name: str) -> str:
+def encode_result(value: Any, task_name: str) -> str | AttemptResult:
+    """The return value as stored JSON, or the failed attempt when it is not JSON.
+
+    Not retryable: the work is done and the same code would return the same kind of
+    value again, so a retry would only run the work again to fail the same way.
+    """
     try:
-        check_json(value, f"{task_name}: return value")
-    except Exception:
-        # The work is done: retrying to fix an unstorable return value would run it again.
-        return dumps({"unstorable_result": type(value).__name__})
-    return dumps(value)
+        check_json(value, "return value")
+        return dumps(value)
+    except Exception as exc:  # SerializationError, or a value json refuses
+        # "return value['k'] is a set, which is not JSON: ..." -> "return value['k'] is a set"
+        where = re.split(r", which|;", describe(exc), maxsplit=1)[0]
+    nested = "" if where == f"return value is a {type(value).__name__}" else f" ({where})"
+    return failure(ResultNotSerializable(
+        f"task {task_name} returned a {type(value).__name__}, which is not JSON{nested}; "
+        "return lists, dicts, str, int, float, bool or None"
+    ), retryable=False)
 
 
 def classify(task: Task[Any, Any], exc: BaseException) -> AttemptResult:
@@ -41,12 +61,13 @@ def classify(task: Task[Any, Any], exc: BaseException) -> AttemptResult:
         return AttemptResult(
             kind="retry_after",
             error_type=qualified_name(exc),
-            message=str(exc),
+            message=describe(exc),
             traceback="",
             retry_after=exc.seconds,
         )
     if isinstance(exc, Discard):
-        return AttemptResult(kind="discard", error_type=qualified_name(exc), message=exc.reason)
+        reason = exc.reason if isinstance(exc.reason, str) else describe(exc)
+        return AttemptResult(kind="discard", error_type=qualified_name(exc), message=reason)
     options = task.options
     retryable = isinstance(exc, options.retry_on) and not isinstance(exc, options.dont_retry)
     return failure(exc, retryable=retryable)
@@ -82,7 +103,14 @@ def run_attempt(
             value = task.fn(*record.args, **record.kwargs)
     except BaseException as exc:
         return classify(task, exc)
-    return AttemptResult(kind="ok", result_json=encode_result(value, task.name))
+    encoded = encode_result(value, task.name)
+    if isinstance(encoded, AttemptResult):
+        log.warning(
+            "job %s: %s", record.id, encoded.message,
+            extra={"job_id": record.id, "task": record.task},
+        )
+        return encoded
+    return AttemptResult(kind="ok", result_json=encoded)
 
 
 async def with_timeout(coro: Any, timeout: float | None) -> Any:

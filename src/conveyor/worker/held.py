@@ -53,6 +53,9 @@ class Held:
     child: Killable | None = None
     took: float | None = None
     """Seconds the attempt ran, once it returned (for the duration in job events)."""
+    start_recorded: bool = False
+    """The backend knows the attempt started (attempts count runs): marked by the fetch
+    for a job it handed to a free slot, else by the completer once a slot starts it."""
 
 
 class Start(Enum):
@@ -111,13 +114,25 @@ class HeldJobs:
         return held
 
     # -- fetch loop ---------------------------------------------------------------------
-    def claimed(self, records: Sequence[JobRecord], sent_at: float) -> None:
-        """Jobs a fetch sent at monotonic `sent_at` leased; each is now prefetched."""
+    def claimed(
+        self, records: Sequence[JobRecord], sent_at: float, *, start_recorded: int = 0
+    ) -> None:
+        """Jobs a fetch sent at monotonic `sent_at` leased; each is now prefetched. The
+        first `start_recorded` go to idle slots, and the fetch recorded their start."""
         deadline = sent_at + self.lease
         with self.lock:
-            for record in records:
-                self._jobs[record.id] = Held(record, deadline)
+            for i, record in enumerate(records):
+                self._jobs[record.id] = Held(record, deadline, start_recorded=i < start_recorded)
             self.busy += len(records)
+
+    def mark_started(self, record: JobRecord) -> bool:
+        """True when the backend must still be told this attempt started (once)."""
+        with self.lock:
+            held = self._mine(record)
+            if held is None or held.start_recorded:
+                return False
+            held.start_recorded = True
+            return True
 
     def counts(self) -> tuple[int, int]:
         """(busy, running); call with `lock` held."""

@@ -244,8 +244,13 @@ class Worker:
                         if not self._stopping.is_set():
                             held.changed.wait(self.poll_interval)
                         continue
+                    # Start marks: the first `start` jobs go to idle slots at once, so the
+                    # fetch records their start; the prefetched rest are marked as they start.
+                    start = min(free, max(0, self.concurrency - held.counts()[0]))
                 sent_at = time.monotonic()
-                jobs = backend.job_fetch(FetchParams(self.id, self.queues, free, self.lease))
+                jobs = backend.job_fetch(
+                    FetchParams(self.id, self.queues, free, self.lease, start=start)
+                )
                 self._backend_recovered()
                 failures = 0
             except BackendError as exc:
@@ -253,7 +258,7 @@ class Worker:
                 self._backend_failed(exc, failures)
                 continue
             if jobs:
-                held.claimed(jobs, sent_at)
+                held.claimed(jobs, sent_at, start_recorded=start)
                 self.stats.fetched += len(jobs)
                 for record in jobs:
                     self._work.put(record)
@@ -374,6 +379,8 @@ class Worker:
         ran = [record]
 
         def attempt(current: Attempt | None = None) -> AttemptResult:
+            if self.held.mark_started(record):  # attempts count runs: tell the backend
+                self.completer.submit_start(HeldJob(record.id, record.lease_token))
             events = self.deps.events
             if events.has_observers and events.wants(EventName.STARTED):
                 events.emit(started_event(record, self.id))

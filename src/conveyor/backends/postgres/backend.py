@@ -554,13 +554,15 @@ class PostgresBackend(SQLBackend):
             rows = conn.execute(
                 _Q["job_fetch"],
                 {"queues": queues, "limit": params.limit, "worker_id": params.worker_id,
-                 "lease_seconds": params.lease_seconds},
+                 "lease_seconds": params.lease_seconds, "start": max(0, params.start)},
             ).fetchall()
         rows.sort(key=lambda row: int(row["pick_order"]))
         return [job_record_from_row(row) for row in rows]
 
-    def job_complete_many(self, completions: Sequence[Completion]) -> list[int]:
-        if not completions:
+    def job_complete_many(
+        self, completions: Sequence[Completion], *, started: Sequence[HeldJob] = ()
+    ) -> list[int]:
+        if not completions and not started:
             return []
         given = [
             {"job_id": c.job_id, "lease_token": c.lease_token, "outcome": c.outcome,
@@ -568,10 +570,16 @@ class PostgresBackend(SQLBackend):
              "retry_delay": c.retry_delay}
             for c in completions
         ]
+        # Start marks ride in the same statement (one round trip, rows locked in id order).
+        given += [{"job_id": j.id, "lease_token": j.lease_token, "outcome": "started"}
+                  for j in started]
         rows = self._execute(
             _Q["job_complete"], {"completions": dumps(given)}, quick_check=True
         )
         return [int(row["id"]) for row in rows]
+
+    def job_start_many(self, worker_id: str, jobs: Sequence[HeldJob]) -> None:
+        self.job_complete_many((), started=jobs)
 
     def job_heartbeat(
         self, worker_id: str, jobs: Sequence[HeldJob], lease_seconds: float

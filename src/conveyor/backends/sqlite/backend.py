@@ -533,33 +533,47 @@ class SQLiteBackend(SQLBackend):
         with self._write() as conn:
             now = self.clock.now()
             conn.execute(_Q["job_stage"], {"now": now})
-            candidates = [
-                [row[0] for row in conn.execute(
+            held_back: set[int] = set()
+            candidates: list[list[int]] = []
+            for queue in params.queues:
+                rows = conn.execute(
                     _Q["job_fetch_candidates"], {"queue": queue, "limit": params.limit}
-                )]
-                for queue in params.queues
-            ]
+                ).fetchall()
+                candidates.append([row[0] for row in rows])
+                held_back.update(row[0] for row in rows if row[1])
             picked = interleave(candidates, params.limit)
+            if held_back:
+                # A job a dead worker held without starting it goes only to a free slot
+                # (its start recorded here), never into a prefetch again: a second crash
+                # of a worker it merely waited in would cost it its attempt.
+                picked = [job_id for i, job_id in enumerate(picked)
+                          if i < params.start or job_id not in held_back]
             if not picked:
                 return []
             rows = conn.execute(
                 _Q["job_lease"],
                 {"ids": dumps(picked), "worker_id": params.worker_id, "now": now,
-                 "lease_seconds": params.lease_seconds},
+                 "lease_seconds": params.lease_seconds,
+                 "started": dumps(picked[:max(0, params.start)])},
             ).fetchall()
         order = {job_id: i for i, job_id in enumerate(picked)}
         records = [job_record_from_row(row) for row in rows]
         records.sort(key=lambda r: order[r.id])
         return records
 
-    def job_complete_many(self, completions: Sequence[Completion]) -> list[int]:
+    def job_complete_many(
+        self, completions: Sequence[Completion], *, started: Sequence[HeldJob] = ()
+    ) -> list[int]:
         # An unknown outcome changes (and counts) nothing, as on PostgreSQL.
         known = [c for c in completions if c.outcome in _COMPLETION_QUERIES]
         if not known:
+            self.job_start_many("", started)
             return []
         applied: list[int] = []
         with self._write() as conn:
             now = self.clock.now()
+            if started:
+                conn.execute(_Q["job_start"], {"held": _held(started)})
             # Counted first, over the rows the updates below will change, in this transaction.
             conn.execute(
                 _Q["stats_record_completions"],
@@ -576,6 +590,12 @@ class SQLiteBackend(SQLBackend):
                 if row is not None:
                     applied.append(int(row[0]))
         return applied
+
+    def job_start_many(self, worker_id: str, jobs: Sequence[HeldJob]) -> None:
+        if not jobs:
+            return
+        with self._write() as conn:
+            conn.execute(_Q["job_start"], {"held": _held(jobs)})
 
     def job_heartbeat(
         self, worker_id: str, jobs: Sequence[HeldJob], lease_seconds: float
@@ -599,7 +619,7 @@ class SQLiteBackend(SQLBackend):
         """Change the jobs `worker_id` still holds (fenced by their lease tokens)."""
         if not jobs:
             return []
-        held = dumps([[job.id, job.lease_token] for job in jobs])
+        held = _held(jobs)
         with self._write() as conn:
             rows = conn.execute(
                 _Q[name],
@@ -735,6 +755,11 @@ class SQLiteBackend(SQLBackend):
                     conn.close()
         self._guard.close()
         self._local = threading.local()
+
+
+def _held(jobs: Sequence[HeldJob]) -> str:
+    """Held jobs as the fenced queries take them: JSON `[[id, lease_token], ...]`."""
+    return dumps([[job.id, job.lease_token] for job in jobs])
 
 
 def _minute(now: float) -> float:

@@ -7,6 +7,10 @@
 -- the counts behind SLIs are exactly the transitions that happened: a fenced-out
 -- completion counts nothing, and no count is lost or doubled. Stats rows are
 -- taken after the job rows and in (queue, task) order, so this cannot deadlock.
+--
+-- Entries with outcome 'started' record that an attempt started (start_token =
+-- lease_token, so a rescue of its lease counts it): locked with the others, in id
+-- order, and written by their own update; they are not completions.
 WITH done AS (
     SELECT * FROM jsonb_to_recordset(%(completions)s::jsonb) AS given(
         job_id bigint, lease_token bigint, outcome text, result text, error text,
@@ -18,9 +22,16 @@ held AS MATERIALIZED (
            done.outcome, done.result, done.error, done.retry_delay
     FROM conveyor_jobs AS job
     JOIN done ON done.job_id = job.id AND done.lease_token = job.lease_token
-    WHERE job.state = 'running' AND done.outcome IN ('succeeded', 'retry', 'dead')
+    WHERE job.state = 'running' AND done.outcome IN ('succeeded', 'retry', 'dead', 'started')
     ORDER BY job.id
     FOR UPDATE OF job
+),
+marked AS (
+UPDATE conveyor_jobs AS job
+SET start_token = job.lease_token
+FROM held
+WHERE held.outcome = 'started'
+  AND job.id = held.id AND job.state = 'running' AND job.lease_token = held.lease_token
 ),
 updated AS (
 UPDATE conveyor_jobs AS job
@@ -44,7 +55,8 @@ SET state = CASE
         ELSE job.idempotency_expires_at
     END
 FROM held
-WHERE job.id = held.id AND job.state = 'running' AND job.lease_token = held.lease_token
+WHERE held.outcome <> 'started'
+  AND job.id = held.id AND job.state = 'running' AND job.lease_token = held.lease_token
 RETURNING job.id, held.queue, held.task, held.outcome,
           extract(epoch FROM held.started_at - held.run_at)::float8 AS wait,
           extract(epoch FROM now() - held.started_at)::float8 AS run

@@ -9,6 +9,9 @@
 -- A job of an ordering group waits while its group has a running job or an
 -- earlier unfinished one (so a SKIP LOCKED race cannot start two of a group:
 -- the second candidate always sees the first as unfinished).
+-- The first %(start)s picks go to a free slot at once: their start is recorded
+-- here (start_token = the new lease token); the others wait in the worker
+-- (prefetch) until it records their start (job_complete, outcome 'started').
 -- result as text: the record decoder expects JSON text for it (see job_get).
 WITH candidates AS MATERIALIZED (
     SELECT job.id, job.priority, job.run_at, wanted.rank AS queue_rank
@@ -45,9 +48,14 @@ SET state = 'running',
     lease_owner = %(worker_id)s::text,
     lease_expires_at = now() + make_interval(secs => %(lease_seconds)s::float8),
     lease_token = job.lease_token + 1,
+    start_token = CASE WHEN picked.pick_order <= %(start)s::integer
+                       THEN job.lease_token + 1 ELSE job.start_token END,
     started_at = now()
 FROM picked
 WHERE job.id = picked.id AND job.state = 'available'
+  -- A job a dead worker held without starting it (given its attempt back, see
+  -- job_rescue.sql) goes only to a free slot, never into a prefetch again.
+  AND (picked.pick_order <= %(start)s::integer OR job.uncounted_rescues = 0)
 RETURNING job.id, job.task, job.queue, job.args, job.state, job.priority, job.run_at,
           job.attempt, job.max_attempts, job.lease_owner, job.lease_expires_at,
           job.lease_token, job.idempotency_key, job.group_key, job.timeout, job.created_at,

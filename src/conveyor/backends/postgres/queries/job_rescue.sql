@@ -1,11 +1,17 @@
--- A lease that expired means the worker died, hung or was cut off: the attempt
--- counts as failed, and the job runs again at once (or is dead if none are left).
+-- A lease that expired means the worker died, hung or was cut off. An attempt
+-- whose start was recorded (start_token = lease_token) counts as failed, with a
+-- LeaseExpired error, and the job runs again at once (or is dead if none are
+-- left). A job the worker fetched but never started gets its attempt back and
+-- no error, once: a job found so again (uncounted_rescues > 0) is counted, so a
+-- task that kills its worker before its start is recorded cannot loop forever.
 -- Expiry is judged by the database's clock; SKIP LOCKED leaves alone a job whose
 -- worker is heartbeating at this very moment, and lets rescuers run side by side.
 -- The same statement counts the lost attempts in the per-minute aggregates (stats).
 WITH expired AS MATERIALIZED (
     SELECT id, queue, task, run_at, started_at,
-           CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'retry' END AS outcome
+           CASE WHEN start_token <> lease_token AND uncounted_rescues = 0 THEN 'uncounted'
+                WHEN attempt >= max_attempts THEN 'dead'
+                ELSE 'retry' END AS outcome
     FROM conveyor_jobs
     WHERE state = 'running' AND lease_expires_at < now()
     ORDER BY lease_expires_at
@@ -14,21 +20,25 @@ WITH expired AS MATERIALIZED (
 ),
 rescued AS (
 UPDATE conveyor_jobs AS job
-SET state = CASE WHEN job.attempt >= job.max_attempts THEN 'dead' ELSE 'available' END,
-    finished_at = CASE WHEN job.attempt >= job.max_attempts THEN now() END,
+SET state = CASE WHEN expired.outcome = 'dead' THEN 'dead' ELSE 'available' END,
+    finished_at = CASE WHEN expired.outcome = 'dead' THEN now() END,
     idempotency_expires_at = CASE
-        WHEN job.attempt >= job.max_attempts AND job.idempotency_key IS NOT NULL
+        WHEN expired.outcome = 'dead' AND job.idempotency_key IS NOT NULL
         THEN now() + make_interval(secs => job.idempotency_window)
     END,
     run_at = now(),
-    errors = job.errors || jsonb_build_array(jsonb_build_object(
+    attempt = CASE WHEN expired.outcome = 'uncounted' THEN job.attempt - 1 ELSE job.attempt END,
+    uncounted_rescues = CASE WHEN expired.outcome = 'uncounted'
+                             THEN job.uncounted_rescues + 1 ELSE job.uncounted_rescues END,
+    errors = CASE WHEN expired.outcome = 'uncounted' THEN job.errors
+             ELSE job.errors || jsonb_build_array(jsonb_build_object(
         'attempt', job.attempt,
         'type', 'conveyor.errors.LeaseExpired',
         'message', 'worker ' || job.lease_owner || ' stopped renewing its lease (crashed, '
                    || 'killed, paused or cut off from the database); the attempt counts as failed',
         'traceback', '',
         'worker', job.lease_owner,
-        'at', extract(epoch FROM now())::float8)),
+        'at', extract(epoch FROM now())::float8)) END,
     lease_owner = NULL,
     lease_expires_at = NULL
 FROM expired
@@ -57,6 +67,7 @@ stats AS (
            count(*) FILTER (WHERE wait <= 3600),
            sum(greatest(0.0, run))
     FROM rescued
+    WHERE outcome <> 'uncounted'
     GROUP BY queue, task
     ORDER BY queue, task
     ON CONFLICT (minute, queue, task, shard) DO UPDATE SET

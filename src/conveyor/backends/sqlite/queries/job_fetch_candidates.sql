@@ -1,7 +1,9 @@
 -- A paused queue offers nothing (its jobs stay available for when it resumes).
 -- A job of an ordering group waits while its group has a running job or an
 -- earlier unfinished one.
-SELECT id FROM conveyor_jobs AS job
+-- held_back: a job given its attempt back by a rescue (see job_rescue.sql) goes only
+-- to a free slot, never into a prefetch (see job_fetch in backend.py).
+SELECT id, uncounted_rescues > 0 AS held_back FROM conveyor_jobs AS job
 WHERE state = 'available' AND queue = :queue
   AND NOT EXISTS (SELECT 1 FROM conveyor_queue_pauses WHERE queue = :queue)
   AND (group_key IS NULL OR NOT EXISTS (

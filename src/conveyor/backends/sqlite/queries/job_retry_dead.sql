@@ -2,6 +2,7 @@
 UPDATE conveyor_jobs
 SET state = 'available',
     attempt = 0,
+    uncounted_rescues = 0,
     run_at = :now,
     finished_at = NULL,
     idempotency_expires_at = NULL

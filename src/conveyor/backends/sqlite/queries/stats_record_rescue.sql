@@ -1,6 +1,7 @@
 -- The per-minute aggregates of a lease rescue, written in its transaction just before
--- the rescue itself, over the same rows (same selection, same order, same limit): an
--- attempt whose worker vanished counts as failed (retried, or dead if none are left).
+-- the rescue itself, over the same rows (same selection, same order, same limit): a
+-- started attempt whose worker vanished counts as failed (retried, or dead if none are
+-- left); a never-started one given its attempt back counts nothing.
 INSERT INTO conveyor_job_stats (
     minute, queue, task, shard, succeeded, retried, dead, attempts,
     wait_le_0_1, wait_le_0_5, wait_le_1, wait_le_5, wait_le_10, wait_le_30, wait_le_60, wait_le_300, wait_le_900, wait_le_3600, run_seconds
@@ -25,6 +26,8 @@ WHERE id IN (
     ORDER BY lease_expires_at, id
     LIMIT :limit
 )
+  -- only the attempts the rescue counts (see job_rescue.sql)
+  AND (start_token = lease_token OR uncounted_rescues > 0)
 GROUP BY queue, task
 ORDER BY queue, task
 ON CONFLICT (minute, queue, task, shard) DO UPDATE SET
