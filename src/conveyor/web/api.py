@@ -4,21 +4,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.backends.base import JobFilter, JobInsert
+from conveyor.app import Conveyor
+from conveyor.backends.base import ROLES, JobFilter, JobInsert
 from conveyor.task import Task
 from conveyor.types import JobState
 from conveyor.web.arguments import check_arguments
 from conveyor.web.auth import Permission, create_token
 from conveyor.web.problems import Problem
 from conveyor.web.routing import (
+    CURSOR_PATTERN,
+    INVALID_CURSOR,
     Call,
     Endpoint,
     Param,
     Reply,
     decode_cursor,
     encode_cursor,
+    strings_storable,
+    validation_problem,
 )
-from conveyor.web.schema import nullable, obj, parse_datetime
+from conveyor.web.schema import (
+    NO_NUL,
+    call_schemas,
+    normalize,
+    nullable,
+    obj,
+    parse_datetime,
+    text,
+    validate,
+)
 from conveyor.web.views import (
     dead_groups,
     group_job_ids,
@@ -32,13 +46,16 @@ BULK_MAX = 1000
 LIST_MAX = 500
 
 # -- schemas ---------------------------------------------------------------------------
-TEXT = {"type": "string", "minLength": 1, "maxLength": 255}
+TEXT = text()
+NAME = text(pattern=r"^[^\s\u0000](?:[^\u0000]*[^\s\u0000])?$",
+            message="must be text without NUL or surrounding blanks")
+"""A queue's name: no blanks around it (the app refuses " mail")."""
 TIME = {"type": "string", "format": "date-time"}
 STATES = [str(s) for s in JobState]
 JOB_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 
 OPTIONS = obj({
-    "queue": {**TEXT, "description": "Queue name (default: the task's, then the app's)."},
+    "queue": {**NAME, "description": "Queue name (default: the task's, then the app's)."},
     "priority": {"type": "integer", "minimum": 0, "maximum": 9,
                  "description": "0 is the most urgent."},
     "delay": {"type": "number", "minimum": 0, "maximum": 10 * 365 * 86400,
@@ -52,17 +69,92 @@ OPTIONS = obj({
     "group": TEXT,
     "tags": {"type": "array", "items": TEXT, "maxItems": 50},
 }, description="The options of `task.using(...)`.")
+OPTIONS["not"] = {"required": ["delay", "run_at"]}
+OPTIONS["x-not-message"] = "give delay or run_at, not both"
+ARGS_MAX = 1000
 
-ENQUEUE = obj({
-    "task": {**TEXT, "description": "The registered task name."},
-    "args": {"type": "array", "maxItems": 1000, "description": "Positional arguments (JSON)."},
-    "kwargs": {"type": "object", "description": "Keyword arguments (JSON)."},
+
+def task_schema(task: Task[Any, Any]) -> dict[str, Any]:
+    """The enqueue body of one task: its arguments' schemas come from its signature."""
+    schema = obj({
+        "task": {"type": "string", "const": task.name},
+        "args": {"type": "array", "maxItems": ARGS_MAX,
+                 "description": "Positional arguments (JSON; text without NUL)."},
+        "kwargs": {"type": "object", "propertyNames": {"pattern": NO_NUL},
+                   "description": "Keyword arguments (JSON; text without NUL)."},
+        "options": OPTIONS,
+    }, required=("task",), description=(task.fn.__doc__ or "").strip().split("\n")[0])
+    schema["title"] = task.name
+    schema["oneOf"] = call_schemas(task.fn, ARGS_MAX)
+    schema["x-choice-message"] = (
+        f"the arguments do not fit {task.name}'s signature (see this task's schema)"
+    )
+    return schema
+
+
+ENQUEUE_SHAPE = obj({
+    "task": TEXT,
+    "args": {"type": "array", "maxItems": ARGS_MAX},
+    "kwargs": {"type": "object"},
     "options": OPTIONS,
 }, required=("task",))
+"""Any task's enqueue body, before its arguments are judged against its signature."""
 
-BULK = obj({
-    "jobs": {"type": "array", "items": ENQUEUE, "minItems": 1, "maxItems": BULK_MAX},
-}, required=("jobs",))
+
+def _explain_enqueue(body: Any, conveyor: Conveyor) -> None:
+    """Name the unknown task or the wrong argument of a body that fits no task's schema."""
+    if isinstance(body, dict) and isinstance(body.get("jobs"), list):
+        items = [(f"/jobs/{i}", item) for i, item in enumerate(body["jobs"])]
+    else:
+        items = [("", body)]
+    for pointer, item in items:
+        found = validate(item, ENQUEUE_SHAPE)
+        if found:
+            raise validation_problem(found, pointer)
+        task: Task[Any, Any] = conveyor.get_task(item["task"])
+        args, kwargs = normalize(item, ENQUEUE_SHAPE).get("args", []), item.get("kwargs", {})
+        check_arguments(task, args, kwargs, pointer)
+        _check_storable(task, args, kwargs, pointer)
+
+
+def _check_storable(
+    task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], pointer: str
+) -> None:
+    if not (strings_storable(args) and strings_storable(kwargs)):
+        raise Problem("invalid-arguments", f"{task.name}: arguments hold a NUL character, "
+                      "which the job database cannot store: encode binary data (e.g. "
+                      "base64) first", pointer=f"{pointer}/args")
+
+
+_SCHEMAS: dict[tuple[int, tuple[tuple[str, int], ...]], dict[str, Any]] = {}
+
+
+def enqueue_schema(conveyor: Conveyor) -> dict[str, Any]:
+    """One job to enqueue: one of the app's registered tasks, each with its arguments."""
+    key = (id(conveyor), tuple((name, id(t.fn)) for name, t in sorted(conveyor.tasks.items())))
+    found = _SCHEMAS.get(key)
+    if found is None:
+        tasks = [task_schema(t) for _, t in sorted(conveyor.tasks.items())]
+        found = {
+            "type": "object", "required": ["task"],
+            "properties": {"task": {"type": "string", "enum": [t["title"] for t in tasks],
+                                    "description": "A registered task's name."}},
+            "oneOf": [*tasks] if tasks else [False],
+            "discriminator": {"propertyName": "task"},
+            "x-choice-message": "name a registered task and give arguments that fit it",
+        }
+        if len(_SCHEMAS) > 64:
+            _SCHEMAS.clear()
+        _SCHEMAS[key] = found
+    return found
+
+
+def bulk_schema(conveyor: Conveyor) -> dict[str, Any]:
+    return obj({
+        "jobs": {"type": "array", "items": enqueue_schema(conveyor), "minItems": 1,
+                 "maxItems": BULK_MAX},
+    }, required=("jobs",))
+
 
 ERROR_ENTRY = obj({
     "attempt": {"type": "integer"}, "type": {"type": "string"}, "message": {"type": "string"},
@@ -107,10 +199,18 @@ DLQ_FILTER = obj({
     "task": TEXT,
     "queue": TEXT,
     "ids": {"type": "array", "items": JOB_ID, "minItems": 1, "maxItems": BULK_MAX},
-    "fingerprint": {"type": "string", "minLength": 16, "maxLength": 16,
-                    "description": "A group's fingerprint from GET /dlq."},
+    "fingerprint": text(16, 16, description="A group's fingerprint from GET /dlq."),
     "all": {"type": "boolean", "description": "Required (true) when no other filter is given."},
-}, description="Which dead jobs: every given filter must match.")
+}, description="Which dead jobs: every given filter must match; at least one filter, "
+               "or all: true.")
+DLQ_FILTER["anyOf"] = [
+    *({"required": [name]} for name in ("task", "queue", "ids", "fingerprint")),
+    {"required": ["all"], "properties": {"all": {"const": True}}},
+]
+DLQ_FILTER["x-choice-message"] = (
+    'name the dead jobs (task, queue, ids, fingerprint) or send "all": true to act on '
+    "every dead job"
+)
 
 DEAD_GROUP = obj({
     "fingerprint": {"type": "string"}, "error_type": {"type": "string"},
@@ -171,11 +271,23 @@ SLO = {
 }
 
 TOKEN_CREATE = obj({
-    "name": TEXT,
-    "role": {"type": "string", "enum": ["viewer", "enqueuer", "operator", "admin"]},
-    "tasks": {"type": "array", "items": TEXT, "maxItems": 100},
-    "queues": {"type": "array", "items": TEXT, "maxItems": 100},
+    "name": text(pattern=r"^[^\u0000]*[^\s\u0000][^\u0000]*$", description="Who uses it (not blank; "
+                 "surrounding blanks are dropped).",
+                 message="must not be blank"),
+    "role": {"type": "string", "enum": list(ROLES)},
+    "tasks": {"type": "array", "items": TEXT, "maxItems": 100,
+              "description": "enqueuer only: the only tasks it may enqueue."},
+    "queues": {"type": "array", "items": TEXT, "maxItems": 100,
+               "description": "enqueuer only: the only queues it may enqueue into."},
 }, required=("name", "role"))
+TOKEN_SHAPE = dict(TOKEN_CREATE)
+TOKEN_CREATE["anyOf"] = [
+    {"properties": {"role": {"const": "enqueuer"}}},
+    {"properties": {"tasks": {"maxItems": 0}, "queues": {"maxItems": 0}}},
+]
+TOKEN_CREATE["x-choice-message"] = (
+    "only an enqueuer token can be limited to tasks or queues; other roles act on all"
+)
 
 QUEUE_STATE = obj({
     "queue": {"type": "string"}, "paused": {"type": "boolean"}, "changed": {"type": "boolean"},
@@ -197,6 +309,7 @@ def _insert_for(call: Call, item: dict[str, Any], pointer: str) -> JobInsert:
     args = item.get("args", [])
     kwargs = item.get("kwargs", {})
     check_arguments(task, args, kwargs, pointer)
+    _check_storable(task, args, kwargs, pointer)
     options = dict(item.get("options", {}))
     if "run_at" in options:
         if "delay" in options:
@@ -421,6 +534,11 @@ def create_token_op(call: Call) -> Reply:
     return Reply(201, {**_token_json(stored), "token": token})
 
 
+def _explain_token(body: Any, conveyor: Conveyor) -> None:
+    if not validate(body, TOKEN_SHAPE):
+        raise Problem("invalid-option", TOKEN_CREATE["x-choice-message"])
+
+
 def revoke_token(call: Call) -> Reply:
     if not call.state.conveyor.backend.token_revoke(call.path["token_id"]):
         raise Problem("not-found", f"no live token {call.path['token_id']}")
@@ -441,6 +559,10 @@ def health(call: Call) -> Reply:
 
 # -- the table ------------------------------------------------------------------------------
 OK_JOB = {200: ("The job.", JOB)}
+JOB_LINKS = {
+    name: {"operationId": op, "parameters": {"job_id": "$response.body#/id"}}
+    for name, op in (("get", "get_job"), ("cancel", "cancel_job"), ("retry", "retry_job"))
+}
 
 ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/health", "health", "Is the job database reachable and current?",
@@ -449,15 +571,16 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", "/jobs", "enqueue", "Enqueue a job", Permission.ENQUEUE, enqueue,
              {201: ("Enqueued: a new job.", JOB),
               200: ("An idempotent repeat: the job the key already named.", JOB)},
-             params=(IDEMPOTENCY_HEADER,), body=ENQUEUE,
+             params=(IDEMPOTENCY_HEADER,), body=enqueue_schema,
              problems=("unknown-task", "invalid-arguments", "invalid-option", "conflict"),
+             links={201: JOB_LINKS, 200: JOB_LINKS}, explain=_explain_enqueue,
              description="Arguments are checked against the task's signature; a wrong one "
                          "is a 422 whose `argument` member names it."),
     Endpoint("POST", "/jobs/bulk", "enqueue_bulk", "Enqueue many jobs in one transaction",
              Permission.ENQUEUE, enqueue_bulk,
              {201: ("Enqueued (some or all new).", BULK_RESULT),
               200: ("Every job was an idempotent repeat.", BULK_RESULT)},
-             params=(IDEMPOTENCY_HEADER,), body=BULK,
+             params=(IDEMPOTENCY_HEADER,), body=bulk_schema, explain=_explain_enqueue,
              problems=("unknown-task", "invalid-arguments", "invalid-option"),
              description="All or nothing: one invalid job and none is enqueued."),
     Endpoint("GET", "/jobs", "list_jobs", "List jobs, newest first", Permission.READ,
@@ -469,12 +592,13 @@ ENDPOINTS: list[Endpoint] = [
                  Param("task", "query", TEXT, "Only this task."),
                  Param("created_after", "query", TIME, "Created at or after."),
                  Param("created_before", "query", TIME, "Created before."),
-                 Param("error", "query", {"type": "string", "minLength": 1, "maxLength": 200},
+                 Param("error", "query", text(1, 200),
                        "Text in the error history (any case)."),
                  Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": LIST_MAX},
                        "Page size (default 50)."),
-                 Param("cursor", "query", {"type": "string", "maxLength": 64},
-                       "next_cursor of the previous page."),
+                 Param("cursor", "query", {"type": "string", "pattern": CURSOR_PATTERN,
+                                           "maxLength": 64},
+                       "next_cursor of the previous page.", invalid=INVALID_CURSOR),
              ), problems=("invalid-cursor",)),
     Endpoint("GET", "/jobs/{job_id}", "get_job", "Get a job with its error history",
              Permission.READ, get_job, OK_JOB, params=(JOB_ID_PARAM,)),
@@ -524,7 +648,10 @@ ENDPOINTS: list[Endpoint] = [
              tag="tokens"),
     Endpoint("POST", "/tokens", "create_token", "Create a token (shown once, in this answer)",
              Permission.ADMIN, create_token_op, {201: ("Created.", TOKEN)},
-             body=TOKEN_CREATE, problems=("invalid-option",), tag="tokens"),
+             body=TOKEN_CREATE, problems=("invalid-option",), tag="tokens",
+             explain=_explain_token,
+             links={201: {"revoke": {"operationId": "revoke_token",
+                                     "parameters": {"token_id": "$response.body#/id"}}}}),
     Endpoint("DELETE", "/tokens/{token_id}", "revoke_token", "Revoke a token at once",
              Permission.ADMIN, revoke_token, {204: ("Revoked.", None)},
              params=(Param("token_id", "path", JOB_ID, "The token's id."),), tag="tokens"),

@@ -17,6 +17,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.concurrency import run_in_threadpool
@@ -35,9 +36,10 @@ from conveyor.errors import (
 )
 from conveyor.web.auth import Permission, Principal
 from conveyor.web.problems import PROBLEM_MEDIA_TYPE, PROBLEMS, TYPE_PREFIX, Problem
-from conveyor.web.schema import Schema, validate
+from conveyor.web.schema import Schema, SchemaViolation, normalize, validate
 
 if TYPE_CHECKING:
+    from conveyor.app import Conveyor
     from conveyor.web.app import WebState
 
 log = logging.getLogger("conveyor.web")
@@ -54,6 +56,9 @@ class Param:
     schema: Schema
     description: str
     required: bool = False
+    invalid: tuple[str, str] | None = None
+    """The problem (slug, detail) for a value that does not fit the schema, instead of
+    a validation-error."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +97,20 @@ class Endpoint:
     handler: Handler
     responses: Mapping[int, tuple[str, Schema | None]]
     params: Sequence[Param] = ()
-    body: Schema | None = None
+    body: Schema | Callable[[Conveyor], Schema] | None = None
+    """The request body's schema, or a function of the app that builds it (e.g. from
+    the registered tasks)."""
     problems: Sequence[str] = ()
     description: str = ""
     tag: str = "jobs"
+    explain: Callable[[Any, Conveyor], None] | None = None
+    """Called with a body that does not fit `body`, to raise a more telling Problem
+    than a validation-error (e.g. unknown-task) when it can."""
+    links: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    """OpenAPI links of a response status: name -> Link object."""
+
+    def body_schema(self, conveyor: Conveyor) -> Schema | None:
+        return self.body(conveyor) if callable(self.body) else self.body
 
 
 # -- request pipeline ------------------------------------------------------------------
@@ -159,6 +174,9 @@ def _convert(raw: str, schema: Schema) -> Any:
     kind = schema.get("type")
     if kind == "integer" and _INT.match(raw):
         return int(raw)
+    if kind == "integer" and _NUMBER.match(raw):
+        number = Decimal(raw)  # JSON Schema's integers include 92.0 and 1e2
+        return int(number) if number == number.to_integral_value() else raw
     if kind == "number" and _NUMBER.match(raw):
         return float(raw)
     if kind == "boolean" and raw in ("true", "false"):
@@ -209,28 +227,41 @@ def parse_params(endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], 
         else:
             value = _convert(values[0], param.schema)
         found = validate(value, param.schema, f"?{name}")
+        if found and param.invalid is not None:
+            raise Problem(*param.invalid)
         if found:
             errors.extend(v.to_json() for v in found)
             continue
-        query[name] = value
+        query[name] = normalize(value, param.schema)
     if errors:
         raise Problem("validation-error", "the query parameters do not fit", errors=errors)
     return path, query
 
 
-def _strings_storable(value: Any) -> bool:
+def strings_storable(value: Any) -> bool:
     if isinstance(value, str):
         return _storable(value)
     if isinstance(value, list):
-        return all(_strings_storable(v) for v in value)
+        return all(strings_storable(v) for v in value)
     if isinstance(value, dict):
-        return all(_storable(k) and _strings_storable(v) for k, v in value.items())
+        return all(_storable(k) and strings_storable(v) for k, v in value.items())
     return True
 
 
-async def parse_body(endpoint: Endpoint, request: Request, limit: int) -> Any:
+def validation_problem(found: Sequence[SchemaViolation], prefix: str = "") -> Problem:
+    return Problem(
+        "validation-error",
+        "; ".join(f"{(prefix + v.pointer) or '/'} {v.message}" for v in found[:5]),
+        errors=[{**v.to_json(), "pointer": (prefix + v.pointer) or "/"} for v in found[:50]],
+    )
+
+
+async def parse_body(
+    endpoint: Endpoint, request: Request, limit: int, conveyor: Conveyor
+) -> Any:
     raw = await read_body(request, limit)
-    if endpoint.body is None:
+    schema = endpoint.body_schema(conveyor)
+    if schema is None:
         if raw.strip():
             raise Problem("validation-error", "this operation takes no request body", errors=[])
         return None
@@ -244,15 +275,14 @@ async def parse_body(endpoint: Endpoint, request: Request, limit: int) -> Any:
             f"send the body as JSON with Content-Type: application/json (got {media or 'none'!r})",
         )
     value = parse_json(raw)
-    found = validate(value, endpoint.body)
+    found = validate(value, schema)
     if found:
-        raise Problem(
-            "validation-error", "; ".join(f"{v.pointer or '/'} {v.message}" for v in found[:5]),
-            errors=[v.to_json() for v in found[:50]],
-        )
-    if not _strings_storable(_schema_strings(value, endpoint.body)):
+        if endpoint.explain is not None:
+            endpoint.explain(value, conveyor)
+        raise validation_problem(found)
+    if not strings_storable(_schema_strings(value, schema)):
         raise Problem("validation-error", "text fields must be UTF-8 without NUL", errors=[])
-    return value
+    return normalize(value, schema)
 
 
 def _schema_strings(value: Any, schema: Schema) -> Any:
@@ -308,7 +338,8 @@ def serve(endpoint: Endpoint) -> Callable[[Request], Any]:
         try:
             principal = await state.authenticate(request, endpoint.permission)
             path, query = parse_params(endpoint, request)
-            body = await parse_body(endpoint, request, state.settings.max_body_bytes)
+            body = await parse_body(endpoint, request, state.settings.max_body_bytes,
+                                    state.conveyor)
             call = Call(state, principal, path, query, body, request.headers,
                         request.scope.get("root_path", ""))
             reply = await run_in_threadpool(endpoint.handler, call)
@@ -323,19 +354,31 @@ def serve(endpoint: Endpoint) -> Callable[[Request], Any]:
 
 
 # -- cursors ---------------------------------------------------------------------------
+# A cursor is "v1:<id>" in URL-safe base64 without padding. Three ASCII digits encode as
+# four characters, so the exact set of cursors is a regular language: "v1:" is "djE6",
+# then groups for three digits, and a tail of one or two digits.
+_THREE = "(?:[MN][DTjz]|O[DT])[AEIMQUYcgk][w-z0-5]"
+_ONE = "(?:[MN][AQgw]|O[AQ])"
+_TWO = "(?:[MN][DTjz]|O[DT])[AEIMQUYcgk]"
+CURSOR_PATTERN = (
+    f"^djE6(?:(?:{_THREE}){{1,6}}|(?:{_THREE}){{0,6}}{_ONE}|(?:{_THREE}){{0,5}}{_TWO})$"
+)
+"""Exactly the cursors the API accepts: "v1:" and 1 to 19 digits, base64url-encoded."""
+_CURSOR = re.compile(CURSOR_PATTERN[:-1] + r"\Z")
+_MAX_ID = 2**63 - 1
+INVALID_CURSOR = ("invalid-cursor", "pass back the next_cursor of a previous page unchanged")
+
+
 def encode_cursor(before_id: int) -> str:
     return base64.urlsafe_b64encode(f"v1:{before_id}".encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        text = ""
-    version, _, number = text.partition(":")
-    if version != "v1" or not number.isdigit() or len(number) > 19 or int(number) < 1:
-        raise Problem("invalid-cursor", "pass back the next_cursor of a previous page unchanged")
-    return int(number)
+    """The id a cursor names (a page holds the jobs below it); capped at the largest id."""
+    if not _CURSOR.match(cursor):
+        raise Problem(*INVALID_CURSOR)
+    text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    return min(int(text.removeprefix("v1:")), _MAX_ID)
 
 
 # -- the OpenAPI document ----------------------------------------------------------------
@@ -367,7 +410,11 @@ def problem_slugs(endpoint: Endpoint) -> list[str]:
     return sorted(set(slugs))
 
 
-def openapi_document(endpoints: Sequence[Endpoint], version: str) -> dict[str, Any]:
+def openapi_document(
+    endpoints: Sequence[Endpoint], version: str, conveyor: Conveyor
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `endpoints` as served for `conveyor` (whose registered
+    tasks shape the enqueue schemas)."""
     paths: dict[str, dict[str, Any]] = {}
     for ep in endpoints:
         operation: dict[str, Any] = {
@@ -386,15 +433,18 @@ def openapi_document(endpoints: Sequence[Endpoint], version: str) -> dict[str, A
             operation["description"] = ep.description
         if ep.permission is None:
             operation["security"] = []
-        if ep.body is not None:
+        body = ep.body_schema(conveyor)
+        if body is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": dict(ep.body)}},
+                "content": {"application/json": {"schema": dict(body)}},
             }
         for status, (text, schema) in ep.responses.items():
             response: dict[str, Any] = {"description": text}
             if schema is not None:
                 response["content"] = {"application/json": {"schema": dict(schema)}}
+            if status in ep.links:
+                response["links"] = {name: dict(link) for name, link in ep.links[status].items()}
             operation["responses"][str(status)] = response
         statuses: dict[int, list[str]] = {}
         for slug in problem_slugs(ep):
