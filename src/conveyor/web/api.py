@@ -296,10 +296,6 @@ QUEUE_STATE = obj({
 
 JOB_ID_PARAM = Param("job_id", "path", JOB_ID, "The job's id.")
 QUEUE_PARAM = Param("queue", "path", TEXT, "The queue's name.")
-IDEMPOTENCY_HEADER = Param(
-    "Idempotency-Key", "header", TEXT,
-    "Same as options.idempotency_key: a repeat returns the first job with 200.",
-)
 
 
 # -- enqueue ---------------------------------------------------------------------------
@@ -571,18 +567,23 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", "/jobs", "enqueue", "Enqueue a job", Permission.ENQUEUE, enqueue,
              {201: ("Enqueued: a new job.", JOB),
               200: ("An idempotent repeat: the job the key already named.", JOB)},
-             params=(IDEMPOTENCY_HEADER,), body=enqueue_schema,
+             body=enqueue_schema,
              problems=("unknown-task", "invalid-arguments", "invalid-option", "conflict"),
              links={201: JOB_LINKS, 200: JOB_LINKS}, explain=_explain_enqueue,
              description="Arguments are checked against the task's signature; a wrong one "
-                         "is a 422 whose `argument` member names it."),
+                         "is a 422 whose `argument` member names it. An `Idempotency-Key` "
+                         "header is the same as options.idempotency_key (both, differing, is "
+                         "a 422 invalid-option); it is not a declared parameter because the "
+                         "document cannot say that the two must agree."),
     Endpoint("POST", "/jobs/bulk", "enqueue_bulk", "Enqueue many jobs in one transaction",
              Permission.ENQUEUE, enqueue_bulk,
              {201: ("Enqueued (some or all new).", BULK_RESULT),
               200: ("Every job was an idempotent repeat.", BULK_RESULT)},
-             params=(IDEMPOTENCY_HEADER,), body=bulk_schema, explain=_explain_enqueue,
+             body=bulk_schema, explain=_explain_enqueue,
              problems=("unknown-task", "invalid-arguments", "invalid-option"),
-             description="All or nothing: one invalid job and none is enqueued."),
+             description="All or nothing: one invalid job and none is enqueued. Each job "
+                         "takes its own options.idempotency_key; an Idempotency-Key header "
+                         "is refused (422 invalid-option)."),
     Endpoint("GET", "/jobs", "list_jobs", "List jobs, newest first", Permission.READ,
              list_jobs, {200: ("A page of jobs.", JOB_LIST)},
              params=(

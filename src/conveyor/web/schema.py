@@ -383,7 +383,9 @@ def call_schemas(fn: Callable[..., Any], max_args: int) -> list[Schema | bool]:
         required = [p.name for p in keywords if p.default is p.empty]
         if required:
             kwargs["required"] = required
-        args: dict[str, Any] = {"type": "array", "prefixItems": [of(p) for p in positional[:k]]}
+        args: dict[str, Any] = {"type": "array"}
+        if k:
+            args["prefixItems"] = [of(p) for p in positional[:k]]
         last = k == len(positional) and var_positional
         if last:
             args.update(minItems=k, maxItems=max_args, items=True)

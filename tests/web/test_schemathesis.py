@@ -1,0 +1,176 @@
+"""The OpenAPI document against the live server: schemathesis, every check, both backends.
+
+A real `conveyor web` process (uvicorn on 127.0.0.1, a free port) serves an app
+on each backend; schemathesis reads its /api/v1/openapi.json and runs every
+phase (examples, coverage, fuzzing, and stateful runs that follow the
+document's links: enqueue, then get, cancel and retry that job) with all
+checks on. Any finding fails the test: a schema-valid request refused, a
+schema-invalid one accepted, an answer that the document does not describe,
+a 5xx, a 405 without Allow.
+
+Bounded and repeatable: a fixed seed, a fixed number of examples per
+operation, one worker, and a time budget per backend.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conveyor import Conveyor
+from conveyor.web import create_token
+
+EXAMPLES = 10
+SEED = 20261201
+BUDGET = 45.0
+"""Seconds schemathesis may spend per backend (its own --max-time is on top of this)."""
+ADMIN_ID = 7_340_031_977_181_539
+"""The admin token's id: far from the small ids and the bounds that fuzzing tries on
+DELETE /tokens/{token_id}, so the run never revokes its own token."""
+
+APP_MODULE = '''
+import os
+from typing import Any, Literal, Optional
+
+from conveyor import Conveyor, Discard
+
+app = Conveyor(os.environ["CONVEYOR_SCHEMATHESIS_URL"])
+
+
+@app.task()
+def add(a: int, b: int = 1) -> int:
+    return a + b
+
+
+@app.task(queue="mail")
+def send_mail(to: str, subject: str, *, urgent: bool = False) -> str:
+    return f"sent {subject} to {to}"
+
+
+@app.task(max_attempts=1)
+def poison(n: int) -> None:
+    raise Discard(f"cannot handle record {n}")
+
+
+@app.task()
+def flexible(*args: Any, **kwargs: Any) -> int:
+    return len(args) + len(kwargs)
+
+
+@app.task()
+def typed(ids: list[int], mode: Literal["fast", "slow"], /, ratio: float = 1.0,
+          labels: Optional[dict[str, str]] = None, note: str | None = None) -> None:
+    pass
+
+
+@app.task()
+def untyped(x, y=None):  # type: ignore[no-untyped-def]
+    return x
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _admin_token(url: str) -> str:
+    """A migrated database with one admin token whose id is ADMIN_ID."""
+    app = Conveyor(url)
+    try:
+        app.migrate()
+        if url.startswith("postgresql"):
+            import psycopg
+
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"ALTER TABLE conveyor_api_tokens ALTER COLUMN id "
+                             f"RESTART WITH {ADMIN_ID}")
+            token, token_id = create_token(app.backend, name="schemathesis", role="admin")
+        else:
+            token, token_id = create_token(app.backend, name="schemathesis", role="admin")
+            with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+                conn.execute("UPDATE conveyor_api_tokens SET id = ? WHERE id = ?",
+                             (ADMIN_ID, token_id))
+            token_id = ADMIN_ID
+        assert token_id == ADMIN_ID
+        return token
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def server(backend_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(base URL, admin token) of a live `conveyor web` on this backend."""
+    token = _admin_token(backend_url)
+    (tmp_path / "schemathesis_app.py").write_text(APP_MODULE)
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "CONVEYOR_SCHEMATHESIS_URL": backend_url}
+    log = (tmp_path / "web.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "web", "schemathesis_app:app", "--host",
+         "127.0.0.1", "--port", str(port), "--rate-limit", "100000", "--burst", "100000"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/v1/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"conveyor web did not start: {(tmp_path / 'web.log').read_text()}")
+            time.sleep(0.2)
+        yield base, token
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.mark.timeout(240)
+def test_schemathesis_finds_nothing(server: tuple[str, str], tmp_path: Path) -> None:
+    base, token = server
+    command = [
+        sys.executable, "-m", "schemathesis.cli", "run", f"{base}/api/v1/openapi.json",
+        "--checks", "all",
+        "--header", f"Authorization: Bearer {token}",
+        "--max-examples", str(EXAMPLES),
+        "--seed", str(SEED),
+        "--generation-deterministic",
+        # Free-form JSON arguments cannot carry a "no NUL" pattern; typed text says so.
+        "--generation-allow-x00", "false",
+        "--workers", "1",
+        "--max-time", str(int(BUDGET)),
+        "--request-timeout", "10",
+        "--no-color",
+        "--report", "junit", "--report-dir", str(tmp_path / "report"),
+    ]
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=BUDGET + 120,
+                          env={**os.environ, "COLUMNS": "120"}, check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-20000:]
+    assert "No issues found" in output or " passed" in output, output[-5000:]
+    assert "0 generated" not in output, output[-5000:]
+    print(output[-1500:], f"\n({time.monotonic() - started:.0f}s)")
