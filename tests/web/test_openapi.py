@@ -12,6 +12,7 @@ import re
 import string
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -26,7 +27,7 @@ from conveyor.testing import drain
 from conveyor.web import create_app
 from conveyor.web.app import api_endpoints
 from conveyor.web.problems import PROBLEMS, TYPE_PREFIX
-from conveyor.web.routing import API_PREFIX
+from conveyor.web.routing import API_PREFIX, encode_cursor
 from conveyor.web.schema import validate
 from tests.web.conftest import Web, register_tasks
 
@@ -217,3 +218,57 @@ def test_no_generated_request_gets_a_5xx_or_an_undocumented_answer(
     assert validate(body, content["schema"]) == [], (method, url, body)
     if response.status_code >= 400:
         assert body["status"] == response.status_code and "Traceback" not in response.text
+
+
+def test_the_api_docs_list_exactly_the_documented_operations(document: Any) -> None:
+    """docs/api.md's table of operations is checked against the served document."""
+    text = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
+    table = text.split("## Operations", 1)[1].split("###", 1)[0]
+    rows = re.findall(r"^\| `(\w+) (/api/v1/\S*)`\s*\| (\w+)\s*\|", table, re.MULTILINE)
+    in_docs = {(m.lower(), re.sub(r"{\w+}", "{}", p), perm) for m, p, perm in rows}
+    served = {
+        (method, re.sub(r"{\w+}", "{}", path), op["x-conveyor-permission"])
+        for path, operations in document["paths"].items() for method, op in operations.items()
+    }
+    assert in_docs == served, (sorted(in_docs - served), sorted(served - in_docs))
+
+
+def test_enqueue_schema_lists_the_tasks_and_their_arguments(web: Web, document: Any) -> None:
+    body = document["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
+    assert body["properties"]["task"]["enum"] == sorted(TASKS)
+    add = next(s for s in body["oneOf"] if s["title"] == "add")
+    forms = add["oneOf"]  # 0, 1 or 2 positional arguments
+    assert [f["properties"]["args"].get("prefixItems", []) for f in forms] == [
+        [], [{"type": "integer"}], [{"type": "integer"}, {"type": "integer"}]]
+    assert forms[0]["properties"]["kwargs"]["required"] == ["a"]
+    assert forms[1]["properties"]["kwargs"]["properties"] == {"b": {"type": "integer"}}
+    for good in ({"task": "add", "args": [92.0]}, {"task": "add", "kwargs": {"a": 1, "b": 2}}):
+        r = web.client.post("/api/v1/jobs", json=good, headers=web.as_role("enqueuer"))
+        assert r.status_code == 201 and r.json()["args"] in ([92], []), r.text
+    for bad in ({"task": "add", "args": [1], "kwargs": {"a": 1}}, {"task": "add"},
+                {"task": "add", "args": [1.5]}):
+        r = web.client.post("/api/v1/jobs", json=bad, headers=web.as_role("enqueuer"))
+        assert r.status_code == 422 and r.json()["type"].endswith("invalid-arguments"), r.text
+
+
+def test_every_path_answers_405_with_allow(web: Web, document: Any) -> None:
+    for path, operations in document["paths"].items():
+        url = re.sub(r"{\w+}", "1", path)
+        r = web.client.request("TRACE", url, headers=web.as_role("admin"))
+        assert r.status_code == 405, (path, r.text)
+        assert set(r.headers["allow"].split(", ")) - {"HEAD"} == {m.upper() for m in operations}
+
+
+def test_integral_floats_are_integers_and_cursors_are_exact(web: Web) -> None:
+    admin = web.as_role("admin")
+    r = web.client.post("/api/v1/dlq/purge", json={"ids": [92.0]}, headers=admin)
+    assert r.status_code == 200, r.text
+    assert web.client.post("/api/v1/dlq/purge", json={}, headers=admin).status_code == 422
+    assert web.client.get("/api/v1/jobs?limit=2.0", headers=admin).status_code == 200
+    assert web.client.get("/api/v1/jobs?limit=2.5", headers=admin).status_code == 422
+    ok = web.client.get("/api/v1/jobs?cursor=" + encode_cursor(5), headers=admin)
+    assert ok.status_code == 200
+    for bad in ("djE6MR", "djE6MQ%0A", "0" * 64):
+        r = web.client.get(f"/api/v1/jobs?cursor={bad}", headers=admin)
+        assert r.status_code == 400 and r.json()["type"].endswith("invalid-cursor"), bad

@@ -271,8 +271,8 @@ SLO = {
 }
 
 TOKEN_CREATE = obj({
-    "name": text(pattern=r"^[^\u0000]*[^\s\u0000][^\u0000]*$", description="Who uses it (not blank; "
-                 "surrounding blanks are dropped).",
+    "name": text(pattern=r"^[^\u0000]*[^\s\u0000][^\u0000]*$",
+                 description="Who uses it (not blank; surrounding blanks are dropped).",
                  message="must not be blank"),
     "role": {"type": "string", "enum": list(ROLES)},
     "tasks": {"type": "array", "items": TEXT, "maxItems": 100,
