@@ -272,3 +272,8 @@ def test_integral_floats_are_integers_and_cursors_are_exact(web: Web) -> None:
     for bad in ("djE6MR", "djE6MQ%0A", "0" * 64):
         r = web.client.get(f"/api/v1/jobs?cursor={bad}", headers=admin)
         assert r.status_code == 400 and r.json()["type"].endswith("invalid-cursor"), bad
+
+
+def test_a_fixed_path_is_not_taken_for_a_parameter(web: Web) -> None:
+    r = web.client.get("/api/v1/jobs/bulk", headers=web.as_role("admin"))
+    assert r.status_code == 405 and r.headers["allow"] == "POST", r.text

@@ -81,6 +81,8 @@ def untyped(x, y=None):  # type: ignore[no-untyped-def]
 
 
 HOOKS_MODULE = f'''
+from decimal import Decimal, InvalidOperation
+
 import schemathesis
 
 
@@ -88,7 +90,11 @@ import schemathesis
 def before_call(context, case, kwargs):
     """The run's own admin token is never revoked (its id shows in GET /tokens, and the
     inferred links would feed it to DELETE /tokens/{{token_id}}); every other id is."""
-    if case.path_parameters.get("token_id") in ({ADMIN_ID}, str({ADMIN_ID})):
+    try:
+        mine = Decimal(str(case.path_parameters.get("token_id")).strip()) == {ADMIN_ID}
+    except (InvalidOperation, ValueError):
+        mine = False
+    if mine:
         case.path_parameters["token_id"] = {ADMIN_ID - 1}
 '''
 
@@ -171,11 +177,9 @@ def test_schemathesis_finds_nothing(server: tuple[str, str], tmp_path: Path) -> 
         "--header", f"Authorization: Bearer {token}",
         "--max-examples", str(EXAMPLES),
         "--seed", str(SEED),
-        "--generation-deterministic",
         # Free-form JSON arguments cannot carry a "no NUL" pattern; typed text says so.
         "--generation-allow-x00", "false",
         "--workers", "1",
-        "--max-time", str(int(BUDGET)),
         "--request-timeout", "10",
         "--no-color",
         "--report", "junit", "--report-dir", str(tmp_path / "report"),

@@ -244,17 +244,26 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 def _path_routes(endpoints: list[Endpoint]) -> list[Route]:
     """One route per path serving each of its declared methods, so that any other
-    method is a 405 whose Allow header lists all of them."""
+    method is a 405 whose Allow header lists all of them (also where a fixed path such
+    as /jobs/bulk would otherwise fall through to /jobs/{job_id})."""
     by_path: dict[str, dict[str, Endpoint]] = {}
     for ep in endpoints:
         by_path.setdefault(ep.path, {})[ep.method] = ep
+    fixed = {API_PREFIX + path: sorted(methods) for path, methods in by_path.items()
+             if "{" not in path}
     routes = []
     for path, by_method in by_path.items():
         served = {method: serve(ep) for method, ep in by_method.items()}
         if "GET" in served:
             served.setdefault("HEAD", served["GET"])
 
-        async def route(request: Request, served: dict[str, Any] = served) -> Response:
+        async def route(
+            request: Request, served: dict[str, Any] = served, own: str = API_PREFIX + path
+        ) -> Response:
+            here = request.url.path.removeprefix(request.scope.get("root_path", ""))
+            if here != own and here in fixed:  # a fixed path's own route lacks this method
+                allowed = fixed[here] + (["HEAD"] if "GET" in fixed[here] else [])
+                raise HTTPException(405, headers={"Allow": ", ".join(allowed)})
             answer: Response = await served[request.method](request)
             return answer
 
