@@ -43,7 +43,7 @@ APP_MODULE = '''
 import os
 from typing import Any, Literal, Optional
 
-from conveyor import Conveyor, Discard
+from conveyor import Conveyor
 
 app = Conveyor(os.environ["CONVEYOR_SCHEMATHESIS_URL"])
 
@@ -53,30 +53,15 @@ def add(a: int, b: int = 1) -> int:
     return a + b
 
 
-@app.task(queue="mail")
-def send_mail(to: str, subject: str, *, urgent: bool = False) -> str:
-    return f"sent {subject} to {to}"
-
-
-@app.task(max_attempts=1)
-def poison(n: int) -> None:
-    raise Discard(f"cannot handle record {n}")
-
-
 @app.task()
 def flexible(*args: Any, **kwargs: Any) -> int:
     return len(args) + len(kwargs)
 
 
-@app.task()
-def typed(ids: list[int], mode: Literal["fast", "slow"], /, ratio: float = 1.0,
-          labels: Optional[dict[str, str]] = None, note: str | None = None) -> None:
+@app.task(queue="mail")
+def typed(ids: list[int], mode: Literal["fast", "slow"], /,
+          labels: Optional[dict[str, float]] = None, *, note: str, urgent=False) -> None:
     pass
-
-
-@app.task()
-def untyped(x, y=None):  # type: ignore[no-untyped-def]
-    return x
 '''
 
 
