@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import Conveyor
+from conveyor import Conveyor, Discard
+from conveyor.testing import drain
 from conveyor.web import create_token
 
 EXAMPLES = 10
@@ -91,11 +92,21 @@ def _free_port() -> int:
         return port
 
 
-def _admin_token(url: str) -> str:
-    """A migrated database with one admin token whose id is ADMIN_ID."""
-    app = Conveyor(url)
+def _prepare(url: str) -> str:
+    """A migrated database with an admin token whose id is ADMIN_ID, and jobs at the
+    smallest ids (1 dead, 2 and 3 waiting), so that fuzzed ids reach past 404."""
+    app = Conveyor(url, poll_interval=0.05)
     try:
         app.migrate()
+
+        @app.task(name="add", max_attempts=1)
+        def seeded(a: int, b: int = 1) -> int:
+            raise Discard(f"seeded dead job {a}")
+
+        seeded.enqueue(1)
+        drain(app, timeout=30)
+        seeded.enqueue(2)
+        seeded.enqueue(3)
         if url.startswith("postgresql"):
             import psycopg
 
@@ -118,7 +129,7 @@ def _admin_token(url: str) -> str:
 @pytest.fixture
 def server(backend_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """(base URL, admin token) of a live `conveyor web` on this backend."""
-    token = _admin_token(backend_url)
+    token = _prepare(backend_url)
     (tmp_path / "schemathesis_app.py").write_text(APP_MODULE)
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "CONVEYOR_SCHEMATHESIS_URL": backend_url}
@@ -172,7 +183,8 @@ def test_schemathesis_finds_nothing(server: tuple[str, str], tmp_path: Path) -> 
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, timeout=BUDGET + 120,
                           env={**os.environ, "COLUMNS": "120", "PYTHONPATH": str(tmp_path),
-                               "SCHEMATHESIS_HOOKS": "schemathesis_hooks"}, check=False)
+                               "SCHEMATHESIS_HOOKS": "schemathesis_hooks"},
+                          cwd=tmp_path, check=False)  # its cache stays out of the tree
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-20000:]
     assert "No issues found" in output or " passed" in output, output[-5000:]
