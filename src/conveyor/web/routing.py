@@ -410,12 +410,50 @@ def problem_slugs(endpoint: Endpoint) -> list[str]:
     return sorted(set(slugs))
 
 
+_COMPONENT_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _hoist(schema: Any, components: dict[str, Any]) -> Any:
+    """`schema` with each branch of a discriminated `oneOf` moved to `components` and
+    named in the discriminator's mapping (OpenAPI maps discriminator values to named
+    schemas only). The branches keep their `title` (the value) and a `const` on the
+    discriminating property."""
+    if isinstance(schema, list):
+        return [_hoist(item, components) for item in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    result = {key: _hoist(value, components) for key, value in schema.items()}
+    discriminator = result.get("discriminator")
+    if isinstance(discriminator, Mapping) and isinstance(result.get("oneOf"), list):
+        prop = discriminator["propertyName"]
+        mapping: dict[str, str] = {}
+        branches = []
+        for branch in result["oneOf"]:
+            value = branch.get("properties", {}).get(prop, {}).get("const") if isinstance(
+                branch, Mapping) else None
+            if not isinstance(value, str):
+                branches.append(branch)
+                continue
+            base = name = "Enqueue_" + _COMPONENT_NAME.sub("_", value)
+            n = 1
+            while name in components and components[name] != branch:
+                n += 1
+                name = f"{base}_{n}"
+            components[name] = branch
+            mapping[value] = f"#/components/schemas/{name}"
+            branches.append({"$ref": mapping[value]})
+        result["oneOf"] = branches
+        result["discriminator"] = {**discriminator, "mapping": mapping}
+    return result
+
+
 def openapi_document(
     endpoints: Sequence[Endpoint], version: str, conveyor: Conveyor
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document of `endpoints` as served for `conveyor` (whose registered
     tasks shape the enqueue schemas)."""
     paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {}
     for ep in endpoints:
         operation: dict[str, Any] = {
             "operationId": ep.operation_id,
@@ -437,7 +475,7 @@ def openapi_document(
         if body is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": dict(body)}},
+                "content": {"application/json": {"schema": _hoist(body, schemas)}},
             }
         for status, (text, schema) in ep.responses.items():
             response: dict[str, Any] = {"description": text}
@@ -466,6 +504,7 @@ def openapi_document(
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
+            "schemas": schemas,
             "securitySchemes": {
                 "token": {"type": "http", "scheme": "bearer",
                           "description": "A token from `conveyor tokens create`."},
