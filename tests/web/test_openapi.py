@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import jsonschema_rs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -295,3 +296,71 @@ def test_integral_floats_are_integers_and_cursors_are_exact(web: Web) -> None:
 def test_a_fixed_path_is_not_taken_for_a_parameter(web: Web) -> None:
     r = web.client.get("/api/v1/jobs/bulk", headers=web.as_role("admin"))
     assert r.status_code == 405 and r.headers["allow"] == "POST", r.text
+
+
+# -- the argument schemas judge exactly as the enqueue check does -----------------------------
+def _signatures() -> list[Any]:
+    from typing import Literal
+
+    def add(a: int, b: int = 1) -> None: ...
+    def mail(to: str, subject: str, *, urgent: bool = False) -> None: ...
+    def flexible(*args: Any, **kwargs: Any) -> None: ...
+    def typed(ids: list[int], mode: Literal["fast", 2], /,
+              labels: dict[str, float] | None = None, *, note: str | None) -> None: ...
+    def mixed(x, /, y=None, *rest: int, z: float, **extra: bool) -> None: ...  # type: ignore[no-untyped-def]
+
+    return [add, mail, flexible, typed, mixed]
+
+
+SMALL_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([1.0, 2.5, -0.0])
+    | st.sampled_from(["", "a", "fast"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["a", "b", "to", "x", "y", "z", "note", "k"]), inner, max_size=3),
+    max_leaves=6,
+)
+NAMES = st.sampled_from(["a", "b", "to", "subject", "urgent", "ids", "mode", "labels", "note",
+                         "x", "y", "z", "rest", "extra", "args", "kwargs", "q"])
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(which=st.integers(0, 4), args=st.lists(SMALL_JSON, max_size=4),
+       kwargs=st.dictionaries(NAMES, SMALL_JSON, max_size=4))
+def test_call_schemas_accept_exactly_what_check_arguments_accepts(
+    which: int, args: list[Any], kwargs: dict[str, Any]
+) -> None:
+    from conveyor.task import Task
+    from conveyor.web.api import _check_storable, task_schema
+    from conveyor.web.arguments import check_arguments
+    from conveyor.web.problems import Problem
+    from conveyor.web.schema import normalize
+
+    fn = _signatures()[which]
+    task = Task.__new__(Task)
+    task.fn, task.name = fn, fn.__name__
+    schema = task_schema(task)
+    body = {"task": task.name, "args": args, "kwargs": kwargs}
+    fits = not validate(body, schema)
+    # The same verdict as a standard JSON Schema 2020-12 validator's (schemathesis' own).
+    assert jsonschema_rs.Draft202012Validator(schema).is_valid(body) == fits, (fn.__name__, body)
+    try:
+        normal = normalize(body, schema) if fits else body
+        check_arguments(task, normal["args"], normal["kwargs"])
+        _check_storable(task, normal["args"], normal["kwargs"], "")
+        accepted = True
+    except Problem:
+        accepted = False
+    assert fits == accepted, (fn.__name__, args, kwargs, validate(body, schema))
+
+
+def test_nul_in_typed_text_is_refused_by_schema_and_server(web: Web) -> None:
+    """(In free-form JSON the rule is only written down: no JSON Schema says "no NUL
+    anywhere inside"; the server refuses it on both backends all the same.)"""
+    from conveyor.web.api import enqueue_schema
+
+    schema = enqueue_schema(web.app)
+    for body in ({"task": "send_mail", "args": ["a\x00", "b"]},
+                 {"task": "flexible", "kwargs": {"k": ["a\x00"]}}):
+        r = web.client.post("/api/v1/jobs", json=body, headers=web.as_role("enqueuer"))
+        assert r.status_code == 422 and r.json()["type"].endswith("invalid-arguments"), r.text
+    assert validate({"task": "send_mail", "args": ["a\x00", "b"]}, schema)
