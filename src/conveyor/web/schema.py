@@ -148,7 +148,7 @@ def validate(value: Any, schema: Schema | bool, pointer: str = "") -> list[Schem
 
 
 def _string_problems(value: str, schema: Schema, pointer: str) -> list[SchemaViolation]:
-    problems = []
+    problems: list[SchemaViolation] = []
     if "minLength" in schema and len(value) < schema["minLength"]:
         problems.append(SchemaViolation(
             pointer, f"must be at least {schema['minLength']} character(s)"
@@ -169,7 +169,7 @@ def _string_problems(value: str, schema: Schema, pointer: str) -> list[SchemaVio
 
 
 def _array_problems(value: list[Any], schema: Schema, pointer: str) -> list[SchemaViolation]:
-    problems = []
+    problems: list[SchemaViolation] = []
     if "minItems" in schema and len(value) < schema["minItems"]:
         problems.append(
             SchemaViolation(pointer, f"needs at least {schema['minItems']} item(s)")
@@ -187,7 +187,7 @@ def _array_problems(value: list[Any], schema: Schema, pointer: str) -> list[Sche
 
 
 def _object_problems(value: dict[str, Any], schema: Schema, pointer: str) -> list[SchemaViolation]:
-    problems = []
+    problems: list[SchemaViolation] = []
     if "minProperties" in schema and len(value) < schema["minProperties"]:
         problems.append(SchemaViolation(
             pointer, f"needs at least {schema['minProperties']} member(s)"
@@ -213,7 +213,7 @@ def _object_problems(value: dict[str, Any], schema: Schema, pointer: str) -> lis
 
 
 def _combined_problems(value: Any, schema: Schema, pointer: str) -> list[SchemaViolation]:
-    problems = []
+    problems: list[SchemaViolation] = []
     if "not" in schema and not validate(value, schema["not"], pointer):
         problems.append(SchemaViolation(pointer, schema.get(
             "x-not-message", "matches a form that is not allowed here"
@@ -221,15 +221,36 @@ def _combined_problems(value: Any, schema: Schema, pointer: str) -> list[SchemaV
     for keyword in ("anyOf", "oneOf"):
         if keyword not in schema:
             continue
-        found = [validate(value, branch, pointer) for branch in schema[keyword]]
+        found = [validate(value, branch, pointer) for branch in _candidates(value, schema,
+                                                                            keyword)]
         fitting = sum(1 for f in found if not f)
         if fitting == 0:
-            closest = min(found, key=len)
             hint = schema.get("x-choice-message")
-            problems.extend([SchemaViolation(pointer, hint)] if hint else closest)
+            if hint or not found:
+                problems.append(SchemaViolation(pointer, hint or "fits none of the allowed forms"))
+            else:
+                closest: list[SchemaViolation] = min(found, key=len)
+                problems.extend(closest)
         elif keyword == "oneOf" and fitting > 1:
             problems.append(SchemaViolation(pointer, "fits more than one of the allowed forms"))
     return problems
+
+
+def _candidates(value: Any, schema: Schema, keyword: str) -> list[Schema | bool]:
+    """The branches that may fit: with a discriminator whose property every branch pins
+    with a `const`, only those pinning the value's (the others cannot fit)."""
+    branches: list[Schema | bool] = list(schema[keyword])
+    discriminator = schema.get("discriminator")
+    if not isinstance(discriminator, Mapping) or not isinstance(value, dict):
+        return branches
+    prop = discriminator["propertyName"]
+    pinned = [b.get("properties", {}).get(prop) if isinstance(b, Mapping) else None
+              for b in branches]
+    if not all(isinstance(p, Mapping) and "const" in p for p in pinned):
+        return branches
+    chosen = [b for b, p in zip(branches, pinned, strict=True)
+              if p is not None and prop in value and _equal(value[prop], p["const"])]
+    return chosen
 
 
 def normalize(value: Any, schema: Schema | bool) -> Any:
@@ -256,7 +277,7 @@ def normalize(value: Any, schema: Schema | bool) -> Any:
             key: normalize(item, properties.get(key, extra)) for key, item in value.items()
         }
     for keyword in ("anyOf", "oneOf"):
-        for branch in schema.get(keyword, ()):
+        for branch in _candidates(value, schema, keyword) if keyword in schema else ():
             if not validate(value, branch):
                 value = normalize(value, branch)
                 break
