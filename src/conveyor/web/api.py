@@ -137,9 +137,9 @@ def enqueue_schema(conveyor: Conveyor) -> dict[str, Any]:
         tasks = [task_schema(t) for _, t in sorted(conveyor.tasks.items())]
         found = {
             "type": "object", "required": ["task"],
-            "properties": {"task": {"type": "string", "enum": [t["title"] for t in tasks],
-                                    "description": "A registered task's name."}},
-            "oneOf": [*tasks] if tasks else [False],
+            "properties": {"task": {"type": "string", "description": "A registered task's name.",
+                                    **({"enum": [t["title"] for t in tasks]} if tasks else {})}},
+            "oneOf": [*tasks] if tasks else [False],  # no task: nothing can be enqueued
             "discriminator": {"propertyName": "task"},
             "x-choice-message": "name a registered task and give arguments that fit it",
         }
