@@ -82,12 +82,11 @@ def format_duration(seconds: float | None) -> str:
         return f"{hours}h {minutes:02d}m"
     days, hours = divmod(hours, 24)
     return f"{days}d {hours}h"
-def check_run_at(epoch_seconds: float, now: float | None = None) -> None:
-    """Refuse a run_at more than `MAX_AHEAD` after `now` (default: this host's clock)
-    or before `EARLIEST`."""
-    latest = (time.time() if now is None else now) + MAX_AHEAD
-    if not EARLIEST.timestamp() <= epoch_seconds <= latest:
+def check_run_at(epoch_seconds: float) -> None:
+    """Refuse a run_at outside `EARLIEST`..`LATEST`: a fixed range, so the HTTP API's
+    document can state it exactly (a bound relative to now could not be)."""
+    if not EARLIEST.timestamp() <= epoch_seconds <= LATEST.timestamp():
         raise InvalidOptionError(
-            f"run_at must fall between {EARLIEST:%Y-%m-%d} and 100 years from now, got "
+            f"run_at must fall between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}, got "
             f"{to_datetime(epoch_seconds).isoformat()} ({epoch_seconds!r} s since the epoch)"
         )

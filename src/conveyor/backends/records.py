@@ -9,7 +9,6 @@ encoded reads with U+FFFD (see `conveyor.jsonvalue`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -236,4 +235,4 @@ def check_insert(job: JobInsert) -> None:
             f"delay must be from 0 to {MAX_AHEAD:.0f} seconds (100 years), got {job.delay!r}"
         )
     if job.run_at is not None:
-        check_run_at(job.run_at, time.time())
+        check_run_at(job.run_at)

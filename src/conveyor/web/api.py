@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.backends.base import AuditFilter, JobFilter
+from conveyor.app import Conveyor
+from conveyor.backends.base import ROLES, AuditFilter, JobFilter
 from conveyor.errors import OperationError
 from conveyor.insights import worker_json
 from conveyor.middleware import EnqueueJob
@@ -15,14 +16,27 @@ from conveyor.web.arguments import check_arguments
 from conveyor.web.auth import Permission
 from conveyor.web.problems import Problem
 from conveyor.web.routing import (
+    CURSOR_PATTERN,
+    INVALID_CURSOR,
     ApiEndpoint,
     ApiRequest,
     Param,
     Reply,
     decode_cursor,
     encode_cursor,
+    strings_storable,
+    validation_problem,
 )
-from conveyor.web.schema import nullable, obj, parse_datetime
+from conveyor.web.schema import (
+    NO_NUL,
+    call_schemas,
+    normalize,
+    nullable,
+    obj,
+    parse_datetime,
+    text,
+    validate,
+)
 from conveyor.web.views import (
     audit_json,
     dead_groups,
@@ -36,18 +50,26 @@ BULK_MAX = 1000
 LIST_MAX = 500
 
 # -- schemas ---------------------------------------------------------------------------
-TEXT = {"type": "string", "minLength": 1, "maxLength": 255}
+TEXT = text()
+NAME = text(pattern=r"^[^\s\u0000](?:[^\u0000]*[^\s\u0000])?$",
+            message="must be text without NUL or surrounding blanks")
+"""A queue's name: no blanks around it (the app refuses " mail")."""
 TIME = {"type": "string", "format": "date-time"}
+RUN_AT_PATTERN = r"^(?!0001-01-0[12]|9999-12-(30|31)|0000)"
+"""A run_at the server accepts starts after 0001-01-02 and before 9999-12-30 (an offset
+can move either end by a day, so the document leaves both days out)."""
 STATES = [str(s) for s in JobState]
 JOB_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 
 OPTIONS = obj({
-    "queue": {**TEXT, "description": "Queue name (default: the task's, then the app's)."},
+    "queue": {**NAME, "description": "Queue name (default: the task's, then the app's)."},
     "priority": {"type": "integer", "minimum": 0, "maximum": 9,
                  "description": "0 is the most urgent."},
     "delay": {"type": "number", "minimum": 0, "maximum": 10 * 365 * 86400,
               "description": "Seconds to wait before the job may run."},
-    "run_at": {**TIME, "description": "Earliest start (instead of delay)."},
+    "run_at": {**TIME, "pattern": RUN_AT_PATTERN,
+               "description": "Earliest start (instead of delay), from 0001-01-02 to "
+                              "9999-12-30 (UTC)."},
     "idempotency_key": {**TEXT, "description": "A repeat with the same key returns the same "
                         "job (200) instead of a new one (201)."},
     "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1000},
@@ -56,17 +78,92 @@ OPTIONS = obj({
     "group": TEXT,
     "tags": {"type": "array", "items": TEXT, "maxItems": 50},
 }, description="The options of `task.using(...)`.")
+OPTIONS["not"] = {"required": ["delay", "run_at"]}
+OPTIONS["x-not-message"] = "give delay or run_at, not both"
+ARGS_MAX = 1000
 
-ENQUEUE = obj({
-    "task": {**TEXT, "description": "The registered task name."},
-    "args": {"type": "array", "maxItems": 1000, "description": "Positional arguments (JSON)."},
-    "kwargs": {"type": "object", "description": "Keyword arguments (JSON)."},
+
+def task_schema(task: Task[Any, Any]) -> dict[str, Any]:
+    """The enqueue body of one task: its arguments' schemas come from its signature."""
+    schema = obj({
+        "task": {"type": "string", "const": task.name},
+        "args": {"type": "array", "maxItems": ARGS_MAX,
+                 "description": "Positional arguments (JSON; text without NUL)."},
+        "kwargs": {"type": "object", "propertyNames": {"pattern": NO_NUL},
+                   "description": "Keyword arguments (JSON; text without NUL)."},
+        "options": OPTIONS,
+    }, required=("task",), description=(task.fn.__doc__ or "").strip().split("\n")[0])
+    schema["title"] = task.name
+    schema["oneOf"] = call_schemas(task.fn, ARGS_MAX)
+    schema["x-choice-message"] = (
+        f"the arguments do not fit {task.name}'s signature (see this task's schema)"
+    )
+    return schema
+
+
+ENQUEUE_SHAPE = obj({
+    "task": TEXT,
+    "args": {"type": "array", "maxItems": ARGS_MAX},
+    "kwargs": {"type": "object"},
     "options": OPTIONS,
 }, required=("task",))
+"""Any task's enqueue body, before its arguments are judged against its signature."""
 
-BULK = obj({
-    "jobs": {"type": "array", "items": ENQUEUE, "minItems": 1, "maxItems": BULK_MAX},
-}, required=("jobs",))
+
+def _explain_enqueue(body: Any, conveyor: Conveyor) -> None:
+    """Name the unknown task or the wrong argument of a body that fits no task's schema."""
+    if isinstance(body, dict) and isinstance(body.get("jobs"), list):
+        items = [(f"/jobs/{i}", item) for i, item in enumerate(body["jobs"])]
+    else:
+        items = [("", body)]
+    for pointer, item in items:
+        found = validate(item, ENQUEUE_SHAPE)
+        if found:
+            raise validation_problem(found, pointer)
+        task: Task[Any, Any] = conveyor.get_task(item["task"])
+        args, kwargs = normalize(item, ENQUEUE_SHAPE).get("args", []), item.get("kwargs", {})
+        check_arguments(task, args, kwargs, pointer)
+        _check_storable(task, args, kwargs, pointer)
+
+
+def _check_storable(
+    task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], pointer: str
+) -> None:
+    if not (strings_storable(args) and strings_storable(kwargs)):
+        raise Problem("invalid-arguments", f"{task.name}: arguments hold a NUL character, "
+                      "which the job database cannot store: encode binary data (e.g. "
+                      "base64) first", pointer=f"{pointer}/args")
+
+
+_SCHEMAS: dict[tuple[int, tuple[tuple[str, int], ...]], dict[str, Any]] = {}
+
+
+def enqueue_schema(conveyor: Conveyor) -> dict[str, Any]:
+    """One job to enqueue: one of the app's registered tasks, each with its arguments."""
+    key = (id(conveyor), tuple((name, id(t.fn)) for name, t in sorted(conveyor.tasks.items())))
+    found = _SCHEMAS.get(key)
+    if found is None:
+        tasks = [task_schema(t) for _, t in sorted(conveyor.tasks.items())]
+        found = {
+            "type": "object", "required": ["task"],
+            "properties": {"task": {"type": "string", "description": "A registered task's name.",
+                                    **({"enum": [t["title"] for t in tasks]} if tasks else {})}},
+            "oneOf": [*tasks] if tasks else [False],  # no task: nothing can be enqueued
+            "discriminator": {"propertyName": "task"},
+            "x-choice-message": "name a registered task and give arguments that fit it",
+        }
+        if len(_SCHEMAS) > 64:
+            _SCHEMAS.clear()
+        _SCHEMAS[key] = found
+    return found
+
+
+def bulk_schema(conveyor: Conveyor) -> dict[str, Any]:
+    return obj({
+        "jobs": {"type": "array", "items": enqueue_schema(conveyor), "minItems": 1,
+                 "maxItems": BULK_MAX},
+    }, required=("jobs",))
+
 
 ERROR_ENTRY = obj({
     "attempt": {"type": "integer"}, "type": {"type": "string"}, "message": {"type": "string"},
@@ -111,10 +208,18 @@ DLQ_FILTER = obj({
     "task": TEXT,
     "queue": TEXT,
     "ids": {"type": "array", "items": JOB_ID, "minItems": 1, "maxItems": BULK_MAX},
-    "fingerprint": {"type": "string", "minLength": 16, "maxLength": 16,
-                    "description": "A group's fingerprint from GET /dlq."},
+    "fingerprint": text(16, 16, description="A group's fingerprint from GET /dlq."),
     "all": {"type": "boolean", "description": "Required (true) when no other filter is given."},
-}, description="Which dead jobs: every given filter must match.")
+}, description="Which dead jobs: every given filter must match; at least one filter, "
+               "or all: true.")
+DLQ_FILTER["anyOf"] = [
+    *({"required": [name]} for name in ("task", "queue", "ids", "fingerprint")),
+    {"required": ["all"], "properties": {"all": {"const": True}}},
+]
+DLQ_FILTER["x-choice-message"] = (
+    'name the dead jobs (task, queue, ids, fingerprint) or send "all": true to act on '
+    "every dead job"
+)
 
 DEAD_GROUP = obj({
     "fingerprint": {"type": "string"}, "error_type": {"type": "string"},
@@ -178,14 +283,26 @@ SLO = {
 }
 
 TOKEN_CREATE = obj({
-    "name": TEXT,
-    "role": {"type": "string", "enum": ["viewer", "enqueuer", "operator", "admin"]},
-    "tasks": {"type": "array", "items": TEXT, "maxItems": 100},
-    "queues": {"type": "array", "items": TEXT, "maxItems": 100},
+    "name": text(pattern=r"^[^\u0000]*[^\s\u0000][^\u0000]*$",
+                 description="Who uses it (not blank; surrounding blanks are dropped).",
+                 message="must not be blank"),
+    "role": {"type": "string", "enum": list(ROLES)},
+    "tasks": {"type": "array", "items": TEXT, "maxItems": 100,
+              "description": "enqueuer only: the only tasks it may enqueue."},
+    "queues": {"type": "array", "items": TEXT, "maxItems": 100,
+               "description": "enqueuer only: the only queues it may enqueue into."},
     "expires_in": {"type": "number", "minimum": 1, "maximum": 10 * 365 * 86400,
                    "description": "Seconds until the token stops working (default: never; "
                                   "it works until revoked)."},
 }, required=("name", "role"))
+TOKEN_SHAPE = dict(TOKEN_CREATE)
+TOKEN_CREATE["anyOf"] = [
+    {"properties": {"role": {"const": "enqueuer"}}},
+    {"properties": {"tasks": {"maxItems": 0}, "queues": {"maxItems": 0}}},
+]
+TOKEN_CREATE["x-choice-message"] = (
+    "only an enqueuer token can be limited to tasks or queues; other roles act on all"
+)
 
 AUDIT_ENTRY = obj({
     "id": {"type": "integer"},
@@ -215,10 +332,6 @@ QUEUE_STATE = obj({
 
 JOB_ID_PARAM = Param("job_id", "path", JOB_ID, "The job's id.")
 QUEUE_PARAM = Param("queue", "path", TEXT, "The queue's name.")
-IDEMPOTENCY_HEADER = Param(
-    "Idempotency-Key", "header", TEXT,
-    "Same as options.idempotency_key: a repeat returns the first job with 200.",
-)
 
 
 # -- enqueue ---------------------------------------------------------------------------
@@ -232,6 +345,7 @@ def _job_for(call: ApiRequest, item: dict[str, Any], pointer: str) -> EnqueueJob
     args = item.get("args", [])
     kwargs = item.get("kwargs", {})
     check_arguments(task, args, kwargs, pointer)
+    _check_storable(task, args, kwargs, pointer)
     options = dict(item.get("options", {}))
     if "run_at" in options:
         if "delay" in options:
@@ -453,6 +567,11 @@ def create_token_op(call: ApiRequest) -> Reply:
     return Reply(201, {**_token_json(stored), "token": token})
 
 
+def _explain_token(body: Any, conveyor: Conveyor) -> None:
+    if not validate(body, TOKEN_SHAPE):
+        raise Problem("invalid-option", TOKEN_CREATE["x-choice-message"])
+
+
 def revoke_token(call: ApiRequest) -> Reply:
     if not _ops(call).revoke_token(call.path["token_id"], actor=call.actor,
                                    source=call.client):
@@ -491,6 +610,10 @@ def health(call: ApiRequest) -> Reply:
 
 # -- the table ------------------------------------------------------------------------------
 OK_JOB = {200: ("The job.", JOB)}
+JOB_LINKS = {
+    name: {"operationId": op, "parameters": {"job_id": "$response.body#/id"}}
+    for name, op in (("get", "get_job"), ("cancel", "cancel_job"), ("retry", "retry_job"))
+}
 
 ENDPOINTS: list[ApiEndpoint] = [
     ApiEndpoint("GET", "/health", "health", "Is the job database reachable and current?",
@@ -502,17 +625,23 @@ ENDPOINTS: list[ApiEndpoint] = [
     ApiEndpoint("POST", "/jobs", "enqueue", "Enqueue a job", Permission.ENQUEUE, enqueue,
              {201: ("Enqueued: a new job.", JOB),
               200: ("An idempotent repeat: the job the key already named.", JOB)},
-             params=(IDEMPOTENCY_HEADER,), body=ENQUEUE,
+             body=enqueue_schema,
              problems=("unknown-task", "invalid-arguments", "invalid-option", "conflict"),
+             links={201: JOB_LINKS, 200: JOB_LINKS}, explain=_explain_enqueue,
              description="Arguments are checked against the task's signature; a wrong one "
-                         "is a 422 whose `argument` member names it."),
+                         "is a 422 whose `argument` member names it. An `Idempotency-Key` "
+                         "header is the same as options.idempotency_key (both, differing, is "
+                         "a 422 invalid-option); it is not a declared parameter because the "
+                         "document cannot say that the two must agree."),
     ApiEndpoint("POST", "/jobs/bulk", "enqueue_bulk", "Enqueue many jobs in one transaction",
              Permission.ENQUEUE, enqueue_bulk,
              {201: ("Enqueued (some or all new).", BULK_RESULT),
               200: ("Every job was an idempotent repeat.", BULK_RESULT)},
-             params=(IDEMPOTENCY_HEADER,), body=BULK,
+             body=bulk_schema, explain=_explain_enqueue,
              problems=("unknown-task", "invalid-arguments", "invalid-option"),
-             description="All or nothing: one invalid job and none is enqueued."),
+             description="All or nothing: one invalid job and none is enqueued. Each job "
+                         "takes its own options.idempotency_key; an Idempotency-Key header "
+                         "is refused (422 invalid-option)."),
     ApiEndpoint("GET", "/jobs", "list_jobs", "List jobs, newest first", Permission.READ,
              list_jobs, {200: ("A page of jobs.", JOB_LIST)},
              params=(
@@ -522,12 +651,13 @@ ENDPOINTS: list[ApiEndpoint] = [
                  Param("task", "query", TEXT, "Only this task."),
                  Param("created_after", "query", TIME, "Created at or after."),
                  Param("created_before", "query", TIME, "Created before."),
-                 Param("error", "query", {"type": "string", "minLength": 1, "maxLength": 200},
+                 Param("error", "query", text(1, 200),
                        "Text in the error history (any case)."),
                  Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": LIST_MAX},
                        "Page size (default 50)."),
-                 Param("cursor", "query", {"type": "string", "maxLength": 64},
-                       "next_cursor of the previous page.", invalid="invalid-cursor"),
+                 Param("cursor", "query", {"type": "string", "pattern": CURSOR_PATTERN,
+                                           "maxLength": 64},
+                       "next_cursor of the previous page.", invalid=INVALID_CURSOR),
              ), problems=("invalid-cursor",)),
     ApiEndpoint("GET", "/jobs/{job_id}", "get_job", "Get a job with its error history",
              Permission.READ, get_job, OK_JOB, params=(JOB_ID_PARAM,)),
@@ -577,7 +707,10 @@ ENDPOINTS: list[ApiEndpoint] = [
              tag="tokens"),
     ApiEndpoint("POST", "/tokens", "create_token", "Create a token (shown once, in this answer)",
              Permission.ADMIN, create_token_op, {201: ("Created.", TOKEN)},
-             body=TOKEN_CREATE, problems=("invalid-option",), tag="tokens"),
+             body=TOKEN_CREATE, problems=("invalid-option",), tag="tokens",
+             explain=_explain_token,
+             links={201: {"revoke": {"operationId": "revoke_token",
+                                     "parameters": {"token_id": "$response.body#/id"}}}}),
     ApiEndpoint("DELETE", "/tokens/{token_id}", "revoke_token", "Revoke a token at once",
              Permission.ADMIN, revoke_token, {204: ("Revoked.", None)},
              params=(Param("token_id", "path", JOB_ID, "The token's id."),), tag="tokens"),
@@ -592,8 +725,9 @@ ENDPOINTS: list[ApiEndpoint] = [
                        "Only this action, e.g. job.retry."),
                  Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": LIST_MAX},
                        "Page size (default 50)."),
-                 Param("cursor", "query", {"type": "string", "maxLength": 64},
-                       "next_cursor of the previous page."),
+                 Param("cursor", "query", {"type": "string", "pattern": CURSOR_PATTERN,
+                                           "maxLength": 64},
+                       "next_cursor of the previous page.", invalid=INVALID_CURSOR),
              ), problems=("invalid-cursor",), tag="audit",
              description="Every operator and admin action (retry, cancel, purge, pause, "
                          "resume, token create and revoke), recorded in the transaction of "

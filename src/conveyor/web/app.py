@@ -104,7 +104,7 @@ class SecurityMiddleware:
 
 def _openapi_endpoint(endpoints: list[ApiEndpoint]) -> ApiEndpoint:
     def openapi(call: ApiRequest) -> Reply:
-        document = openapi_document(all_endpoints, _package_version())
+        document = openapi_document(all_endpoints, _package_version(), call.state.conveyor)
         document["servers"] = [{"url": call.root_path or "/"}]
         return Reply(200, document)
 
@@ -120,15 +120,59 @@ def api_endpoints() -> list[ApiEndpoint]:
     return [*ENDPOINTS, _openapi_endpoint(ENDPOINTS)]
 
 
+def _allow(exc: Exception) -> dict[str, str]:
+    """The Allow header of a 405 (RFC 9110), its methods in a stable order."""
+    headers = getattr(exc, "headers", None) or {}
+    methods = {m.strip().upper() for m in headers.get("Allow", "").split(",") if m.strip()}
+    return {"Allow": ", ".join(sorted(methods))} if methods else {}
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 404)
+    allow = _allow(exc) if status == 405 else {}
     if request.url.path.startswith(request.scope.get("root_path", "") + API_PREFIX):
-        status = getattr(exc, "status_code", 404)
-        slug = "method-not-allowed" if status == 405 else "not-found"
-        return problem_response(Problem(slug, "no such operation: see /api/v1/openapi.json"),
-                                request.url.path)
+        if status == 405:
+            problem = Problem("method-not-allowed", f"{request.method} is not an operation "
+                              f"here (allowed: {allow.get('Allow', 'none')}): see "
+                              "/api/v1/openapi.json", headers=allow)
+        else:
+            problem = Problem("not-found", "no such operation: see /api/v1/openapi.json")
+        return problem_response(problem, request.url.path)
     from conveyor.web.dashboard import error_page
 
-    return await error_page(request, getattr(exc, "status_code", 404))
+    response = await error_page(request, status)
+    response.headers.update(allow)
+    return response
+
+
+def _path_routes(endpoints: list[ApiEndpoint]) -> list[Route]:
+    """One route per path serving each of its declared methods, so that any other
+    method is a 405 whose Allow header lists all of them (also where a fixed path such
+    as /jobs/bulk would otherwise fall through to /jobs/{job_id})."""
+    by_path: dict[str, dict[str, ApiEndpoint]] = {}
+    for ep in endpoints:
+        by_path.setdefault(ep.path, {})[ep.method] = ep
+    fixed = {API_PREFIX + path: sorted(methods) for path, methods in by_path.items()
+             if "{" not in path}
+    routes = []
+    for path, by_method in by_path.items():
+        served = {method: serve(ep) for method, ep in by_method.items()}
+        if "GET" in served:
+            served.setdefault("HEAD", served["GET"])
+
+        async def route(
+            request: Request, served: dict[str, Any] = served, own: str = API_PREFIX + path
+        ) -> Response:
+            here = request.url.path.removeprefix(request.scope.get("root_path", ""))
+            if here != own and here in fixed:  # a fixed path's own route lacks this method
+                allowed = fixed[here] + (["HEAD"] if "GET" in fixed[here] else [])
+                raise HTTPException(405, headers={"Allow": ", ".join(allowed)})
+            answer: Response = await served[request.method](request)
+            return answer
+
+        name = "|".join(ep.operation_id for ep in by_method.values())
+        routes.append(Route(API_PREFIX + path, route, methods=list(by_method), name=name))
+    return routes
 
 
 def create_app(
@@ -157,10 +201,7 @@ def create_app(
     state = WebState(conveyor, settings)
     from conveyor.web.dashboard import STATIC_DIR, dashboard_routes
 
-    routes: list[BaseRoute] = [
-        Route(API_PREFIX + ep.path, serve(ep), methods=[ep.method], name=ep.operation_id)
-        for ep in api_endpoints()
-    ]
+    routes: list[BaseRoute] = [*_path_routes(api_endpoints())]
     routes.append(Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"))
     routes.extend(dashboard_routes())
     app = Starlette(

@@ -1,4 +1,4 @@
-"""The API's route table: one `ApiEndpoint` per operation, from which both the
+"""The API's route table: one `Endpoint` per operation, from which both the
 Starlette routes and the OpenAPI document are built.
 
 Every endpoint declares its permission, path and query parameters, request
@@ -17,7 +17,8 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -29,7 +30,6 @@ from conveyor.errors import (
     BackendUnavailable,
     InvalidArgumentsError,
     InvalidOptionError,
-    OperationError,
     SchemaError,
     SerializationError,
     UnknownTaskError,
@@ -37,8 +37,11 @@ from conveyor.errors import (
 from conveyor.jsonvalue import storable_text, storable_value
 from conveyor.web.auth import Permission, Principal
 from conveyor.web.problems import PROBLEM_MEDIA_TYPE, PROBLEMS, TYPE_PREFIX, Problem
-from conveyor.web.schema import Schema, validate
+from conveyor.web.schema import Schema, SchemaViolation, normalize, validate
 from conveyor.web.state import WebState
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
 
 log = logging.getLogger("conveyor.web")
 
@@ -54,8 +57,9 @@ class Param:
     schema: Schema
     description: str
     required: bool = False
-    invalid: str | None = None
-    """The problem type answered when the value does not fit (default: validation-error)."""
+    invalid: tuple[str, str] | None = None
+    """The problem (slug, detail) for a value that does not fit the schema, instead of
+    a validation-error."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +116,22 @@ class ApiEndpoint:
     handler: Handler
     responses: Mapping[int, tuple[str, Schema | None]]
     params: Sequence[Param] = ()
-    body: Schema | None = None
+    body: Schema | Callable[[Conveyor], Schema] | None = None
+    """The request body's schema, or a function of the app that builds it (e.g. from
+    the registered tasks)."""
     problems: Sequence[str] = ()
     description: str = ""
     tag: str = "jobs"
     probe: bool = False
     """A health probe: limited per address by its own, generous bucket (see WebState)."""
+    explain: Callable[[Any, Conveyor], None] | None = None
+    """Called with a body that does not fit `body`, to raise a more telling Problem
+    than a validation-error (e.g. unknown-task) when it can."""
+    links: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    """OpenAPI links of a response status: name -> Link object."""
+
+    def body_schema(self, conveyor: Conveyor) -> Schema | None:
+        return self.body(conveyor) if callable(self.body) else self.body
 
 
 # -- request pipeline ------------------------------------------------------------------
@@ -181,6 +195,9 @@ def _convert(raw: str, schema: Schema) -> Any:
     kind = schema.get("type")
     if kind == "integer" and _INT.match(raw):
         return int(raw)
+    if kind == "integer" and _NUMBER.match(raw):
+        number = Decimal(raw)  # JSON Schema's integers include 92.0 and 1e2
+        return int(number) if number == number.to_integral_value() else raw
     if kind == "number" and _NUMBER.match(raw):
         return float(raw)
     if kind == "boolean" and raw in ("true", "false"):
@@ -198,7 +215,7 @@ def parse_params(endpoint: ApiEndpoint, request: Request) -> tuple[dict[str, Any
         path[param.name] = converted
     query: dict[str, Any] = {}
     declared = {p.name: p for p in endpoint.params if p.where == "query"}
-    errors: list[dict[str, Any]] = []
+    errors = []
     for name in request.query_params:
         if name not in declared:
             known = ", ".join(sorted(declared)) or "none"
@@ -210,6 +227,8 @@ def parse_params(endpoint: ApiEndpoint, request: Request) -> tuple[dict[str, Any
                 errors.append({"pointer": f"?{name}", "message": "is required"})
             continue
         if any(not storable_text(v) for v in values):
+            if param.invalid is not None:
+                raise Problem(*param.invalid)
             errors.append({"pointer": f"?{name}", "message": "must be text without NUL"})
             continue
         value: Any
@@ -221,23 +240,36 @@ def parse_params(endpoint: ApiEndpoint, request: Request) -> tuple[dict[str, Any
         else:
             value = _convert(values[0], param.schema)
         found = validate(value, param.schema, f"?{name}")
+        if found and param.invalid is not None:
+            raise Problem(*param.invalid)
         if found:
             errors.extend(v.to_json() for v in found)
             continue
-        query[name] = value
-    for error in errors:
-        culprit = declared.get(str(error["pointer"]).removeprefix("?"))
-        if culprit is not None and culprit.invalid is not None:
-            raise Problem(culprit.invalid, PROBLEMS[culprit.invalid][1] + f": ?{culprit.name} "
-                          f"{error['message']}")
+        query[name] = normalize(value, param.schema)
     if errors:
         raise Problem("validation-error", "the query parameters do not fit", errors=errors)
     return path, query
 
 
-async def parse_body(endpoint: ApiEndpoint, request: Request, limit: int) -> Any:
+def strings_storable(value: Any) -> bool:
+    """True when every text in `value` (keys included) holds no NUL or lone surrogate."""
+    return storable_value(value)
+
+
+def validation_problem(found: Sequence[SchemaViolation], prefix: str = "") -> Problem:
+    return Problem(
+        "validation-error",
+        "; ".join(f"{(prefix + v.pointer) or '/'} {v.message}" for v in found[:5]),
+        errors=[{**v.to_json(), "pointer": (prefix + v.pointer) or "/"} for v in found[:50]],
+    )
+
+
+async def parse_body(
+    endpoint: ApiEndpoint, request: Request, limit: int, conveyor: Conveyor
+) -> Any:
     raw = await read_body(request, limit)
-    if endpoint.body is None:
+    schema = endpoint.body_schema(conveyor)
+    if schema is None:
         if raw.strip():
             raise Problem("validation-error", "this operation takes no request body", errors=[])
         return None
@@ -251,15 +283,14 @@ async def parse_body(endpoint: ApiEndpoint, request: Request, limit: int) -> Any
             f"send the body as JSON with Content-Type: application/json (got {media or 'none'!r})",
         )
     value = parse_json(raw)
-    found = validate(value, endpoint.body)
+    found = validate(value, schema)
     if found:
-        raise Problem(
-            "validation-error", "; ".join(f"{v.pointer or '/'} {v.message}" for v in found[:5]),
-            errors=[v.to_json() for v in found[:50]],
-        )
-    if not storable_value(_schema_strings(value, endpoint.body)):
+        if endpoint.explain is not None:
+            endpoint.explain(value, conveyor)
+        raise validation_problem(found)
+    if not strings_storable(_schema_strings(value, schema)):
         raise Problem("validation-error", "text fields must be UTF-8 without NUL", errors=[])
-    return value
+    return normalize(value, schema)
 
 
 def _schema_strings(value: Any, schema: Schema) -> Any:
@@ -281,7 +312,7 @@ def problem_for(exc: Exception) -> Problem:
         return Problem("unknown-task", str(exc))
     if isinstance(exc, InvalidArgumentsError | SerializationError):
         return Problem("invalid-arguments", str(exc))
-    if isinstance(exc, InvalidOptionError | OperationError):
+    if isinstance(exc, InvalidOptionError):
         return Problem("invalid-option", str(exc))
     if isinstance(exc, SchemaError):
         log.error("web: %s", exc)
@@ -303,7 +334,8 @@ def serve(endpoint: ApiEndpoint) -> Callable[[Request], Any]:
             principal = await state.authenticate(request, endpoint.permission,
                                                  probe=endpoint.probe)
             path, query = parse_params(endpoint, request)
-            body = await parse_body(endpoint, request, state.settings.max_body_bytes)
+            body = await parse_body(endpoint, request, state.settings.max_body_bytes,
+                                    state.conveyor)
             call = ApiRequest(state, principal, path, query, body, request.headers,
                               request.scope.get("root_path", ""), client_address(request))
             reply = await run_in_threadpool(endpoint.handler, call)
@@ -318,30 +350,31 @@ def serve(endpoint: ApiEndpoint) -> Callable[[Request], Any]:
 
 
 # -- cursors ---------------------------------------------------------------------------
+# A cursor is "v1:<id>" in URL-safe base64 without padding. Three ASCII digits encode as
+# four characters, so the exact set of cursors is a regular language: "v1:" is "djE6",
+# then groups for three digits, and a tail of one or two digits.
+_THREE = "(?:[MN][DTjz]|O[DT])[AEIMQUYcgk][w-z0-5]"
+_ONE = "(?:[MN][AQgw]|O[AQ])"
+_TWO = "(?:[MN][DTjz]|O[DT])[AEIMQUYcgk]"
+CURSOR_PATTERN = (
+    f"^djE6(?:(?:{_THREE}){{1,6}}|(?:{_THREE}){{0,6}}{_ONE}|(?:{_THREE}){{0,5}}{_TWO})$"
+)
+"""Exactly the cursors the API accepts: "v1:" and 1 to 19 digits, base64url-encoded."""
+_CURSOR = re.compile(CURSOR_PATTERN[:-1] + r"\Z")
+_MAX_ID = 2**63 - 1
+INVALID_CURSOR = ("invalid-cursor", "pass back the next_cursor of a previous page unchanged")
+
+
 def encode_cursor(before_id: int) -> str:
     return base64.urlsafe_b64encode(f"v1:{before_id}".encode()).decode().rstrip("=")
 
 
-_CURSOR = re.compile(r"v1:([1-9][0-9]{0,18})")
-_CURSOR_MAX_ID = 2**63 - 1
-CURSOR_MAX_LENGTH = 64
-
-
 def decode_cursor(cursor: str) -> int:
-    """The job id a cursor names; any other text (forged, truncated, huge, not ASCII) is a
-    400 `invalid-cursor`, never an error of the database."""
-    number = None
-    if 0 < len(cursor) <= CURSOR_MAX_LENGTH and cursor.isascii():
-        try:
-            text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        except (ValueError, UnicodeDecodeError):
-            text = ""
-        found = _CURSOR.fullmatch(text)
-        if found is not None and int(found[1]) <= _CURSOR_MAX_ID:
-            number = int(found[1])
-    if number is None:
-        raise Problem("invalid-cursor", "pass back the next_cursor of a previous page unchanged")
-    return number
+    """The id a cursor names (a page holds the jobs below it); capped at the largest id."""
+    if not _CURSOR.match(cursor):
+        raise Problem(*INVALID_CURSOR)
+    text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    return min(int(text.removeprefix("v1:")), _MAX_ID)
 
 
 # -- the OpenAPI document ----------------------------------------------------------------
@@ -373,8 +406,50 @@ def problem_slugs(endpoint: ApiEndpoint) -> list[str]:
     return sorted(set(slugs))
 
 
-def openapi_document(endpoints: Sequence[ApiEndpoint], version: str) -> dict[str, Any]:
+_COMPONENT_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _hoist(schema: Any, components: dict[str, Any]) -> Any:
+    """`schema` with each branch of a discriminated `oneOf` moved to `components` and
+    named in the discriminator's mapping (OpenAPI maps discriminator values to named
+    schemas only). The branches keep their `title` (the value) and a `const` on the
+    discriminating property."""
+    if isinstance(schema, list):
+        return [_hoist(item, components) for item in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    result = {key: _hoist(value, components) for key, value in schema.items()}
+    discriminator = result.get("discriminator")
+    if isinstance(discriminator, Mapping) and isinstance(result.get("oneOf"), list):
+        prop = discriminator["propertyName"]
+        mapping: dict[str, str] = {}
+        branches = []
+        for branch in result["oneOf"]:
+            value = branch.get("properties", {}).get(prop, {}).get("const") if isinstance(
+                branch, Mapping) else None
+            if not isinstance(value, str):
+                branches.append(branch)
+                continue
+            base = name = "Enqueue_" + _COMPONENT_NAME.sub("_", value)
+            n = 1
+            while name in components and components[name] != branch:
+                n += 1
+                name = f"{base}_{n}"
+            components[name] = branch
+            mapping[value] = f"#/components/schemas/{name}"
+            branches.append({"$ref": mapping[value]})
+        result["oneOf"] = branches
+        result["discriminator"] = {**discriminator, "mapping": mapping}
+    return result
+
+
+def openapi_document(
+    endpoints: Sequence[ApiEndpoint], version: str, conveyor: Conveyor
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `endpoints` as served for `conveyor` (whose registered
+    tasks shape the enqueue schemas)."""
     paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {}
     for ep in endpoints:
         operation: dict[str, Any] = {
             "operationId": ep.operation_id,
@@ -392,15 +467,18 @@ def openapi_document(endpoints: Sequence[ApiEndpoint], version: str) -> dict[str
             operation["description"] = ep.description
         if ep.permission is None:
             operation["security"] = []
-        if ep.body is not None:
+        body = ep.body_schema(conveyor)
+        if body is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": dict(ep.body)}},
+                "content": {"application/json": {"schema": _hoist(body, schemas)}},
             }
         for status, (text, schema) in ep.responses.items():
             response: dict[str, Any] = {"description": text}
             if schema is not None:
                 response["content"] = {"application/json": {"schema": dict(schema)}}
+            if status in ep.links:
+                response["links"] = {name: dict(link) for name, link in ep.links[status].items()}
             operation["responses"][str(status)] = response
         statuses: dict[int, list[str]] = {}
         for slug in problem_slugs(ep):
@@ -422,6 +500,7 @@ def openapi_document(endpoints: Sequence[ApiEndpoint], version: str) -> dict[str
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
+            "schemas": schemas,
             "securitySchemes": {
                 "token": {"type": "http", "scheme": "bearer",
                           "description": "A token from `conveyor tokens create`."},
