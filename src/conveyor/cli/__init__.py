@@ -9,6 +9,7 @@
     conveyor tokens create --role operator --name me | list | revoke ID
     conveyor slo [show|rules]
     conveyor demo
+    conveyor grafana-dashboard [APP] > conveyor.json
 
 The app is named by a positional `module:attr`, by `-A/--app`, or by
 `$CONVEYOR_APP`. Errors a user can fix are one red `error: ...` line and exit
@@ -22,6 +23,7 @@ import click
 from conveyor.cli.common import ConveyorGroup
 from conveyor.cli.demo import demo
 from conveyor.cli.dlq import dlq
+from conveyor.cli.grafana import grafana_dashboard
 from conveyor.cli.jobs import jobs
 from conveyor.cli.logs import configure_logging
 from conveyor.cli.migrate import migrate
@@ -54,6 +56,7 @@ cli.add_command(slo)
 cli.add_command(demo)
 cli.add_command(web)
 cli.add_command(tokens)
+cli.add_command(grafana_dashboard)
 
 
 def main() -> None:
