@@ -601,3 +601,29 @@ def test_demo_serve_keeps_a_worker_and_the_dashboard_until_ctrl_c(tmp_path: Path
         proc.wait()
     assert proc.returncode == 0, out + err
     assert "stopped" in out and "Traceback" not in err
+
+
+def test_dlq_retry_all_without_an_answer_says_to_pass_yes(cli_app: CliApp) -> None:
+    dead = cli_app.module.boom.enqueue("a")
+    run_burst(cli_app)
+    result = invoke("dlq", "retry", "--all", "-A", cli_app.path, input="")
+    assert result.exit_code == 1
+    assert "Aborted" not in result.output and "pass --yes" in result.stderr
+    assert cli_app.state(dead.id) is JobState.DEAD
+
+
+def test_the_demo_names_conveyor_as_this_shell_can_run_it(tmp_path: Path) -> None:
+    from conveyor.cli.demo import invoked_as
+
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    script = venv_bin / "conveyor"
+    script.write_text("#!/bin/sh\n")
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        # Not on PATH (the README's venv was never activated): the path that was run.
+        assert invoked_as(str(script)) == os.path.join(".venv", "bin", "conveyor")
+    finally:
+        os.chdir(here)
+    assert invoked_as("/nonexistent/__main__.py").endswith("-m conveyor")

@@ -163,9 +163,7 @@ def retry(
             out.print(f"no dead jobs match{describe_filter(task, queue)}: nothing to retry")
             return
         if not yes:
-            click.confirm(
-                f"Retry {shown} dead job(s){describe_filter(task, queue)}?", abort=True
-            )
+            confirm(f"Retry {shown} dead job(s){describe_filter(task, queue)}?", "retry")
         retried = backend.job_retry(JobFilter(task=task, queue=queue, limit=BULK))
         out.print(f"retried {retried} dead job(s): they are available again")
         return
@@ -183,6 +181,19 @@ def retry(
             f"job(s) {listed} not retried: not dead{describe_filter(task, queue)}, or no such job "
             "(see `conveyor jobs show ID`)"
         )
+
+
+def confirm(question: str, action: str) -> None:
+    """Ask; with no answer to read (no terminal), refuse and name --yes, not "Aborted!"."""
+    try:
+        answered = click.confirm(question)
+    except click.Abort:
+        raise CliError(
+            f"no answer to the question (is there a terminal?), so nothing was done: pass "
+            f"--yes to {action} without asking"
+        ) from None
+    if not answered:
+        raise CliError(f"nothing was done; pass --yes to {action} without asking")
 
 
 @dlq.command()
@@ -203,9 +214,9 @@ def purge(
         out.print(f"no dead jobs match{describe_filter(task, queue)}: nothing to purge")
         return
     if not yes:
-        click.confirm(
+        confirm(
             f"Delete {shown} dead job(s){describe_filter(task, queue)} for good? "
-            "This cannot be undone", abort=True,
+            "This cannot be undone", "purge",
         )
     deleted = backend.job_delete(JobFilter(states=DEAD, task=task, queue=queue, limit=BULK))
     out.print(f"deleted {deleted} dead job(s)")

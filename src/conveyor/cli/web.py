@@ -19,7 +19,7 @@ def _require_web() -> None:
     except ImportError as exc:
         raise CliError(
             f"the web extra is not installed ({exc.name} is missing): "
-            "pip install 'conveyor[web]'"
+            "install conveyor's web extra (from a clone of conveyor: pip install -e '.[web]')"
         ) from None
 
 
