@@ -627,3 +627,18 @@ def test_the_demo_names_conveyor_as_this_shell_can_run_it(tmp_path: Path) -> Non
     finally:
         os.chdir(here)
     assert invoked_as("/nonexistent/__main__.py").endswith("-m conveyor")
+
+
+def test_a_missing_dependency_of_the_app_module_names_it_with_the_traceback(
+    cli_app: CliApp,
+) -> None:
+    (cli_app.folder / "needs_dep.py").write_text(
+        "import conveyor\n"
+        "import not_installed_dep  # the user's own import\n"
+        "app = conveyor.Conveyor()\n"
+    )
+    proc = conveyor(cli_app, "status", "needs_dep:app")
+    assert proc.returncode == 1
+    assert "'not_installed_dep'" in proc.stderr and "was found" in proc.stderr
+    assert "PYTHONPATH" not in proc.stderr  # not the misleading "run from the folder" hint
+    assert "needs_dep.py\", line 2" in proc.stderr  # the real cause, where it is
