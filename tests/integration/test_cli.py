@@ -642,3 +642,11 @@ def test_a_missing_dependency_of_the_app_module_names_it_with_the_traceback(
     assert "'not_installed_dep'" in proc.stderr and "was found" in proc.stderr
     assert "PYTHONPATH" not in proc.stderr  # not the misleading "run from the folder" hint
     assert "needs_dep.py\", line 2" in proc.stderr  # the real cause, where it is
+
+
+def test_process_pool_children_start_without_a_runpy_warning(cli_app: CliApp) -> None:
+    cli_app.module.add.enqueue(1, 2)
+    proc = conveyor(cli_app, "worker", cli_app.path, "--pool", "process", "-c", "1", "--burst")
+    assert proc.returncode == 0, proc.stderr
+    assert "RuntimeWarning" not in proc.stderr and "found in sys.modules" not in proc.stderr
+    assert cli_app.app.backend.queue_stats()[0].counts[JobState.SUCCEEDED] == 1

@@ -9,7 +9,7 @@ recycled (asked to exit, replaced for the next job) after `max_jobs` jobs or
 once its resident memory passes `max_memory` bytes, so a task that leaks
 memory cannot grow a worker without bound.
 
-Run as ``python -m conveyor.worker.child module:app PARENT_PID``.
+Run as ``python -m conveyor.worker.child_main module:app PARENT_PID``.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class ChildProcess:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         proc = subprocess.Popen(
-            [sys.executable, "-m", "conveyor.worker.child", self.app_path, str(os.getpid())],
+            [sys.executable, "-m", "conveyor.worker.child_main", self.app_path, str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
