@@ -650,3 +650,19 @@ def test_process_pool_children_start_without_a_runpy_warning(cli_app: CliApp) ->
     assert proc.returncode == 0, proc.stderr
     assert "RuntimeWarning" not in proc.stderr and "found in sys.modules" not in proc.stderr
     assert cli_app.app.backend.queue_stats()[0].counts[JobState.SUCCEEDED] == 1
+
+
+def test_the_worker_says_which_declared_queues_it_does_not_serve(cli_app: CliApp) -> None:
+    url = cli_app.app.url
+    (cli_app.folder / "mailapp.py").write_text(
+        f"from conveyor import Conveyor\napp = Conveyor({url!r}, poll_interval=0.05)\n"
+        "@app.task(queue='mail')\ndef send(to: str) -> None: ...\n"
+        "@app.task()\ndef add(a: int) -> int:\n    return a\n"
+    )
+    proc = conveyor(cli_app, "worker", "mailapp:app", "--burst")
+    assert proc.returncode == 0, proc.stderr
+    assert "serving queue(s): default" in proc.stderr
+    assert "not serving queue(s) that tasks of this app use: mail (send)" in proc.stderr
+    assert "-q default,mail" in proc.stderr
+    served = conveyor(cli_app, "worker", "mailapp:app", "-q", "default,mail", "--burst")
+    assert served.returncode == 0 and "not serving" not in served.stderr
