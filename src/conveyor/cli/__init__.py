@@ -6,7 +6,7 @@
     conveyor jobs show ID | list
     conveyor migrate [--dry-run]
     conveyor web myapp.tasks:app [--host 127.0.0.1 --port 8000]
-    conveyor tokens create --role operator --name me | list | revoke ID
+    conveyor tokens create myapp.tasks:app --role operator --name me | list | revoke APP ID
     conveyor slo [show|rules]
     conveyor demo
     conveyor grafana-dashboard [APP] > conveyor.json
