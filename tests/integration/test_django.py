@@ -40,6 +40,12 @@ def test_django_tasks_run_on_conveyor(backend_url: str) -> None:
     ids: dict[str, Any] = json.loads(manage(env, "scenario", "enqueue").stdout)
     assert ids["add_status"] == "READY"
     assert ids["orders"] == 1  # the rolled-back order is gone...
+    assert ids["refused"] == {
+        "set_argument": "SerializationError",  # not JSON: refused before anything is stored
+        "unknown_queue": "InvalidTaskError",
+        "result_not_a_number": "TaskResultDoesNotExist",
+        "result_never_enqueued": "TaskResultDoesNotExist",
+    }
 
     app = Conveyor(backend_url)
     try:
@@ -54,6 +60,12 @@ def test_django_tasks_run_on_conveyor(backend_url: str) -> None:
 
     manage(env, "conveyor", "worker", "--burst", "--concurrency", "2")
     keys = ["add", "urgent", "later", "context", "broken", "async", "committed", "rolled_back"]
+    app = Conveyor(backend_url)
+    try:  # eight enqueues, one rolled back; the refused ones stored nothing
+        stored = sum(sum(s.counts.values()) for s in app.backend.queue_stats())
+        assert stored == 7
+    finally:
+        app.close()
     read = json.loads(manage(env, "scenario", "read", *[str(ids[k]) for k in keys]).stdout)
     got = {k: read[str(ids[k])] for k in keys}
 

@@ -3,7 +3,7 @@
 import os
 from urllib.parse import unquote, urlsplit
 
-SECRET_KEY = "test-only-not-secret"  # noqa: S105
+SECRET_KEY = "test-only-not-secret"
 DEBUG = False
 USE_TZ = True
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]

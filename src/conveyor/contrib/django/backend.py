@@ -7,7 +7,6 @@ arguments; the result id is the job id. See docs/django.md.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -166,12 +165,6 @@ class ConveyorBackend(BaseTaskBackend):
         )
         task_enqueued.send(type(self), task_result=result)
         return result
-
-    async def aenqueue(self, task: Task[Any, T], args: Any, kwargs: Any) -> TaskResult[T]:
-        if self.database is not None and connections[self.database].in_atomic_block:
-            # Django's connection belongs to this thread: enqueue here, on it.
-            return self.enqueue(task, args, kwargs)
-        return await asyncio.to_thread(self.enqueue, task, args, kwargs)
 
     # -- results ------------------------------------------------------------------------
     def get_result(self, result_id: str) -> TaskResult[Any]:

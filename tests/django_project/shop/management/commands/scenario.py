@@ -58,6 +58,18 @@ class Command(BaseCommand):
         except Rollback:
             pass
         ids["orders"] = Order.objects.count()
+        refused: dict[str, str] = {}
+        for name, attempt in {
+            "set_argument": lambda: add.enqueue({1, 2}, 1),
+            "unknown_queue": lambda: add.using(queue_name="nope").enqueue(1, 1),
+            "result_not_a_number": lambda: default_task_backend.get_result("nope"),
+            "result_never_enqueued": lambda: default_task_backend.get_result("999999"),
+        }.items():
+            try:
+                attempt()
+            except Exception as exc:
+                refused[name] = type(exc).__name__
+        ids["refused"] = refused
         return ids
 
     def read(self, ids: list[str]) -> dict[str, Any]:
