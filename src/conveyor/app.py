@@ -10,6 +10,7 @@ import importlib
 import os
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
@@ -478,6 +479,15 @@ def load_app(path: str) -> Conveyor:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        missing = exc.name or ""
+        if missing and module_name != missing and not module_name.startswith(missing + "."):
+            # The app's module was found; something it imports was not.
+            where = "".join(traceback.format_exception(exc)).rstrip()
+            raise ConfigurationError(
+                f"{module_name!r} (for app {path!r}) was found, but importing it failed: "
+                f"it needs {missing!r}, which this Python ({sys.executable}) cannot import. "
+                f"Install it in this environment, or fix the import.\n{where}"
+            ) from exc
         raise ConfigurationError(
             f"cannot import {module_name!r} for app {path!r} ({exc}); run from the folder that "
             "holds it or add it to PYTHONPATH"

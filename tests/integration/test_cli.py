@@ -601,3 +601,68 @@ def test_demo_serve_keeps_a_worker_and_the_dashboard_until_ctrl_c(tmp_path: Path
         proc.wait()
     assert proc.returncode == 0, out + err
     assert "stopped" in out and "Traceback" not in err
+
+
+def test_dlq_retry_all_without_an_answer_says_to_pass_yes(cli_app: CliApp) -> None:
+    dead = cli_app.module.boom.enqueue("a")
+    run_burst(cli_app)
+    result = invoke("dlq", "retry", "--all", "-A", cli_app.path, input="")
+    assert result.exit_code == 1
+    assert "Aborted" not in result.output and "pass --yes" in result.stderr
+    assert cli_app.state(dead.id) is JobState.DEAD
+
+
+def test_the_demo_names_conveyor_as_this_shell_can_run_it(tmp_path: Path) -> None:
+    from conveyor.cli.demo import invoked_as
+
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    script = venv_bin / "conveyor"
+    script.write_text("#!/bin/sh\n")
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        # Not on PATH (the README's venv was never activated): the path that was run.
+        assert invoked_as(str(script)) == os.path.join(".venv", "bin", "conveyor")
+    finally:
+        os.chdir(here)
+    assert invoked_as("/nonexistent/__main__.py").endswith("-m conveyor")
+
+
+def test_a_missing_dependency_of_the_app_module_names_it_with_the_traceback(
+    cli_app: CliApp,
+) -> None:
+    (cli_app.folder / "needs_dep.py").write_text(
+        "import conveyor\n"
+        "import not_installed_dep  # the user's own import\n"
+        "app = conveyor.Conveyor()\n"
+    )
+    proc = conveyor(cli_app, "status", "needs_dep:app")
+    assert proc.returncode == 1
+    assert "'not_installed_dep'" in proc.stderr and "was found" in proc.stderr
+    assert "PYTHONPATH" not in proc.stderr  # not the misleading "run from the folder" hint
+    assert "needs_dep.py\", line 2" in proc.stderr  # the real cause, where it is
+
+
+def test_process_pool_children_start_without_a_runpy_warning(cli_app: CliApp) -> None:
+    cli_app.module.add.enqueue(1, 2)
+    proc = conveyor(cli_app, "worker", cli_app.path, "--pool", "process", "-c", "1", "--burst")
+    assert proc.returncode == 0, proc.stderr
+    assert "RuntimeWarning" not in proc.stderr and "found in sys.modules" not in proc.stderr
+    assert cli_app.app.backend.queue_stats()[0].counts[JobState.SUCCEEDED] == 1
+
+
+def test_the_worker_says_which_declared_queues_it_does_not_serve(cli_app: CliApp) -> None:
+    url = cli_app.app.url
+    (cli_app.folder / "mailapp.py").write_text(
+        f"from conveyor import Conveyor\napp = Conveyor({url!r}, poll_interval=0.05)\n"
+        "@app.task(queue='mail')\ndef send(to: str) -> None: ...\n"
+        "@app.task()\ndef add(a: int) -> int:\n    return a\n"
+    )
+    proc = conveyor(cli_app, "worker", "mailapp:app", "--burst")
+    assert proc.returncode == 0, proc.stderr
+    assert "serving queue(s): default" in proc.stderr
+    assert "not serving queue(s) that tasks of this app use: mail (send)" in proc.stderr
+    assert "-q default,mail" in proc.stderr
+    served = conveyor(cli_app, "worker", "mailapp:app", "-q", "default,mail", "--burst")
+    assert served.returncode == 0 and "not serving" not in served.stderr

@@ -50,8 +50,8 @@ def test_tokens_create_list_and_revoke(cli_app: CliApp) -> None:
     listed = invoke("tokens", "list", cli_app.path)
     assert "billing" in listed.stdout and "task add" in listed.stdout
     assert created["token"] not in listed.stdout
-    assert invoke("tokens", "revoke", "1", cli_app.path).exit_code == 0
-    again = invoke("tokens", "revoke", "1", cli_app.path)
+    assert invoke("tokens", "revoke", cli_app.path, "1").exit_code == 0
+    again = invoke("tokens", "revoke", cli_app.path, "1")
     assert again.exit_code == 1 and "no live token 1" in again.stderr
     rows = json.loads(invoke("tokens", "list", cli_app.path, "--json").stdout)
     assert rows[0]["revoked_at"] is not None and rows[1]["revoked_at"] is None
@@ -127,3 +127,19 @@ def test_tokens_create_with_an_expiry_and_the_list_shows_it(cli_app: CliApp) -> 
         wrong = invoke("tokens", "create", cli_app.path, "--name", "y", "--role", "viewer",
                        "--expires-in", bad)
         assert wrong.exit_code != 0 and "error" in wrong.output.lower() + wrong.stderr, bad
+
+
+def test_tokens_revoke_takes_the_app_first_and_still_reads_the_old_order(
+    cli_app: CliApp,
+) -> None:
+    for name in ("a", "b"):
+        assert invoke("tokens", "create", cli_app.path, "--name", name, "--role", "viewer") \
+            .exit_code == 0
+    old = invoke("tokens", "revoke", "2", cli_app.path)
+    assert old.exit_code == 0 and "deprecated" in old.stderr
+    assert f"tokens revoke {cli_app.path} 2" in old.stderr
+    bad = invoke("tokens", "revoke", cli_app.path, "x")
+    assert bad.exit_code == 1 and "usage: conveyor tokens revoke [APP] TOKEN_ID" in bad.stderr
+    revoked = {t.id for t in cli_app.app.backend.token_list() if t.revoked_at is not None}
+    assert revoked == {2}
+

@@ -30,7 +30,8 @@ def open_backend(url: str, *, clock: Clock | None = None, connect_timeout: float
         from conveyor.backends.postgres.backend import PostgresBackend
     except ImportError as exc:  # psycopg is an optional dependency
         raise ConfigurationError(
-            f"the PostgreSQL backend needs psycopg: pip install 'conveyor[postgres]' ({exc})"
+            f"the PostgreSQL backend needs psycopg ({exc}): install conveyor's postgres extra "
+            "(from a clone of conveyor: pip install -e '.[postgres]')"
         ) from exc
     return PostgresBackend(url, connect_timeout=connect_timeout)
 

@@ -8,9 +8,10 @@
     conveyor audit [--since 7d --actor NAME --action job.retry]
     conveyor migrate [--dry-run]
     conveyor web myapp.tasks:app [--host 127.0.0.1 --port 8000]
-    conveyor tokens create --role operator --name me | list | revoke ID
+    conveyor tokens create myapp.tasks:app --role operator --name me | list | revoke APP ID
     conveyor slo [show|rules]
     conveyor demo
+    conveyor grafana-dashboard [APP] > conveyor.json
 
 The app is named by a positional `module:attr`, by `-A/--app`, or by
 `$CONVEYOR_APP`. Errors a user can fix are one red `error: ...` line and exit
@@ -25,6 +26,7 @@ from conveyor.cli.audit import audit, queues
 from conveyor.cli.common import ConveyorGroup
 from conveyor.cli.demo import demo
 from conveyor.cli.dlq import dlq
+from conveyor.cli.grafana import grafana_dashboard
 from conveyor.cli.jobs import jobs
 from conveyor.cli.logs import configure_logging
 from conveyor.cli.migrate import migrate
@@ -59,6 +61,7 @@ cli.add_command(web)
 cli.add_command(tokens)
 cli.add_command(queues)
 cli.add_command(audit)
+cli.add_command(grafana_dashboard)
 
 
 def main() -> None:

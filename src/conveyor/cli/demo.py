@@ -8,9 +8,12 @@ cleanly (running jobs finish or are released) and exits 130.
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 import socket
 import sqlite3
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -225,14 +228,15 @@ def explain(records: list[JobRecord], db: Path, out: Console) -> None:
     prefix = "" if db == DEFAULT_DB else f"{DEMO_URL_ENV}={shlex.quote('sqlite:///' + str(db))} "
     app = "--app conveyor.demo:app"
     first = dead[0].id if dead else (records[0].id if records else 1)
+    conveyor = invoked_as()
     steps = [
-        ("the dead jobs and their last error", f"conveyor dlq list {app}"),
-        ("one job, with every attempt's traceback", f"conveyor jobs show {first} {app}"),
-        ("give the dead jobs another go", f"conveyor dlq retry --all {app}"),
-        ("counts per queue and state, and the workers", f"conveyor status {app}"),
-        ("run a worker for the demo app", f"conveyor worker {app} -q {','.join(QUEUES)}"),
+        ("the dead jobs and their last error", f"{conveyor} dlq list {app}"),
+        ("one job, with every attempt's traceback", f"{conveyor} jobs show {first} {app}"),
+        ("give the dead jobs another go", f"{conveyor} dlq retry --all {app}"),
+        ("counts per queue and state, and the workers", f"{conveyor} status {app}"),
+        ("run a worker for the demo app", f"{conveyor} worker {app} -q {','.join(QUEUES)}"),
         ("browse it all in the dashboard (needs the web extra)",
-         f"conveyor web {app} --no-auth"),
+         f"{conveyor} web {app} --no-auth"),
     ]
     out.print()
     out.print("[bold]Next steps[/]")
@@ -240,6 +244,20 @@ def explain(records: list[JobRecord], db: Path, out: Console) -> None:
         out.print(f"  [dim]# {what}[/]")
         # soft_wrap: a command stays on one line, so it can be copied as it is.
         out.print(f"  [cyan]{escape(prefix + command)}[/]", soft_wrap=True)
+
+
+def invoked_as(argv0: str | None = None) -> str:
+    """How this shell can run conveyor again: `conveyor` when that is on PATH and is
+    this one, else the path it was started by (e.g. `.venv/bin/conveyor`)."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    if os.path.basename(argv0) != "conveyor" or not os.path.exists(argv0):
+        return f"{shlex.quote(os.path.relpath(sys.executable))} -m conveyor"
+    found = shutil.which("conveyor")
+    if found and os.path.realpath(found) == os.path.realpath(argv0):
+        return "conveyor"
+    relative = os.path.relpath(argv0)
+    shown = relative if not relative.startswith("..") else os.path.abspath(argv0)
+    return shlex.quote(shown if os.sep in shown else f".{os.sep}{shown}")
 
 
 def watch(
@@ -334,7 +352,7 @@ def keep_serving(app: Conveyor, dashboard: DashboardThread, out: Console) -> Non
     if not dashboard.url:
         out.print(
             "[yellow]--serve[/]: the dashboard needs the web extra "
-            "(pip install 'conveyor[web]'); stopping here"
+            "(from a clone of conveyor: pip install -e '.[web]'); stopping here"
         )
         return
     worker = app.worker(queues=QUEUES, concurrency=8, grace=2.0, install_signals=False)

@@ -169,9 +169,7 @@ def retry(
             out.print(f"no dead jobs match{describe_filter(task, queue)}: nothing to retry")
             return
         if not yes:
-            click.confirm(
-                f"Retry {shown} dead job(s){describe_filter(task, queue)}?", abort=True
-            )
+            confirm(f"Retry {shown} dead job(s){describe_filter(task, queue)}?", "retry")
         retried = ops.retry(JobFilter(task=task, queue=queue, limit=BULK), actor=actor,
                             source=source)
         out.print(f"retried {retried} dead job(s): they are available again")
@@ -193,6 +191,19 @@ def retry(
         )
 
 
+def confirm(question: str, action: str) -> None:
+    """Ask; with no answer to read (no terminal), refuse and name --yes, not "Aborted!"."""
+    try:
+        answered = click.confirm(question)
+    except click.Abort:
+        raise CliError(
+            f"no answer to the question (is there a terminal?), so nothing was done: pass "
+            f"--yes to {action} without asking"
+        ) from None
+    if not answered:
+        raise CliError(f"nothing was done; pass --yes to {action} without asking")
+
+
 @dlq.command()
 @app_options
 @click.option("--task", help="Only dead jobs of this task.")
@@ -211,9 +222,9 @@ def purge(
         out.print(f"no dead jobs match{describe_filter(task, queue)}: nothing to purge")
         return
     if not yes:
-        click.confirm(
+        confirm(
             f"Delete {shown} dead job(s){describe_filter(task, queue)} for good? "
-            "This cannot be undone", abort=True,
+            "This cannot be undone", "purge",
         )
     deleted = ops.purge(JobFilter(states=DEAD, task=task, queue=queue, limit=BULK),
                         actor=actor, source=source)

@@ -19,7 +19,7 @@ def _require_web() -> None:
     except ImportError as exc:
         raise CliError(
             f"the web extra is not installed ({exc.name} is missing): "
-            "pip install 'conveyor[web]'"
+            "install conveyor's web extra (from a clone of conveyor: pip install -e '.[web]')"
         ) from None
 
 
@@ -199,12 +199,41 @@ def list_tokens(*, app_argument: str | None, app_option: str | None, as_json: bo
 
 
 @tokens.command()
-@click.argument("token_id", type=click.IntRange(min=1))
-@app_options
-def revoke(*, token_id: int, app_argument: str | None, app_option: str | None) -> None:
-    """Revoke token TOKEN_ID at once."""
+@click.argument("targets", nargs=-1, metavar="[APP] TOKEN_ID")
+@click.option(
+    "-A", "--app", "app_option", metavar="MODULE:ATTR",
+    help="The Conveyor app, e.g. myapp.tasks:app (default: $CONVEYOR_APP).",
+)
+def revoke(*, targets: tuple[str, ...], app_option: str | None) -> None:
+    """Revoke token TOKEN_ID of APP at once (APP first, as in every other command)."""
+    app_argument, token_id = _revoke_arguments(targets)
     conveyor, _ = open_app(app_argument, app_option)
     ops, actor, source = operations(conveyor)
     if not ops.revoke_token(token_id, actor=actor, source=source):
         raise CliError(f"no live token {token_id}: see `conveyor tokens list`")
     click.echo(f"token {token_id} revoked")
+
+
+def _revoke_arguments(targets: tuple[str, ...]) -> tuple[str | None, int]:
+    """`[APP] TOKEN_ID`; the former `TOKEN_ID APP` still works, with a notice."""
+    def token(text: str) -> int | None:
+        return int(text) if text.isdigit() and int(text) >= 1 else None
+
+    if len(targets) == 1 and token(targets[0]) is not None:
+        return None, int(targets[0])
+    if len(targets) == 2:
+        first, second = targets
+        if token(second) is not None:
+            return first, int(second)
+        if token(first) is not None:
+            click.echo(
+                f"note: `tokens revoke TOKEN_ID APP` is deprecated: write "
+                f"`conveyor tokens revoke {second} {first}` (the app first, as everywhere)",
+                err=True,
+            )
+            return second, int(first)
+    raise CliError(
+        "usage: conveyor tokens revoke [APP] TOKEN_ID (a token id is a number >= 1; see "
+        "`conveyor tokens list APP`)"
+    )
+

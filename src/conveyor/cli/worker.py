@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 
 import click
 
+from conveyor.app import Conveyor
 from conveyor.cli.common import app_options, open_app
 from conveyor.cli.logs import LEVELS, configure_logging
 from conveyor.observability.logs import log_job_events
@@ -119,6 +121,7 @@ def worker(
         prefetch=prefetch,
         max_memory_per_child=max_memory_per_child,
     )
+    warn_unserved_queues(app, runner.queues)
     log_job_events(app)
     server = None
     if metrics_port is not None:
@@ -132,3 +135,28 @@ def worker(
         if server is not None:
             server.close()
     sys.exit(code)
+
+
+def unserved_queues(app: Conveyor, served: Sequence[str]) -> dict[str, list[str]]:
+    """Queues the app's tasks enqueue to by default that `served` leaves out, with their tasks."""
+    found: dict[str, list[str]] = {}
+    for name, task in sorted(app.tasks.items()):
+        queue = task.options.queue or app.default_queue
+        if queue not in served:
+            found.setdefault(queue, []).append(name)
+    return found
+
+
+def warn_unserved_queues(app: Conveyor, served: Sequence[str]) -> None:
+    """Say at start which queues this worker serves, and which declared ones it does not
+    (their jobs would wait for another worker, silently, if none serves them)."""
+    log.info("serving queue(s): %s", ", ".join(served))
+    missing = unserved_queues(app, served)
+    if missing:
+        listed = "; ".join(f"{queue} ({', '.join(tasks)})" for queue, tasks in missing.items())
+        log.warning(
+            "not serving queue(s) that tasks of this app use: %s. Their jobs wait for a worker "
+            "that serves them: add them with -q %s if this one should",
+            listed, ",".join([*served, *missing]),
+        )
+

@@ -899,8 +899,10 @@ def translate_error(exc: psycopg.Error, where: str) -> BackendError:
     text = str(exc).strip().replace("\n", " ")
     sqlstate = exc.sqlstate
     if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedColumn):
+        # The server's one-line message, not the statement it quotes after it.
+        primary = exc.diag.message_primary or str(exc).strip().splitlines()[0]
         return SchemaError(
-            f"the conveyor schema in {where} is missing or out of date ({text}): "
+            f"the conveyor schema in {where} is missing or out of date ({primary}): "
             "run `conveyor migrate`"
         )
     if isinstance(exc, psycopg.OperationalError) and (
