@@ -6,17 +6,31 @@ importing a module that defines an app has no side effect beyond registration.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import sys
 import threading
+import time
+import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from conveyor.backends import Backend, backend_scheme, open_backend
+from conveyor.backends.base import InsertResult, JobInsert, SendGate
 from conveyor.clock import Clock
-from conveyor.errors import ConfigurationError, InvalidOptionError, UnknownTaskError
+from conveyor.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    EnqueueOutcomeUnknown,
+    InvalidOptionError,
+    NotStoredError,
+    UnknownTaskError,
+)
 from conveyor.events import EventBus, EventName, JobEvent
 from conveyor.job import Job, job_from_record
 from conveyor.middleware import EnqueueJob, Middleware, chain_enqueue
@@ -24,6 +38,7 @@ from conveyor.operations import Operations
 from conveyor.retry import DEFAULT_RETRY, CircuitBreaker, Retry
 from conveyor.scheduler import CronEntry, CronExpression, CronScheduler, build_entry
 from conveyor.settings import Settings
+from conveyor.spool import Forwarder, Spool, SpoolStatus
 from conveyor.task import (
     Task,
     build_options,
@@ -32,6 +47,7 @@ from conveyor.task import (
     check_queue,
     job_insert,
 )
+from conveyor.types import JobState
 
 if TYPE_CHECKING:
     from conveyor.insights import Insights
@@ -43,6 +59,33 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_URL = "sqlite:///conveyor.db"
+WHEN_UNREACHABLE = ("raise", "spool")
+"""What an enqueue does when the database does not answer within `unreachable_timeout`."""
+_ENQUEUE_THREADS = 16
+"""Threads that carry enqueues under a deadline (a call whose database hangs holds one)."""
+
+
+def check_when_unreachable(value: object) -> str:
+    if value not in WHEN_UNREACHABLE:
+        raise ConfigurationError(
+            f"when_unreachable must be 'raise' (fail at once, certainly not stored) or "
+            f"'spool' (keep the job on local disk, deliver it later), got {value!r}"
+        )
+    return str(value)
+
+
+def default_spool_path(url: str) -> str:
+    """Next to a SQLite database (`<file>.spool`), else under the user's cache folder,
+    one per database URL."""
+    if backend_scheme(url) == "sqlite":
+        from conveyor.backends.sqlite.backend import parse_sqlite_url
+
+        path, _ = parse_sqlite_url(url)
+        if path and path != ":memory:":
+            return os.path.abspath(path) + ".spool"
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return os.path.join(cache, "conveyor", "spool", digest)
 
 
 def _seconds(value: float | timedelta, name: str, *, minimum: float = 0.0) -> float:
@@ -81,6 +124,11 @@ class Conveyor:
         clock: Clock | None = None,
         middleware: Sequence[Middleware] = (),
         audit_retention: float | timedelta = timedelta(days=90),
+        when_unreachable: str = "raise",
+        unreachable_timeout: float | timedelta = 1.0,
+        spool_path: str | os.PathLike[str] | None = None,
+        spool_max_jobs: int = 100_000,
+        spool_max_age: float | timedelta = timedelta(days=1),
     ) -> None:
         self.url = url or os.environ.get("CONVEYOR_URL") or DEFAULT_URL
         # Validate the URL now (cheap, no connection) so a typo fails at start-up.
@@ -108,6 +156,28 @@ class Conveyor:
         self.connect_timeout = _seconds(connect_timeout, "connect_timeout", minimum=0.1)
         self.audit_retention = _seconds(audit_retention, "audit_retention", minimum=3600.0)
         """Seconds an audit entry is kept (see `conveyor.operations`)."""
+        self.when_unreachable = check_when_unreachable(when_unreachable)
+        """'raise' or 'spool': see docs/spool.md."""
+        self.unreachable_timeout = _seconds(
+            unreachable_timeout, "unreachable_timeout", minimum=0.05
+        )
+        """Seconds an enqueue waits for the database before it raises or spools."""
+        if isinstance(spool_max_jobs, bool) or not isinstance(spool_max_jobs, int) \
+                or spool_max_jobs < 1:
+            raise ConfigurationError(f"spool_max_jobs must be an int >= 1, got {spool_max_jobs!r}")
+        self.spool_max_jobs = spool_max_jobs
+        self.spool_max_age = _seconds(spool_max_age, "spool_max_age", minimum=1.0)
+        self.spool_path = (
+            os.fspath(spool_path) if spool_path is not None else default_spool_path(self.url)
+        )
+        self._spool: Spool | None = None
+        self._forwarder: Forwarder | None = None
+        self._spool_lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        if self.when_unreachable == "spool":
+            # Open (and check) the spool now: a folder that is not writable or a file
+            # of a newer version fails at start-up, not at the first outage.
+            self.spool  # noqa: B018
         self.clock = clock
         self.events = EventBus()
         """Job events of this process (see `conveyor.events`): metrics and logs subscribe."""
@@ -152,8 +222,20 @@ class Conveyor:
             connect_timeout=self.connect_timeout,
         )
 
-    def close(self) -> None:
-        """Close the backend's connections (a later use opens new ones)."""
+    def close(self, *, flush_timeout: float = 1.0) -> None:
+        """Close the backend's connections (a later use opens new ones). The spool
+        forwarder first tries to deliver what is spooled for up to `flush_timeout`
+        seconds, then stops; what is left stays on disk for the next start."""
+        with self._spool_lock:
+            forwarder, self._forwarder = self._forwarder, None
+            spool, self._spool = self._spool, None
+            executor, self._executor = self._executor, None
+        if forwarder is not None:
+            forwarder.stop(flush_timeout)
+        if spool is not None:
+            spool.close()
+        if executor is not None:
+            executor.shutdown(wait=False)
         with self._backend_lock:
             backend, self._backend = self._backend, None
         if backend is not None:
@@ -305,14 +387,23 @@ class Conveyor:
 
     # -- jobs -------------------------------------------------------------------------
     def enqueue_jobs(
-        self, jobs: Sequence[EnqueueJob], *, connection: Any = None
+        self,
+        jobs: Sequence[EnqueueJob],
+        *,
+        connection: Any = None,
+        when_unreachable: str | None = None,
     ) -> list[Job[Any]]:
         """Store prepared jobs (`task.prepare(...)`) in one transaction, through the
         enqueue middleware: the one path every enqueue takes (tasks, cron, the HTTP API).
 
         `connection`: the application's own database connection, to enqueue inside its
-        transaction. Returns one handle per job stored or found by idempotency key.
+        transaction (never spooled). Returns one handle per job stored or found by
+        idempotency key, or spooled. `when_unreachable`: 'raise' or 'spool' for this
+        call (default: the app's), see docs/spool.md.
         """
+        mode = self.when_unreachable if when_unreachable is None else check_when_unreachable(
+            when_unreachable
+        )
         batch = list(jobs)
         for i, job in enumerate(batch):
             if not isinstance(job, EnqueueJob):
@@ -322,19 +413,179 @@ class Conveyor:
                 )
         if not batch:
             return []
-        if connection is None:
+        if self._forwarder is None and self.spool_has_jobs():
+            self.forwarder.start()  # jobs left by an earlier run: deliver them now
+        if connection is None and mode == self.when_unreachable:
             return self._enqueue_chain(batch)
-        return chain_enqueue(self.middleware, lambda b: self._store(b, connection))(batch)
+        return chain_enqueue(
+            self.middleware, lambda b: self._store(b, connection, mode)
+        )(batch)
 
-    def _store(self, jobs: list[EnqueueJob], connection: Any = None) -> list[Job[Any]]:
-        inserts = [job_insert(j, check=bool(self.middleware)) for j in jobs]
-        results = self.backend.job_insert_many(inserts, connection=connection)
+    def _store(
+        self, jobs: list[EnqueueJob], connection: Any = None, mode: str | None = None
+    ) -> list[Job[Any]]:
+        inserts = [
+            replace(job_insert(j, check=bool(self.middleware)), client_id=uuid.uuid4().hex)
+            for j in jobs
+        ]
+        if connection is not None:  # the application's transaction: never spooled
+            results = self.backend.job_insert_many(inserts, connection=connection)
+        else:
+            stored = self._insert_within(inserts, mode or self.when_unreachable)
+            if stored is None:
+                return [
+                    Job(self, None, JobState.SCHEDULED if (i.run_at or i.delay) else
+                        JobState.AVAILABLE, client_id=i.client_id, spooled=True)
+                    for i in inserts
+                ]
+            results = stored
         if self.events.wants(EventName.ENQUEUED):
             self.events.emit_all(
                 JobEvent(EventName.ENQUEUED, r.id, insert.task, insert.queue)
                 for insert, r in zip(inserts, results, strict=True) if r.created
             )
-        return [Job(self, r.id, r.state, created=r.created) for r in results]
+        return [
+            Job(self, r.id, r.state, created=r.created, client_id=insert.client_id)
+            for insert, r in zip(inserts, results, strict=True)
+        ]
+
+    # -- enqueue under a deadline -----------------------------------------------------
+    def _run(self, fn: Callable[[], Any]) -> Future[Any]:
+        with self._spool_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    _ENQUEUE_THREADS, thread_name_prefix="conveyor-enqueue"
+                )
+            return self._executor.submit(fn)
+
+    def _insert_within(
+        self, inserts: list[JobInsert], mode: str
+    ) -> list[InsertResult] | None:
+        """Insert within `unreachable_timeout`; None when the jobs were spooled.
+
+        Outcomes: stored (results); certainly not stored (`NotStoredError`, or
+        spooled); sent but the answer lost: resolved by client id (stored or not),
+        and only when that look-up cannot reach the database within another
+        `unreachable_timeout` either, `EnqueueOutcomeUnknown` (raise mode) or
+        spooled (spool mode: the forwarder's look-up by client id keeps it single).
+        """
+        timeout = self.unreachable_timeout
+        gate = SendGate()
+
+        future = self._run(lambda: self.backend.job_insert_many(inserts, gate=gate))
+        try:
+            return list(future.result(timeout=timeout))
+        except FutureTimeout:
+            sent = gate.close()
+            cause: BaseException | None = None
+        except BackendUnavailable as exc:
+            sent = gate.close()
+            cause = exc
+        if not sent:
+            if mode == "spool":
+                self._spool_write(inserts)
+                return None
+            raise NotStoredError(
+                f"the database did not answer within {timeout:g}s "
+                f"({cause or 'no answer'}): the {len(inserts)} job(s) were NOT stored; "
+                "retry later, or enqueue with when_unreachable='spool'"
+            ) from cause
+        resolved = self._resolve(inserts, gate, future, timeout)
+        if resolved is not None:
+            if all(r is None for r in resolved):
+                if mode == "spool":
+                    self._spool_write(inserts)
+                    return None
+                raise NotStoredError(
+                    f"the connection broke after the {len(inserts)} job(s) were sent; looked "
+                    "up by client id, they were NOT stored: retry"
+                ) from cause
+            if all(r is not None for r in resolved):
+                return [r for r in resolved if r is not None]
+        if mode == "spool":
+            self._spool_write(inserts)
+            return None
+        ids = [i.client_id or "" for i in inserts]
+        raise EnqueueOutcomeUnknown(
+            f"the connection broke after the {len(inserts)} job(s) were sent and the database "
+            f"did not answer a look-up within {timeout:g}s either: they MAY have been stored; "
+            f"client id(s) {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}: look them up "
+            "once the database answers",
+            ids,
+        ) from cause
+
+    def _resolve(
+        self, inserts: list[JobInsert], gate: SendGate, future: Future[Any], timeout: float
+    ) -> list[InsertResult | None] | None:
+        """After an ambiguous send: the write's own late answer, else a look-up by client
+        id on a new connection (ending the write's session first); None if neither
+        came within `timeout`."""
+        deadline = time.monotonic() + timeout
+        try:
+            return list(future.result(timeout=min(0.1, timeout)))
+        except (FutureTimeout, BackendUnavailable):
+            pass
+        lookup = self._run(
+            lambda: self.backend.job_resolve(inserts, stop_session=gate.session)
+        )
+        try:
+            found: list[InsertResult | None] = lookup.result(
+                timeout=max(0.01, deadline - time.monotonic())
+            )
+        except (FutureTimeout, BackendUnavailable):
+            return None
+        return found
+
+    # -- the spool ----------------------------------------------------------------------
+    @property
+    def spool(self) -> Spool:
+        """This app's local spool (opened on first use; see docs/spool.md)."""
+        with self._spool_lock:
+            if self._spool is None:
+                self._spool = Spool(
+                    self.spool_path, max_jobs=self.spool_max_jobs, max_age=self.spool_max_age
+                )
+            return self._spool
+
+    @property
+    def forwarder(self) -> Forwarder:
+        """The thread that delivers spooled jobs (created, not started, on first use)."""
+        spool = self.spool
+        with self._spool_lock:
+            if self._forwarder is None:
+                self._forwarder = Forwarder(
+                    spool,
+                    # Looked up at each call: the backend reopens after close().
+                    store=lambda jobs: self.backend.job_insert_many(jobs),  # noqa: PLW0108
+                    resolve=lambda jobs: self.backend.job_resolve(jobs),  # noqa: PLW0108
+                )
+            return self._forwarder
+
+    def spool_has_jobs(self) -> bool:
+        """True if the spool file exists and holds jobs (cheap when there is none)."""
+        if self._spool is None and not os.path.exists(
+            os.path.join(self.spool_path, "spool.sqlite3")
+        ):
+            return False
+        return self.spool.status().depth > 0
+
+    def spool_status(self) -> SpoolStatus:
+        return self.spool.status()
+
+    def flush_spool(self) -> int:
+        """Forward every spooled job now; raises the database's error if it cannot."""
+        return self.forwarder.forward_all()
+
+    def _spool_write(self, inserts: list[JobInsert]) -> None:
+        now = time.time()
+        # A delay counts from the enqueue, not from the forward.
+        self.spool.add([
+            replace(i, run_at=now + i.delay, delay=0.0) if i.run_at is None and i.delay else i
+            for i in inserts
+        ])
+        forwarder = self.forwarder
+        forwarder.start()
+        forwarder.wake()
 
     def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Job[Any]:
         """Enqueue by task name (for code that does not import the task)."""

@@ -43,6 +43,7 @@ from conveyor.backends.base import (
     QueuePause,
     QueueStats,
     Role,
+    SendGate,
     StatsQuery,
     Throughput,
     TokenInsert,
@@ -318,7 +319,7 @@ class SQLiteBackend:
 
     # -- enqueue --------------------------------------------------------------
     def job_insert_many(
-        self, jobs: Sequence[JobInsert], *, connection: Any = None
+        self, jobs: Sequence[JobInsert], *, connection: Any = None, gate: SendGate | None = None
     ) -> list[InsertResult]:
         if connection is not None:
             conn = self._check_foreign_connection(connection)
@@ -328,8 +329,35 @@ class SQLiteBackend:
                 raise translate_error(exc) from exc
             return results
         with self._write() as conn:
+            if gate is not None:  # the write lock is ours: the rest is local and quick
+                gate.sending()
             results = self._insert(conn, jobs)
         self._notify_local()
+        return results
+
+    def job_find_client_id(self, client_id: str) -> int | None:
+        rows = self._read(_Q["job_by_client_ids"], {"client_ids": dumps([client_id])})
+        return int(rows[0]["id"]) if rows else None
+
+    def job_resolve(
+        self, jobs: Sequence[JobInsert], *, stop_session: int | None = None
+    ) -> list[InsertResult | None]:
+        ids = [job.client_id for job in jobs if job.client_id is not None]
+        found = {
+            str(row["client_id"]): InsertResult(int(row["id"]), True, JobState(row["state"]))
+            for row in self._read(_Q["job_by_client_ids"], {"client_ids": dumps(ids)})
+        }
+        results: list[InsertResult | None] = []
+        for job in jobs:
+            result = found.get(job.client_id) if job.client_id is not None else None
+            if result is None and job.idempotency_key is not None:
+                rows = self._read(
+                    _Q["job_by_idempotency_key"],
+                    {"task": job.task, "idempotency_key": job.idempotency_key},
+                )
+                if rows:
+                    result = InsertResult(int(rows[0]["id"]), False, JobState(rows[0]["state"]))
+            results.append(result)
         return results
 
     def _insert(self, conn: sqlite3.Connection, jobs: Sequence[JobInsert]) -> list[InsertResult]:
@@ -352,6 +380,7 @@ class SQLiteBackend:
                 "now": now,
                 "tags": dumps(list(job.tags)),
                 "trace_context": job.trace_context,
+                "client_id": job.client_id,
             }
             if job.idempotency_key is not None:
                 conn.execute(_Q["idempotency_release"], params)
