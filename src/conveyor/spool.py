@@ -169,8 +169,10 @@ class Spool:
         return [SpooledJob(int(seq), float(at), _decode(text)) for seq, at, text in rows]
 
     def remove(self, seqs: Sequence[int]) -> None:
+        """Drop jobs the database confirmed (counted as forwarded)."""
         with self._write() as conn:
             conn.executemany("DELETE FROM spool_jobs WHERE seq = ?", [(s,) for s in seqs])
+            self.forwarded += len(seqs)
 
     def status(self) -> SpoolStatus:
         with self._lock:
@@ -200,8 +202,6 @@ class Spool:
         if missing:
             store(missing)
         self.remove([s.seq for s in batch])
-        with self._lock:
-            self.forwarded += len(batch)
         return len(batch)
 
     def close(self) -> None:
