@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import queue
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from datetime import timedelta
@@ -38,7 +39,7 @@ from conveyor.operations import Operations
 from conveyor.retry import DEFAULT_RETRY, CircuitBreaker, Retry
 from conveyor.scheduler import CronEntry, CronExpression, CronScheduler, build_entry
 from conveyor.settings import Settings
-from conveyor.spool import Forwarder, Spool, SpoolStatus
+from conveyor.spool import SPOOL_FILE, Forwarder, Spool, SpoolStatus
 from conveyor.task import (
     Task,
     build_options,
@@ -63,6 +64,41 @@ WHEN_UNREACHABLE = ("raise", "spool")
 """What an enqueue does when the database does not answer within `unreachable_timeout`."""
 _ENQUEUE_THREADS = 16
 """Threads that carry enqueues under a deadline (a call whose database hangs holds one)."""
+
+
+class _DaemonPool:
+    """Threads that carry writes a caller waits for with a deadline. Daemon threads:
+    one stuck on a database that does not answer never holds up the process's exit."""
+
+    def __init__(self, size: int) -> None:
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads = [
+            threading.Thread(target=self._work, name=f"conveyor-enqueue-{i}", daemon=True)
+            for i in range(size)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._queue.put((future, fn))
+        return future
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to the waiting caller
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
 
 
 def check_when_unreachable(value: object) -> str:
@@ -173,7 +209,7 @@ class Conveyor:
         self._spool: Spool | None = None
         self._forwarder: Forwarder | None = None
         self._spool_lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: _DaemonPool | None = None
         if self.when_unreachable == "spool":
             # Open (and check) the spool now: a folder that is not writable or a file
             # of a newer version fails at start-up, not at the first outage.
@@ -235,7 +271,7 @@ class Conveyor:
         if spool is not None:
             spool.close()
         if executor is not None:
-            executor.shutdown(wait=False)
+            executor.shutdown()
         with self._backend_lock:
             backend, self._backend = self._backend, None
         if backend is not None:
@@ -453,9 +489,7 @@ class Conveyor:
     def _run(self, fn: Callable[[], Any]) -> Future[Any]:
         with self._spool_lock:
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    _ENQUEUE_THREADS, thread_name_prefix="conveyor-enqueue"
-                )
+                self._executor = _DaemonPool(_ENQUEUE_THREADS)
             return self._executor.submit(fn)
 
     def _insert_within(
@@ -470,7 +504,7 @@ class Conveyor:
         spooled (spool mode: the forwarder's look-up by client id keeps it single).
         """
         timeout = self.unreachable_timeout
-        gate = SendGate()
+        gate = SendGate(time.monotonic() + timeout)
 
         future = self._run(lambda: self.backend.job_insert_many(inserts, gate=gate))
         try:
@@ -555,26 +589,56 @@ class Conveyor:
             if self._forwarder is None:
                 self._forwarder = Forwarder(
                     spool,
-                    # Looked up at each call: the backend reopens after close().
-                    store=lambda jobs: self.backend.job_insert_many(jobs),  # noqa: PLW0108
-                    resolve=lambda jobs: self.backend.job_resolve(jobs),  # noqa: PLW0108
+                    store=self._forward_store,
+                    resolve=self._forward_resolve,
                 )
             return self._forwarder
 
     def spool_has_jobs(self) -> bool:
         """True if the spool file exists and holds jobs (cheap when there is none)."""
-        if self._spool is None and not os.path.exists(
-            os.path.join(self.spool_path, "spool.sqlite3")
-        ):
-            return False
-        return self.spool.status().depth > 0
+        status = self.spool_status()
+        return status is not None and status.depth > 0
 
-    def spool_status(self) -> SpoolStatus:
+    def spool_status(self) -> SpoolStatus | None:
+        """Depth, oldest age and forwarded count of this app's spool; None if this app
+        never spooled (no spool file in `spool_path`)."""
+        if self._spool is None and not os.path.exists(
+            os.path.join(self.spool_path, SPOOL_FILE)
+        ):
+            return None
         return self.spool.status()
 
     def flush_spool(self) -> int:
         """Forward every spooled job now; raises the database's error if it cannot."""
         return self.forwarder.forward_all()
+
+    @property
+    def _forward_timeout(self) -> float:
+        return max(self.unreachable_timeout, self.connect_timeout)
+
+    def _forward_store(self, jobs: list[JobInsert]) -> list[InsertResult]:
+        """Insert spooled jobs within the forward timeout. When it passes after the
+        write was sent, the next forward looks them up by client id."""
+        gate = SendGate(time.monotonic() + self._forward_timeout)
+        future = self._run(lambda: self.backend.job_insert_many(jobs, gate=gate))
+        try:
+            return list(future.result(timeout=self._forward_timeout))
+        except FutureTimeout:
+            sent = gate.close()
+        raise NotStoredError(
+            f"the database did not answer a forward of {len(jobs)} spooled job(s) within "
+            f"{self._forward_timeout:g}s" + ("; the next forward looks them up" if sent else "")
+        )
+
+    def _forward_resolve(self, jobs: list[JobInsert]) -> list[InsertResult | None]:
+        future = self._run(lambda: self.backend.job_resolve(jobs))
+        try:
+            found: list[InsertResult | None] = future.result(timeout=self._forward_timeout)
+        except FutureTimeout:
+            raise NotStoredError(
+                f"the database did not answer within {self._forward_timeout:g}s"
+            ) from None
+        return found
 
     def _spool_write(self, inserts: list[JobInsert]) -> None:
         now = time.time()

@@ -401,3 +401,49 @@ def test_a_transactional_enqueue_never_spools(tmp_path: Path) -> None:
     finally:
         theirs.close()
         app.close()
+
+
+# -- command line and metrics ----------------------------------------------------------
+def test_cli_flush_fails_while_unreachable_then_forwards(
+    spool_app: Callable[..., Conveyor], outage: Outage, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+    from prometheus_client import generate_latest
+
+    from conveyor.cli import cli
+    from conveyor.observability.prometheus import JobMetrics
+
+    name = f"spoolcli_{os.urandom(4).hex()}"  # a fresh module per test (imports are cached)
+    module = tmp_path / f"{name}.py"
+    # SQLite: the command's new app checks the schema on first use, a write that waits
+    # for the lock; a short busy timeout keeps that (and its close) short.
+    url = outage.app_url if outage.proxy else f"{outage.app_url}?busy_timeout=2"
+    module.write_text(textwrap.dedent(f"""
+        from conveyor import Conveyor
+        app = Conveyor({url!r}, when_unreachable="spool",
+                       spool_path={str(tmp_path / "spool")!r}, unreachable_timeout=0.3,
+                       connect_timeout=1.0)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = spool_app(when_unreachable="spool")
+    add = app.get_task("add")
+    add.enqueue(0)
+    outage.start()
+    add.enqueue_many([(1,), (2,), (3,)])
+    metrics = JobMetrics(app)
+    text = generate_latest(metrics.registry).decode()
+    assert "conveyor_spool_jobs 3.0" in text and "conveyor_spool_oldest_seconds" in text
+    app.close(flush_timeout=0.0)  # left on disk
+    runner = CliRunner()
+    status = runner.invoke(cli, ["spool", "status", f"{name}:app", "--json"])
+    assert status.exit_code == 0 and '"depth": 3' in status.output
+    listed = runner.invoke(cli, ["spool", "list", f"{name}:app", "--json"])
+    assert listed.output.count('"task": "add"') == 3
+    down = runner.invoke(cli, ["spool", "flush", f"{name}:app"])
+    assert down.exit_code == 1 and "3 job(s) stay in the spool" in down.output
+    outage.end()
+    up = runner.invoke(cli, ["spool", "flush", f"{name}:app"])
+    assert up.exit_code == 0 and "forwarded 3 job(s)" in up.output, up.output
+    assert len(outage.rows()) == 4
+    metrics.close()

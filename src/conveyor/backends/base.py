@@ -64,9 +64,12 @@ class SendGate:
     `NotStoredError`), so "not sent" is certain.
     """
 
-    __slots__ = ("_closed", "_lock", "sent", "session")
+    __slots__ = ("_closed", "_lock", "deadline", "sent", "session")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float | None = None) -> None:
+        self.deadline = deadline
+        """`time.monotonic()` after which the caller no longer waits: a backend that
+        waits for a lock (SQLite) waits no longer than this."""
         self._lock = threading.Lock()
         self._closed = False
         self.sent = False

@@ -10,6 +10,7 @@
     conveyor web myapp.tasks:app [--host 127.0.0.1 --port 8000]
     conveyor tokens create --role operator --name me | list | revoke ID
     conveyor slo [show|rules]
+    conveyor spool status | list | flush
     conveyor demo
 
 The app is named by a positional `module:attr`, by `-A/--app`, or by
@@ -29,6 +30,7 @@ from conveyor.cli.jobs import jobs
 from conveyor.cli.logs import configure_logging
 from conveyor.cli.migrate import migrate
 from conveyor.cli.slo import slo
+from conveyor.cli.spool import spool
 from conveyor.cli.status import status
 from conveyor.cli.web import tokens, web
 from conveyor.cli.worker import worker
@@ -59,6 +61,7 @@ cli.add_command(web)
 cli.add_command(tokens)
 cli.add_command(queues)
 cli.add_command(audit)
+cli.add_command(spool)
 
 
 def main() -> None:

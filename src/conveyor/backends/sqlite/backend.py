@@ -236,15 +236,31 @@ class SQLiteBackend:
             self._ready = True
 
     @contextlib.contextmanager
-    def _write(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
-        """One short write transaction. Waits for the lock instead of failing."""
+    def _write(
+        self, conn: sqlite3.Connection | None = None, *, timeout: float | None = None
+    ) -> Iterator[sqlite3.Connection]:
+        """One short write transaction. Waits for the lock instead of failing (up to
+        `timeout` seconds when given, else the busy timeout)."""
         conn = conn or self._conn
-        with self._guard.hold(self.busy_timeout), self._transaction(conn):
-            yield conn
+        if timeout is None:
+            with self._guard.hold(self.busy_timeout), self._transaction(conn):
+                yield conn
+            return
+        started = time.monotonic()
+        with self._guard.hold(timeout):
+            left = max(0.001, timeout - (time.monotonic() - started))
+            conn.execute(f"PRAGMA busy_timeout = {int(left * 1000)}")
+            try:
+                with self._transaction(conn, timeout=left):
+                    yield conn
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
 
     @contextlib.contextmanager
-    def _transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        deadline = time.monotonic() + self.busy_timeout
+    def _transaction(
+        self, conn: sqlite3.Connection, *, timeout: float | None = None
+    ) -> Iterator[sqlite3.Connection]:
+        deadline = time.monotonic() + (self.busy_timeout if timeout is None else timeout)
         while True:
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -328,7 +344,10 @@ class SQLiteBackend:
             except sqlite3.Error as exc:
                 raise translate_error(exc) from exc
             return results
-        with self._write() as conn:
+        timeout = None
+        if gate is not None and gate.deadline is not None:
+            timeout = max(0.001, gate.deadline - time.monotonic())
+        with self._write(timeout=timeout) as conn:
             if gate is not None:  # the write lock is ours: the rest is local and quick
                 gate.sending()
             results = self._insert(conn, jobs)
