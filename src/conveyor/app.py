@@ -207,6 +207,7 @@ class Conveyor:
             os.fspath(spool_path) if spool_path is not None else default_spool_path(self.url)
         )
         self._spool: Spool | None = None
+        self._spool_checked = False
         self._forwarder: Forwarder | None = None
         self._spool_lock = threading.Lock()
         self._executor: _DaemonPool | None = None
@@ -266,6 +267,7 @@ class Conveyor:
             forwarder, self._forwarder = self._forwarder, None
             spool, self._spool = self._spool, None
             executor, self._executor = self._executor, None
+            self._spool_checked = False
         if forwarder is not None:
             forwarder.stop(flush_timeout)
         if spool is not None:
@@ -449,8 +451,10 @@ class Conveyor:
                 )
         if not batch:
             return []
-        if self._forwarder is None and self.spool_has_jobs():
-            self.forwarder.start()  # jobs left by an earlier run: deliver them now
+        if not self._spool_checked:
+            self._spool_checked = True
+            if self.spool_has_jobs():
+                self.forwarder.start()  # jobs left by an earlier run: deliver them now
         if connection is None and mode == self.when_unreachable:
             return self._enqueue_chain(batch)
         return chain_enqueue(
