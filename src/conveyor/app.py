@@ -25,6 +25,7 @@ from conveyor.backends import Backend, backend_scheme, open_backend
 from conveyor.backends.base import InsertResult, JobInsert, SendGate
 from conveyor.clock import Clock
 from conveyor.errors import (
+    BackendError,
     BackendUnavailable,
     ConfigurationError,
     EnqueueOutcomeUnknown,
@@ -67,37 +68,56 @@ _ENQUEUE_THREADS = 16
 
 
 class _DaemonPool:
-    """Threads that carry writes a caller waits for with a deadline. Daemon threads:
-    one stuck on a database that does not answer never holds up the process's exit."""
+    """Threads that carry writes a caller waits for with a deadline, started as needed
+    up to `size`. Daemon threads: one stuck on a database that does not answer never
+    holds up the process's exit. Belongs to the process that made it (see `owned`)."""
 
     def __init__(self, size: int) -> None:
+        self.pid = os.getpid()
+        self._size = size
         self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
             queue.SimpleQueue()
         )
-        self._threads = [
-            threading.Thread(target=self._work, name=f"conveyor-enqueue-{i}", daemon=True)
-            for i in range(size)
-        ]
-        for t in self._threads:
-            t.start()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    @property
+    def owned(self) -> bool:
+        """False in a forked child: the threads stayed in the parent."""
+        return self.pid == os.getpid()
 
     def submit(self, fn: Callable[[], Any]) -> Future[Any]:
         future: Future[Any] = Future()
+        with self._lock:
+            if self._idle == 0 and self._threads < self._size:
+                self._threads += 1
+                threading.Thread(
+                    target=self._work, name=f"conveyor-enqueue-{self._threads}", daemon=True
+                ).start()
+            else:
+                self._idle -= 1 if self._idle else 0
         self._queue.put((future, fn))
         return future
 
     def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
             future, fn = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn())
-            except BaseException as exc:  # handed to the waiting caller
-                future.set_exception(exc)
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:  # handed to the waiting caller
+                    future.set_exception(exc)
+            with self._lock:
+                self._idle += 1
 
     def shutdown(self) -> None:
-        for _ in self._threads:
+        with self._lock:
+            count = self._threads
+        for _ in range(count):
             self._queue.put(None)
 
 
@@ -208,6 +228,7 @@ class Conveyor:
         )
         self._spool: Spool | None = None
         self._spool_checked = False
+        self._spool_pid = 0
         self._forwarder: Forwarder | None = None
         self._spool_lock = threading.Lock()
         self._executor: _DaemonPool | None = None
@@ -492,7 +513,7 @@ class Conveyor:
     # -- enqueue under a deadline -----------------------------------------------------
     def _run(self, fn: Callable[[], Any]) -> Future[Any]:
         with self._spool_lock:
-            if self._executor is None:
+            if self._executor is None or not self._executor.owned:
                 self._executor = _DaemonPool(_ENQUEUE_THREADS)
             return self._executor.submit(fn)
 
@@ -508,7 +529,8 @@ class Conveyor:
         spooled (spool mode: the forwarder's look-up by client id keeps it single).
         """
         timeout = self.unreachable_timeout
-        gate = SendGate(time.monotonic() + timeout)
+        deadline = time.monotonic() + timeout
+        gate = SendGate(deadline)
 
         future = self._run(lambda: self.backend.job_insert_many(inserts, gate=gate))
         try:
@@ -516,8 +538,14 @@ class Conveyor:
         except FutureTimeout:
             sent = gate.close()
             cause: BaseException | None = None
-        except BackendUnavailable as exc:
+        except BackendError as exc:
             sent = gate.close()
+            # Unreachable: cannot connect, or (SQLite) still locked when the deadline came.
+            # Any other refusal (a schema to migrate, a value refused) is the caller's.
+            if not sent and not isinstance(exc, BackendUnavailable) and (
+                time.monotonic() < deadline - 0.05
+            ):
+                raise
             cause = exc
         if not sent:
             if mode == "spool":
@@ -579,7 +607,11 @@ class Conveyor:
     def spool(self) -> Spool:
         """This app's local spool (opened on first use; see docs/spool.md)."""
         with self._spool_lock:
+            if self._spool is not None and self._spool_pid != os.getpid():
+                # A forked child opens its own connection to the spool, and its own forwarder.
+                self._spool, self._forwarder = None, None
             if self._spool is None:
+                self._spool_pid = os.getpid()
                 self._spool = Spool(
                     self.spool_path, max_jobs=self.spool_max_jobs, max_age=self.spool_max_age
                 )

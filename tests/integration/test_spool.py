@@ -447,3 +447,26 @@ def test_cli_flush_fails_while_unreachable_then_forwards(
     assert up.exit_code == 0 and "forwarded 3 job(s)" in up.output, up.output
     assert len(outage.rows()) == 4
     metrics.close()
+
+
+def test_a_forked_child_enqueues_with_its_own_threads(tmp_path: Path) -> None:
+    app = Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}", when_unreachable="spool",
+                   spool_path=str(tmp_path / "spool"), unreachable_timeout=1.0)
+
+    @app.task()
+    def add(x: int) -> int:
+        return x
+
+    add.enqueue(0)  # the parent's enqueue threads exist now; a child has none of them
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 3
+        try:
+            job = add.enqueue(1)
+            code = 0 if job.id is not None and not job.spooled else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert app.spool_status() is not None and app.spool_status().depth == 0  # type: ignore[union-attr]
+    app.close()
