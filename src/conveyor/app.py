@@ -658,9 +658,16 @@ class Conveyor:
         gate = SendGate(time.monotonic() + self._forward_timeout)
         future = self._run(lambda: self.backend.job_insert_many(jobs, gate=gate))
         try:
-            return list(future.result(timeout=self._forward_timeout))
+            results = list(future.result(timeout=self._forward_timeout))
         except FutureTimeout:
             sent = gate.close()
+        else:
+            if self.events.wants(EventName.ENQUEUED):  # counted when it reaches the database
+                self.events.emit_all(
+                    JobEvent(EventName.ENQUEUED, r.id, job.task, job.queue)
+                    for job, r in zip(jobs, results, strict=True) if r.created
+                )
+            return results
         raise NotStoredError(
             f"the database did not answer a forward of {len(jobs)} spooled job(s) within "
             f"{self._forward_timeout:g}s" + ("; the next forward looks them up" if sent else "")

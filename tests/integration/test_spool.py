@@ -30,6 +30,7 @@ from conveyor import (
     NotStoredError,
     SpoolFullError,
 )
+from conveyor.events import EventName
 from conveyor.spool import SPOOL_FILE
 from tests.faults.proxy import Proxy
 
@@ -232,6 +233,8 @@ def test_spool_returns_spooled_handles_then_delivers_each_job_once(
     spool_app: Callable[..., Conveyor], outage: Outage
 ) -> None:
     app = spool_app(when_unreachable="spool")
+    enqueued: list[Any] = []
+    app.events.subscribe(enqueued.append)
     add = app.get_task("add")
     add.enqueue(0)
     outage.start()
@@ -252,6 +255,9 @@ def test_spool_returns_spooled_handles_then_delivers_each_job_once(
     handles[3].refresh()
     assert handles[3].id == rows[4][0] and not handles[3].spooled
     assert app.spool_status().forwarded == 30, app.spool_status()
+    # `enqueued` when each job reaches the database, once
+    ids = sorted(e.job_id for e in enqueued if e.name is EventName.ENQUEUED)
+    assert ids == [r[0] for r in rows]
 
 
 @ONLY_POSTGRES
