@@ -2,6 +2,8 @@
 
 Building a `Conveyor` touches nothing: the backend connects on first use, so
 importing a module that defines an app has no side effect beyond registration.
+The one exception is `when_unreachable="spool"`: the local spool file is opened
+(created if need be) and checked at once, so a bad spool fails at start-up.
 """
 
 from __future__ import annotations
@@ -162,6 +164,12 @@ class Conveyor:
     """One job system: where jobs live, which tasks exist, and the defaults for both.
 
     ``Conveyor()`` reads ``CONVEYOR_URL`` and falls back to ``sqlite:///conveyor.db``.
+
+    `when_unreachable`: what an enqueue does when the database does not answer within
+    `unreachable_timeout` seconds: "raise" (`NotStoredError`, certainly not stored) or
+    "spool" (written to the local spool in `spool_path`, at most `spool_max_jobs`
+    jobs and none older than `spool_max_age`, and forwarded once the database
+    answers). See docs/spool.md.
     """
 
     def __init__(

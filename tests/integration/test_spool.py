@@ -228,6 +228,28 @@ def test_raise_after_the_insert_was_sent_tells_stored_from_not_stored(
     assert outage.proxy.kill_next_insert is None  # the cut happened
 
 
+@ONLY_POSTGRES
+def test_raise_on_a_frozen_connection_fails_within_the_deadline(
+    spool_app: Callable[..., Conveyor], outage: Outage
+) -> None:
+    """The connection stays up but nothing gets through (a partition): the ping hangs,
+    the INSERT is never sent; once the network is back the late ping changes nothing."""
+    assert outage.proxy is not None
+    app = spool_app(when_unreachable="raise", unreachable_timeout=1.0)
+    add = app.get_task("add")
+    add.enqueue(0)
+    outage.proxy.freeze()
+    started = time.monotonic()
+    with pytest.raises(NotStoredError):
+        add.enqueue(1)
+    assert time.monotonic() - started < 1.5
+    outage.proxy.restore()
+    time.sleep(0.5)  # the stuck ping completes now; its INSERT must not follow
+    assert len(outage.rows()) == 1
+    assert add.enqueue(2).id is not None
+    assert len(outage.rows()) == 2
+
+
 # -- spool ---------------------------------------------------------------------------
 def test_spool_returns_spooled_handles_then_delivers_each_job_once(
     spool_app: Callable[..., Conveyor], outage: Outage
