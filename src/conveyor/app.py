@@ -468,9 +468,11 @@ class Conveyor:
         idempotency key, or spooled. `when_unreachable`: 'raise' or 'spool' for this
         call (default: the app's), see docs/spool.md.
         """
-        mode = self.when_unreachable if when_unreachable is None else check_when_unreachable(
-            when_unreachable
-        )
+        if when_unreachable is not None and when_unreachable not in WHEN_UNREACHABLE:
+            raise InvalidOptionError(
+                f"when_unreachable must be 'raise' or 'spool', got {when_unreachable!r}"
+            )
+        mode = when_unreachable or self.when_unreachable
         batch = list(jobs)
         for i, job in enumerate(batch):
             if not isinstance(job, EnqueueJob):
@@ -566,7 +568,9 @@ class Conveyor:
             ) from cause
         resolved = self._resolve(inserts, gate, future, timeout)
         if resolved is not None:
-            if all(r is None for r in resolved):
+            # The batch is one transaction: it committed iff a job of ours is there by its
+            # client id. (A job found only by its idempotency key was there before.)
+            if not any(r is not None and r.created for r in resolved):
                 if mode == "spool":
                     self._spool_write(inserts)
                     return None

@@ -26,6 +26,7 @@ import pytest
 from conveyor import (
     ConfigurationError,
     Conveyor,
+    EnqueueOutcomeUnknown,
     InvalidOptionError,
     NotStoredError,
     SpoolFullError,
@@ -116,6 +117,9 @@ class InsertKillingProxy(Proxy):
                         when, self.kill_next_insert = self.kill_next_insert, None
                         if when == "sent":
                             self._reset(peers)
+                            return
+                        if when == "sent-then-unreachable":
+                            self.cut()  # this connection reset, new ones never answered
                             return
                         armed = True
         except (OSError, ValueError):
@@ -248,6 +252,26 @@ def test_raise_on_a_frozen_connection_fails_within_the_deadline(
     assert len(outage.rows()) == 1
     assert add.enqueue(2).id is not None
     assert len(outage.rows()) == 2
+
+
+@ONLY_POSTGRES
+def test_raise_says_may_have_been_stored_only_when_the_look_up_cannot_answer(
+    spool_app: Callable[..., Conveyor], outage: Outage
+) -> None:
+    assert isinstance(outage.proxy, InsertKillingProxy)
+    app = spool_app(when_unreachable="raise", unreachable_timeout=1.0)
+    add = app.get_task("add")
+    warm = add.enqueue(0)
+    outage.proxy.kill_next_insert = "sent-then-unreachable"
+    started = time.monotonic()
+    with pytest.raises(EnqueueOutcomeUnknown, match="MAY have been stored") as caught:
+        add.enqueue(1)
+    assert time.monotonic() - started < 2 * 1.0 + 0.5  # the deadline, then the look-up's
+    assert len(caught.value.client_ids) == 1
+    outage.end()
+    # stored or not, at most once, and the client id named in the error says which
+    stored = [r[1] for r in outage.rows()]
+    assert stored[0] == warm.client_id and stored[1:] in ([], caught.value.client_ids)
 
 
 # -- spool ---------------------------------------------------------------------------
