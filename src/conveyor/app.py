@@ -564,7 +564,8 @@ class Conveyor:
             raise NotStoredError(
                 f"the database did not answer within {timeout:g}s "
                 f"({cause or 'no answer'}): the {len(inserts)} job(s) were NOT stored; "
-                "retry later, or enqueue with when_unreachable='spool'"
+                "retry later, or enqueue with when_unreachable='spool'",
+                [i.client_id or "" for i in inserts],
             ) from cause
         resolved = self._resolve(inserts, gate, future, timeout)
         if resolved is not None:
@@ -576,7 +577,8 @@ class Conveyor:
                     return None
                 raise NotStoredError(
                     f"the connection broke after the {len(inserts)} job(s) were sent; looked "
-                    "up by client id, they were NOT stored: retry"
+                    "up by client id, they were NOT stored: retry",
+                    [i.client_id or "" for i in inserts],
                 ) from cause
             if all(r is not None for r in resolved):
                 return [r for r in resolved if r is not None]

@@ -76,7 +76,12 @@ class BackendUnavailable(BackendError):
 
 class NotStoredError(BackendUnavailable):
     """The database did not answer within the enqueue deadline and nothing was stored:
-    retrying (or enqueueing in `spool` mode) cannot make a duplicate."""
+    retrying (or enqueueing in `spool` mode) cannot make a duplicate. `client_ids`
+    names the jobs that were not stored."""
+
+    def __init__(self, message: str, client_ids: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.client_ids = client_ids or []
 
 
 class EnqueueOutcomeUnknown(BackendError):
