@@ -341,6 +341,23 @@ def test_a_full_spool_refuses_and_drops_nothing(
     assert sorted(r[1] for r in outage.rows()[1:]) == sorted(str(h.client_id) for h in kept)
 
 
+def test_a_spool_whose_oldest_job_is_too_old_refuses(
+    spool_app: Callable[..., Conveyor], outage: Outage
+) -> None:
+    app = spool_app(when_unreachable="spool", spool_max_age=1.0)
+    add = app.get_task("add")
+    add.enqueue(0)
+    outage.start()
+    old = add.enqueue(1)
+    assert old.spooled
+    time.sleep(1.1)
+    with pytest.raises(SpoolFullError, match="longer than spool_max_age"):
+        add.enqueue(2)
+    outage.end()
+    wait_for(lambda: len(outage.rows()) == 2, 20, "the old job delivered, not dropped")
+    assert outage.rows()[1][1] == old.client_id
+
+
 def test_idempotency_keys_keep_their_meaning_through_the_spool(
     spool_app: Callable[..., Conveyor], outage: Outage
 ) -> None:
