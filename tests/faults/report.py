@@ -60,6 +60,13 @@ FAULTS: list[tuple[str, str, str]] = [
      "the same fencing is shown by fault 10"),
     ("claim-race", "12. Claim race",
      "4 processes x 8 threads on one queue of 3,000 jobs"),
+    ("partition-spool", "13a. An application host partitioned from PostgreSQL, spool mode",
+     "the app in its own network namespace, its veth link down for 4 s while it enqueues "
+     "300 jobs one per call (deadline 0.5 s): no caller sees an error, every job lands "
+     "exactly once; recovery: from the link back to an empty spool"),
+    ("partition-raise", "13b. The same partition, raise mode",
+     "every refused call fails within 1.5 s (deadline 1 s) with NotStoredError and none of "
+     "the refused jobs is stored; jobs = calls that returned, each stored"),
 ]
 
 PREAMBLE = """\

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IN_CI, _pg_truncate
+from tests.faults.harness import Figures
 from tests.faults.proxy import Proxy
 
 N_JOBS = 300
@@ -92,7 +93,7 @@ CHILD = textwrap.dedent("""
     def add(x: int) -> int:
         return x
 
-    ids, spooled, errors, slowest = [], 0, [], 0.0
+    ids, spooled, errors, slowest, drained_at = [], 0, [], 0.0, None
     for i in range(n):
         started = time.monotonic()
         try:
@@ -103,6 +104,9 @@ CHILD = textwrap.dedent("""
         slowest = max(slowest, time.monotonic() - started)
         ids.append(job.client_id)
         spooled += job.spooled
+        if spooled and drained_at is None and not job.spooled \
+                and app.spool_status().depth == 0:
+            drained_at = time.time()  # the spool emptied after the partition
         if i == 20:
             print("running", flush=True)
         time.sleep(0.02)
@@ -111,9 +115,10 @@ CHILD = textwrap.dedent("""
             time.monotonic() < deadline:
         time.sleep(0.1)
     left = app.spool_status().depth if app.spool_status() else 0
+    drained_at = drained_at or time.time()
     app.close()
     json.dump({"ids": ids, "spooled": spooled, "errors": errors, "slowest": slowest,
-               "left": left}, open(out, "w"))
+               "left": left, "drained_at": drained_at}, open(out, "w"))
 """)
 
 
@@ -138,6 +143,7 @@ def test_an_app_cut_off_from_postgres_spools_and_delivers_each_job_once(
         _ip("link", "set", host_link, "down")  # the partition
         time.sleep(PARTITION_SECONDS)
         _ip("link", "set", host_link, "up")  # healed
+        healed = time.time()
         child.wait(timeout=120)
     finally:
         if child.poll() is None:
@@ -151,6 +157,14 @@ def test_an_app_cut_off_from_postgres_spools_and_delivers_each_job_once(
     assert result["left"] == 0
     with psycopg.connect(pg_database, autocommit=True) as conn:
         stored = [r[0] for r in conn.execute("SELECT client_id FROM conveyor_jobs")]
+    Figures(
+        "partition-spool", "postgres", jobs=N_JOBS, lost=len(set(result["ids"]) - set(stored)),
+        extra_executions=len(stored) - len(set(stored)),
+        recovery_s=max(0.0, result["drained_at"] - healed),
+        notes={"partition_s": PARTITION_SECONDS, "spooled": result["spooled"],
+               "caller_errors": len(result["errors"]),
+               "slowest_call_s": round(result["slowest"], 2)},
+    ).save()
     assert len(stored) == N_JOBS  # exactly once
     assert sorted(stored) == sorted(result["ids"])
 
@@ -220,6 +234,21 @@ def test_raise_mode_across_a_partition_fails_in_time_and_never_stores_a_refused_
     by_outcome: dict[str, list[list[object]]] = {}
     for call in calls:
         by_outcome.setdefault(str(call[0]), []).append(call)
+    time.sleep(1.0)  # a late write, were there one, would land now
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        stored = {r[0] for r in conn.execute("SELECT client_id FROM conveyor_jobs")}
+    refused_ids = {c[1] for c in by_outcome.get("not-stored", [])
+                   + by_outcome.get("not-stored-after-look-up", [])}
+    Figures(
+        "partition-raise", "postgres", jobs=len(by_outcome.get("stored", [])),
+        lost=len({c[1] for c in by_outcome.get("stored", [])} - stored),
+        notes={"partition_s": PARTITION_SECONDS,
+               "refused": len(refused_ids), "refused_but_stored": len(refused_ids & stored),
+               "unknown": len(by_outcome.get("unknown", [])),
+               "slowest_refusal_s": round(max(
+                   (float(str(c[2])) for c in by_outcome.get("not-stored", [])), default=0.0
+               ), 2)},
+    ).save()
     assert "error" not in by_outcome, by_outcome["error"][:3]
     refused = by_outcome.get("not-stored", [])
     assert refused  # the partition was felt
@@ -228,9 +257,6 @@ def test_raise_mode_across_a_partition_fails_in_time_and_never_stores_a_refused_
     looked_up = by_outcome.get("not-stored-after-look-up", [])
     assert all(float(str(c[2])) < 2.5 for c in looked_up)
     refused = refused + looked_up
-    time.sleep(1.0)  # a late write, were there one, would land now
-    with psycopg.connect(pg_database, autocommit=True) as conn:
-        stored = {r[0] for r in conn.execute("SELECT client_id FROM conveyor_jobs")}
     assert {c[1] for c in by_outcome["stored"]} <= stored
     assert not {c[1] for c in refused} & stored  # "not stored" means not stored
     # the one ambiguous case, if it happened: stored at most once, named by client id
