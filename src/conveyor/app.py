@@ -521,6 +521,16 @@ class Conveyor:
         ]
 
     # -- enqueue under a deadline -----------------------------------------------------
+    def _write_through(
+        self, gate: SendGate, jobs: list[JobInsert]
+    ) -> Callable[[], list[InsertResult]]:
+        def write() -> list[InsertResult]:
+            if gate.closed:  # the caller is gone: do not even open a connection
+                raise NotStoredError("the enqueue deadline passed before the write started")
+            return self.backend.job_insert_many(jobs, gate=gate)
+
+        return write
+
     def _run(self, fn: Callable[[], Any]) -> Future[Any]:
         with self._spool_lock:
             if self._executor is None or not self._executor.owned:
@@ -542,7 +552,7 @@ class Conveyor:
         deadline = time.monotonic() + timeout
         gate = SendGate(deadline)
 
-        future = self._run(lambda: self.backend.job_insert_many(inserts, gate=gate))
+        future = self._run(self._write_through(gate, inserts))
         try:
             return list(future.result(timeout=timeout))
         except FutureTimeout:
@@ -670,7 +680,7 @@ class Conveyor:
         """Insert spooled jobs within the forward timeout. When it passes after the
         write was sent, the next forward looks them up by client id."""
         gate = SendGate(time.monotonic() + self._forward_timeout)
-        future = self._run(lambda: self.backend.job_insert_many(jobs, gate=gate))
+        future = self._run(self._write_through(gate, jobs))
         try:
             results = list(future.result(timeout=self._forward_timeout))
         except FutureTimeout:

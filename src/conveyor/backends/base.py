@@ -85,6 +85,11 @@ class SendGate:
             self.sent = True
             self.session = session
 
+    @property
+    def closed(self) -> bool:
+        """True once the caller stopped waiting: a write not yet started need not start."""
+        return self._closed
+
     def close(self) -> bool:
         """Refuse any later send; True if the write was already sent."""
         with self._lock:
