@@ -1,6 +1,7 @@
 -- Many jobs without idempotency keys that share every option but their
 -- arguments, in one statement. The arguments arrive as one JSON array, parsed
--- once (their client ids as a second array of the same length); rows are inserted in input order, so their ids ascend in input order.
+-- once (their client ids as a second array of the same length, zipped by
+-- ROWS FROM); rows are inserted in input order, so their ids ascend in input order.
 WITH spec AS (
     SELECT coalesce(to_timestamp(%(run_at)s::float8),
                     now() + make_interval(secs => %(delay)s::float8)) AS run_at
