@@ -2,22 +2,40 @@
 
 Building a `Conveyor` touches nothing: the backend connects on first use, so
 importing a module that defines an app has no side effect beyond registration.
+The one exception is `when_unreachable="spool"`: the local spool file is opened
+(created if need be) and checked at once, so a bad spool fails at start-up.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
+import queue
 import sys
 import threading
+import time
 import traceback
+import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from conveyor.backends import Backend, backend_scheme, open_backend
+from conveyor.backends.base import InsertResult, JobInsert, SendGate
 from conveyor.clock import Clock
-from conveyor.errors import ConfigurationError, InvalidOptionError, UnknownTaskError
+from conveyor.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    EnqueueOutcomeUnknown,
+    InvalidOptionError,
+    NotStoredError,
+    UnknownTaskError,
+)
 from conveyor.events import EventBus, EventName, JobEvent
 from conveyor.job import Job, job_from_record
 from conveyor.middleware import EnqueueJob, Middleware, chain_enqueue, check_middleware
@@ -25,6 +43,7 @@ from conveyor.operations import Operations
 from conveyor.retry import DEFAULT_RETRY, CircuitBreaker, RetryPolicy
 from conveyor.scheduler import CronEntry, CronExpression, CronScheduler, build_entry
 from conveyor.settings import Settings
+from conveyor.spool import SPOOL_FILE, Forwarder, Spool, SpoolStatus
 from conveyor.task import (
     Task,
     build_options,
@@ -33,6 +52,7 @@ from conveyor.task import (
     check_queue,
     job_insert,
 )
+from conveyor.types import JobState
 
 if TYPE_CHECKING:
     from conveyor.insights import Insights
@@ -44,6 +64,87 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_URL = "sqlite:///conveyor.db"
+WHEN_UNREACHABLE = ("raise", "spool")
+"""What an enqueue does when the database does not answer within `unreachable_timeout`."""
+_ENQUEUE_THREADS = 16
+"""Threads that carry enqueues under a deadline (a call whose database hangs holds one)."""
+
+
+class _DaemonPool:
+    """Threads that carry writes a caller waits for with a deadline, started as needed
+    up to `size`. Daemon threads: one stuck on a database that does not answer never
+    holds up the process's exit. Belongs to the process that made it (see `owned`)."""
+
+    def __init__(self, size: int) -> None:
+        self.pid = os.getpid()
+        self._size = size
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    @property
+    def owned(self) -> bool:
+        """False in a forked child: the threads stayed in the parent."""
+        return self.pid == os.getpid()
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._idle == 0 and self._threads < self._size:
+                self._threads += 1
+                threading.Thread(
+                    target=self._work, name=f"conveyor-enqueue-{self._threads}", daemon=True
+                ).start()
+            else:
+                self._idle -= 1 if self._idle else 0
+        self._queue.put((future, fn))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:  # handed to the waiting caller
+                    future.set_exception(exc)
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self) -> None:
+        with self._lock:
+            count = self._threads
+        for _ in range(count):
+            self._queue.put(None)
+
+
+def check_when_unreachable(value: object) -> str:
+    if value not in WHEN_UNREACHABLE:
+        raise ConfigurationError(
+            f"when_unreachable must be 'raise' (fail at once, certainly not stored) or "
+            f"'spool' (keep the job on local disk, deliver it later), got {value!r}"
+        )
+    return str(value)
+
+
+def default_spool_path(url: str) -> str:
+    """Next to a SQLite database (`<file>.spool`), else under the user's cache folder,
+    one per database URL."""
+    if backend_scheme(url) == "sqlite":
+        from conveyor.backends.sqlite.backend import parse_sqlite_url
+
+        path, _ = parse_sqlite_url(url)
+        if path and path != ":memory:":
+            return os.path.abspath(path) + ".spool"
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return os.path.join(cache, "conveyor", "spool", digest)
 
 
 def _seconds(value: float | timedelta, name: str, *, minimum: float = 0.0) -> float:
@@ -64,6 +165,12 @@ class Conveyor:
     """One job system: where jobs live, which tasks exist, and the defaults for both.
 
     ``Conveyor()`` reads ``CONVEYOR_URL`` and falls back to ``sqlite:///conveyor.db``.
+
+    `when_unreachable`: what an enqueue does when the database does not answer within
+    `unreachable_timeout` seconds: "raise" (`NotStoredError`, certainly not stored) or
+    "spool" (written to the local spool in `spool_path`, at most `spool_max_jobs`
+    jobs and none older than `spool_max_age`, and forwarded once the database
+    answers). See docs/spool.md.
     """
 
     def __init__(
@@ -82,6 +189,11 @@ class Conveyor:
         clock: Clock | None = None,
         middleware: Sequence[Middleware] = (),
         audit_retention: float | timedelta = timedelta(days=90),
+        when_unreachable: str = "raise",
+        unreachable_timeout: float | timedelta = 1.0,
+        spool_path: str | os.PathLike[str] | None = None,
+        spool_max_jobs: int = 100_000,
+        spool_max_age: float | timedelta = timedelta(days=1),
     ) -> None:
         self.url = url or os.environ.get("CONVEYOR_URL") or DEFAULT_URL
         # Validate the URL now (cheap, no connection) so a typo fails at start-up.
@@ -110,6 +222,30 @@ class Conveyor:
         self.connect_timeout = _seconds(connect_timeout, "connect_timeout", minimum=0.1)
         self.audit_retention = _seconds(audit_retention, "audit_retention", minimum=3600.0)
         """Seconds an audit entry is kept (see `conveyor.operations`)."""
+        self.when_unreachable = check_when_unreachable(when_unreachable)
+        """'raise' or 'spool': see docs/spool.md."""
+        self.unreachable_timeout = _seconds(
+            unreachable_timeout, "unreachable_timeout", minimum=0.05
+        )
+        """Seconds an enqueue waits for the database before it raises or spools."""
+        if isinstance(spool_max_jobs, bool) or not isinstance(spool_max_jobs, int) \
+                or spool_max_jobs < 1:
+            raise ConfigurationError(f"spool_max_jobs must be an int >= 1, got {spool_max_jobs!r}")
+        self.spool_max_jobs = spool_max_jobs
+        self.spool_max_age = _seconds(spool_max_age, "spool_max_age", minimum=1.0)
+        self.spool_path = (
+            os.fspath(spool_path) if spool_path is not None else default_spool_path(self.url)
+        )
+        self._spool: Spool | None = None
+        self._spool_checked = False
+        self._spool_pid = 0
+        self._forwarder: Forwarder | None = None
+        self._spool_lock = threading.Lock()
+        self._executor: _DaemonPool | None = None
+        if self.when_unreachable == "spool":
+            # Open (and check) the spool now: a folder that is not writable or a file
+            # of a newer version fails at start-up, not at the first outage.
+            self.spool  # noqa: B018
         self.clock = clock
         self.events = EventBus()
         """Job events of this process (see `conveyor.events`): metrics and logs subscribe."""
@@ -173,8 +309,21 @@ class Conveyor:
             connect_timeout=self.connect_timeout,
         )
 
-    def close(self) -> None:
-        """Close the backend's connections (a later use opens new ones)."""
+    def close(self, *, flush_timeout: float = 1.0) -> None:
+        """Close the backend's connections (a later use opens new ones). The spool
+        forwarder first tries to deliver what is spooled for up to `flush_timeout`
+        seconds, then stops; what is left stays on disk for the next start."""
+        with self._spool_lock:
+            forwarder, self._forwarder = self._forwarder, None
+            spool, self._spool = self._spool, None
+            executor, self._executor = self._executor, None
+            self._spool_checked = False
+        if forwarder is not None:
+            forwarder.stop(flush_timeout)
+        if spool is not None:
+            spool.close()
+        if executor is not None:
+            executor.shutdown()
         with self._backend_lock:
             backend, self._backend = self._backend, None
         if backend is not None:
@@ -330,14 +479,25 @@ class Conveyor:
 
     # -- jobs -------------------------------------------------------------------------
     def enqueue_jobs(
-        self, jobs: Sequence[EnqueueJob], *, connection: Any = None
+        self,
+        jobs: Sequence[EnqueueJob],
+        *,
+        connection: Any = None,
+        when_unreachable: str | None = None,
     ) -> list[Job[Any]]:
         """Store prepared jobs (`task.prepare(...)`) in one transaction, through the
         enqueue middleware: the one path every enqueue takes (tasks, cron, the HTTP API).
 
         `connection`: the application's own database connection, to enqueue inside its
-        transaction. Returns one handle per job stored or found by idempotency key.
+        transaction (never spooled). Returns one handle per job stored or found by
+        idempotency key, or spooled. `when_unreachable`: 'raise' or 'spool' for this
+        call (default: the app's), see docs/spool.md.
         """
+        if when_unreachable is not None and when_unreachable not in WHEN_UNREACHABLE:
+            raise InvalidOptionError(
+                f"when_unreachable must be 'raise' or 'spool', got {when_unreachable!r}"
+            )
+        mode = when_unreachable or self.when_unreachable
         batch = list(jobs)
         for i, job in enumerate(batch):
             if not isinstance(job, EnqueueJob):
@@ -347,19 +507,241 @@ class Conveyor:
                 )
         if not batch:
             return []
-        if connection is None:
+        if not self._spool_checked:
+            self._spool_checked = True
+            if self.spool_has_jobs():
+                self.forwarder.start()  # jobs left by an earlier run: deliver them now
+        if connection is None and mode == self.when_unreachable:
             return self._enqueue_chain(batch)
-        return chain_enqueue(self.middleware, lambda b: self._store(b, connection))(batch)
+        return chain_enqueue(
+            self.middleware, lambda b: self._store(b, connection, mode)
+        )(batch)
 
-    def _store(self, jobs: list[EnqueueJob], connection: Any = None) -> list[Job[Any]]:
-        inserts = [job_insert(j, check=bool(self.middleware)) for j in jobs]
-        results = self.backend.job_insert_many(inserts, connection=connection)
+    def _store(
+        self, jobs: list[EnqueueJob], connection: Any = None, mode: str | None = None
+    ) -> list[Job[Any]]:
+        inserts = [
+            replace(job_insert(j, check=bool(self.middleware)), client_id=uuid.uuid4().hex)
+            for j in jobs
+        ]
+        if connection is not None:  # the application's transaction: never spooled
+            results = self.backend.job_insert_many(inserts, connection=connection)
+        else:
+            stored = self._insert_within(inserts, mode or self.when_unreachable)
+            if stored is None:
+                return [
+                    Job(self, None, JobState.SCHEDULED if (i.run_at or i.delay) else
+                        JobState.AVAILABLE, client_id=i.client_id, spooled=True)
+                    for i in inserts
+                ]
+            results = stored
         if self.events.wants(EventName.ENQUEUED):
             self.events.emit_all(
                 JobEvent(EventName.ENQUEUED, r.id, insert.task, insert.queue)
                 for insert, r in zip(inserts, results, strict=True) if r.created
             )
-        return [Job(self, r.id, r.state, created=r.created) for r in results]
+        return [
+            Job(self, r.id, r.state, created=r.created, client_id=insert.client_id)
+            for insert, r in zip(inserts, results, strict=True)
+        ]
+
+    # -- enqueue under a deadline -----------------------------------------------------
+    def _write_through(
+        self, gate: SendGate, jobs: list[JobInsert]
+    ) -> Callable[[], list[InsertResult]]:
+        def write() -> list[InsertResult]:
+            if gate.closed:  # the caller is gone: do not even open a connection
+                raise NotStoredError("the enqueue deadline passed before the write started")
+            return self.backend.job_insert_many(jobs, gate=gate)
+
+        return write
+
+    def _run(self, fn: Callable[[], Any]) -> Future[Any]:
+        with self._spool_lock:
+            if self._executor is None or not self._executor.owned:
+                self._executor = _DaemonPool(_ENQUEUE_THREADS)
+            return self._executor.submit(fn)
+
+    def _insert_within(
+        self, inserts: list[JobInsert], mode: str
+    ) -> list[InsertResult] | None:
+        """Insert within `unreachable_timeout`; None when the jobs were spooled.
+
+        Outcomes: stored (results); certainly not stored (`NotStoredError`, or
+        spooled); sent but the answer lost: resolved by client id (stored or not),
+        and only when that look-up cannot reach the database within another
+        `unreachable_timeout` either, `EnqueueOutcomeUnknown` (raise mode) or
+        spooled (spool mode: the forwarder's look-up by client id keeps it single).
+        """
+        timeout = self.unreachable_timeout
+        deadline = time.monotonic() + timeout
+        gate = SendGate(deadline)
+
+        future = self._run(self._write_through(gate, inserts))
+        try:
+            return list(future.result(timeout=timeout))
+        except FutureTimeout:
+            sent = gate.close()
+            cause: BaseException | None = None
+        except BackendError as exc:
+            sent = gate.close()
+            # Unreachable: cannot connect, or (SQLite) still locked when the deadline came.
+            # Any other refusal (a schema to migrate, a value refused) is the caller's.
+            if not sent and not isinstance(exc, BackendUnavailable) and (
+                time.monotonic() < deadline - 0.05
+            ):
+                raise
+            cause = exc
+        if not sent:
+            if mode == "spool":
+                self._spool_write(inserts)
+                return None
+            raise NotStoredError(
+                f"the database did not answer within {timeout:g}s "
+                f"({cause or 'no answer'}): the {len(inserts)} job(s) were NOT stored; "
+                "retry later, or enqueue with when_unreachable='spool'",
+                [i.client_id or "" for i in inserts],
+            ) from cause
+        resolved = self._resolve(inserts, gate, future, timeout)
+        if resolved is not None:
+            # The batch is one transaction: it committed iff a job of ours is there by its
+            # client id. (A job found only by its idempotency key was there before.)
+            if not any(r is not None and r.created for r in resolved):
+                if mode == "spool":
+                    self._spool_write(inserts)
+                    return None
+                raise NotStoredError(
+                    f"the connection broke after the {len(inserts)} job(s) were sent; looked "
+                    "up by client id, they were NOT stored: retry",
+                    [i.client_id or "" for i in inserts],
+                ) from cause
+            if all(r is not None for r in resolved):
+                return [r for r in resolved if r is not None]
+        if mode == "spool":
+            self._spool_write(inserts)
+            return None
+        ids = [i.client_id or "" for i in inserts]
+        raise EnqueueOutcomeUnknown(
+            f"the connection broke after the {len(inserts)} job(s) were sent and the database "
+            f"did not answer a look-up within {timeout:g}s either: they MAY have been stored; "
+            f"client id(s) {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}: look them up "
+            "once the database answers",
+            ids,
+        ) from cause
+
+    def _resolve(
+        self, inserts: list[JobInsert], gate: SendGate, future: Future[Any], timeout: float
+    ) -> list[InsertResult | None] | None:
+        """After an ambiguous send: the write's own late answer, else a look-up by client
+        id on a new connection (ending the write's session first); None if neither
+        came within `timeout`."""
+        deadline = time.monotonic() + timeout
+        try:
+            return list(future.result(timeout=min(0.1, timeout)))
+        except (FutureTimeout, BackendUnavailable):
+            pass
+        lookup = self._run(
+            lambda: self.backend.job_resolve(inserts, stop_session=gate.session)
+        )
+        try:
+            found: list[InsertResult | None] = lookup.result(
+                timeout=max(0.01, deadline - time.monotonic())
+            )
+        except (FutureTimeout, BackendUnavailable):
+            return None
+        return found
+
+    # -- the spool ----------------------------------------------------------------------
+    @property
+    def spool(self) -> Spool:
+        """This app's local spool (opened on first use; see docs/spool.md)."""
+        with self._spool_lock:
+            if self._spool is not None and self._spool_pid != os.getpid():
+                # A forked child opens its own connection to the spool, and its own forwarder.
+                self._spool, self._forwarder = None, None
+            if self._spool is None:
+                self._spool_pid = os.getpid()
+                self._spool = Spool(
+                    self.spool_path, max_jobs=self.spool_max_jobs, max_age=self.spool_max_age
+                )
+            return self._spool
+
+    @property
+    def forwarder(self) -> Forwarder:
+        """The thread that delivers spooled jobs (created, not started, on first use)."""
+        spool = self.spool
+        with self._spool_lock:
+            if self._forwarder is None:
+                self._forwarder = Forwarder(
+                    spool,
+                    store=self._forward_store,
+                    resolve=self._forward_resolve,
+                )
+            return self._forwarder
+
+    def spool_has_jobs(self) -> bool:
+        """True if the spool file exists and holds jobs (cheap when there is none)."""
+        status = self.spool_status()
+        return status is not None and status.depth > 0
+
+    def spool_status(self) -> SpoolStatus | None:
+        """Depth, oldest age and forwarded count of this app's spool; None if this app
+        never spooled (no spool file in `spool_path`)."""
+        if self._spool is None and not os.path.exists(
+            os.path.join(self.spool_path, SPOOL_FILE)
+        ):
+            return None
+        return self.spool.status()
+
+    def flush_spool(self) -> int:
+        """Forward every spooled job now; raises the database's error if it cannot."""
+        return self.forwarder.forward_all()
+
+    @property
+    def _forward_timeout(self) -> float:
+        return max(self.unreachable_timeout, self.connect_timeout)
+
+    def _forward_store(self, jobs: list[JobInsert]) -> list[InsertResult]:
+        """Insert spooled jobs within the forward timeout. When it passes after the
+        write was sent, the next forward looks them up by client id."""
+        gate = SendGate(time.monotonic() + self._forward_timeout)
+        future = self._run(self._write_through(gate, jobs))
+        try:
+            results = list(future.result(timeout=self._forward_timeout))
+        except FutureTimeout:
+            sent = gate.close()
+        else:
+            if self.events.wants(EventName.ENQUEUED):  # counted when it reaches the database
+                self.events.emit_all(
+                    JobEvent(EventName.ENQUEUED, r.id, job.task, job.queue)
+                    for job, r in zip(jobs, results, strict=True) if r.created
+                )
+            return results
+        raise NotStoredError(
+            f"the database did not answer a forward of {len(jobs)} spooled job(s) within "
+            f"{self._forward_timeout:g}s" + ("; the next forward looks them up" if sent else "")
+        )
+
+    def _forward_resolve(self, jobs: list[JobInsert]) -> list[InsertResult | None]:
+        future = self._run(lambda: self.backend.job_resolve(jobs))
+        try:
+            found: list[InsertResult | None] = future.result(timeout=self._forward_timeout)
+        except FutureTimeout:
+            raise NotStoredError(
+                f"the database did not answer within {self._forward_timeout:g}s"
+            ) from None
+        return found
+
+    def _spool_write(self, inserts: list[JobInsert]) -> None:
+        now = time.time()
+        # A delay counts from the enqueue, not from the forward.
+        self.spool.add([
+            replace(i, run_at=now + i.delay, delay=0.0) if i.run_at is None and i.delay else i
+            for i in inserts
+        ])
+        forwarder = self.forwarder
+        forwarder.start()
+        forwarder.wake()
 
     def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Job[Any]:
         """Enqueue by task name (for code that does not import the task)."""

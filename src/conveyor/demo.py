@@ -124,7 +124,9 @@ def enqueue_workload(demo: Conveyor, jobs: int = 60, *, seed: int | None = None)
     ids: list[int] = []
     for name, items in calls.items():
         if items:
-            ids.extend(job.id for job in demo.get_task(name).enqueue_many(items))
+            ids.extend(
+                job.id for job in demo.get_task(name).enqueue_many(items) if job.id is not None
+            )
     return ids
 
 

@@ -5,13 +5,16 @@
     ├── EnqueueError              nothing was written
     │   ├── SerializationError    arguments are not JSON
     │   ├── InvalidArgumentsError arguments do not fit the task's signature
-    │   └── InvalidOptionError    unknown or out-of-range option (delay < 0, priority …)
+    │   ├── InvalidOptionError    unknown or out-of-range option (delay < 0, priority …)
+    │   └── SpoolFullError        the local spool is full (or too old): back-pressure
     ├── OperationError            an operator action was refused (bad input); nothing changed
     ├── UnknownTaskError          no task registered under that name
     ├── EncryptionError           an encrypted payload does not decrypt (altered, misplaced)
     │   └── EncryptionKeyMissing  its key id is not in this process's key ring
     ├── BackendError              the database failed us
     │   ├── BackendUnavailable    cannot connect within the connect timeout
+    │   │   └── NotStoredError    the database did not answer in time: certainly not stored
+    │   └── EnqueueOutcomeUnknown the one ambiguous case: may have been stored (client ids)
     │   └── SchemaError           schema missing or of an unknown version: run `conveyor migrate`
     ├── JobError                  raised by `Job.wait()`
     │   ├── JobFailed             the job ended `dead`
@@ -95,6 +98,32 @@ class BackendError(ConveyorError):
 
 class BackendUnavailable(BackendError):
     """The database cannot be reached; nothing was written."""
+
+
+class NotStoredError(BackendUnavailable):
+    """The database did not answer within the enqueue deadline and nothing was stored:
+    retrying (or enqueueing in `spool` mode) cannot make a duplicate. `client_ids`
+    names the jobs that were not stored."""
+
+    def __init__(self, message: str, client_ids: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.client_ids = client_ids or []
+
+
+class EnqueueOutcomeUnknown(BackendError):
+    """The write was sent, the connection broke, and the look-up by client id could not
+    reach the database within its bound either: the jobs may have been stored.
+    `client_ids` names them: look them up (or re-enqueue them with the same client
+    ids through the spool) once the database answers."""
+
+    def __init__(self, message: str, client_ids: list[str]) -> None:
+        super().__init__(message)
+        self.client_ids = client_ids
+
+
+class SpoolFullError(EnqueueError):
+    """The local spool holds its maximum of jobs, or its oldest job is older than its
+    maximum age (the database has been unreachable too long): nothing was written."""
 
 
 class SchemaError(BackendError):

@@ -18,6 +18,8 @@ class JobReader(Protocol):
 
     def job_cancel(self, job_id: int) -> bool: ...
 
+    def job_find_client_id(self, client_id: str) -> int | None: ...
+
 
 class JobSource(Protocol):
     """Where a handle finds that role (the app): looked up on each use, so a handle
@@ -32,34 +34,52 @@ class JobSource(Protocol):
 
 
 class Job(Generic[R]):
-    """A job by id. `state` and `record` are as of the last read; `refresh()` re-reads."""
+    """A job by id. `state` and `record` are as of the last read; `refresh()` re-reads.
 
-    __slots__ = ("_record", "_source", "_state", "created", "id")
+    A handle of a job written to the local spool (`spooled` True) has no `id` yet;
+    `refresh()` finds the job by its `client_id` once the forwarder delivered it.
+    """
+
+    __slots__ = ("_record", "_source", "_state", "client_id", "created", "id", "spooled")
 
     def __init__(
         self,
         source: JobSource,
-        job_id: int,
+        job_id: int | None,
         state: JobState,
         *,
         created: bool = True,
         record: JobRecord | None = None,
+        client_id: str | None = None,
+        spooled: bool = False,
     ) -> None:
         self._source = source
         self.id = job_id
+        """The database's id; None while the job waits in the local spool."""
         self._state = state
         self._record = record
         self.created = created
         """False when an idempotency key returned an existing job instead of a new one."""
+        self.client_id = client_id
+        """The id the enqueuing client gave the job (unique in the database)."""
+        self.spooled = spooled
+        """True when the database did not answer in time and the job was written to the
+        local spool; it becomes False once `refresh()` finds it in the database."""
 
     def __repr__(self) -> str:
+        if self.id is None:
+            return f"<Job spooled client_id={self.client_id}>"
         return f"<Job {self.id} {self._state}>"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Job) and other.id == self.id and other._source is self._source
+        if not isinstance(other, Job) or other._source is not self._source:
+            return False
+        if self.id is None or other.id is None:
+            return self.client_id is not None and other.client_id == self.client_id
+        return other.id == self.id
 
     def __hash__(self) -> int:
-        return hash(self.id)
+        return hash(self.client_id if self.id is None else self.id)
 
     @property
     def state(self) -> JobState:
@@ -73,12 +93,28 @@ class Job(Generic[R]):
         assert self._record is not None
         return self._record
 
+    def _stored_id(self) -> int:
+        if self.id is None:
+            found = None if self.client_id is None else (
+                self._source.backend.job_find_client_id(self.client_id)
+            )
+            if found is None:
+                raise JobNotFound(
+                    f"job {self.client_id} is still in the local spool (the database has not "
+                    "received it yet): try again later, or see `conveyor spool status`",
+                    0,
+                )
+            self.id = found
+            self.spooled = False
+        return self.id
+
     def refresh(self) -> Job[R]:
-        record = self._source.backend.job_get(self.id)
+        job_id = self._stored_id()
+        record = self._source.backend.job_get(job_id)
         if record is None:
             raise JobNotFound(
-                f"job {self.id} does not exist (never enqueued, or pruned after retention)",
-                self.id,
+                f"job {job_id} does not exist (never enqueued, or pruned after retention)",
+                job_id,
             )
         self._record = record
         self._state = record.state
@@ -107,16 +143,16 @@ class Job(Generic[R]):
                 last = record.errors[-1] if record.errors else None
                 summary = f"{last.type}: {last.message}" if last else "no error recorded"
                 raise JobFailed(
-                    f"job {self.id} ({record.task}) is dead after {record.attempt} attempt(s): "
+                    f"job {record.id} ({record.task}) is dead after {record.attempt} attempt(s): "
                     f"{summary}",
-                    self.id,
+                    record.id,
                     summary,
                 )
             if record.state is JobState.CANCELLED:
-                raise JobCancelled(f"job {self.id} ({record.task}) was cancelled", self.id)
+                raise JobCancelled(f"job {record.id} ({record.task}) was cancelled", record.id)
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeout(
-                    f"job {self.id} ({record.task}) is still {record.state} after {timeout}s"
+                    f"job {record.id} ({record.task}) is still {record.state} after {timeout}s"
                 )
             if deadline is not None:
                 delay = min(delay, max(0.0, deadline - time.monotonic()))
@@ -125,7 +161,7 @@ class Job(Generic[R]):
 
     def cancel(self) -> bool:
         """Cancel the job if it has not started; True if it was cancelled now."""
-        cancelled = self._source.backend.job_cancel(self.id)
+        cancelled = self._source.backend.job_cancel(self._stored_id())
         self.refresh()
         return cancelled
 

@@ -85,6 +85,8 @@ class UsingOptions(TypedDict, total=False):
     group: str | None
     tags: Sequence[str]
     connection: Any
+    when_unreachable: str
+    """'raise' or 'spool' for these enqueues (default: the app's), see docs/spool.md."""
 
 
 _USING_KEYS = frozenset(UsingOptions.__annotations__)
@@ -160,6 +162,7 @@ class _CallOptions:
     group: str | _Unset | None = UNSET
     tags: tuple[str, ...] | _Unset = UNSET
     connection: Any = UNSET
+    when_unreachable: str | _Unset = UNSET
 
 
 @final
@@ -187,7 +190,8 @@ class TaskOwner(Protocol):
     @property
     def idempotency_window(self) -> float: ...
     def enqueue_jobs(
-        self, jobs: Sequence[EnqueueJob], *, connection: Any = None
+        self, jobs: Sequence[EnqueueJob], *, connection: Any = None,
+        when_unreachable: str | None = None,
     ) -> list[Job[Any]]: ...
 
 
@@ -265,6 +269,10 @@ class Task(Generic[P, R]):
                 value = tuple(value)
             elif key == "group" and value is not None and not isinstance(value, str):
                 raise InvalidOptionError(f"group must be a str or None, got {value!r}")
+            elif key == "when_unreachable" and value not in ("raise", "spool"):
+                raise InvalidOptionError(
+                    f"when_unreachable must be 'raise' or 'spool', got {value!r}"
+                )
             changes[key] = value
         if "delay" in changes and "run_at" in changes:
             raise InvalidOptionError("give delay= or run_at=, not both")
@@ -321,17 +329,24 @@ class Task(Generic[P, R]):
     def _connection(self) -> Any:
         return None if self._call.connection is UNSET else self._call.connection
 
+    @property
+    def _when_unreachable(self) -> str | None:
+        mode = self._call.when_unreachable
+        return None if isinstance(mode, _Unset) else mode
+
     # -- enqueue ------------------------------------------------------------------------
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Store one job and return its handle. Nothing is written if anything is invalid."""
         return self.app.enqueue_jobs([self._prepare(args, kwargs)],
-                                     connection=self._connection)[0]
+                                     connection=self._connection,
+                                     when_unreachable=self._when_unreachable)[0]
 
     async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """`enqueue` for async code: the write runs in a thread, the event loop stays free."""
         job = self._prepare(args, kwargs)
         jobs: list[Job[R]] = await asyncio.to_thread(
-            self.app.enqueue_jobs, [job], connection=self._connection
+            self.app.enqueue_jobs, [job], connection=self._connection,
+            when_unreachable=self._when_unreachable,
         )
         return jobs[0]
 
@@ -359,7 +374,9 @@ class Task(Generic[P, R]):
                 )
         if not jobs:
             return []
-        return self.app.enqueue_jobs(jobs, connection=self._connection)
+        return self.app.enqueue_jobs(
+            jobs, connection=self._connection, when_unreachable=self._when_unreachable
+        )
 
     async def aenqueue_many(
         self, calls: Iterable[Call[P, R] | tuple[Any, ...] | Mapping[str, Any]]

@@ -36,7 +36,7 @@ GOOD = {"ratio": 1, "names": ["x"], "counts": {"a": 1}, "mode": "a"}
 BAD: list[tuple[str, dict[str, Any], str]] = [
     ("send_welcome", {"user_id": "42"}, "argument 'user_id' must be int, got string"),
     ("send_welcome", {"user_id": True}, "argument 'user_id' must be int, got boolean"),
-    ("send_welcome", {"user_id": 4.0}, "argument 'user_id' must be int, got number"),
+    ("send_welcome", {"user_id": 4.5}, "argument 'user_id' must be int, got number"),
     ("send_welcome", {"user": 42}, "unknown argument 'user' (known: user_id)"),
     ("send_welcome", {}, "missing required argument 'user_id'"),
     ("typed", {**GOOD, "ratio": False}, "argument 'ratio' must be float, got boolean"),

@@ -84,6 +84,13 @@ FAULTS: list[tuple[str, str, str]] = [
      "Ctrl-C), grace 1 s, max_attempts=1: the children do not get it; jobs that can finish "
      "within the grace period do, the rest are released with their attempt unchanged and "
      "run once more on the next worker; none dead"),
+    ("partition-spool", "17. An application host partitioned from PostgreSQL, spool mode",
+     "the app in its own network namespace, its veth link down for 4 s while it enqueues "
+     "300 jobs one per call (deadline 0.5 s): no caller sees an error, every job lands "
+     "exactly once; recovery: from the link back to an empty spool"),
+    ("partition-raise", "18. The same partition, raise mode",
+     "every refused call fails within 1.5 s (deadline 1 s) with NotStoredError and none of "
+     "the refused jobs is stored; jobs = calls that returned, each stored"),
 ]
 
 PREAMBLE = """\

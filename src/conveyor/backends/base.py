@@ -14,13 +14,15 @@ surface is `Conveyor`, `Task`, `Job` and the CLI.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from conveyor.errors import NotStoredError
 from conveyor.types import JobRecord, JobState
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 11
 """The schema version this code reads and writes. A database at another version is refused."""
 
 
@@ -46,6 +48,53 @@ class JobInsert:
     tags: Sequence[str] = ()
     trace_context: str | None = None
     """JSON text of the enqueuing span's W3C trace context (OpenTelemetry), if any."""
+    client_id: str | None = None
+    """Unique id chosen by the enqueuing client (a uuid), kept unique by the database:
+    after an ambiguous failure the client looks the job up by it, and a forward
+    retried from the spool never stores the job twice."""
+
+
+class SendGate:
+    """Between a caller that waits for a write with a deadline and the thread doing it.
+
+    The backend calls `sending()` right before it sends the write (after it has a
+    working connection); the caller calls `close()` when its deadline passed. The
+    two are serialized: either the write was sent before the close (the outcome is
+    unknown until looked up by client id) or it never will be (`sending` raises
+    `NotStoredError`), so "not sent" is certain.
+    """
+
+    __slots__ = ("_closed", "_lock", "deadline", "sent", "session")
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self.deadline = deadline
+        """`time.monotonic()` after which the caller no longer waits: a backend that
+        waits for a lock (SQLite) waits no longer than this."""
+        self._lock = threading.Lock()
+        self._closed = False
+        self.sent = False
+        self.session: int | None = None
+        """The database session the write was sent on (PostgreSQL backend pid), if any."""
+
+    def sending(self, session: int | None = None) -> None:
+        with self._lock:
+            if self._closed:
+                raise NotStoredError(
+                    "the enqueue deadline passed before the jobs were sent: nothing was stored"
+                )
+            self.sent = True
+            self.session = session
+
+    @property
+    def closed(self) -> bool:
+        """True once the caller stopped waiting: a write not yet started need not start."""
+        return self._closed
+
+    def close(self) -> bool:
+        """Refuse any later send; True if the write was already sent."""
+        with self._lock:
+            self._closed = True
+            return self.sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,12 +349,26 @@ class JobStore(Protocol):
     """Jobs, for the app (enqueue, get, list) and the worker (fetch to completion)."""
 
     def job_insert_many(
-        self, jobs: Sequence[JobInsert], *, connection: Any = None
+        self, jobs: Sequence[JobInsert], *, connection: Any = None, gate: SendGate | None = None
     ) -> list[InsertResult]:
         """Insert jobs in one transaction (the caller's, when `connection` is given).
 
         Raises `SerializationError` or `InvalidOptionError` (nothing written) for a job
-        no backend could store alike: see `conveyor.backends.records.check_insert`."""
+        no backend could store alike: see `conveyor.backends.records.check_insert`.
+        `gate`: call `gate.sending()` right before the write is sent (see `SendGate`)."""
+        ...
+
+    def job_find_client_id(self, client_id: str) -> int | None:
+        """The id of the job stored under this client id, if any."""
+        ...
+
+    def job_resolve(
+        self, jobs: Sequence[JobInsert], *, stop_session: int | None = None
+    ) -> list[InsertResult | None]:
+        """After an ambiguous insert: each job found by its client id (created), else by
+        its idempotency key (not created), else None. `stop_session`: first end that
+        database session (the one the insert was sent on), so a write still in flight
+        cannot commit after the answer."""
         ...
 
     def job_fetch(self, params: FetchParams) -> list[JobRecord]:

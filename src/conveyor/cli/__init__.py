@@ -10,6 +10,7 @@
     conveyor web myapp.tasks:app [--host 127.0.0.1 --port 8000]
     conveyor tokens create myapp.tasks:app --role operator --name me | list | revoke APP ID
     conveyor slo [show|rules]
+    conveyor spool status | list | flush
     conveyor demo
     conveyor grafana-dashboard [APP] > conveyor.json
 
@@ -31,6 +32,7 @@ from conveyor.cli.jobs import jobs
 from conveyor.cli.logs import configure_logging
 from conveyor.cli.migrate import migrate
 from conveyor.cli.slo import slo
+from conveyor.cli.spool import spool
 from conveyor.cli.status import status
 from conveyor.cli.web import tokens, web
 from conveyor.cli.worker import worker
@@ -62,6 +64,7 @@ cli.add_command(tokens)
 cli.add_command(queues)
 cli.add_command(audit)
 cli.add_command(grafana_dashboard)
+cli.add_command(spool)
 
 
 def main() -> None:

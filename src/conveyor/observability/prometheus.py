@@ -22,10 +22,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from conveyor.backends.base import WAIT_BUCKETS, QueueStats, WorkerInfo
@@ -135,6 +135,58 @@ class BackendCollector(Collector):
         yield alive
 
 
+class SpoolReading(Protocol):
+    """One reading of a spool (`conveyor.spool.SpoolStatus`)."""
+
+    @property
+    def depth(self) -> int: ...
+    @property
+    def oldest_age(self) -> float | None: ...
+    @property
+    def forwarded(self) -> int: ...
+
+
+@runtime_checkable
+class SpoolSource(Protocol):
+    """What the spool gauges read of an app (see `conveyor.spool`)."""
+
+    def spool_status(self) -> SpoolReading | None: ...
+
+
+class SpoolCollector(Collector):
+    """The local spool of this process's app, read at scrape time (nothing when it
+    never spooled): depth, age of the oldest job, jobs forwarded."""
+
+    def __init__(self, app: SpoolSource) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        try:
+            status = self.app.spool_status()
+        except ConveyorError as exc:
+            log.warning("metrics: cannot read the spool: %s", exc)
+            return
+        if status is None:
+            return
+        depth = GaugeMetricFamily(
+            "conveyor_spool_jobs", "Jobs in this host's spool, waiting for the database."
+        )
+        depth.add_metric([], float(status.depth))
+        yield depth
+        oldest = GaugeMetricFamily(
+            "conveyor_spool_oldest_seconds",
+            "Age of the oldest spooled job (0 when the spool is empty).",
+        )
+        oldest.add_metric([], status.oldest_age or 0.0)
+        yield oldest
+        forwarded = CounterMetricFamily(
+            "conveyor_spool_forwarded",
+            "Spooled jobs this process delivered to the database.",
+        )
+        forwarded.add_metric([], float(status.forwarded))
+        yield forwarded
+
+
 class JobMetrics:
     """This process's job metrics, in its own registry (no global state)."""
 
@@ -157,6 +209,8 @@ class JobMetrics:
             ["queue", "task"], buckets=WAIT_BUCKETS, registry=self.registry,
         )
         self.registry.register(BackendCollector(app))
+        if isinstance(app, SpoolSource):
+            self.registry.register(SpoolCollector(app))
         self._unsubscribe: Callable[[], None] | None = app.events.subscribe(self.observe)
 
     def observe(self, event: JobEvent) -> None:

@@ -383,8 +383,9 @@ def enqueue(call: ApiRequest) -> Reply:
         item["options"] = options
     job = _job_for(call, item, "")
     # The app's public enqueue path: middleware and the `enqueued` event, as in Python.
-    result = call.state.conveyor.enqueue_jobs([job])[0]
-    record = _ops(call).get_job(result.id)
+    # Never spooled: the client is told now whether the job is stored.
+    result = call.state.conveyor.enqueue_jobs([job], when_unreachable="raise")[0]
+    record = None if result.id is None else _ops(call).get_job(result.id)
     if record is None:  # pruned between the insert and the read: still report the id
         raise Problem("conflict", f"job {result.id} was enqueued but is already gone")
     return Reply(
@@ -400,8 +401,8 @@ def enqueue_bulk(call: ApiRequest) -> Reply:
     prepared = [
         _job_for(call, item, f"/jobs/{i}") for i, item in enumerate(call.body["jobs"])
     ]
-    results = call.state.conveyor.enqueue_jobs(prepared)
-    ids = [r.id for r in results]
+    results = call.state.conveyor.enqueue_jobs(prepared, when_unreachable="raise")
+    ids = [r.id for r in results if r.id is not None]
     records = {r.id: r for r in _ops(call).list_jobs(JobFilter(ids=ids, limit=len(ids)))}
     jobs = [
         {"created": r.created, "job": job_json(records[r.id])}

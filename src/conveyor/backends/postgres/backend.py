@@ -63,6 +63,7 @@ from conveyor.backends.base import (
     InsertResult,
     JobFilter,
     JobInsert,
+    SendGate,
     WorkerInfo,
 )
 from conveyor.backends.records import (
@@ -440,7 +441,7 @@ class PostgresBackend(SQLBackend):
 
     # -- enqueue --------------------------------------------------------------------
     def job_insert_many(
-        self, jobs: Sequence[JobInsert], *, connection: Any = None
+        self, jobs: Sequence[JobInsert], *, connection: Any = None, gate: SendGate | None = None
     ) -> list[InsertResult]:
         foreign = None if connection is None else self._check_foreign_connection(connection)
         if not jobs:
@@ -455,11 +456,48 @@ class PostgresBackend(SQLBackend):
             except psycopg.Error as exc:
                 raise translate_error(exc, self.where) from exc
         if _one_group_due_now(jobs):
-            return self._insert_due_group(jobs)
+            return self._insert_due_group(jobs, gate)
         with self._transaction(pipeline=True) as conn:
+            if gate is not None:
+                gate.sending(conn.info.backend_pid)
             return self._insert(conn, jobs)
 
-    def _insert_due_group(self, jobs: Sequence[JobInsert]) -> list[InsertResult]:
+    def job_find_client_id(self, client_id: str) -> int | None:
+        rows = self._execute(_Q["job_by_client_ids"], {"client_ids": [client_id]})
+        return int(rows[0]["id"]) if rows else None
+
+    def job_resolve(
+        self, jobs: Sequence[JobInsert], *, stop_session: int | None = None
+    ) -> list[InsertResult | None]:
+        with self._connection() as conn:
+            if stop_session is not None:
+                try:
+                    conn.execute(_Q["session_stop"], {"pid": stop_session})
+                except psycopg.errors.InsufficientPrivilege as exc:
+                    # Another role's session (never ours in practice): look up anyway.
+                    log.warning("cannot end session %s before the look-up: %s",
+                                stop_session, exc)
+            ids = [job.client_id for job in jobs if job.client_id is not None]
+            found = {
+                str(row["client_id"]): InsertResult(int(row["id"]), True, JobState(row["state"]))
+                for row in conn.execute(_Q["job_by_client_ids"], {"client_ids": ids})
+            }
+            results: list[InsertResult | None] = []
+            for job in jobs:
+                result = found.get(job.client_id) if job.client_id is not None else None
+                if result is None and job.idempotency_key is not None:
+                    row = conn.execute(
+                        _Q["job_by_idempotency_key"],
+                        {"task": job.task, "idempotency_key": job.idempotency_key},
+                    ).fetchone()
+                    if row is not None:
+                        result = InsertResult(int(row["id"]), False, JobState(row["state"]))
+                results.append(result)
+            return results
+
+    def _insert_due_group(
+        self, jobs: Sequence[JobInsert], gate: SendGate | None = None
+    ) -> list[InsertResult]:
         """The common enqueue (one job, or a bulk of like ones, due now) in one round trip.
 
         The INSERT is one statement, atomic by itself, so it needs no explicit
@@ -469,7 +507,10 @@ class PostgresBackend(SQLBackend):
         """
         params = _group_params(jobs[0])
         params["args"] = "[" + ",".join(job.args_json for job in jobs) + "]"
+        params["client_ids"] = dumps([job.client_id for job in jobs])
         with self._connection() as conn, conn.pipeline(), conn.cursor() as cur:
+            if gate is not None:
+                gate.sending(conn.info.backend_pid)
             cur.execute(_Q["job_insert_group"], params)
             conn.execute(_Q["notify"], {"queues": _notify_payload([jobs[0].queue])})
             rows = sorted(cur.fetchall(), key=lambda row: int(row["id"]))
@@ -499,6 +540,7 @@ class PostgresBackend(SQLBackend):
             first = jobs[members[0]]
             params = _group_params(first)
             params["args"] = "[" + ",".join(jobs[i].args_json for i in members) + "]"
+            params["client_ids"] = dumps([jobs[i].client_id for i in members])
             cur.execute(_Q["job_insert_group"], params)
             # Rows were inserted in input order, so ascending ids restore it.
             rows = sorted(cur.fetchall(), key=lambda row: int(row["id"]))
@@ -800,7 +842,7 @@ def _insert_idempotent(cur: psycopg.Cursor[DictRow], job: JobInsert) -> InsertRe
 
 def _insert_params(job: JobInsert) -> dict[str, Any]:
     return {**_group_params(job), "args": job.args_json,
-            "idempotency_key": job.idempotency_key}
+            "idempotency_key": job.idempotency_key, "client_id": job.client_id}
 
 
 def _one_group_due_now(jobs: Sequence[JobInsert]) -> bool:

@@ -36,6 +36,7 @@ from conveyor.backends.base import (
     InsertResult,
     JobFilter,
     JobInsert,
+    SendGate,
     WorkerInfo,
 )
 from conveyor.backends.records import (
@@ -290,19 +291,35 @@ class SQLiteBackend(SQLBackend):
             self._ready = True
 
     @contextlib.contextmanager
-    def _write(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
-        """One short write transaction. Waits for the lock instead of failing."""
+    def _write(
+        self, conn: sqlite3.Connection | None = None, *, timeout: float | None = None
+    ) -> Iterator[sqlite3.Connection]:
+        """One short write transaction. Waits for the lock instead of failing (up to
+        `timeout` seconds when given, else the busy timeout)."""
         conn = conn or self._conn
-        with self._guard.hold(self.busy_timeout) as (acquired_at, orphaned):
+        started = time.monotonic()
+        wait = self.busy_timeout if timeout is None else timeout
+        with self._guard.hold(wait) as (acquired_at, orphaned):
             if orphaned > self._stall_threshold:
                 # We waited this long on a holder that died holding the lock (stopped,
                 # then killed): credit the stall it could not, before any rescue.
                 self._credit_stall(conn, orphaned)
+            left = None if timeout is None else max(0.001, timeout - (acquired_at - started))
+            if left is not None:  # an enqueue's deadline: wait no longer for SQLite's lock
+                conn.execute(f"PRAGMA busy_timeout = {int(left * 1000)}")
+            asked = time.monotonic()
+            began: float | None = None
             try:
-                with self._transaction(conn):
+                with self._transaction(conn, timeout=left):
+                    began = time.monotonic()
                     yield conn
             finally:
-                held = time.monotonic() - acquired_at
+                if left is not None:
+                    conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                # Time spent waiting in BEGIN IMMEDIATE for a writer outside conveyor's
+                # lock (an application connection) stalled nobody on our account.
+                waited = (began if began is not None else time.monotonic()) - asked
+                held = time.monotonic() - acquired_at - waited
                 if held > self._stall_threshold:
                     self._credit_stall(conn, held)
 
@@ -337,8 +354,10 @@ class SQLiteBackend(SQLBackend):
         )
 
     @contextlib.contextmanager
-    def _transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        deadline = time.monotonic() + self.busy_timeout
+    def _transaction(
+        self, conn: sqlite3.Connection, *, timeout: float | None = None
+    ) -> Iterator[sqlite3.Connection]:
+        deadline = time.monotonic() + (self.busy_timeout if timeout is None else timeout)
         while True:
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -457,7 +476,7 @@ class SQLiteBackend(SQLBackend):
 
     # -- enqueue --------------------------------------------------------------
     def job_insert_many(
-        self, jobs: Sequence[JobInsert], *, connection: Any = None
+        self, jobs: Sequence[JobInsert], *, connection: Any = None, gate: SendGate | None = None
     ) -> list[InsertResult]:
         for job in jobs:
             check_insert(job)
@@ -468,9 +487,39 @@ class SQLiteBackend(SQLBackend):
             except sqlite3.Error as exc:
                 raise translate_error(exc) from exc
             return results
-        with self._write() as conn:
+        timeout = None
+        if gate is not None and gate.deadline is not None:
+            timeout = max(0.001, gate.deadline - time.monotonic())
+        with self._write(timeout=timeout) as conn:
+            if gate is not None:  # the write lock is ours: the rest is local and quick
+                gate.sending()
             results = self._insert(conn, jobs)
         self._notify_local()
+        return results
+
+    def job_find_client_id(self, client_id: str) -> int | None:
+        rows = self._read(_Q["job_by_client_ids"], {"client_ids": dumps([client_id])})
+        return int(rows[0]["id"]) if rows else None
+
+    def job_resolve(
+        self, jobs: Sequence[JobInsert], *, stop_session: int | None = None
+    ) -> list[InsertResult | None]:
+        ids = [job.client_id for job in jobs if job.client_id is not None]
+        found = {
+            str(row["client_id"]): InsertResult(int(row["id"]), True, JobState(row["state"]))
+            for row in self._read(_Q["job_by_client_ids"], {"client_ids": dumps(ids)})
+        }
+        results: list[InsertResult | None] = []
+        for job in jobs:
+            result = found.get(job.client_id) if job.client_id is not None else None
+            if result is None and job.idempotency_key is not None:
+                rows = self._read(
+                    _Q["job_by_idempotency_key"],
+                    {"task": job.task, "idempotency_key": job.idempotency_key},
+                )
+                if rows:
+                    result = InsertResult(int(rows[0]["id"]), False, JobState(rows[0]["state"]))
+            results.append(result)
         return results
 
     def _insert(self, conn: sqlite3.Connection, jobs: Sequence[JobInsert]) -> list[InsertResult]:
@@ -493,6 +542,7 @@ class SQLiteBackend(SQLBackend):
                 "now": now,
                 "tags": dumps(list(job.tags)),
                 "trace_context": job.trace_context,
+                "client_id": job.client_id,
             }
             if job.idempotency_key is not None:
                 conn.execute(_Q["idempotency_release"], params)
