@@ -140,6 +140,16 @@ def _set_cookie(response: Response, request: Request, name: str, value: str,
     )
 
 
+def _error_page(request: Request, exc: Exception) -> Response:
+    """The error page for what went wrong, with the problem's headers (Retry-After...)."""
+    problem = problem_for(exc)
+    response = _render(request, "error.html", status=problem.status, title=problem.title,
+                       detail=problem.detail)
+    for name, value in problem.headers.items():
+        response.headers[name] = value
+    return response
+
+
 def _render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
     token, fresh = _csrf_token(request)
     state = _state(request)
@@ -201,12 +211,7 @@ def page(permission: Permission) -> Callable[[PageHandler], PageRoute]:
                     return _redirect(request, "/login", next=request.url.path)
                 return _redirect(request, "/login")
             except Exception as exc:  # the database is down, or a bug: a page, not a trace
-                problem = problem_for(exc)
-                response = _render(request, "error.html", status=problem.status,
-                                   title=problem.title, detail=problem.detail)
-                for name, value in problem.headers.items():
-                    response.headers[name] = value
-                return response
+                return _error_page(request, exc)
 
         route.__name__ = handler.__name__
         return route
@@ -242,21 +247,14 @@ async def login(request: Request) -> Response:
         token = fields.get("token", "").strip()
         principal = await state.principal_for_token(token)
     except Exception as exc:
-        problem = problem_for(exc)
-        response = _render(request, "error.html", status=problem.status, title=problem.title,
-                           detail=problem.detail)
-        for name, value in problem.headers.items():
-            response.headers[name] = value
-        return response
+        return _error_page(request, exc)
     if principal is None or not principal.may(Permission.READ):
         return _render(request, "login.html", status=401, next=fields.get("next", ""),
                        failed=True)
     try:
         session_id = await run_in_threadpool(start_session, state.conveyor.backend, principal)
     except Exception as exc:
-        problem = problem_for(exc)
-        return _render(request, "error.html", status=problem.status, title=problem.title,
-                       detail=problem.detail)
+        return _error_page(request, exc)
     response = RedirectResponse(_safe_next(request, fields.get("next")), status_code=303)
     _set_cookie(response, request, SESSION_COOKIE, session_id, SESSION_SECONDS)
     if LEGACY_TOKEN_COOKIE in request.cookies:  # from before server-side sessions
@@ -272,12 +270,7 @@ async def logout(request: Request) -> Response:
             state = _state(request)
             await run_in_threadpool(end_session, state.conveyor.backend, session_id)
     except Exception as exc:  # not signed out on the server: say so, keep the cookie
-        problem = problem_for(exc)
-        response = _render(request, "error.html", status=problem.status, title=problem.title,
-                           detail=problem.detail)
-        for name, value in problem.headers.items():
-            response.headers[name] = value
-        return response
+        return _error_page(request, exc)
     response = _redirect(request, "/login")
     response.delete_cookie(SESSION_COOKIE, path=_root(request) or "/")
     return response
