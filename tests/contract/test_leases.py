@@ -189,7 +189,10 @@ def test_a_job_fetched_but_never_started_gets_its_attempt_back_once(app: Conveyo
     lease_one(app, "crashed-worker", start=0)  # prefetched: the worker died before starting it
     expire_and_rescue(app, job.id)
     record = job.refresh().record
-    assert record.state is JobState.AVAILABLE and record.attempt == 0 and record.errors == []
+    assert record.state is JobState.AVAILABLE and record.attempt == 0
+    # The lease did expire, and the history says so, and that the attempt was not counted.
+    [entry] = record.errors
+    assert entry.type == "conveyor.errors.LeaseExpired" and "not counted" in entry.message
     assert attempts_counted(app) == 0  # nor in the per-minute aggregates
 
 
@@ -212,7 +215,8 @@ def test_a_recorded_start_makes_the_rescue_count_and_is_fenced(app: Conveyor) ->
     lease_one(app, "w3", start=1)  # started at once (marked by the fetch): counted
     expire_and_rescue(app, job.id)
     record = job.refresh().record
-    assert record.attempt == 2 and len(record.errors) == 2
+    assert record.attempt == 2 and len(record.errors) == 3
+    assert ["not counted" in e.message for e in record.errors] == [False, True, False]
 
 
 def test_start_marks_ride_with_completions_and_the_fetch_marks_the_first_jobs(
@@ -253,7 +257,8 @@ def test_a_job_given_its_attempt_back_goes_only_to_a_free_slot(app: Conveyor) ->
     expire_and_rescue(app, waited.id)
     record = waited.refresh().record
     assert record.state is JobState.DEAD and record.attempt == 1
-    assert [e.type for e in record.errors] == ["conveyor.errors.LeaseExpired"]
+    assert [e.type for e in record.errors] == ["conveyor.errors.LeaseExpired"] * 2
+    assert ["not counted" in e.message for e in record.errors] == [True, False]
     # An operator's retry gives a fresh start: it may wait in a prefetch again.
     assert app.backend.job_retry(JobFilter(ids=[waited.id])) == 1
     assert [r.id for r in app.backend.job_fetch(

@@ -142,10 +142,12 @@ def test_enqueue_while_postgresql_is_down_fails_fast_writes_nothing_and_spares_t
     finally:
         proxy.close()
         app.close()
+    # The enqueue deadline (unreachable_timeout, 1 s by default), not the connect
+    # timeout, bounds the caller's wait, and the error says nothing was stored.
     for message in messages:
-        assert "cannot connect to PostgreSQL" in message and f"{connect_timeout:g}s" in message
+        assert "were NOT stored" in message and "within 1s" in message, message
     for key, seconds in elapsed.items():
-        assert seconds < connect_timeout + 2.0, f"{key}: {seconds}s"
+        assert seconds < 1.0 + 0.5, f"{key}: {seconds}s"
     # Nothing half-written: exactly the acknowledged jobs exist, and a worker runs them.
     direct = build(private_pg_url)
     assert sorted(r.id for r in harness.job_records(direct)) == sorted(

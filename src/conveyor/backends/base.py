@@ -408,8 +408,8 @@ class JobStore(Protocol):
     def job_rescue(self, limit: int = 1000) -> list[int]:
         """Recover jobs whose lease expired: a lost attempt that started is recorded as a
         `LeaseExpired` error, and the job is available again, or dead if none are left. A
-        job whose start was never recorded gets its attempt back, without an error, once
-        (see `job_start_many`)."""
+        job whose start was never recorded gets its attempt back, once; its `LeaseExpired`
+        entry says the attempt was not counted (see `job_start_many`)."""
         ...
 
     def job_get(self, job_id: int) -> JobRecord | None:

@@ -1,8 +1,8 @@
 -- A lease that expired means the worker died, hung or was cut off. An attempt
 -- whose start was recorded (start_token = lease_token) counts as failed, with a
 -- LeaseExpired error, and the job runs again at once (or is dead if none are
--- left). A job the worker fetched but never started gets its attempt back and
--- no error, once: a job found so again (uncounted_rescues > 0) is counted, so a
+-- left). A job whose start was never recorded (fetched and perhaps never
+-- started) gets its attempt back, once, with a LeaseExpired entry that says so: a job found so again (uncounted_rescues > 0) is counted, so a
 -- task that kills its worker before its start is recorded cannot loop forever.
 -- Expiry is judged by the database's clock; SKIP LOCKED leaves alone a job whose
 -- worker is heartbeating at this very moment, and lets rescuers run side by side.
@@ -30,15 +30,18 @@ SET state = CASE WHEN expired.outcome = 'dead' THEN 'dead' ELSE 'available' END,
     attempt = CASE WHEN expired.outcome = 'uncounted' THEN job.attempt - 1 ELSE job.attempt END,
     uncounted_rescues = CASE WHEN expired.outcome = 'uncounted'
                              THEN job.uncounted_rescues + 1 ELSE job.uncounted_rescues END,
-    errors = CASE WHEN expired.outcome = 'uncounted' THEN job.errors
-             ELSE job.errors || jsonb_build_array(jsonb_build_object(
+    errors = job.errors || jsonb_build_array(jsonb_build_object(
         'attempt', job.attempt,
         'type', 'conveyor.errors.LeaseExpired',
         'message', 'worker ' || job.lease_owner || ' stopped renewing its lease (crashed, '
-                   || 'killed, paused or cut off from the database); the attempt counts as failed',
+                   || 'killed, paused or cut off from the database); '
+                   || CASE WHEN expired.outcome = 'uncounted'
+                           THEN 'its start was never recorded, so the attempt is not counted '
+                                || '(this once: it may not have started)'
+                           ELSE 'the attempt counts as failed' END,
         'traceback', '',
         'worker', job.lease_owner,
-        'at', extract(epoch FROM now())::float8)) END,
+        'at', extract(epoch FROM now())::float8)),
     lease_owner = NULL,
     lease_expires_at = NULL
 FROM expired

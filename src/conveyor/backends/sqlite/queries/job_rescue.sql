@@ -1,8 +1,8 @@
 -- A lease that expired means the worker died, hung or was cut off. An attempt
 -- whose start was recorded (start_token = lease_token) counts as failed, with a
 -- LeaseExpired error, and the job runs again at once (or is dead if none are
--- left). A job the worker fetched but never started gets its attempt back and
--- no error, once: a job found so again (uncounted_rescues > 0) is counted, so a
+-- left). A job whose start was never recorded (fetched and perhaps never
+-- started) gets its attempt back, once, with a LeaseExpired entry that says so: a job found so again (uncounted_rescues > 0) is counted, so a
 -- task that kills its worker before its start is recorded cannot loop forever.
 -- "counted" below is: start_token = lease_token OR uncounted_rescues > 0.
 UPDATE conveyor_jobs
@@ -19,17 +19,18 @@ SET state = CASE WHEN (start_token = lease_token OR uncounted_rescues > 0)
                    THEN attempt ELSE attempt - 1 END,
     uncounted_rescues = CASE WHEN (start_token = lease_token OR uncounted_rescues > 0)
                              THEN uncounted_rescues ELSE uncounted_rescues + 1 END,
-    errors = CASE WHEN (start_token = lease_token OR uncounted_rescues > 0)
-             THEN json_insert(errors, '$[#]', json_object(
-                 'attempt', attempt,
-                 'type', 'conveyor.errors.LeaseExpired',
-                 'message', 'worker ' || lease_owner || ' stopped renewing its lease (crashed, '
-                            || 'killed, paused or cut off from the database); the attempt '
-                            || 'counts as failed',
-                 'traceback', '',
-                 'worker', lease_owner,
-                 'at', :now))
-             ELSE errors END,
+    errors = json_insert(errors, '$[#]', json_object(
+        'attempt', attempt,
+        'type', 'conveyor.errors.LeaseExpired',
+        'message', 'worker ' || lease_owner || ' stopped renewing its lease (crashed, '
+                   || 'killed, paused or cut off from the database); '
+                   || CASE WHEN (start_token = lease_token OR uncounted_rescues > 0)
+                           THEN 'the attempt counts as failed'
+                           ELSE 'its start was never recorded, so the attempt is not counted '
+                                || '(this once: it may not have started)' END,
+        'traceback', '',
+        'worker', lease_owner,
+        'at', :now)),
     lease_owner = NULL,
     lease_expires_at = NULL
 WHERE id IN (
