@@ -23,6 +23,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
+from urllib.parse import urlsplit
 
 from conveyor.backends import Backend, backend_scheme, open_backend
 from conveyor.backends.base import InsertResult, JobInsert, SendGate
@@ -596,9 +597,10 @@ class Conveyor:
             if mode == "spool":
                 self._spool_write(inserts)
                 return None
+            why = cause or "no answer: check that the server is running and reachable"
             raise NotStoredError(
-                f"the database did not answer within {timeout:g}s "
-                f"({cause or 'no answer'}): the {len(inserts)} job(s) were NOT stored; "
+                f"the database at {_where(self.url)} did not answer within {timeout:g}s "
+                f"({why}): the {len(inserts)} job(s) were NOT stored; "
                 "retry later, or enqueue with when_unreachable='spool'",
                 [i.client_id or "" for i in inserts],
             ) from cause
@@ -849,6 +851,15 @@ class Conveyor:
 
     def _now(self) -> float:
         return self.backend.now()  # the backend opens on first use, so looked up each time
+
+
+def _where(url: str) -> str:
+    """Where a backend URL points, without its password: host:port/database, or a path."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        return parts.path.removeprefix("/") or url
+    host = parts.hostname or "localhost"
+    return f"{host}:{parts.port or 5432}{parts.path}"
 
 
 def load_app(path: str) -> Conveyor:
