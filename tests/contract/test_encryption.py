@@ -46,7 +46,7 @@ def _raw_row(app: Conveyor, job_id: int) -> str:
 
 def _register(app: Conveyor) -> None:
     @app.task(secret=["card_number"], max_attempts=3)
-    def charge(card_number: str, cents: int) -> dict[str, Any]:
+    def charge_card(card_number: str, cents: int) -> dict[str, Any]:
         if cents < 0:
             raise ValueError(f"refund to {card_number} refused")
         return {"charged": cents, "card": card_number[-4:]}
@@ -57,13 +57,13 @@ def test_round_trip_with_rotation_and_no_plaintext_at_rest(
 ) -> None:
     before = make_app(middleware=[Encryption(keys={"k-old": OLD})])
     _register(before)
-    first = before.get_task("charge").enqueue(CARD, cents=100)
+    first = before.get_task("charge_card").enqueue(CARD, cents=100)
     stored = _raw_row(before, first.id)
     assert CARD not in stored and "k-old" in stored and "A256GCM" in stored
     # Rotate: the new key first (it encrypts), the old one kept (it decrypts).
     after = make_app(middleware=[Encryption(keys=[("k-new", NEW), ("k-old", OLD)])])
     _register(after)
-    second = after.get_task("charge").enqueue(CARD, cents=200)
+    second = after.get_task("charge_card").enqueue(CARD, cents=200)
     assert '"k-new"' in _raw_row(after, second.id)
     drain(after, timeout=20)
     rotated = after.get_job(first.id)
@@ -82,7 +82,7 @@ def test_a_job_whose_key_is_missing_fails_at_once_naming_the_key(
 ) -> None:
     writer = make_app(middleware=[Encryption(keys={"k-gone": OLD})])
     _register(writer)
-    job = writer.get_task("charge").enqueue(CARD, cents=1)
+    job = writer.get_task("charge_card").enqueue(CARD, cents=1)
     worker_app = make_app(middleware=[Encryption(keys={"k-new": NEW})])
     _register(worker_app)
     drain(worker_app, timeout=20)
@@ -93,7 +93,7 @@ def test_a_job_whose_key_is_missing_fails_at_once_naming_the_key(
     assert "'k-gone'" in error.message and "add that key" in error.message
     with pytest.raises(EncryptionKeyMissing):
         Encryption(keys={"k-new": NEW}).decrypt(
-            {"$encrypted": {"key": "k-gone", "data": ""}}, "charge")
+            {"$encrypted": {"key": "k-gone", "data": ""}}, "charge_card")
 
 
 def test_readers_show_an_encrypted_payload_by_its_key_never_the_ciphertext(
@@ -101,7 +101,7 @@ def test_readers_show_an_encrypted_payload_by_its_key_never_the_ciphertext(
 ) -> None:
     app = make_app(middleware=[Encryption(keys={"k1": OLD})])
     _register(app)
-    job = app.get_task("charge").enqueue(CARD, cents=5)
+    job = app.get_task("charge_card").enqueue(CARD, cents=5)
     drain(app, timeout=20)
     token, _ = create_token(app.backend, name="v", role="viewer")
     with TestClient(create_app(app), base_url="http://127.0.0.1") as client:
@@ -126,8 +126,8 @@ def test_secret_arguments_are_redacted_in_api_dashboard_cli_and_logs(
 ) -> None:
     app = make_app()  # no encryption: redaction holds on its own
     _register(app)
-    ok = app.get_task("charge").enqueue(CARD, cents=5)
-    bad = app.get_task("charge").enqueue(card_number=CARD, cents=-1)
+    ok = app.get_task("charge_card").enqueue(CARD, cents=5)
+    bad = app.get_task("charge_card").enqueue(card_number=CARD, cents=-1)
     with caplog.at_level(logging.DEBUG):
         drain(app, timeout=30)
     assert CARD not in caplog.text
@@ -174,7 +174,7 @@ def test_the_process_pool_runs_encrypted_jobs_too(
         f"app = Conveyor({backend_url!r}, poll_interval=0.05, "
         f"middleware=[Encryption(keys={{'k1': {OLD!r}}})])\n"
         "@app.task(secret=['card_number'], max_attempts=1)\n"
-        "def charge(card_number: str, cents: int) -> dict:\n"
+        "def charge_card(card_number: str, cents: int) -> dict:\n"
         "    if cents < 0:\n"
         "        raise ValueError(f'refund to {card_number} refused')\n"
         "    return {'charged': cents, 'card': card_number[-4:]}\n"
@@ -184,8 +184,8 @@ def test_the_process_pool_runs_encrypted_jobs_too(
     module = importlib.import_module(name)
     app: Conveyor = module.app
     try:
-        ok = module.charge.enqueue(CARD, cents=7)
-        bad = module.charge.enqueue(CARD, cents=-7)
+        ok = module.charge_card.enqueue(CARD, cents=7)
+        bad = module.charge_card.enqueue(CARD, cents=-7)
         drain(app, pool="process", app_path=f"{name}:app", concurrency=1, timeout=60)
         assert ok.wait(5) == {"charged": 7, "card": "1111"}
         assert CARD not in _raw_row(app, ok.id) and '"charged"' not in _raw_row(app, ok.id)
