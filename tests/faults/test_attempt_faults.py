@@ -135,7 +135,7 @@ def test_ctrl_c_on_a_process_pool_worker_finishes_or_releases_its_jobs(
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
-    assert code == 0
+    assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
     harness.wait_until(lambda: not any(alive(pid)
                                        for pid in children), 10, "the children to exit")
     released = [job.refresh().record for job in jobs[:2]]
