@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -521,9 +520,12 @@ class Conveyor:
     def _store(
         self, jobs: list[EnqueueJob], connection: Any = None, mode: str | None = None
     ) -> list[Job[Any]]:
+        check = bool(self.middleware)
+        # A random id per job, from one read of the OS's randomness per batch.
+        ids = os.urandom(16 * len(jobs)).hex()
         inserts = [
-            replace(job_insert(j, check=bool(self.middleware)), client_id=uuid.uuid4().hex)
-            for j in jobs
+            job_insert(j, check=check, client_id=ids[32 * i:32 * i + 32])
+            for i, j in enumerate(jobs)
         ]
         if connection is not None:  # the application's transaction: never spooled
             results = self.backend.job_insert_many(inserts, connection=connection)

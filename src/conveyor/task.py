@@ -385,7 +385,7 @@ class Task(Generic[P, R]):
         return await asyncio.to_thread(self.enqueue_many, items)
 
 
-def job_insert(job: EnqueueJob, *, check: bool) -> JobInsert:
+def job_insert(job: EnqueueJob, *, check: bool, client_id: str | None = None) -> JobInsert:
     """The backend's form of a job: arguments encoded as JSON text.
 
     `check`: check the arguments again (a middleware may have replaced them)."""
@@ -407,6 +407,7 @@ def job_insert(job: EnqueueJob, *, check: bool) -> JobInsert:
         timeout=job.timeout,
         tags=tuple(job.tags),
         trace_context=job.trace_context,
+        client_id=client_id,
     )
 
 
