@@ -21,7 +21,9 @@ RACER = textwrap.dedent(
     """
     import os, sys, time
     from conveyor import Conveyor
-    app = Conveyor(os.environ["CONVEYOR_URL"])
+    # The race is about the unique index, not the enqueue deadline: eight cold
+    # processes connecting at once on two cores may take longer than its 1 s default.
+    app = Conveyor(os.environ["CONVEYOR_URL"], unreachable_timeout=30)
 
     @app.task(name="charge")
     def charge(order: int) -> None: ...
