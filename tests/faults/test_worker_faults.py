@@ -190,7 +190,8 @@ def test_a_worker_resumed_after_its_lease_gives_its_prefetched_jobs_back_unstart
     finally:
         paused.send_signal(signal.SIGCONT)
         codes = [harness.stop(paused)] + ([harness.stop(other)] if other else [])
-    assert codes == [0, 0]
+    assert codes == [0, 0], "".join(  # the logs say why a worker did not stop on SIGTERM
+        (tmp_path / f"{name}.log").read_text()[-3000:] for name in ("paused", "other"))
     figures = harness.check(app, history, fault="stale-prefetch", backend=backend,
                             fault_at=fault_at, fault_end=fault_end,
                             notes={"paused_s": round(fault_end - fault_at, 2)})
