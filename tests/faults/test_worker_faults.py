@@ -3,6 +3,7 @@ mid-drain (with a job running, or with prefetched jobs)."""
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import time
@@ -162,7 +163,9 @@ def test_a_lease_broken_by_sigstop_runs_the_job_twice_at_most_and_its_effect_onc
     assert max(runs.values()) <= 2  # twice at most
     assert figures.broken_leases >= len(first_two)
     assert sorted(charges) == sorted(f"order:{n}" for n in range(total))  # the effect, once
-    assert "outcome is not recorded" in (tmp_path / "paused.log").read_text()
+    # Said either when the late attempt returns after the heartbeat gave it up, or when
+    # its completion comes back refused by the fencing token: whichever came first.
+    assert re.search(r"outcome (is )?not recorded", (tmp_path / "paused.log").read_text())
 
 
 def test_a_worker_resumed_after_its_lease_gives_its_prefetched_jobs_back_unstarted(
