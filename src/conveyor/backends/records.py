@@ -9,7 +9,7 @@ encoded reads with U+FFFD (see `conveyor.jsonvalue`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ from conveyor.backends.base import (
     AlertState,
     ApiToken,
     AuditEntry,
+    InsertResult,
     JobFilter,
     JobInsert,
     JobStats,
@@ -236,3 +237,26 @@ def check_insert(job: JobInsert) -> None:
         )
     if job.run_at is not None:
         check_run_at(job.run_at)
+
+
+def resolved(
+    jobs: Sequence[JobInsert],
+    by_client_id: Iterable[RowLike],
+    by_key: Callable[[JobInsert], RowLike | None],
+) -> list[InsertResult | None]:
+    """What became of jobs after an ambiguous insert: each found by its client id (so
+    this insert created it), else by its idempotency key (it was there before), else
+    None. `by_client_id`: the rows (`client_id`, `id`, `state`) the look-up found."""
+    found = {
+        str(row["client_id"]): InsertResult(int(row["id"]), True, JobState(row["state"]))
+        for row in by_client_id
+    }
+    results: list[InsertResult | None] = []
+    for job in jobs:
+        result = found.get(job.client_id) if job.client_id is not None else None
+        if result is None and job.idempotency_key is not None:
+            row = by_key(job)
+            if row is not None:
+                result = InsertResult(int(row["id"]), False, JobState(row["state"]))
+        results.append(result)
+    return results

@@ -72,6 +72,7 @@ from conveyor.backends.records import (
     dumps,
     filter_params,
     job_record_from_row,
+    resolved,
     token_from_row,
 )
 from conveyor.backends.sql import SQLBackend, load_migrations, load_queries
@@ -478,22 +479,13 @@ class PostgresBackend(SQLBackend):
                     log.warning("cannot end session %s before the look-up: %s",
                                 stop_session, exc)
             ids = [job.client_id for job in jobs if job.client_id is not None]
-            found = {
-                str(row["client_id"]): InsertResult(int(row["id"]), True, JobState(row["state"]))
-                for row in conn.execute(_Q["job_by_client_ids"], {"client_ids": ids})
-            }
-            results: list[InsertResult | None] = []
-            for job in jobs:
-                result = found.get(job.client_id) if job.client_id is not None else None
-                if result is None and job.idempotency_key is not None:
-                    row = conn.execute(
-                        _Q["job_by_idempotency_key"],
-                        {"task": job.task, "idempotency_key": job.idempotency_key},
-                    ).fetchone()
-                    if row is not None:
-                        result = InsertResult(int(row["id"]), False, JobState(row["state"]))
-                results.append(result)
-            return results
+            return resolved(
+                jobs, conn.execute(_Q["job_by_client_ids"], {"client_ids": ids}).fetchall(),
+                lambda job: conn.execute(
+                    _Q["job_by_idempotency_key"],
+                    {"task": job.task, "idempotency_key": job.idempotency_key},
+                ).fetchone(),
+            )
 
     def _insert_due_group(
         self, jobs: Sequence[JobInsert], gate: SendGate | None = None

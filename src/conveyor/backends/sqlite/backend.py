@@ -46,6 +46,7 @@ from conveyor.backends.records import (
     filter_params,
     interleave,
     job_record_from_row,
+    resolved,
     token_from_row,
 )
 from conveyor.backends.sql import SQLBackend, load_migrations, load_queries
@@ -505,22 +506,15 @@ class SQLiteBackend(SQLBackend):
         self, jobs: Sequence[JobInsert], *, stop_session: int | None = None
     ) -> list[InsertResult | None]:
         ids = [job.client_id for job in jobs if job.client_id is not None]
-        found = {
-            str(row["client_id"]): InsertResult(int(row["id"]), True, JobState(row["state"]))
-            for row in self._read(_Q["job_by_client_ids"], {"client_ids": dumps(ids)})
-        }
-        results: list[InsertResult | None] = []
-        for job in jobs:
-            result = found.get(job.client_id) if job.client_id is not None else None
-            if result is None and job.idempotency_key is not None:
-                rows = self._read(
-                    _Q["job_by_idempotency_key"],
-                    {"task": job.task, "idempotency_key": job.idempotency_key},
-                )
-                if rows:
-                    result = InsertResult(int(rows[0]["id"]), False, JobState(rows[0]["state"]))
-            results.append(result)
-        return results
+
+        def by_key(job: JobInsert) -> sqlite3.Row | None:
+            rows = self._read(_Q["job_by_idempotency_key"],
+                              {"task": job.task, "idempotency_key": job.idempotency_key})
+            return rows[0] if rows else None
+
+        return resolved(
+            jobs, self._read(_Q["job_by_client_ids"], {"client_ids": dumps(ids)}), by_key
+        )
 
     def _insert(self, conn: sqlite3.Connection, jobs: Sequence[JobInsert]) -> list[InsertResult]:
         now = self.clock.now()
