@@ -594,6 +594,21 @@ async def audit(request: Request, principal: Principal) -> Response:
                    filters=kept, problems=problems, next_query=next_query)
 
 
+def _top_errors(backend: Any, series: Any, kept: dict[str, str]) -> list[tuple[str, int]]:
+    """The window's most frequent error types, for the task chosen, or for the tasks of
+    the queue chosen that finished attempts in the window (the error counts are kept
+    per task)."""
+    if kept.get("task") or not kept.get("queue"):
+        found: list[tuple[str, int]] = backend.stats_error_types(
+            series.since, task=kept.get("task"), limit=5)
+        return found
+    merged: dict[str, int] = {}
+    for task in sorted({t for _, t, b in series.by_key if b.retried or b.dead})[:20]:
+        for name, count in backend.stats_error_types(series.since, task=task, limit=5):
+            merged[name] = merged.get(name, 0) + count
+    return sorted(merged.items(), key=lambda item: (-item[1], item[0]))[:5]
+
+
 @page(Permission.READ)
 async def charts_page(request: Request, principal: Principal) -> Response:
     state = _state(request)
@@ -618,7 +633,7 @@ async def charts_page(request: Request, principal: Principal) -> Response:
         series = read_series(backend, now, window, seconds, queue=kept.get("queue"),
                              task=kept.get("task"))
         queues, tasks = _filter_options(state.conveyor, kept)
-        errors = backend.stats_error_types(series.since, task=kept.get("task"), limit=5)
+        errors = _top_errors(backend, series, kept)
         return {"series": series, "charts": charts(series), "keys": key_rows(series),
                 "top_errors": errors, "queue_options": queues, "task_options": tasks}
 
