@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -15,11 +16,20 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from conveyor import Conveyor, JobState
-from conveyor.backends.base import JobFilter, JobInsert, SpoolReport
+from conveyor.backends import open_backend
+from conveyor.backends.base import (
+    RUN_BUCKETS,
+    Completion,
+    FetchParams,
+    JobFilter,
+    JobInsert,
+    SpoolReport,
+    StatsQuery,
+)
 from conveyor.spool import Forwarder, Spool
 from conveyor.testing import drain
 from conveyor.web import create_app
-from conveyor.web.console import histogram_quantile
+from conveyor.web.console import histogram_quantile, short_seconds
 from tests.web.conftest import Web, register_tasks
 from tests.web.test_dashboard import csrf_of, sign_in
 
@@ -202,3 +212,46 @@ def test_percentiles_from_the_wait_histogram() -> None:
     assert p95 is not None and 1.0 < p95 < 5.0
     assert histogram_quantile(0.5, [0] * 10, 0) is None
     assert histogram_quantile(0.99, [0] * 10, 3) == float("inf")  # all waited over an hour
+
+
+def test_run_times_are_kept_as_a_histogram_in_the_aggregates(backend_url: str) -> None:
+    backend = open_backend(backend_url)
+    backend.migrate()
+    try:
+        since = backend.now() - 120
+
+        def leased(seconds: float = 30.0) -> tuple[int, int]:
+            job_id = backend.job_insert_many([JobInsert("t", "q", "[[], {}]", 5, 1)])[0].id
+            [held] = backend.job_fetch(FetchParams("w1", ["q"], 1, seconds, start=1))
+            return job_id, held.lease_token
+
+        fast = leased()
+        backend.job_complete_many([Completion(*fast, "succeeded", result_json="1")])
+        slow = leased()
+        time.sleep(0.3)
+        backend.job_complete_many([Completion(*slow, "succeeded", result_json="1")])
+        lost = leased(seconds=0.05)  # its worker vanishes: the rescue counts it, run time too
+        time.sleep(0.6)
+        assert backend.job_rescue() == [lost[0]]
+        [row] = backend.stats_read(StatsQuery(since, backend.now() + 120))
+        assert (row.attempts, row.succeeded, row.dead) == (3, 2, 1)
+        counts = dict(zip(RUN_BUCKETS, row.run_le, strict=True))
+        assert counts[0.25] == 1 and counts[0.5] == 2 and counts[1.0] == 3, counts
+        assert row.run_le == tuple(sorted(row.run_le))  # cumulative
+    finally:
+        backend.close()
+
+
+def test_the_charts_show_run_time_percentiles(web: Web) -> None:
+    @web.app.task()
+    def nap(seconds: float) -> None:
+        time.sleep(seconds)
+
+    for _ in range(4):
+        nap.enqueue(0.3)
+    drain(web.app, timeout=15)
+    html = sign_in(web, "viewer").get("/charts?task=nap").text
+    [cells] = re.findall(r'<tr data-key="default/nap">(.*?)</tr>', html, re.S)
+    run_p50 = re.findall(r'<td class="num[^"]*">([^<]*)</td>', cells)[-4]
+    assert re.fullmatch(r"(2[5-9]\d|[34]\d\d)ms", run_p50), run_p50  # within (0.25, 0.5]
+    assert short_seconds(float("inf"), RUN_BUCKETS) == "> 5m 00s"

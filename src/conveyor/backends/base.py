@@ -241,6 +241,11 @@ WAIT_BUCKETS: tuple[float, ...] = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 
 (columns `wait_le_*`), and of the `conveyor_job_wait_seconds` histogram."""
 
 
+RUN_BUCKETS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0)
+"""Upper bounds (seconds) of the run-time buckets kept in the per-minute aggregates
+(columns `run_le_*`), from which the dashboard reads run-time percentiles."""
+
+
 @dataclass(frozen=True, slots=True)
 class JobStats:
     """Finished attempts of one queue and task: over one minute, or summed over a span.
@@ -265,6 +270,8 @@ class JobStats:
     """Attempts that started at most WAIT_BUCKETS[i] seconds after their run_at (cumulative)."""
     run_seconds: float = 0.0
     """Total run time of the attempts, seconds."""
+    run_le: tuple[int, ...] = (0,) * len(RUN_BUCKETS)
+    """Attempts that ran at most RUN_BUCKETS[i] seconds (cumulative)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,9 @@
 queue and task over a chosen window, read from the durable per-minute aggregates
 (`StatsStore.stats_read`), drawn as server-rendered SVG (no chart library, no script).
 
-Percentiles come from the aggregates' wait histogram (`WAIT_BUCKETS`), interpolated
-within a bucket as Prometheus' `histogram_quantile` does; a wait past the last bound
-is shown as "> 1h". Run time is the mean of the window's attempts (the aggregates
-keep its sum, not its distribution).
+Percentiles come from the aggregates' histograms (waits: `WAIT_BUCKETS`, run times:
+`RUN_BUCKETS`), interpolated within a bucket as Prometheus' `histogram_quantile`
+does; a value past the last bound is shown as "> 1h" (waits) or "> 5m" (run times).
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.backends.base import WAIT_BUCKETS, JobStats, StatsQuery
+from conveyor.backends.base import RUN_BUCKETS, WAIT_BUCKETS, JobStats, StatsQuery
+from conveyor.clock import format_duration
 from conveyor.web.problems import Problem
 
 WINDOWS: dict[str, float] = {
@@ -44,6 +44,7 @@ class Bucket:
     attempts: int = 0
     wait_le: list[int] = field(default_factory=lambda: [0] * len(WAIT_BUCKETS))
     run_seconds: float = 0.0
+    run_le: list[int] = field(default_factory=lambda: [0] * len(RUN_BUCKETS))
 
     def add(self, row: JobStats) -> None:
         self.succeeded += row.succeeded
@@ -53,23 +54,31 @@ class Bucket:
         for i, n in enumerate(row.wait_le):
             self.wait_le[i] += n
         self.run_seconds += row.run_seconds
+        for i, n in enumerate(row.run_le):
+            self.run_le[i] += n
 
     def percentile(self, q: float) -> float | None:
+        """The q-quantile of the wait before start."""
         return histogram_quantile(q, self.wait_le, self.attempts)
+
+    def run_percentile(self, q: float) -> float | None:
+        return histogram_quantile(q, self.run_le, self.attempts, RUN_BUCKETS)
 
     @property
     def mean_run(self) -> float | None:
         return self.run_seconds / self.attempts if self.attempts else None
 
 
-def histogram_quantile(q: float, cumulative: Sequence[int], total: int) -> float | None:
-    """The q-quantile of a cumulative histogram over `WAIT_BUCKETS`; None with no data,
+def histogram_quantile(
+    q: float, cumulative: Sequence[int], total: int, bounds: Sequence[float] = WAIT_BUCKETS
+) -> float | None:
+    """The q-quantile of a cumulative histogram over `bounds`; None with no data,
     `math.inf` when it lies past the last bound."""
     if total <= 0:
         return None
     rank = q * total
     lower_bound, lower_count = 0.0, 0
-    for bound, count in zip(WAIT_BUCKETS, cumulative, strict=True):
+    for bound, count in zip(bounds, cumulative, strict=True):
         if count >= rank:
             inside = count - lower_count
             if inside <= 0:
@@ -79,13 +88,11 @@ def histogram_quantile(q: float, cumulative: Sequence[int], total: int) -> float
     return math.inf
 
 
-def short_seconds(value: float | None) -> str:
-    from conveyor.clock import format_duration
-
+def short_seconds(value: float | None, bounds: Sequence[float] = WAIT_BUCKETS) -> str:
     if value is None:
         return "-"
     if math.isinf(value):
-        return f"> {format_duration(WAIT_BUCKETS[-1])}"
+        return f"> {format_duration(bounds[-1])}"
     return format_duration(value)
 
 
@@ -173,11 +180,12 @@ def stacked_bars(
 
 
 def lines(
-    buckets: Sequence[Bucket], series: Sequence[tuple[str, str, Any]], unit: str
+    buckets: Sequence[Bucket], series: Sequence[tuple[str, str, Any]], unit: str,
+    cap: float = WAIT_BUCKETS[-1],
 ) -> dict[str, Any]:
     """Polylines, one point per bucket that has data: `series` are (name, css, fn(bucket))."""
     values = [[fn(b) for b in buckets] for _, _, fn in series]
-    finite = [min(v, WAIT_BUCKETS[-1]) for vs in values for v in vs if v is not None]
+    finite = [min(v, cap) for vs in values for v in vs if v is not None]
     peak = _nice_peak(max(finite, default=0.0))
     step = WIDTH / max(1, len(buckets))
     drawn = []
@@ -202,7 +210,9 @@ def charts(series: Series) -> dict[str, Any]:
         "errors": stacked_bars(b, [("retried", "retry"), ("dead", "dead")], "failed attempts"),
         "wait": lines(b, [(f"p{round(q * 100)}", f"p{round(q * 100)}",
                            lambda k, q=q: k.percentile(q)) for q in PERCENTILES], "seconds"),
-        "run": lines(b, [("mean", "p50", lambda k: k.mean_run)], "seconds"),
+        "run": lines(b, [(f"p{round(q * 100)}", f"p{round(q * 100)}",
+                          lambda k, q=q: k.run_percentile(q)) for q in PERCENTILES], "seconds",
+                     cap=RUN_BUCKETS[-1]),
     }
 
 
@@ -217,7 +227,11 @@ def key_rows(series: Series) -> list[dict[str, Any]]:
             "retried": b.retried, "dead": b.dead,
             "error_rate": (b.retried + b.dead) / b.attempts if b.attempts else 0.0,
             "p50": short_seconds(b.percentile(0.5)), "p95": short_seconds(b.percentile(0.95)),
-            "p99": short_seconds(b.percentile(0.99)), "run_mean": short_seconds(b.mean_run),
+            "p99": short_seconds(b.percentile(0.99)),
+            "run_p50": short_seconds(b.run_percentile(0.5), RUN_BUCKETS),
+            "run_p95": short_seconds(b.run_percentile(0.95), RUN_BUCKETS),
+            "run_p99": short_seconds(b.run_percentile(0.99), RUN_BUCKETS),
+            "run_mean": short_seconds(b.mean_run),
         })
     return rows
 

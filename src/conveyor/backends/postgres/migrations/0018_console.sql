@@ -29,4 +29,18 @@ CREATE TABLE conveyor_spool_hosts (
     PRIMARY KEY (host, path)
 );
 
+-- The run-time histogram of the per-minute aggregates (like the wait histogram):
+-- run_le_X counts the attempts that ran at most X seconds, so the console can
+-- show run-time percentiles after the jobs themselves are pruned. 0 for older rows.
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_0_01 bigint NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_0_025 bigint NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_0_05 bigint NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_0_1 bigint NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_0_25 bigint NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_0_5 bigint NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_1 bigint NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_5 bigint NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_30 bigint NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_300 bigint NOT NULL DEFAULT 0;
+
 INSERT INTO conveyor_schema (version, name) VALUES (18, '0018_console.sql');

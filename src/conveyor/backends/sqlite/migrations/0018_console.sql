@@ -28,3 +28,17 @@ CREATE TABLE conveyor_spool_hosts (
     reported_at       REAL NOT NULL,
     PRIMARY KEY (host, path)
 );
+
+-- The run-time histogram of the per-minute aggregates (like the wait histogram):
+-- run_le_X counts the attempts that ran at most X seconds, so the console can
+-- show run-time percentiles after the jobs themselves are pruned. 0 for older rows.
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_0_01 INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_0_025 INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_0_05 INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_0_1 INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_0_25 INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_0_5 INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_1 INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_5 INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_30 INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE conveyor_job_stats ADD COLUMN run_le_300 INTEGER NOT NULL DEFAULT 0;
