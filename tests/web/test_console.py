@@ -116,10 +116,15 @@ def test_charts_come_from_the_aggregates_per_queue_and_task_over_a_window(web: W
     assert 'option value="24h" selected' in only_add
     only_mail = client.get("/charts?queue=mail&window=7d").text
     assert set(re.findall(r'<tr data-key="([^"]+)">', only_mail)) == {"mail/send_mail"}
+    # A long window is polled less often than a short one (unless ?live= says otherwise).
+    assert 'data-live-every="240.0"' in only_add
+    assert 'data-live-every="2.5"' in client.get("/charts?window=15m").text
+    assert 'data-live-every="5.0"' in client.get("/charts?window=7d&live=5").text
     bad = client.get("/charts?window=2y")
     assert bad.status_code == 200 and "window must be one of 15m, 1h, 6h, 24h, 7d" in bad.text
     assert 'option value="1h" selected' in bad.text
     assert "too long" in client.get("/charts?queue=" + "q" * 300).text
+    assert "window must be one of" in client.get("/charts?window=" + "9" * 10_000).text
     # The overview's last-hour chart: a sentence when idle, bars from the aggregates after.
     assert "nothing finished in the last hour" in overview
     overview = client.get("/").text

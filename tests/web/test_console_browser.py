@@ -153,6 +153,12 @@ def test_the_console_updates_live_without_a_reload(tmp_path: Path) -> None:
             _wait_for(page, "() => !!document.querySelector(\"tr[data-spool-host='web-3']\")")
             page.screenshot(path=str(ARTIFACTS / "console-7-spools.png"), full_page=True)
 
+            # The session ends (signed out elsewhere): the page says its numbers are stale.
+            page.context.clear_cookies()
+            _wait_for(page, "() => document.getElementById('live-status').className"
+                            " === 'live stale'")
+            assert "not updated" in page.inner_text("#live-status")
+
             icon = page.request.get(f"{base}/favicon.ico")
             assert icon.status == 200 and icon.headers["content-type"].startswith("image/svg")
             assert blocked == []  # live.js and the pages need no exception to the policy

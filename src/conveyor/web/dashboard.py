@@ -373,15 +373,16 @@ def _jobs_filter(request: Request) -> tuple[JobFilter, dict[str, str], list[str]
 
 
 def _filter_options(conveyor: Any, kept: dict[str, str]) -> tuple[list[str], list[str]]:
-    """The queues and tasks a filter's selects offer: those with jobs or history, those
-    workers serve, the app's registered tasks, and whatever the filter names now."""
+    """The queues and tasks a filter's selects offer: those with jobs, those that
+    finished attempts in the last hour, the app's registered tasks and their queues,
+    and whatever the filter names now (cheap reads: a live page repeats them)."""
     backend = conveyor.backend
     now = backend.now()
     queues = {s.queue for s in backend.queue_stats()}
     queues |= {p.queue for p in backend.queue_pause_list()}
     tasks = set(conveyor.tasks)
     queues |= {t.options.queue or conveyor.default_queue for t in conveyor.tasks.values()}
-    for row in backend.stats_read(StatsQuery(since=now - 7 * 86400.0, until=now + 60.0)):
+    for row in backend.stats_read(StatsQuery(since=now - 3600.0, until=now + 60.0)):
         queues.add(row.queue)
         tasks.add(row.task)
     for name in ("queue", "task"):
@@ -638,7 +639,10 @@ async def charts_page(request: Request, principal: Principal) -> Response:
                 "top_errors": errors, "queue_options": queues, "task_options": tasks}
 
     data = await run_in_threadpool(read)
+    # A long window changes slowly (its bars are many minutes wide): poll it less often.
+    live = _live_every(request) if "live" in q else max(LIVE_EVERY, min(seconds / 360, 600.0))
     return _render(request, "charts.html", principal=principal, nav="charts", window=window,
+                   live_every=live,
                    windows=list(WINDOWS), filters=kept, problems=problems, **data)
 
 
