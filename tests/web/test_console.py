@@ -159,6 +159,8 @@ def test_favicon_script_and_policy(web: Web) -> None:
     assert "data-live-every" not in web.client.get("/?live=0").text
     assert 'data-live-every="0.5"' in web.client.get("/?live=0.01").text
     assert 'data-live-every="2.0"' in web.client.get("/?live=abc").text
+    assert "data-live-every" not in web.client.get("/login").text  # nothing changes there
+    assert 'id="live-workers" data-live' in web.client.get("/workers").text
 
 
 def test_spooled_jobs_show_per_host_once_they_arrive(

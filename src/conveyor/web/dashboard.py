@@ -83,6 +83,8 @@ FORM_LIMIT = 16_384
 PAST = {"retry": "retried", "cancel": "cancelled"}
 LIVE_EVERY = 2.0
 """Seconds between a live page's updates (`?live=N` for another period, `?live=0` for none)."""
+STILL_PAGES = frozenset({"login.html", "confirm.html", "error.html"})
+"""Pages that are never live (nothing on them changes by itself)."""
 OPTIONS_LIMIT = 500
 """Most queues and tasks offered in a filter's select."""
 
@@ -182,7 +184,8 @@ def _live_every(request: Request) -> float:
 def _render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
     token, fresh = _csrf_token(request)
     state = _state(request)
-    context.setdefault("live_every", _live_every(request) if status == 200 else 0.0)
+    live = status == 200 and template not in STILL_PAGES
+    context.setdefault("live_every", _live_every(request) if live else 0.0)
     html = _env.get_template(template).render(
         root=_root(request), csrf=token, auth=state.settings.auth,
         principal=context.pop("principal", None), request_path=request.url.path,
