@@ -63,7 +63,7 @@ def _pg_truncate(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE conveyor_jobs, conveyor_workers, conveyor_queue_pauses, conveyor_audit, "
-            "conveyor_api_tokens, conveyor_sessions, "
+            "conveyor_api_tokens, conveyor_sessions, conveyor_job_retries, conveyor_spool_hosts, "
             "conveyor_job_stats, conveyor_leaders, conveyor_alerts "
             "RESTART IDENTITY"
         )

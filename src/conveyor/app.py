@@ -12,6 +12,7 @@ import hashlib
 import importlib
 import os
 import queue
+import socket
 import sys
 import threading
 import time
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 from urllib.parse import urlsplit
 
 from conveyor.backends import Backend, backend_scheme, open_backend
-from conveyor.backends.base import InsertResult, JobInsert, SendGate
+from conveyor.backends.base import InsertResult, JobInsert, SendGate, SpoolReport
 from conveyor.clock import Clock
 from conveyor.errors import (
     BackendError,
@@ -680,6 +681,7 @@ class Conveyor:
                     spool,
                     store=self._forward_store,
                     resolve=self._forward_resolve,
+                    report=self._forward_report,
                 )
             return self._forwarder
 
@@ -725,6 +727,15 @@ class Conveyor:
             f"the database did not answer a forward of {len(jobs)} spooled job(s) within "
             f"{self._forward_timeout:g}s" + ("; the next forward looks them up" if sent else "")
         )
+
+    def _forward_report(self, forwarded: int, status: SpoolStatus) -> None:
+        """Tell the database what this host's spool delivered (the dashboard's spool view)."""
+        oldest = None if status.oldest_age is None else time.time() - status.oldest_age
+        report = SpoolReport(host=socket.gethostname()[:255] or "unknown",
+                             path=self.spool_path[:4096], forwarded=forwarded,
+                             depth=status.depth, oldest_spooled_at=oldest)
+        self._run(lambda: self.backend.spool_report(report)).result(
+            timeout=self._forward_timeout)
 
     def _forward_resolve(self, jobs: list[JobInsert]) -> list[InsertResult | None]:
         future = self._run(lambda: self.backend.job_resolve(jobs))

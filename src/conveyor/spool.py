@@ -220,10 +220,12 @@ class Forwarder:
         *,
         min_delay: float = 0.05,
         max_delay: float = 5.0,
+        report: Callable[[int, SpoolStatus], None] | None = None,
     ) -> None:
         self.spool = spool
         self._store = store
         self._resolve = resolve
+        self._report = report
         self._min_delay = min_delay
         self._max_delay = max_delay
         self._wake = threading.Event()
@@ -248,16 +250,26 @@ class Forwarder:
         """Forward until the spool is empty; raises the database's error if it fails."""
         total = 0
         while True:
-            n = self.spool.forward(self._store, self._resolve)
+            n = self._forward_once()
             if n == 0:
                 return total
             total += n
+
+    def _forward_once(self) -> int:
+        moved = self.spool.forward(self._store, self._resolve)
+        if moved and self._report is not None:
+            # Delivered already: a report that fails is logged, never retried as a forward.
+            try:
+                self._report(moved, self.spool.status())
+            except Exception as exc:
+                log.warning("could not report %d forwarded spool job(s): %s", moved, exc)
+        return moved
 
     def _run(self) -> None:
         delay = self._min_delay
         while not self._stop.is_set():
             try:
-                moved = self.spool.forward(self._store, self._resolve)
+                moved = self._forward_once()
             except BackendError as exc:
                 self.last_error = str(exc)
                 log.warning("spool forward failed, retrying in %.2fs: %s", delay, exc)

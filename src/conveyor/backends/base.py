@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 from conveyor.errors import NotStoredError
 from conveyor.types import JobRecord, JobState
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 18
 """The schema version this code reads and writes. A database at another version is refused."""
 
 
@@ -241,6 +241,11 @@ WAIT_BUCKETS: tuple[float, ...] = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 
 (columns `wait_le_*`), and of the `conveyor_job_wait_seconds` histogram."""
 
 
+RUN_BUCKETS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0)
+"""Upper bounds (seconds) of the run-time buckets kept in the per-minute aggregates
+(columns `run_le_*`), from which the dashboard reads run-time percentiles."""
+
+
 @dataclass(frozen=True, slots=True)
 class JobStats:
     """Finished attempts of one queue and task: over one minute, or summed over a span.
@@ -265,6 +270,8 @@ class JobStats:
     """Attempts that started at most WAIT_BUCKETS[i] seconds after their run_at (cumulative)."""
     run_seconds: float = 0.0
     """Total run time of the attempts, seconds."""
+    run_le: tuple[int, ...] = (0,) * len(RUN_BUCKETS)
+    """Attempts that ran at most RUN_BUCKETS[i] seconds (cumulative)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +316,46 @@ class AuditRecord:
     """The action's parameters (filters, role, ...): never a secret."""
     retention: float = 90 * 86400.0
     """Entries older than this many seconds are pruned when this one is written."""
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorRetry:
+    """An operator's retry of one dead job: where in its history a fresh set of attempts began."""
+
+    at: float
+    """Epoch seconds, the database's clock."""
+    actor: str
+    """Who (as in the audit log); empty when the retry was not made through `Operations`."""
+    after_errors: int
+    """How many failed attempts the job's error history held at the retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolReport:
+    """What one host's spool forwarder delivered in a batch the database confirmed."""
+
+    host: str
+    path: str
+    """The spool folder on that host."""
+    forwarded: int
+    """Jobs of this batch now in the database (added to the host's total)."""
+    depth: int
+    """Jobs still in that spool after the batch."""
+    oldest_spooled_at: float | None
+    """Epoch seconds (the host's clock) when the oldest job still spooled was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolHost:
+    """One host's spool as its forwarder last reported it."""
+
+    host: str
+    path: str
+    forwarded: int
+    depth: int
+    oldest_spooled_at: float | None
+    first_forward_at: float
+    reported_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,7 +470,8 @@ class QueueAdmin(Protocol):
     """What operators do to jobs and queues (CLI, API, dashboard) and retention."""
 
     def job_retry(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:
-        """Move matching dead jobs back to available with a fresh set of attempts.
+        """Move matching dead jobs back to available with a fresh set of attempts, and
+        mark each in `job_retries` (by `audit.actor`).
 
         `audit` (on this and every operator method): written in the same transaction."""
         ...
@@ -453,6 +501,10 @@ class QueueAdmin(Protocol):
         ...
 
     def queue_pause_list(self) -> list[QueuePause]: ...
+
+    def job_retries(self, job_id: int) -> list[OperatorRetry]:
+        """The operator retries of one job (marked by `job_retry`), oldest first."""
+        ...
 
 
 class Coordinator(Protocol):
@@ -505,6 +557,14 @@ class StatsStore(Protocol):
     def alert_list(self) -> list[AlertState]: ...
 
     def alert_set(self, state: AlertState) -> None: ...
+
+    def spool_report(self, report: SpoolReport) -> None:
+        """Record a batch a host's spool forwarder delivered (see `SpoolReport`)."""
+        ...
+
+    def spool_hosts(self, limit: int = 100) -> list[SpoolHost]:
+        """Every host's spool as last reported, most recent first."""
+        ...
 
 
 class TokenStore(Protocol):

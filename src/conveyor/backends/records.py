@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from conveyor.backends.base import (
+    RUN_BUCKETS,
     WAIT_BUCKETS,
     AlertState,
     ApiToken,
@@ -105,6 +106,8 @@ def _trace_context(row: RowLike) -> dict[str, str] | None:
 
 WAIT_COLUMNS = tuple(f"wait_le_{bound:g}".replace(".", "_") for bound in WAIT_BUCKETS)
 """The aggregate columns of each wait bucket: wait_le_0_1, wait_le_0_5, wait_le_1, …"""
+RUN_COLUMNS = tuple(f"run_le_{bound:g}".replace(".", "_") for bound in RUN_BUCKETS)
+"""The aggregate columns of each run-time bucket: run_le_0_01, run_le_0_025, …"""
 
 
 def job_stats_from_row(row: RowLike) -> JobStats:
@@ -119,6 +122,7 @@ def job_stats_from_row(row: RowLike) -> JobStats:
         attempts=int(row["attempts"] or 0),
         wait_le=tuple(int(row[column] or 0) for column in WAIT_COLUMNS),
         run_seconds=float(row["run_seconds"] or 0.0),
+        run_le=tuple(int(row[column] or 0) for column in RUN_COLUMNS),
     )
 
 

@@ -23,8 +23,11 @@ from conveyor.backends.base import (
     AuditRecord,
     JobFilter,
     JobStats,
+    OperatorRetry,
     QueuePause,
     QueueStats,
+    SpoolHost,
+    SpoolReport,
     StatsQuery,
     Throughput,
     TokenInsert,
@@ -172,6 +175,12 @@ class SQLBackend(ABC):
             for row in self._rows("queue_pause_list", {})
         ]
 
+    def job_retries(self, job_id: int) -> list[OperatorRetry]:
+        return [
+            OperatorRetry(float(row["at"]), row["actor"], int(row["after_errors"]))
+            for row in self._rows("job_retries", {"job_id": job_id})
+        ]
+
     # -- coordination -----------------------------------------------------------------
     def leader_elect(self, name: str, holder: str, ttl: float) -> bool:
         return bool(self._change("leader_elect", {"name": name, "holder": holder, "ttl": ttl}))
@@ -220,6 +229,25 @@ class SQLBackend(ABC):
     def alert_set(self, state: AlertState) -> None:
         self._change("alert_set", {"key": state.key, "firing": state.firing,
                                    "details": dumps(state.details)})
+
+    def spool_report(self, report: SpoolReport) -> None:
+        self._change("spool_report", {
+            "host": report.host, "path": report.path, "forwarded": report.forwarded,
+            "depth": report.depth, "oldest": report.oldest_spooled_at,
+        })
+
+    def spool_hosts(self, limit: int = 100) -> list[SpoolHost]:
+        return [
+            SpoolHost(
+                host=row["host"], path=row["path"], forwarded=int(row["forwarded"]),
+                depth=int(row["depth"]),
+                oldest_spooled_at=None if row["oldest_spooled_at"] is None
+                else float(row["oldest_spooled_at"]),
+                first_forward_at=float(row["first_forward_at"]),
+                reported_at=float(row["reported_at"]),
+            )
+            for row in self._rows("spool_hosts", {"limit": limit})
+        ]
 
     # -- tokens -----------------------------------------------------------------------
     def token_insert(self, token: TokenInsert, *, audit: AuditRecord | None = None) -> int:

@@ -1,4 +1,9 @@
-"""The dashboard: server-rendered pages, no script at all, our own small stylesheet.
+"""The dashboard: server-rendered pages, our own small stylesheet and one small script.
+
+Every page is complete without script. `static/live.js` (served from this package,
+allowed by a `script-src 'self'` policy: no inline script, nothing from elsewhere)
+keeps a page live: every few seconds it fetches the same URL and swaps in the
+elements marked `data-live`, so numbers, charts and states change without a reload.
 
 Reading needs the `read` permission, every action (`retry`, `cancel`, `purge`,
 `pause`) needs `operate`. With authentication on, the browser signs in with
@@ -18,6 +23,8 @@ import hmac
 import json
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -25,10 +32,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from conveyor.backends.base import AuditFilter, JobFilter
+from conveyor.backends.base import AuditFilter, JobFilter, StatsQuery
 from conveyor.clock import format_duration
 from conveyor.insights import worker_json
 from conveyor.jsonvalue import storable_text
@@ -42,6 +49,7 @@ from conveyor.web.auth import (
     end_session,
     start_session,
 )
+from conveyor.web.console import WINDOWS, charts, key_rows, read_series, window_seconds
 from conveyor.web.problems import Problem
 from conveyor.web.routing import (
     actor_of,
@@ -54,6 +62,7 @@ from conveyor.web.routing import (
 from conveyor.web.schema import parse_datetime
 from conveyor.web.views import (
     alive_window,
+    attempt_history,
     audit_json,
     dead_groups,
     group_job_ids,
@@ -72,6 +81,12 @@ CSRF_COOKIE = "conveyor_csrf"
 PAGE = 50
 FORM_LIMIT = 16_384
 PAST = {"retry": "retried", "cancel": "cancelled"}
+LIVE_EVERY = 2.0
+"""Seconds between a live page's updates (`?live=N` for another period, `?live=0` for none)."""
+STILL_PAGES = frozenset({"login.html", "confirm.html", "error.html"})
+"""Pages that are never live (nothing on them changes by itself)."""
+OPTIONS_LIMIT = 500
+"""Most queues and tasks offered in a filter's select."""
 
 _env = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -87,7 +102,14 @@ def _short_time(value: str | None) -> str:
     return value.replace("T", " ").replace("Z", "")[:19]
 
 
+def _epoch_time(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return _short_time(datetime.fromtimestamp(value, tz=UTC).isoformat())
+
+
 _env.filters["duration"] = format_duration
+_env.filters["epoch_time"] = _epoch_time
 _env.filters["short_time"] = _short_time
 
 
@@ -150,9 +172,20 @@ def _error_page(request: Request, exc: Exception) -> Response:
     return response
 
 
+def _live_every(request: Request) -> float:
+    raw = request.query_params.get("live", "")
+    try:
+        value = float(raw) if raw else LIVE_EVERY
+    except ValueError:
+        return LIVE_EVERY
+    return 0.0 if not value > 0 else max(0.5, min(value, 600.0))
+
+
 def _render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
     token, fresh = _csrf_token(request)
     state = _state(request)
+    live = status == 200 and template not in STILL_PAGES
+    context.setdefault("live_every", _live_every(request) if live else 0.0)
     html = _env.get_template(template).render(
         root=_root(request), csrf=token, auth=state.settings.auth,
         principal=context.pop("principal", None), request_path=request.url.path,
@@ -286,9 +319,14 @@ async def overview(request: Request, principal: Principal) -> Response:
         views = queue_views(backend, state.conveyor.lease)
         workers = backend.worker_list(alive_window(state.conveyor.lease))
         dead = sum(v.counts.get("dead", 0) for v in views)
+        now = backend.now()
+        spools = [{**asdict(h), "age": None if h.oldest_spooled_at is None or not h.depth
+                   else max(0.0, h.reported_at - h.oldest_spooled_at),
+                   "since_report": max(0.0, now - h.reported_at)}
+                  for h in backend.spool_hosts()]
         return {"queues": [(v, sparkline(v.throughput)) for v in views],
                 "workers_alive": len(workers), "dead_total": dead,
-                "slos": slo_rows(state.conveyor)}
+                "slos": slo_rows(state.conveyor), "spools": spools}
 
     data = await run_in_threadpool(read)
     return _render(request, "overview.html", principal=principal, nav="overview",
@@ -337,22 +375,60 @@ def _jobs_filter(request: Request) -> tuple[JobFilter, dict[str, str], list[str]
     return found, kept, problems
 
 
+def _filter_options(conveyor: Any, kept: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The queues and tasks a filter's selects offer: those with jobs, those that
+    finished attempts in the last hour, the app's registered tasks and their queues,
+    and whatever the filter names now (cheap reads: a live page repeats them)."""
+    backend = conveyor.backend
+    now = backend.now()
+    queues = {s.queue for s in backend.queue_stats()}
+    queues |= {p.queue for p in backend.queue_pause_list()}
+    tasks = set(conveyor.tasks)
+    queues |= {t.options.queue or conveyor.default_queue for t in conveyor.tasks.values()}
+    for row in backend.stats_read(StatsQuery(since=now - 3600.0, until=now + 60.0)):
+        queues.add(row.queue)
+        tasks.add(row.task)
+    for name in ("queue", "task"):
+        if kept.get(name):
+            (queues if name == "queue" else tasks).add(kept[name])
+    return sorted(queues)[:OPTIONS_LIMIT], sorted(tasks)[:OPTIONS_LIMIT]
+
+
+def _timing(record: Any, now: float) -> dict[str, Any]:
+    """A job list row's duration (of its last attempt; so far, while running) and finish."""
+    started, finished = record.started_at, record.finished_at
+    duration = None
+    if started is not None and finished is not None and finished >= started:
+        duration = (finished - started).total_seconds()
+    elif started is not None and record.state is JobState.RUNNING:
+        duration = max(0.0, now - started.timestamp())
+    return {"duration": duration, "running": record.state is JobState.RUNNING}
+
+
 @page(Permission.READ)
 async def jobs(request: Request, principal: Principal) -> Response:
     state = _state(request)
     found, kept, problems = _jobs_filter(request)
-    records = await run_in_threadpool(state.conveyor.operations.list_jobs, found)
+
+    def read() -> tuple[list[Any], float, list[str], list[str]]:
+        records = state.conveyor.operations.list_jobs(found)
+        queues, tasks = _filter_options(state.conveyor, kept)
+        return records, state.conveyor.backend.now(), queues, tasks
+
+    records, now, queue_options, task_options = await run_in_threadpool(read)
     page_records = records[:PAGE]
     next_query = None
     if len(records) > PAGE and page_records:
         next_query = urlencode({**kept, "cursor": encode_cursor(page_records[-1].id)})
     rows = [
-        {"job": job_json(r), "last_error": last_error_of(r) if r.errors else None}
+        {"job": job_json(r), "last_error": last_error_of(r) if r.errors else None,
+         **_timing(r, now)}
         for r in page_records
     ]
     return _render(request, "jobs.html", principal=principal, nav="jobs", rows=rows,
                    filters=kept, problems=problems, next_query=next_query,
-                   states=[str(s) for s in JobState])
+                   states=[str(s) for s in JobState], queue_options=queue_options,
+                   task_options=task_options)
 
 
 def _job_id(request: Request) -> int:
@@ -366,10 +442,19 @@ def _job_id(request: Request) -> int:
 async def job_detail(request: Request, principal: Principal) -> Response:
     state = _state(request)
     job_id = _job_id(request)
-    record = await run_in_threadpool(state.conveyor.backend.job_get, job_id)
+    backend = state.conveyor.backend
+
+    def read() -> tuple[Any, list[Any], float]:
+        found = backend.job_get(job_id)
+        return found, backend.job_retries(job_id) if found is not None else [], backend.now()
+
+    record, retries, now = await run_in_threadpool(read)
     if record is None:
         raise Problem("not-found", f"no job {job_id} (never enqueued, or pruned)")
-    return _render(request, "job.html", principal=principal, nav="jobs", job=job_json(record),
+    shown = job_json(record)
+    return _render(request, "job.html", principal=principal, nav="jobs", job=shown,
+                   history=attempt_history(shown["errors"], retries),
+                   timing=_timing(record, now),
                    may_operate=principal.may(Permission.OPERATE),
                    done=request.query_params.get("done"))
 
@@ -513,6 +598,62 @@ async def audit(request: Request, principal: Principal) -> Response:
                    filters=kept, problems=problems, next_query=next_query)
 
 
+def _top_errors(backend: Any, series: Any, kept: dict[str, str]) -> list[tuple[str, int]]:
+    """The window's most frequent error types, for the task chosen, or for the tasks of
+    the queue chosen that finished attempts in the window (the error counts are kept
+    per task)."""
+    if kept.get("task") or not kept.get("queue"):
+        found: list[tuple[str, int]] = backend.stats_error_types(
+            series.since, task=kept.get("task"), limit=5)
+        return found
+    merged: dict[str, int] = {}
+    for task in sorted({t for _, t, b in series.by_key if b.retried or b.dead})[:20]:
+        for name, count in backend.stats_error_types(series.since, task=task, limit=5):
+            merged[name] = merged.get(name, 0) + count
+    return sorted(merged.items(), key=lambda item: (-item[1], item[0]))[:5]
+
+
+@page(Permission.READ)
+async def charts_page(request: Request, principal: Principal) -> Response:
+    state = _state(request)
+    q = request.query_params
+    problems: list[str] = []
+    kept: dict[str, str] = {}
+    try:
+        window, seconds = window_seconds(q.get("window") or None)
+    except Problem as problem:
+        problems.append(problem.detail)
+        window, seconds = window_seconds(None)
+    for name in ("queue", "task"):
+        value = q.get(name, "").strip()
+        if value and (len(value) > 255 or not storable_text(value)):
+            problems.append(f"{name} is too long or holds NUL")
+        elif value:
+            kept[name] = value
+    backend = state.conveyor.backend
+
+    def read() -> dict[str, Any]:
+        now = backend.now()
+        series = read_series(backend, now, window, seconds, queue=kept.get("queue"),
+                             task=kept.get("task"))
+        queues, tasks = _filter_options(state.conveyor, kept)
+        errors = _top_errors(backend, series, kept)
+        return {"series": series, "charts": charts(series), "keys": key_rows(series),
+                "top_errors": errors, "queue_options": queues, "task_options": tasks}
+
+    data = await run_in_threadpool(read)
+    # A long window changes slowly (its bars are many minutes wide): poll it less often.
+    live = _live_every(request) if "live" in q else max(LIVE_EVERY, min(seconds / 360, 600.0))
+    return _render(request, "charts.html", principal=principal, nav="charts", window=window,
+                   live_every=live,
+                   windows=list(WINDOWS), filters=kept, problems=problems, **data)
+
+
+async def favicon(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml",
+                        headers={"cache-control": "public, max-age=86400"})
+
+
 def dashboard_routes() -> list[BaseRoute]:
     return [
         Route("/", overview, methods=["GET"], name="overview"),
@@ -527,4 +668,6 @@ def dashboard_routes() -> list[BaseRoute]:
         Route("/workers", workers, methods=["GET"], name="workers"),
         Route("/queues/{queue}/{action}", queue_action, methods=["POST"], name="queue_action"),
         Route("/audit", audit, methods=["GET"], name="audit"),
+        Route("/charts", charts_page, methods=["GET"], name="charts"),
+        Route("/favicon.ico", favicon, methods=["GET"], name="favicon"),
     ]

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from conveyor.backends.base import AuditEntry, Backend, JobFilter, QueueStats
+from conveyor.backends.base import (
+    AuditEntry,
+    Backend,
+    JobFilter,
+    OperatorRetry,
+    QueueStats,
+    StatsQuery,
+)
 from conveyor.redaction import shown_record
 from conveyor.types import JobRecord, JobState
 
@@ -179,8 +186,9 @@ class QueueView:
     paused: bool
     paused_at: str | None
     workers: int
-    throughput: list[tuple[int, int]]
-    """(succeeded, dead) per minute over the last hour, oldest first."""
+    throughput: list[tuple[int, int, int]]
+    """(succeeded, retried, dead) attempts per minute over the last hour, oldest first,
+    from the durable per-minute aggregates."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -191,8 +199,8 @@ class QueueView:
             "paused_at": self.paused_at,
             "workers": self.workers,
             "finished_last_hour": {
-                "succeeded": sum(s for s, _ in self.throughput),
-                "dead": sum(d for _, d in self.throughput),
+                "succeeded": sum(s for s, _, _ in self.throughput),
+                "dead": sum(d for _, _, d in self.throughput),
             },
         }
 
@@ -216,12 +224,17 @@ def queue_views(backend: Backend, lease: float) -> list[QueueView]:
     paused = {p.queue: p for p in backend.queue_pause_list()}
     workers = backend.worker_list(alive_window(lease))
     now = backend.now()
-    since = now - THROUGHPUT_WINDOW
     buckets = int(THROUGHPUT_WINDOW // THROUGHPUT_BUCKET)
-    series: dict[str, list[list[int]]] = defaultdict(lambda: [[0, 0] for _ in range(buckets)])
-    for row in backend.job_throughput(since, THROUGHPUT_BUCKET):
-        if 0 <= row.bucket < buckets:
-            series[row.queue][row.bucket][0 if row.state is JobState.SUCCEEDED else 1] += row.jobs
+    until = (now // 60.0) * 60.0 + 60.0  # the current minute included
+    since = until - buckets * THROUGHPUT_BUCKET
+    series: dict[str, list[list[int]]] = defaultdict(lambda: [[0, 0, 0] for _ in range(buckets)])
+    for row in backend.stats_read(StatsQuery(since=since, until=until, per_minute=True)):
+        index = int(((row.minute or since) - since) // THROUGHPUT_BUCKET)
+        if 0 <= index < buckets:
+            cell = series[row.queue][index]
+            cell[0] += row.succeeded
+            cell[1] += row.retried
+            cell[2] += row.dead
     names = sorted(set(stats) | set(paused) | {q for w in workers for q in w.queues})
     views = []
     for name in names:
@@ -237,25 +250,60 @@ def queue_views(backend: Backend, lease: float) -> list[QueueView]:
             paused=pause is not None,
             paused_at=None if pause is None else iso(pause.paused_at),
             workers=sum(1 for w in workers if name in w.queues),
-            throughput=[(s, d) for s, d in series[name]],
+            throughput=[(s, r, d) for s, r, d in series[name]],
         ))
     return views
 
 
 def sparkline(
-    points: Sequence[tuple[int, int]], width: int = 240, height: int = 36
+    points: Sequence[tuple[int, int, int]], width: int = 240, height: int = 36
 ) -> dict[str, Any]:
-    """Bar geometry for a small server-rendered SVG chart (no script needed)."""
-    peak = max((s + d for s, d in points), default=0) or 1
+    """Bar geometry for a small server-rendered SVG chart of the last hour: one bar per
+    minute, stacked succeeded / retried / dead; a minute with nothing finished draws no
+    bar over the baseline (so an idle hour is a line, not a box)."""
+    peak = max((s + r + d for s, r, d in points), default=0)
+    scale = peak or 1
     step = width / max(1, len(points))
     bars = []
-    for i, (succeeded, dead) in enumerate(points):
-        ok_h = succeeded / peak * height
-        dead_h = dead / peak * height
-        bars.append({
-            "x": round(i * step, 2), "w": round(max(step - 1, 1), 2),
-            "ok_y": round(height - ok_h, 2), "ok_h": round(ok_h, 2),
-            "dead_y": round(height - ok_h - dead_h, 2), "dead_h": round(dead_h, 2),
-            "label": f"{len(points) - i} min ago: {succeeded} succeeded, {dead} dead",
-        })
-    return {"width": width, "height": height, "bars": bars, "peak": peak}
+    for i, (succeeded, retried, dead) in enumerate(points):
+        y = float(height)
+        parts = []
+        for value, css in ((succeeded, "ok"), (retried, "retry"), (dead, "dead")):
+            if value:
+                h = max(value / scale * (height - 2), 1.0)
+                y -= h
+                parts.append({"y": round(y, 2), "h": round(h, 2), "css": css})
+        if parts:
+            bars.append({
+                "x": round(i * step, 2), "w": round(max(step - 1, 1), 2), "parts": parts,
+                "label": f"{len(points) - 1 - i} min ago: {succeeded} succeeded, "
+                         f"{retried} retried, {dead} dead",
+            })
+    total = sum(s + r + d for s, r, d in points)
+    return {"width": width, "height": height, "bars": bars, "peak": peak, "total": total}
+
+
+def attempt_history(
+    errors: Sequence[dict[str, Any]], retries: Sequence[OperatorRetry]
+) -> list[dict[str, Any]]:
+    """A job's failed attempts with its operator retries between them, oldest first.
+
+    An operator retry starts a fresh set of attempts (numbers begin again at 1): its
+    entry goes after the failed attempts the history held when it was made, and the
+    attempts are numbered by run (`run` 1 before the first retry, 2 after it, ...)."""
+    history: list[dict[str, Any]] = []
+    marks = sorted(retries, key=lambda r: r.after_errors)
+    m = 0
+    for index, error in enumerate(errors):
+        while m < len(marks) and marks[m].after_errors <= index:
+            history.append(_retry_entry(marks[m], m))
+            m += 1
+        history.append({"kind": "attempt", "run": m + 1, **error})
+    for k in range(m, len(marks)):
+        history.append(_retry_entry(marks[k], k))
+    return history
+
+
+def _retry_entry(mark: OperatorRetry, index: int) -> dict[str, Any]:
+    return {"kind": "retry", "run": index + 2, "at": iso(mark.at),
+            "actor": mark.actor or "(not recorded)"}

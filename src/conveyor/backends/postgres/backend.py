@@ -649,10 +649,15 @@ class PostgresBackend(SQLBackend):
 
     # -- operator side --------------------------------------------------------------
     def job_retry(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:
+        params = filter_params(filter)
+        params["actor"] = "" if audit is None else audit.actor
         with self._transaction() as conn:
-            rows = conn.execute(_Q["job_retry_dead"], filter_params(filter)).fetchall()
+            rows = conn.execute(_Q["job_retry_dead"], params).fetchall()
             _notify_for(conn, rows)
             _audit(conn, audit, len(rows))
+            if audit is not None:  # the retry marks live as long as the audit entries
+                conn.execute(_Q["job_retries_prune"],
+                             {"older_than": audit.retention, "limit": AUDIT_PRUNE_BATCH})
         return len(rows)
 
     def queue_resume(self, queue: str, *, audit: AuditRecord | None = None) -> bool:

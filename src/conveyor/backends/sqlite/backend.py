@@ -685,8 +685,14 @@ class SQLiteBackend(SQLBackend):
         with self._write() as conn:
             params = filter_params(filter, dumps)
             params["now"] = self.clock.now()
+            params["actor"] = "" if audit is None else audit.actor
+            conn.execute(_Q["job_retry_mark"], params)
             count = len(conn.execute(_Q["job_retry_dead"], params).fetchall())
             self._audit(conn, audit, count)
+            if audit is not None:  # the retry marks live as long as the audit entries
+                conn.execute(_Q["job_retries_prune"], {
+                    "now": params["now"], "older_than": audit.retention,
+                    "limit": AUDIT_PRUNE_BATCH})
         self._notify_local()
         return count
 

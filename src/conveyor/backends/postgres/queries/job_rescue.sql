@@ -53,7 +53,8 @@ RETURNING job.id, expired.queue, expired.task, expired.outcome,
 stats AS (
     INSERT INTO conveyor_job_stats AS s (
         minute, queue, task, shard, succeeded, retried, dead, attempts,
-        wait_le_0_1, wait_le_0_5, wait_le_1, wait_le_5, wait_le_10, wait_le_30, wait_le_60, wait_le_300, wait_le_900, wait_le_3600, run_seconds
+        wait_le_0_1, wait_le_0_5, wait_le_1, wait_le_5, wait_le_10, wait_le_30, wait_le_60, wait_le_300, wait_le_900, wait_le_3600, run_seconds,
+        run_le_0_01, run_le_0_025, run_le_0_05, run_le_0_1, run_le_0_25, run_le_0_5, run_le_1, run_le_5, run_le_30, run_le_300
     )
     SELECT date_trunc('minute', now()), queue, task, mod(pg_backend_pid(), 8)::smallint,
            0, count(*) FILTER (WHERE outcome = 'retry'), count(*) FILTER (WHERE outcome = 'dead'),
@@ -68,7 +69,17 @@ stats AS (
            count(*) FILTER (WHERE wait <= 300),
            count(*) FILTER (WHERE wait <= 900),
            count(*) FILTER (WHERE wait <= 3600),
-           sum(greatest(0.0, run))
+           sum(greatest(0.0, run)),
+           count(*) FILTER (WHERE run <= 0.01),
+           count(*) FILTER (WHERE run <= 0.025),
+           count(*) FILTER (WHERE run <= 0.05),
+           count(*) FILTER (WHERE run <= 0.1),
+           count(*) FILTER (WHERE run <= 0.25),
+           count(*) FILTER (WHERE run <= 0.5),
+           count(*) FILTER (WHERE run <= 1),
+           count(*) FILTER (WHERE run <= 5),
+           count(*) FILTER (WHERE run <= 30),
+           count(*) FILTER (WHERE run <= 300)
     FROM rescued
     WHERE outcome <> 'uncounted'
     GROUP BY queue, task
@@ -88,6 +99,16 @@ stats AS (
         wait_le_300 = s.wait_le_300 + excluded.wait_le_300,
         wait_le_900 = s.wait_le_900 + excluded.wait_le_900,
         wait_le_3600 = s.wait_le_3600 + excluded.wait_le_3600,
-        run_seconds = s.run_seconds + excluded.run_seconds
+        run_seconds = s.run_seconds + excluded.run_seconds,
+        run_le_0_01 = s.run_le_0_01 + excluded.run_le_0_01,
+        run_le_0_025 = s.run_le_0_025 + excluded.run_le_0_025,
+        run_le_0_05 = s.run_le_0_05 + excluded.run_le_0_05,
+        run_le_0_1 = s.run_le_0_1 + excluded.run_le_0_1,
+        run_le_0_25 = s.run_le_0_25 + excluded.run_le_0_25,
+        run_le_0_5 = s.run_le_0_5 + excluded.run_le_0_5,
+        run_le_1 = s.run_le_1 + excluded.run_le_1,
+        run_le_5 = s.run_le_5 + excluded.run_le_5,
+        run_le_30 = s.run_le_30 + excluded.run_le_30,
+        run_le_300 = s.run_le_300 + excluded.run_le_300
 )
 SELECT id FROM rescued

@@ -16,7 +16,17 @@ SELECT queue, task, CASE WHEN :per_minute THEN minute END AS minute,
        sum(wait_le_300) AS wait_le_300,
        sum(wait_le_900) AS wait_le_900,
        sum(wait_le_3600) AS wait_le_3600,
-       sum(run_seconds) AS run_seconds
+       sum(run_seconds) AS run_seconds,
+       sum(run_le_0_01) AS run_le_0_01,
+       sum(run_le_0_025) AS run_le_0_025,
+       sum(run_le_0_05) AS run_le_0_05,
+       sum(run_le_0_1) AS run_le_0_1,
+       sum(run_le_0_25) AS run_le_0_25,
+       sum(run_le_0_5) AS run_le_0_5,
+       sum(run_le_1) AS run_le_1,
+       sum(run_le_5) AS run_le_5,
+       sum(run_le_30) AS run_le_30,
+       sum(run_le_300) AS run_le_300
 FROM conveyor_job_stats
 WHERE minute >= :since AND minute < :until
   AND (:task IS NULL OR task = :task)

@@ -4,7 +4,8 @@
 -- counts nothing and a count can never be lost or doubled.
 INSERT INTO conveyor_job_stats (
     minute, queue, task, shard, succeeded, retried, dead, attempts,
-    wait_le_0_1, wait_le_0_5, wait_le_1, wait_le_5, wait_le_10, wait_le_30, wait_le_60, wait_le_300, wait_le_900, wait_le_3600, run_seconds
+    wait_le_0_1, wait_le_0_5, wait_le_1, wait_le_5, wait_le_10, wait_le_30, wait_le_60, wait_le_300, wait_le_900, wait_le_3600, run_seconds,
+    run_le_0_01, run_le_0_025, run_le_0_05, run_le_0_1, run_le_0_25, run_le_0_5, run_le_1, run_le_5, run_le_30, run_le_300
 )
 SELECT :minute, job.queue, job.task, 0,
        sum(done.outcome = 'succeeded'), sum(done.outcome = 'retry'),
@@ -19,7 +20,17 @@ SELECT :minute, job.queue, job.task, 0,
        sum(job.started_at - job.run_at <= 300),
        sum(job.started_at - job.run_at <= 900),
        sum(job.started_at - job.run_at <= 3600),
-       sum(max(0.0, :now - job.started_at))
+       sum(max(0.0, :now - job.started_at)),
+       sum(:now - job.started_at <= 0.01),
+       sum(:now - job.started_at <= 0.025),
+       sum(:now - job.started_at <= 0.05),
+       sum(:now - job.started_at <= 0.1),
+       sum(:now - job.started_at <= 0.25),
+       sum(:now - job.started_at <= 0.5),
+       sum(:now - job.started_at <= 1),
+       sum(:now - job.started_at <= 5),
+       sum(:now - job.started_at <= 30),
+       sum(:now - job.started_at <= 300)
 FROM (
     SELECT json_extract(value, '$[0]') AS job_id, json_extract(value, '$[1]') AS lease_token,
            json_extract(value, '$[2]') AS outcome
@@ -44,4 +55,14 @@ ON CONFLICT (minute, queue, task, shard) DO UPDATE SET
     wait_le_300 = wait_le_300 + excluded.wait_le_300,
     wait_le_900 = wait_le_900 + excluded.wait_le_900,
     wait_le_3600 = wait_le_3600 + excluded.wait_le_3600,
-    run_seconds = run_seconds + excluded.run_seconds
+    run_seconds = run_seconds + excluded.run_seconds,
+    run_le_0_01 = run_le_0_01 + excluded.run_le_0_01,
+    run_le_0_025 = run_le_0_025 + excluded.run_le_0_025,
+    run_le_0_05 = run_le_0_05 + excluded.run_le_0_05,
+    run_le_0_1 = run_le_0_1 + excluded.run_le_0_1,
+    run_le_0_25 = run_le_0_25 + excluded.run_le_0_25,
+    run_le_0_5 = run_le_0_5 + excluded.run_le_0_5,
+    run_le_1 = run_le_1 + excluded.run_le_1,
+    run_le_5 = run_le_5 + excluded.run_le_5,
+    run_le_30 = run_le_30 + excluded.run_le_30,
+    run_le_300 = run_le_300 + excluded.run_le_300
