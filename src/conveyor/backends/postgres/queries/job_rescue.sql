@@ -90,4 +90,4 @@ stats AS (
         wait_le_3600 = s.wait_le_3600 + excluded.wait_le_3600,
         run_seconds = s.run_seconds + excluded.run_seconds
 )
-SELECT id FROM rescued
+SELECT id, CASE WHEN outcome = 'dead' THEN 'dead' ELSE 'available' END AS state FROM rescued
