@@ -222,3 +222,146 @@ def test_cancelling_a_workflow_with_100_pending_nodes_starts_none_of_them(
     assert all(_state(app, j.id) == JobState.CANCELLED for j in handle.jobs[1:])
     assert app.operations.cancel_workflow(handle.id, actor="test", source="test") == 0
     assert app.operations.cancel_workflow("no-such-id", actor="test", source="test") is None
+
+
+# -- policies and bad input (in-process workers: drain) ----------------------------------
+def test_a_dead_parent_cancels_its_dependants_or_lets_them_run_as_each_says(
+    make_app: Callable[..., Conveyor],
+) -> None:
+    from conveyor.testing import drain
+
+    app = make_app()
+    ran: list[str] = []
+
+    @app.task(name="ok")
+    def ok(label: str) -> str:
+        ran.append(label)
+        return label
+
+    @app.task(name="fails", max_attempts=1)
+    def fails() -> None:
+        raise ValueError("this parent dies")
+
+    @app.task(name="gather")
+    def gather(results: list[str | None], label: str) -> str:
+        ran.append(f"{label}:{results}")
+        return label
+
+    wf = Workflow("policies")
+    good = wf.add(ok.prepare("good"))
+    bad = wf.add(fails.prepare())
+    cancelled = wf.add(ok.prepare("never"), depends_on=[good, bad])
+    grandchild = wf.add(ok.prepare("never either"), depends_on=[cancelled])
+    anyway = wf.add(gather.prepare_partial("anyway"), depends_on=[good, bad],
+                    runs_when="finished", inputs="all")
+    after_cancelled = wf.add(ok.prepare("after cancelled"), depends_on=[cancelled],
+                             runs_when="finished")
+    on_failure = wf.add(ok.prepare("on failure"), depends_on=[good, bad], runs_when="failed")
+    only_good = wf.add(ok.prepare("never: all succeeded"), depends_on=[good],
+                       runs_when="failed")
+    handle = app.enqueue_workflow(wf)
+    drain(app, timeout=30)
+    states = {node.index: _state(app, handle.jobs[node.index].id) for node in
+              (good, bad, cancelled, grandchild, anyway, after_cancelled, on_failure, only_good)}
+    assert states == {
+        good.index: JobState.SUCCEEDED, bad.index: JobState.DEAD,
+        cancelled.index: JobState.CANCELLED, grandchild.index: JobState.CANCELLED,
+        anyway.index: JobState.SUCCEEDED, after_cancelled.index: JobState.SUCCEEDED,
+        on_failure.index: JobState.SUCCEEDED, only_good.index: JobState.CANCELLED,
+    }
+    assert sorted(ran) == sorted(["good", "anyway:['good', None]", "after cancelled",
+                                  "on failure"])
+    view = app.operations.get_workflow(handle.id)
+    assert view is not None
+    assert view.counts() == {"succeeded": 4, "dead": 1, "cancelled": 3}
+
+
+def test_chains_pass_each_result_on_and_a_chord_over_nothing_calls_back_once_with_empty(
+    make_app: Callable[..., Conveyor],
+) -> None:
+    from conveyor import batch, chain
+    from conveyor.testing import drain
+
+    app = make_app()
+    calls: list[object] = []
+
+    @app.task(name="add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="seen")
+    def seen(results: list[int]) -> int:
+        calls.append(results)
+        return len(results)
+
+    links = app.enqueue_workflow(
+        chain(add.prepare(1, 2), add.prepare_partial(10), add.prepare_partial(100)))
+    empty = app.enqueue_workflow(chord([], seen.prepare_partial()))
+    assert _state(app, empty.jobs[0].id) == JobState.AVAILABLE  # nothing to wait for
+    counted = app.enqueue_workflow(batch([add.prepare(i, i) for i in range(3)],
+                                         on_success=seen.prepare_partial(),
+                                         on_failure=seen.prepare_partial()))
+    drain(app, timeout=30)
+    assert [app.backend.job_get(j.id or 0).result for j in links.jobs] == [3, 13, 113]  # type: ignore[union-attr]
+    assert calls.count([]) == 1 and [0, 2, 4] in calls and len(calls) == 2
+    assert _state(app, counted.jobs[-1].id) == JobState.CANCELLED  # on_failure: none failed
+
+
+def test_a_cycle_in_depends_on_is_refused_and_stores_nothing(
+    make_app: Callable[..., Conveyor],
+) -> None:
+    from conveyor import WorkflowCycleError
+
+    app = make_app()
+
+    @app.task(name="step")
+    def step(n: int) -> None: ...
+
+    wf = Workflow("loop")
+    a = wf.add(step.prepare(1))
+    b = wf.add(step.prepare(2), depends_on=[a])
+    c = wf.add(step.prepare(3), depends_on=[b])
+    wf.after(a, c)
+    with pytest.raises(WorkflowCycleError, match=r"cycle in depends_on: .*step.*remove one"):
+        app.enqueue_workflow(wf)
+    selfish = Workflow("self")
+    d = selfish.add(step.prepare(4))
+    selfish.after(d, d)
+    with pytest.raises(WorkflowCycleError):
+        app.enqueue_workflow(selfish)
+    assert app.backend.job_list(JobFilter(limit=10)) == []
+    assert app.backend.workflow_list() == []
+
+
+def test_a_workflow_enqueued_in_the_apps_transaction_exists_only_if_it_commits(
+    backend_url: str, make_app: Callable[..., Conveyor],
+) -> None:
+    from conveyor import chain
+
+    app = make_app()
+
+    @app.task(name="step")
+    def step(n: int) -> int:
+        return n
+
+    def connect() -> object:
+        if backend_url.startswith("sqlite"):
+            import sqlite3
+            app.backend.job_list(JobFilter(limit=1))  # the file and schema exist
+            return sqlite3.connect(backend_url.removeprefix("sqlite:///"), isolation_level=None)
+        import psycopg
+        return psycopg.connect(backend_url)
+
+    for commit in (False, True):
+        conn = connect()
+        if backend_url.startswith("sqlite"):
+            conn.execute("BEGIN")  # type: ignore[attr-defined]
+        handle = app.enqueue_workflow(
+            chain(step.prepare(1), step.prepare_partial()), connection=conn)
+        if commit:
+            conn.commit()  # type: ignore[attr-defined]
+        else:
+            conn.rollback()  # type: ignore[attr-defined]
+        conn.close()  # type: ignore[attr-defined]
+        assert (app.backend.workflow_get(handle.id) is not None) is commit
+        assert (app.backend.job_get(handle.jobs[1].id or 0) is not None) is commit
