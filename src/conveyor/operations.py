@@ -91,6 +91,28 @@ class WorkflowView:
         """The node's state as shown: `pending` while it waits for its parents."""
         return "pending" if node.pending else str(node.state)
 
+    def to_json(self) -> dict[str, Any]:
+        """The JSON the API returns and `conveyor workflow show --json` prints."""
+        record = self.workflow
+        return {
+            "id": record.id,
+            "name": record.name,
+            "created_at": record.created_at,
+            "cancelled_at": record.cancelled_at,
+            "counts": self.counts(),
+            "nodes": [
+                {"job_id": n.job_id, "name": n.name, "task": n.task, "queue": n.queue,
+                 "state": self.node_state(n), "waiting_for": n.waiting,
+                 "failed_parents": n.failed, "runs_when": n.runs_when, "inputs": n.inputs,
+                 "priority": n.priority, "attempt": n.attempt,
+                 "max_attempts": n.max_attempts, "created_at": n.created_at,
+                 "started_at": n.started_at, "finished_at": n.finished_at}
+                for n in self.nodes
+            ],
+            "edges": [{"parent": e.parent_id, "child": e.child_id, "position": e.position}
+                      for e in self.edges],
+        }
+
     def counts(self) -> dict[str, int]:
         """Nodes per shown state (progress)."""
         found: dict[str, int] = {}

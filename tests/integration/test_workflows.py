@@ -365,3 +365,51 @@ def test_a_workflow_enqueued_in_the_apps_transaction_exists_only_if_it_commits(
         conn.close()  # type: ignore[attr-defined]
         assert (app.backend.workflow_get(handle.id) is not None) is commit
         assert (app.backend.job_get(handle.jobs[1].id or 0) is not None) is commit
+
+
+def test_conveyor_workflow_show_lists_every_node_with_its_state_and_cancel_stops_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+    import uuid
+
+    from click.testing import CliRunner
+
+    from conveyor.cli import cli
+
+    name = f"wfcli_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(f"""
+        from conveyor import Conveyor
+        app = Conveyor("sqlite:///{tmp_path / 'jobs.db'}")
+
+        @app.task(name="add")
+        def add(x: int, y: int) -> int:
+            return x + y
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("CONVEYOR_APP", raising=False)
+    import importlib
+    module = importlib.import_module(name)
+    add = module.app.tasks["add"]
+    handle = module.app.enqueue_workflow(
+        chord([add.prepare(1, 2), add.prepare(3, 4)], add.prepare_partial(10), name="sums"))
+
+    def invoke(*args: str) -> str:
+        result = CliRunner().invoke(cli, [*args, f"{name}:app"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    shown = invoke("workflow", "show", handle.id)
+    assert "sums" in shown and "pending (waits for 2)" in shown and "2 available" in shown
+    data = json.loads(invoke("workflow", "show", handle.id, "--json"))
+    assert [n["state"] for n in data["nodes"]] == ["available", "available", "pending"]
+    assert sorted((e["parent"], e["child"]) for e in data["edges"]) == [
+        (handle.jobs[0].id, handle.jobs[2].id), (handle.jobs[1].id, handle.jobs[2].id)]
+    assert handle.id in invoke("workflow", "list")
+    assert "3 node(s) cancelled" in invoke("workflow", "cancel", handle.id)
+    data = json.loads(invoke("workflow", "show", handle.id, "--json"))
+    assert data["counts"] == {"cancelled": 3} and data["cancelled_at"] is not None
+    missing = CliRunner().invoke(cli, ["workflow", "show", "nope", f"{name}:app"])
+    assert missing.exit_code == 1 and "workflow nope does not exist" in missing.output
+    module.app.close()
+    sys.modules.pop(name, None)
