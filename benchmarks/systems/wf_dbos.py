@@ -9,14 +9,21 @@ import os
 import sys
 import time
 
-from dbos import DBOS, DBOSClient, DBOSConfig, EnqueueOptions, Queue
+from dbos import DBOS, DBOSClient, DBOSConfig, EnqueueOptions
 
 URL = os.environ.get("BENCH_DBOS_URL", "")
 DONE = os.environ.get("BENCH_WF_DONE", "/dev/null")
-queue = Queue("wfbench", worker_concurrency=8)
-coordinators = Queue("wfbench-chords", worker_concurrency=8)
-"""A chord's own workflow waits for its members: on a queue of its own, so waiting
-chords never take the slots their members need."""
+POLL = 0.1
+"""Seconds between queue polls (conveyor's workers poll every 0.1 s here too)."""
+
+
+def _start() -> None:
+    DBOS(config=_config())
+    DBOS.launch()  # queues are registered in the system database, once it is up
+    DBOS.register_queue("wfbench", worker_concurrency=8, polling_interval_sec=POLL)
+    # A chord's own workflow waits for its members: on a queue of its own, so waiting
+    # chords never take the slots their members need.
+    DBOS.register_queue("wfbench-chords", worker_concurrency=8, polling_interval_sec=POLL)
 
 
 def _done() -> None:
@@ -61,6 +68,8 @@ def callback(results: list[int]) -> int:
 
 @DBOS.workflow()
 def chord_wf(width: int) -> int:
+    queue = DBOS.retrieve_queue("wfbench")
+    assert queue is not None
     handles = [queue.enqueue(leaf, i) for i in range(width)]
     return callback([h.get_result() for h in handles])
 
@@ -75,8 +84,7 @@ def _config() -> DBOSConfig:
 
 def setup() -> None:
     global _client
-    DBOS(config=_config())
-    DBOS.launch()  # creates the system tables
+    _start()  # creates the system tables
     DBOS.destroy()
     _client = DBOSClient(system_database_url=URL)
 
@@ -105,7 +113,6 @@ def close() -> None:
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["worker"]:
-    DBOS(config=_config())
-    DBOS.launch()
+    _start()
     while True:
         time.sleep(3600)
