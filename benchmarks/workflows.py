@@ -47,7 +47,7 @@ class WorkflowSizes:
     chords: int
 
 
-FULL = WorkflowSizes(chains=500, chords=20)
+FULL = WorkflowSizes(chains=300, chords=10)
 QUICK = WorkflowSizes(chains=50, chords=3)
 
 
