@@ -847,7 +847,7 @@ def run_workflows(args: argparse.Namespace) -> int:
             f"{sizes.chains} chains of 3 no-op jobs, then {sizes.chords} chords of "
             f"{workflows.WIDTH} no-op jobs and a callback, per system, end to end (enqueue "
             "by one client, then execution), 2 worker processes x 8 slots each.", "",
-            *[f"- {line}" for line in machine()], "",
+            *machine(), "",
             *lines, "",
             "How each system builds them: see benchmarks/workflows.py.", "",
         ])
