@@ -288,34 +288,25 @@ class SQLBackend(ABC):
         frontier = [(job_id, state) for job_id, state in finished
                     if JobState(state) in FINISHED_STATES]
         while frontier:
-            cancelled, released = self._workflow_level(run, frontier)
-            woken.update(released)
-            frontier = [(job_id, JobState.CANCELLED.value) for job_id in cancelled]
+            succeeded = {job_id for job_id, state in frontier if state == JobState.SUCCEEDED}
+            rows = run("workflow_edges_resolve",
+                       {"ids": self._array([job_id for job_id, _ in frontier])})
+            if not rows:
+                break
+            counts: dict[int, list[int]] = {}
+            for row in rows:
+                count = counts.setdefault(int(row["child_id"]), [0, 0])
+                count[0] += 1
+                count[1] += int(int(row["parent_id"]) not in succeeded)
+            children = sorted(counts)
+            run("workflow_nodes_count", {"counts": dumps(
+                [{"child": child, "n": counts[child][0], "f": counts[child][1]}
+                 for child in children])})
+            cancelled = run("workflow_nodes_cancel", {"ids": self._array(children)})
+            released = run("workflow_nodes_release", {"ids": self._array(children)})
+            woken.update(str(row["queue"]) for row in released)
+            frontier = [(int(row["id"]), JobState.CANCELLED.value) for row in cancelled]
         return sorted(woken)
-
-    def _workflow_level(
-        self, run: Run, ended: Sequence[tuple[int, str]]
-    ) -> tuple[list[int], list[str]]:
-        """One level of `_workflow_advance`: the ids of the children it cancelled and
-        the queues of those it released. Four statements; a dialect may do it in one."""
-        succeeded = {job_id for job_id, state in ended if state == JobState.SUCCEEDED}
-        rows = run("workflow_edges_resolve",
-                   {"ids": self._array([job_id for job_id, _ in ended])})
-        if not rows:
-            return [], []
-        counts: dict[int, list[int]] = {}
-        for row in rows:
-            count = counts.setdefault(int(row["child_id"]), [0, 0])
-            count[0] += 1
-            count[1] += int(int(row["parent_id"]) not in succeeded)
-        children = sorted(counts)
-        run("workflow_nodes_count", {"counts": dumps(
-            [{"child": child, "n": counts[child][0], "f": counts[child][1]}
-             for child in children])})
-        cancelled = run("workflow_nodes_cancel", {"ids": self._array(children)})
-        released = run("workflow_nodes_release", {"ids": self._array(children)})
-        return ([int(row["id"]) for row in cancelled],
-                [str(row["queue"]) for row in released])
 
     def workflow_get(self, workflow_id: str) -> WorkflowRecord | None:
         rows = self._rows("workflow_get", {"workflow_id": workflow_id})

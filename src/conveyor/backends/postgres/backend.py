@@ -663,17 +663,6 @@ class PostgresBackend(SQLBackend):
         return [int(row["id"]) for row in rows]
 
     # -- workflows ------------------------------------------------------------------
-    def _workflow_level(
-        self, run: Run, ended: Sequence[tuple[int, str]]
-    ) -> tuple[list[int], list[str]]:
-        # One statement (one round trip) per level instead of four.
-        rows = run("workflow_advance", {
-            "ids": [job_id for job_id, _ in ended],
-            "succeeded": [job_id for job_id, state in ended if state == JobState.SUCCEEDED],
-        })
-        return ([int(row["id"]) for row in rows if row["outcome"] == "cancelled"],
-                [str(row["queue"]) for row in rows if row["outcome"] == "released"])
-
     def workflow_insert(
         self, workflow: WorkflowInsert, *, connection: Any = None
     ) -> list[InsertResult]:
