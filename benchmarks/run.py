@@ -726,7 +726,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results",
                         help="folder for the results file")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--workflows", action="store_true",
+                        help="the workflow scenarios instead (chains and chords, against "
+                             "Celery's canvas and DBOS): see benchmarks/workflows.py")
     args = parser.parse_args(argv)
+    if args.workflows:
+        return run_workflows(args)
     sizes = QUICK if args.quick else FULL
     if args.runs:
         sizes = Sizes(**{**sizes.__dict__, "runs": args.runs})
@@ -788,6 +793,69 @@ def main(argv: list[str] | None = None) -> int:
             update_readme(rows, name, started, sizes)
     failed = [name for name, results in runs.items() if any(r.error for r in results)]
     return 1 if failed else 0
+
+
+def run_workflows(args: argparse.Namespace) -> int:
+    """Chains and chords per second, conveyor against Celery and DBOS, in one run."""
+    import workflows
+
+    sizes = workflows.QUICK if args.quick else workflows.FULL
+    chosen = workflows.SYSTEMS
+    if args.only:
+        names = {n.strip() for n in args.only.split(",") if n.strip()}
+        chosen = [s for s in workflows.SYSTEMS if s.name.split()[0] in names or s.name in names]
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    made: list[str] = []
+
+    def env_for(system: workflows.WorkflowSystem, tmp: Path) -> dict[str, str]:
+        env = {"BENCH_REDIS_URL": REDIS_URL}
+        if system.store == "sqlite":
+            env["BENCH_CONVEYOR_URL"] = f"sqlite:///{tmp / 'wf.db'}"
+        elif system.store in ("postgres", "dbos"):
+            dbname = f"bench_wf_{system.store}_{os.getpid()}"
+            _pg_admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+            _pg_admin(f'CREATE DATABASE "{dbname}"')
+            made.append(dbname)
+            url = re.sub(r"/[^/]*$", f"/{dbname}", PG_ADMIN_URL)
+            env["BENCH_CONVEYOR_URL" if system.store == "postgres" else "BENCH_DBOS_URL"] = url
+        else:
+            _redis_flush()
+        return env
+
+    started = datetime.now(UTC)
+    rows: list[tuple[workflows.WorkflowSystem, workflows.WorkflowResult]] = []
+    with tempfile.TemporaryDirectory(prefix="conveyor-wfbench-", dir="/var/tmp") as tmp:
+        for system in chosen:
+            log(f"{system.name}: {sizes.chains} chains, {sizes.chords} chords")
+            workdir = Path(tmp) / system.name.split()[0] / system.store
+            workdir.mkdir(parents=True)
+            rows.append((system, workflows.run_system(system, sizes, workdir, env_for, log)))
+            for dbname in made:
+                _pg_admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+            made.clear()
+            if system.store == "redis":
+                _redis_flush()
+    lines = workflows.table(rows)
+    print("\n".join(lines))
+    if not args.no_write:
+        text = "\n".join([
+            f"# Workflow benchmark, {started:%Y-%m-%d %H:%M} UTC", "",
+            f"`python benchmarks/run.py --workflows{' --quick' if args.quick else ''}`: "
+            f"{sizes.chains} chains of 3 no-op jobs, then {sizes.chords} chords of "
+            f"{workflows.WIDTH} no-op jobs and a callback, per system, end to end (enqueue "
+            "by one client, then execution), 2 worker processes x 8 slots each.", "",
+            *machine(), "",
+            *lines, "",
+            "How each system builds them: see benchmarks/workflows.py.", "",
+        ])
+        args.out.mkdir(parents=True, exist_ok=True)
+        name = f"{started:%Y-%m-%dT%H%M}Z-workflows{'-quick' if args.quick else ''}.md"
+        (args.out / name).write_text(text)
+        log(f"wrote {args.out / name}")
+    return 1 if any(r.error for _, r in rows) else 0
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from conveyor.errors import (
     SpoolFullError,
     UnknownTaskError,
     WaitTimeout,
+    WorkflowCycleError,
 )
 from conveyor.job import Job
 from conveyor.middleware import Attempt, AttemptResult, EnqueueJob, Middleware
@@ -43,6 +44,7 @@ from conveyor.retry import CircuitBreaker, Retry, RetryPolicy
 from conveyor.task import Task
 from conveyor.types import AttemptError, JobRecord, JobState
 from conveyor.worker import Worker
+from conveyor.workflow import Workflow, WorkflowHandle, batch, chain, chord, group
 
 __version__ = "0.1.0"
 
@@ -83,4 +85,11 @@ __all__ = [
     "UnknownTaskError",
     "WaitTimeout",
     "Worker",
+    "Workflow",
+    "WorkflowCycleError",
+    "WorkflowHandle",
+    "batch",
+    "chain",
+    "chord",
+    "group",
 ]

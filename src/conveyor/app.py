@@ -54,6 +54,7 @@ from conveyor.task import (
     job_insert,
 )
 from conveyor.types import JobState
+from conveyor.workflow import Workflow, WorkflowHandle, new_workflow_id, store_workflow
 
 if TYPE_CHECKING:
     from conveyor.insights import Insights
@@ -548,6 +549,43 @@ class Conveyor:
             Job(self, r.id, r.state, created=r.created, client_id=insert.client_id)
             for insert, r in zip(inserts, results, strict=True)
         ]
+
+    def enqueue_workflow(self, workflow: Workflow, *, connection: Any = None) -> WorkflowHandle:
+        """Store a whole workflow (see `conveyor.workflow`) in one transaction: the
+        application's own when `connection` is given (it exists if and only if that
+        transaction commits). A cycle in `depends_on` raises `WorkflowCycleError`
+        and stores nothing. Never spooled: a graph is stored whole or not at all."""
+        if not isinstance(workflow, Workflow):
+            raise InvalidOptionError(
+                f"enqueue_workflow takes a Workflow (chain, group, chord, batch), got "
+                f"{type(workflow).__name__}"
+            )
+        if not len(workflow):
+            raise InvalidOptionError("the workflow has no jobs: add some with wf.add(...)")
+        workflow.check()
+        workflow_id = new_workflow_id()
+        check = bool(self.middleware)
+
+        def encode(jobs: Sequence[EnqueueJob]) -> list[JobInsert]:
+            ids = os.urandom(16 * len(jobs)).hex()
+            return [job_insert(j, check=check, client_id=ids[32 * i:32 * i + 32])
+                    for i, j in enumerate(jobs)]
+
+        def store(jobs: list[EnqueueJob]) -> list[Job[Any]]:
+            _, inserts, results = store_workflow(
+                workflow, jobs, backend=self.backend, encode=encode,
+                connection=connection, workflow_id=workflow_id,
+            )
+            if self.events.wants(EventName.ENQUEUED):
+                self.events.emit_all(
+                    JobEvent(EventName.ENQUEUED, r.id, insert.task, insert.queue)
+                    for insert, r in zip(inserts, results, strict=True) if r.created
+                )
+            return [Job(self, r.id, r.state, created=r.created, client_id=insert.client_id)
+                    for insert, r in zip(inserts, results, strict=True)]
+
+        jobs = chain_enqueue(self.middleware, store)(workflow.jobs)
+        return WorkflowHandle(workflow_id, jobs)
 
     # -- enqueue under a deadline -----------------------------------------------------
     def _write_through(

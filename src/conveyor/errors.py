@@ -6,6 +6,7 @@
     │   ├── SerializationError    arguments are not JSON
     │   ├── InvalidArgumentsError arguments do not fit the task's signature
     │   ├── InvalidOptionError    unknown or out-of-range option (delay < 0, priority …)
+    │   ├── WorkflowCycleError    a workflow's depends_on forms a cycle
     │   └── SpoolFullError        the local spool is full (or too old): back-pressure
     ├── OperationError            an operator action was refused (bad input); nothing changed
     ├── UnknownTaskError          no task registered under that name
@@ -69,6 +70,10 @@ class InvalidArgumentsError(EnqueueError):
 
 class InvalidOptionError(EnqueueError):
     """An enqueue option is unknown or out of range."""
+
+
+class WorkflowCycleError(EnqueueError):
+    """A workflow's `depends_on` forms a cycle: no node of it could ever start."""
 
 
 class OperationError(ConveyorError):

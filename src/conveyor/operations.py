@@ -25,6 +25,7 @@ import math
 import secrets
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from conveyor.backends.base import (
@@ -35,6 +36,9 @@ from conveyor.backends.base import (
     AuditRecord,
     JobFilter,
     TokenInsert,
+    WorkflowEdge,
+    WorkflowNode,
+    WorkflowRecord,
 )
 from conveyor.errors import OperationError
 from conveyor.jsonvalue import storable_text
@@ -56,6 +60,13 @@ class OperationsBackend(Protocol):
     def job_list(self, filter: JobFilter) -> list[JobRecord]: ...
     def job_retry(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int: ...
     def job_cancel(self, job_id: int, *, audit: AuditRecord | None = None) -> bool: ...
+    def workflow_get(self, workflow_id: str) -> WorkflowRecord | None: ...
+    def workflow_list(self, limit: int = 100) -> list[WorkflowRecord]: ...
+    def workflow_nodes(self, workflow_id: str) -> list[WorkflowNode]: ...
+    def workflow_edges(self, workflow_id: str) -> list[WorkflowEdge]: ...
+    def workflow_cancel(
+        self, workflow_id: str, *, audit: AuditRecord | None = None
+    ) -> int | None: ...
     def job_delete(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int: ...
     def queue_pause(
         self, queue: str, by: str = "", *, audit: AuditRecord | None = None
@@ -66,6 +77,49 @@ class OperationsBackend(Protocol):
     def token_revoke(self, token_id: int, *, audit: AuditRecord | None = None) -> bool: ...
     def audit_insert(self, record: AuditRecord, count: int = 0) -> int: ...
     def audit_list(self, filter: AuditFilter) -> list[AuditEntry]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowView:
+    """What `conveyor workflow show`, the API and the dashboard show of one workflow."""
+
+    workflow: WorkflowRecord
+    nodes: list[WorkflowNode]
+    edges: list[WorkflowEdge]
+
+    def node_state(self, node: WorkflowNode) -> str:
+        """The node's state as shown: `pending` while it waits for its parents."""
+        return "pending" if node.pending else str(node.state)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON the API returns and `conveyor workflow show --json` prints."""
+        record = self.workflow
+        return {
+            "id": record.id,
+            "name": record.name,
+            "created_at": record.created_at,
+            "cancelled_at": record.cancelled_at,
+            "counts": self.counts(),
+            "nodes": [
+                {"job_id": n.job_id, "name": n.name, "task": n.task, "queue": n.queue,
+                 "state": self.node_state(n), "waiting_for": n.waiting,
+                 "failed_parents": n.failed, "runs_when": n.runs_when, "inputs": n.inputs,
+                 "priority": n.priority, "attempt": n.attempt,
+                 "max_attempts": n.max_attempts, "created_at": n.created_at,
+                 "started_at": n.started_at, "finished_at": n.finished_at}
+                for n in self.nodes
+            ],
+            "edges": [{"parent": e.parent_id, "child": e.child_id, "position": e.position}
+                      for e in self.edges],
+        }
+
+    def counts(self) -> dict[str, int]:
+        """Nodes per shown state (progress)."""
+        found: dict[str, int] = {}
+        for node in self.nodes:
+            state = self.node_state(node)
+            found[state] = found.get(state, 0) + 1
+        return found
 
 
 def hash_token(token: str) -> str:
@@ -168,6 +222,27 @@ class Operations:
         """Cancel a job that has not started; False if it is past that."""
         audit = self._record("job.cancel", f"job:{_job_id(job_id)}", actor=actor, source=source)
         return self.backend.job_cancel(job_id, audit=audit)
+
+    # -- workflows ------------------------------------------------------------------------
+    def get_workflow(self, workflow_id: str) -> WorkflowView | None:
+        """A workflow with its nodes (each with its state) and edges; None if unknown."""
+        workflow_id = _text(workflow_id, "workflow id")
+        record = self.backend.workflow_get(workflow_id)
+        if record is None:
+            return None
+        return WorkflowView(record, self.backend.workflow_nodes(workflow_id),
+                            self.backend.workflow_edges(workflow_id))
+
+    def list_workflows(self, limit: int = 100) -> list[WorkflowRecord]:
+        return self.backend.workflow_list(max(1, min(int(limit), 1000)))
+
+    def cancel_workflow(self, workflow_id: str, *, actor: str, source: str) -> int | None:
+        """Cancel every node of the workflow that has not started (none of them starts
+        afterwards); how many, or None if there is no such workflow."""
+        workflow_id = _text(workflow_id, "workflow id")
+        audit = self._record("workflow.cancel", f"workflow:{workflow_id}",
+                             actor=actor, source=source)
+        return self.backend.workflow_cancel(workflow_id, audit=audit)
 
     def purge(self, found: JobFilter, *, actor: str, source: str) -> int:
         """Delete the finished jobs matching `found` (all finished states unless it names

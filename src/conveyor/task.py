@@ -301,8 +301,20 @@ class Task(Generic[P, R]):
         stored: give it (or a list of them) to `app.enqueue_jobs`."""
         return self._prepare(args, kwargs)
 
-    def _prepare(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> EnqueueJob:
-        self.check_arguments(args, kwargs)
+    def prepare_partial(self, *args: Any, **kwargs: Any) -> EnqueueJob:
+        """`prepare` for a workflow node that receives its parents' results first (a
+        chain link, a chord callback): the arguments are checked as JSON, not against
+        the signature, since the first one is not known yet. A mismatch fails the
+        attempt with a TypeError that says so."""
+        return self._prepare(args, kwargs, signature=False)
+
+    def _prepare(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], *, signature: bool = True
+    ) -> EnqueueJob:
+        if signature:
+            self.check_arguments(args, kwargs)
+        else:
+            jsonvalue.check_arguments(args, kwargs, self.name)
         app, opts, call = self.app, self.options, self._call
         return EnqueueJob(
             task=self.name,

@@ -143,6 +143,88 @@ class Completion:
     """For `retry` and `dead`: JSON text of one `AttemptError` entry."""
     retry_delay: float = 0.0
     """For `retry`: seconds after the database's now before the next attempt."""
+    in_workflow: bool = False
+    """The job is a workflow node: its end may release or cancel the nodes that wait
+    for it, in the same transaction (plain jobs skip that work)."""
+
+
+PENDING_RUN_AT = 253_402_128_000.0
+"""9999-12-30T00:00:00Z (the latest run_at allowed): the run_at of a workflow node
+waiting for its parents. It is 'scheduled' so far ahead that nothing stages or
+fetches it; the completion of its last parent makes it available (the workflow
+queries name the same instant)."""
+
+RunsWhen = Literal["succeeded", "finished", "failed"]
+"""When a workflow node runs: every parent succeeded (a parent that did not cancels
+it), every parent finished whatever the outcome, or every parent finished and one
+did not succeed (else it is cancelled)."""
+Inputs = Literal["none", "previous", "all"]
+"""What a node receives from its parents before its own arguments: nothing, the one
+parent's result (a chain link), or the list of its parents' results in order (a chord)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInsert:
+    """How one job of a workflow depends on others (indices into `WorkflowInsert.jobs`)."""
+
+    name: str
+    parents: Sequence[int] = ()
+    runs_when: RunsWhen = "succeeded"
+    inputs: Inputs = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInsert:
+    """A whole workflow to insert in one transaction: jobs with no parents due as
+    given, the others waiting (run_at `PENDING_RUN_AT`). The graph is already checked
+    (no cycle, parents exist)."""
+
+    id: str
+    name: str
+    jobs: Sequence[JobInsert]
+    nodes: Sequence[NodeInsert]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRecord:
+    id: str
+    name: str
+    created_at: float
+    cancelled_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowNode:
+    job_id: int
+    name: str
+    task: str
+    queue: str
+    state: JobState
+    waiting: int
+    """Parents not yet finished; a 'scheduled' node with waiting > 0 is pending."""
+    failed: int
+    """Parents that finished without succeeding."""
+    runs_when: str
+    inputs: str
+    priority: int
+    attempt: int
+    max_attempts: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @property
+    def pending(self) -> bool:
+        """Waiting for its parents (stored as 'scheduled' at `PENDING_RUN_AT`)."""
+        return self.state == JobState.SCHEDULED and self.waiting > 0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowEdge:
+    parent_id: int
+    child_id: int
+    position: int
+    resolved: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,6 +589,40 @@ class QueueAdmin(Protocol):
         ...
 
 
+class WorkflowStore(Protocol):
+    """Workflows: nodes and edges beside the jobs (see `WorkflowInsert`)."""
+
+    def workflow_insert(
+        self, workflow: WorkflowInsert, *, connection: Any = None
+    ) -> list[InsertResult]:
+        """Insert the workflow, its jobs, nodes and edges in one transaction (the
+        caller's, when `connection` is given); one result per job, in order."""
+        ...
+
+    def workflow_get(self, workflow_id: str) -> WorkflowRecord | None: ...
+
+    def workflow_list(self, limit: int = 100) -> list[WorkflowRecord]:
+        """Newest first."""
+        ...
+
+    def workflow_nodes(self, workflow_id: str) -> list[WorkflowNode]: ...
+
+    def workflow_edges(self, workflow_id: str) -> list[WorkflowEdge]: ...
+
+    def workflow_inputs(self, job_id: int) -> list[Any] | None:
+        """What the node `job_id` receives before its own arguments (its parents'
+        results: `[result]` for a chain link, `[[results...]]` for a chord), or None
+        when it is not a node that takes its parents' results."""
+        ...
+
+    def workflow_cancel(
+        self, workflow_id: str, *, audit: AuditRecord | None = None
+    ) -> int | None:
+        """Cancel every node that has not started; how many, or None if there is no
+        such workflow. A node cancelled so never starts afterwards."""
+        ...
+
+
 class Coordinator(Protocol):
     """What processes sharing one database agree on: leaders, workers, wake-ups, time."""
 
@@ -609,7 +725,9 @@ class TokenStore(Protocol):
         ...
 
 
-class Backend(JobStore, QueueAdmin, Coordinator, StatsStore, TokenStore, Protocol):
+class Backend(
+    JobStore, QueueAdmin, Coordinator, StatsStore, TokenStore, WorkflowStore, Protocol
+):
     """What a storage engine must do: every role, plus its schema and lifetime.
     See the module docstring for the rules."""
 

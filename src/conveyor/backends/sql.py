@@ -32,6 +32,10 @@ from conveyor.backends.base import (
     Throughput,
     TokenInsert,
     WorkerInfo,
+    WorkflowEdge,
+    WorkflowInsert,
+    WorkflowNode,
+    WorkflowRecord,
 )
 from conveyor.backends.records import (
     RowLike,
@@ -43,7 +47,11 @@ from conveyor.backends.records import (
     token_from_row,
     worker_from_row,
 )
+from conveyor.jsonvalue import loads_readable
 from conveyor.types import FINISHED_STATES, JobRecord, JobState
+
+Run = Callable[[str, dict[str, Any]], Sequence[RowLike]]
+"""Runs a named query in the transaction the caller holds open; its rows."""
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -281,3 +289,100 @@ class SQLBackend(ABC):
              "action": filter.action, "before_id": filter.before_id, "limit": filter.limit},
         )
         return [audit_entry_from_row(row) for row in rows]
+
+    # -- workflows --------------------------------------------------------------------
+    def _workflow_write(
+        self, run: Run, workflow: WorkflowInsert, job_ids: Sequence[int]
+    ) -> None:
+        """The workflow's own rows, in the transaction that inserted its jobs."""
+        run("workflow_insert", {"id": workflow.id, "name": workflow.name})
+        run("workflow_nodes_insert", {"workflow_id": workflow.id, "nodes": dumps([
+            {"job_id": job_ids[i], "name": node.name, "runs_when": node.runs_when,
+             "inputs": node.inputs, "waiting": len(node.parents)}
+            for i, node in enumerate(workflow.nodes)
+        ])})
+        edges = [[job_ids[parent], job_ids[i], position]
+                 for i, node in enumerate(workflow.nodes)
+                 for position, parent in enumerate(node.parents)]
+        if edges:
+            run("workflow_edges_insert", {"edges": dumps(edges)})
+
+    def _workflow_advance(self, run: Run, finished: Sequence[tuple[int, str]]) -> list[str]:
+        """Jobs in `finished` (id, final state) just ended: resolve their edges once,
+        count them into their children, cancel the children that can no longer run
+        (and, in turn, theirs) and release those whose parents are all done. In the
+        caller's transaction; returns the queues of the released nodes (to wake)."""
+        woken: set[str] = set()
+        frontier = [(job_id, state) for job_id, state in finished
+                    if JobState(state) in FINISHED_STATES]
+        while frontier:
+            succeeded = {job_id for job_id, state in frontier if state == JobState.SUCCEEDED}
+            rows = run("workflow_edges_resolve",
+                       {"ids": self._array([job_id for job_id, _ in frontier])})
+            if not rows:
+                break
+            counts: dict[int, list[int]] = {}
+            for row in rows:
+                count = counts.setdefault(int(row["child_id"]), [0, 0])
+                count[0] += 1
+                count[1] += int(int(row["parent_id"]) not in succeeded)
+            children = sorted(counts)
+            run("workflow_nodes_count", {"counts": dumps(
+                [{"child": child, "n": counts[child][0], "f": counts[child][1]}
+                 for child in children])})
+            cancelled = run("workflow_nodes_cancel", {"ids": self._array(children)})
+            released = run("workflow_nodes_release", {"ids": self._array(children)})
+            woken.update(str(row["queue"]) for row in released)
+            frontier = [(int(row["id"]), JobState.CANCELLED.value) for row in cancelled]
+        return sorted(woken)
+
+    def workflow_get(self, workflow_id: str) -> WorkflowRecord | None:
+        rows = self._rows("workflow_get", {"workflow_id": workflow_id})
+        return _workflow_from_row(rows[0]) if rows else None
+
+    def workflow_list(self, limit: int = 100) -> list[WorkflowRecord]:
+        return [_workflow_from_row(row) for row in self._rows("workflow_list", {"limit": limit})]
+
+    def workflow_nodes(self, workflow_id: str) -> list[WorkflowNode]:
+        return [
+            WorkflowNode(
+                job_id=int(row["job_id"]), name=str(row["name"]), task=str(row["task"]),
+                queue=str(row["queue"]), state=JobState(row["state"]),
+                waiting=int(row["waiting"]), failed=int(row["failed"]),
+                runs_when=str(row["runs_when"]), inputs=str(row["inputs"]),
+                priority=int(row["priority"]), attempt=int(row["attempt"]),
+                max_attempts=int(row["max_attempts"]), created_at=float(row["created_at"]),
+                started_at=_float_or_none(row["started_at"]),
+                finished_at=_float_or_none(row["finished_at"]),
+            )
+            for row in self._rows("workflow_node_list", {"workflow_id": workflow_id})
+        ]
+
+    def workflow_edges(self, workflow_id: str) -> list[WorkflowEdge]:
+        return [
+            WorkflowEdge(int(row["parent_id"]), int(row["child_id"]), int(row["position"]),
+                         bool(row["resolved"]))
+            for row in self._rows("workflow_edge_list", {"workflow_id": workflow_id})
+        ]
+
+    def workflow_inputs(self, job_id: int) -> list[Any] | None:
+        rows = self._rows("workflow_inputs", {"job_id": job_id})
+        if not rows or rows[0]["inputs"] == "none":
+            return None
+        results = [
+            None if row["result"] is None or row["state"] != JobState.SUCCEEDED
+            else loads_readable(row["result"])
+            for row in rows if row["state"] is not None
+        ]
+        if rows[0]["inputs"] == "previous":
+            return results[:1] if results else [None]
+        return [results]
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _workflow_from_row(row: RowLike) -> WorkflowRecord:
+    return WorkflowRecord(str(row["id"]), str(row["name"]), float(row["created_at"]),
+                          _float_or_none(row["cancelled_at"]))

@@ -4,6 +4,7 @@
     conveyor status myapp.tasks:app
     conveyor dlq list | retry | purge
     conveyor jobs show ID | list | cancel ID
+    conveyor workflow show ID | list | cancel ID
     conveyor queues pause | resume QUEUE
     conveyor audit [--since 7d --actor NAME --action job.retry]
     conveyor migrate [--dry-run]
@@ -36,6 +37,7 @@ from conveyor.cli.spool import spool
 from conveyor.cli.status import status
 from conveyor.cli.web import tokens, web
 from conveyor.cli.worker import worker
+from conveyor.cli.workflow import workflow
 
 
 @click.group(
@@ -65,6 +67,7 @@ cli.add_command(queues)
 cli.add_command(audit)
 cli.add_command(grafana_dashboard)
 cli.add_command(spool)
+cli.add_command(workflow)
 
 
 def main() -> None:

@@ -597,6 +597,34 @@ def list_audit(call: ApiRequest) -> Reply:
     })
 
 
+# -- workflows ------------------------------------------------------------------------------
+def list_workflows(call: ApiRequest) -> Reply:
+    found = _ops(call).list_workflows(call.query.get("limit", 50))
+    return Reply(200, {"workflows": [
+        {"id": w.id, "name": w.name, "created_at": w.created_at,
+         "cancelled_at": w.cancelled_at} for w in found
+    ]})
+
+
+def _workflow_or_404(call: ApiRequest) -> Any:
+    view = _ops(call).get_workflow(call.path["workflow_id"])
+    if view is None:
+        raise Problem("not-found", f"no workflow {call.path['workflow_id']}")
+    return view
+
+
+def get_workflow(call: ApiRequest) -> Reply:
+    return Reply(200, _workflow_or_404(call).to_json())
+
+
+def cancel_workflow(call: ApiRequest) -> Reply:
+    cancelled = _ops(call).cancel_workflow(call.path["workflow_id"], actor=call.actor,
+                                           source=call.client)
+    if cancelled is None:
+        raise Problem("not-found", f"no workflow {call.path['workflow_id']}")
+    return Reply(200, {"cancelled": cancelled, "workflow": _workflow_or_404(call).to_json()})
+
+
 def list_slos(call: ApiRequest) -> Reply:
     rows = slo_rows(call.state.conveyor)
     for row in rows:
@@ -608,6 +636,41 @@ def health(call: ApiRequest) -> Reply:
     call.state.conveyor.backend.schema_check()
     return Reply(200, {"status": "ok"})
 
+
+# -- workflow schemas -----------------------------------------------------------------------
+EPOCH = {"type": "number", "description": "Seconds since the epoch (the database's clock)."}
+WORKFLOW_ID_PARAM = Param(
+    "workflow_id", "path", {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    "The workflow's id (32 hex digits), as enqueue_workflow returned it.", required=True)
+WORKFLOW_SUMMARY = obj({
+    "id": {"type": "string"}, "name": {"type": "string"}, "created_at": EPOCH,
+    "cancelled_at": nullable(EPOCH),
+}, required=("id", "name", "created_at", "cancelled_at"))
+WORKFLOW_NODE = obj({
+    "job_id": {"type": "integer"}, "name": {"type": "string"}, "task": {"type": "string"},
+    "queue": {"type": "string"},
+    "state": {"type": "string", "enum": [*STATES, "pending"],
+              "description": "The job's state, or pending while it waits for its parents."},
+    "waiting_for": {"type": "integer", "description": "Parents not finished yet."},
+    "failed_parents": {"type": "integer"},
+    "runs_when": {"type": "string", "enum": ["succeeded", "finished", "failed"]},
+    "inputs": {"type": "string", "enum": ["none", "previous", "all"]},
+    "priority": {"type": "integer"}, "attempt": {"type": "integer"},
+    "max_attempts": {"type": "integer"}, "created_at": EPOCH,
+    "started_at": nullable(EPOCH), "finished_at": nullable(EPOCH),
+}, required=("job_id", "name", "task", "queue", "state", "waiting_for", "failed_parents",
+             "runs_when", "inputs", "priority", "attempt", "max_attempts", "created_at",
+             "started_at", "finished_at"))
+WORKFLOW = obj({
+    **WORKFLOW_SUMMARY["properties"],
+    "counts": {"type": "object", "additionalProperties": {"type": "integer"},
+               "description": "Nodes per state (progress)."},
+    "nodes": {"type": "array", "items": WORKFLOW_NODE},
+    "edges": {"type": "array", "items": obj({
+        "parent": {"type": "integer"}, "child": {"type": "integer"},
+        "position": {"type": "integer"},
+    }, required=("parent", "child", "position"))},
+}, required=("id", "name", "created_at", "cancelled_at", "counts", "nodes", "edges"))
 
 # -- the table ------------------------------------------------------------------------------
 OK_JOB = {200: ("The job.", JOB)}
@@ -668,6 +731,26 @@ ENDPOINTS: list[ApiEndpoint] = [
     ApiEndpoint("POST", "/jobs/{job_id}/retry", "retry_job", "Run a dead job again",
              Permission.OPERATE, retry_job, OK_JOB, params=(JOB_ID_PARAM,),
              problems=("conflict",)),
+    ApiEndpoint("GET", "/workflows", "list_workflows", "List workflows, newest first",
+             Permission.READ, list_workflows,
+             {200: ("Workflows.", obj({"workflows": {"type": "array", "items": WORKFLOW_SUMMARY}},
+                                       required=("workflows",)))},
+             params=(Param("limit", "query", {"type": "integer", "minimum": 1,
+                                               "maximum": LIST_MAX}, "How many (default 50)."),),
+             tag="workflows"),
+    ApiEndpoint("GET", "/workflows/{workflow_id}", "get_workflow",
+             "Get a workflow as a graph: each node with its state, and the edges",
+             Permission.READ, get_workflow, {200: ("The workflow.", WORKFLOW)},
+             params=(WORKFLOW_ID_PARAM,), tag="workflows"),
+    ApiEndpoint("POST", "/workflows/{workflow_id}/cancel", "cancel_workflow",
+             "Cancel every node of a workflow that has not started",
+             Permission.OPERATE, cancel_workflow,
+             {200: ("How many nodes were cancelled, and the workflow.", obj({
+                 "cancelled": {"type": "integer"}, "workflow": WORKFLOW,
+             }, required=("cancelled", "workflow")))},
+             params=(WORKFLOW_ID_PARAM,), tag="workflows",
+             description="None of the cancelled nodes starts afterwards; running nodes "
+                         "finish. Repeating it cancels nothing more (cancelled: 0)."),
     ApiEndpoint("GET", "/dlq", "list_dead", "Dead jobs grouped by error type and message",
              Permission.READ, list_dead,
              {200: ("Groups, biggest first.", obj({

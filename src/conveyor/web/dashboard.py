@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -50,6 +51,7 @@ from conveyor.web.auth import (
     start_session,
 )
 from conveyor.web.console import WINDOWS, charts, key_rows, read_series, window_seconds
+from conveyor.web.graph import layout
 from conveyor.web.problems import Problem
 from conveyor.web.routing import (
     actor_of,
@@ -482,6 +484,41 @@ async def job_action(request: Request, principal: Principal) -> Response:
 
 
 @page(Permission.READ)
+async def workflows(request: Request, principal: Principal) -> Response:
+    ops = _state(request).conveyor.operations
+    found = await run_in_threadpool(ops.list_workflows, 100)
+    return _render(request, "workflows.html", principal=principal, nav="workflows",
+                   workflows=found)
+
+
+@page(Permission.READ)
+async def workflow_detail(request: Request, principal: Principal) -> Response:
+    ops = _state(request).conveyor.operations
+    workflow_id = request.path_params["workflow_id"]
+    if not re.fullmatch(r"[0-9a-f]{32}", workflow_id):
+        raise Problem("not-found", f"no workflow {workflow_id!r}")
+    view = await run_in_threadpool(ops.get_workflow, workflow_id)
+    if view is None:
+        raise Problem("not-found", f"no workflow {workflow_id}")
+    return _render(request, "workflow.html", principal=principal, nav="workflows",
+                   workflow=view.to_json(), graph=layout(view),
+                   may_operate=principal.may(Permission.OPERATE),
+                   done=request.query_params.get("done"))
+
+
+@page(Permission.OPERATE)
+async def workflow_cancel(request: Request, principal: Principal) -> Response:
+    await _form(request)
+    ops = _state(request).conveyor.operations
+    workflow_id = request.path_params["workflow_id"]
+    who = {"actor": actor_of(principal), "source": client_address(request)}
+    count = await run_in_threadpool(lambda: ops.cancel_workflow(workflow_id, **who))
+    if count is None:
+        raise Problem("not-found", f"no workflow {workflow_id!r}")
+    return _redirect(request, f"/workflows/{workflow_id}", done=f"cancelled {count} node(s)")
+
+
+@page(Permission.READ)
 async def dlq(request: Request, principal: Principal) -> Response:
     state = _state(request)
     groups, truncated = await run_in_threadpool(dead_groups, state.conveyor.backend)
@@ -662,6 +699,10 @@ def dashboard_routes() -> list[BaseRoute]:
         Route("/jobs", jobs, methods=["GET"], name="jobs"),
         Route("/jobs/{job_id}", job_detail, methods=["GET"], name="job"),
         Route("/jobs/{job_id}/{action}", job_action, methods=["POST"], name="job_action"),
+        Route("/workflows", workflows, methods=["GET"], name="workflows"),
+        Route("/workflows/{workflow_id}", workflow_detail, methods=["GET"], name="workflow"),
+        Route("/workflows/{workflow_id}/cancel", workflow_cancel, methods=["POST"],
+              name="workflow_cancel"),
         Route("/dlq", dlq, methods=["GET"], name="dlq"),
         Route("/dlq/confirm", dlq_confirm, methods=["GET"], name="dlq_confirm"),
         Route("/dlq/{action}", dlq_action, methods=["POST"], name="dlq_action"),

@@ -28,6 +28,7 @@ from conveyor.middleware import AttemptResult, describe, qualified_name
 from conveyor.retry import RetryPolicy
 from conveyor.task import Task, check_json
 from conveyor.types import AttemptError, JobRecord
+from conveyor.workflow import in_workflow
 
 log = logging.getLogger("conveyor.worker")
 
@@ -135,9 +136,11 @@ def to_completion(
     now: float,
 ) -> Completion:
     """The backend write for an attempt's outcome."""
+    node = in_workflow(record.tags)
     if outcome.kind == "ok":
         return Completion(
-            record.id, record.lease_token, "succeeded", result_json=outcome.result_json
+            record.id, record.lease_token, "succeeded", result_json=outcome.result_json,
+            in_workflow=node,
         )
     error = AttemptError(
         attempt=record.attempt,
@@ -150,7 +153,9 @@ def to_completion(
     error_json = dumps(error.to_json())
     attempts_left = record.attempt < record.max_attempts
     if outcome.kind == "discard" or not outcome.retryable or not attempts_left:
-        return Completion(record.id, record.lease_token, "dead", error_json=error_json)
+        return Completion(
+            record.id, record.lease_token, "dead", error_json=error_json, in_workflow=node
+        )
     if outcome.kind == "retry_after":
         delay = outcome.retry_after
     else:

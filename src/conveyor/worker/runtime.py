@@ -75,6 +75,7 @@ from conveyor.worker.held import HeldJobs, Start
 from conveyor.worker.maintenance import Maintenance
 from conveyor.worker.settings import POOLS, PRUNE_BATCH, WorkerSettings
 from conveyor.worker.stats import WorkerStats
+from conveyor.workflow import WorkflowInputs, in_workflow
 
 log = logging.getLogger("conveyor.worker")
 
@@ -201,6 +202,7 @@ class Worker:
             settings=self.settings, backend=backend, retention=deps.retention, cron=deps.cron,
             stats=self.stats, stopping=self._stopping,
         )
+        self._workflow_inputs = WorkflowInputs(backend.workflow_inputs)
         self._middleware = self._attempt_middleware(traced=True)
         self._middleware_untraced = self._attempt_middleware(traced=False)
         self._start_threads()
@@ -376,6 +378,10 @@ class Worker:
         middleware = (
             self._middleware if tracing.wants_span(record) else self._middleware_untraced
         )
+        if in_workflow(record.tags):
+            # Outermost: a workflow node's parents' results go first in its arguments,
+            # read at each attempt (plain jobs skip it).
+            middleware = [self._workflow_inputs, *middleware]
         ran = [record]
 
         def attempt(current: Attempt | None = None) -> AttemptResult:

@@ -65,6 +65,7 @@ from conveyor.backends.base import (
     JobInsert,
     SendGate,
     WorkerInfo,
+    WorkflowInsert,
 )
 from conveyor.backends.records import (
     RowLike,
@@ -75,7 +76,7 @@ from conveyor.backends.records import (
     resolved,
     token_from_row,
 )
-from conveyor.backends.sql import SQLBackend, load_migrations, load_queries
+from conveyor.backends.sql import Run, SQLBackend, load_migrations, load_queries
 from conveyor.clock import EARLIEST, LATEST
 from conveyor.errors import (
     BackendError,
@@ -607,9 +608,18 @@ class PostgresBackend(SQLBackend):
         # Start marks ride in the same statement (one round trip, rows locked in id order).
         given += [{"job_id": j.id, "lease_token": j.lease_token, "outcome": "started"}
                   for j in started]
-        rows = self._execute(
-            _Q["job_complete"], {"completions": dumps(given)}, quick_check=True
-        )
+        if not any(c.in_workflow for c in completions):
+            rows = self._execute(
+                _Q["job_complete"], {"completions": dumps(given)}, quick_check=True
+            )
+            return [int(row["id"]) for row in rows]
+        # Workflow nodes: the nodes they release or cancel change in the same transaction.
+        outcomes = {c.job_id: c.outcome for c in completions}
+        with self._connection(quick_check=True) as conn, conn.transaction():
+            rows = conn.execute(_Q["job_complete"], {"completions": dumps(given)}).fetchall()
+            ended = [(int(row["id"]), outcomes[int(row["id"])]) for row in rows
+                     if outcomes.get(int(row["id"])) in ("succeeded", "dead")]
+            _notify_queues(conn, self._workflow_advance(_runner(conn), ended))
         return [int(row["id"]) for row in rows]
 
     def job_start_many(self, worker_id: str, jobs: Sequence[HeldJob]) -> None:
@@ -644,8 +654,56 @@ class PostgresBackend(SQLBackend):
         return [int(row["id"]) for row in rows]
 
     def job_rescue(self, limit: int = 1000) -> list[int]:
-        rows = self._execute(_Q["job_rescue"], {"limit": limit})
+        with self._transaction() as conn:
+            rows = conn.execute(_Q["job_rescue"], {"limit": limit}).fetchall()
+            dead = [(int(row["id"]), str(row["state"])) for row in rows
+                    if row["state"] == JobState.DEAD]
+            if dead:
+                _notify_queues(conn, self._workflow_advance(_runner(conn), dead))
         return [int(row["id"]) for row in rows]
+
+    # -- workflows ------------------------------------------------------------------
+    def workflow_insert(
+        self, workflow: WorkflowInsert, *, connection: Any = None
+    ) -> list[InsertResult]:
+        foreign = None if connection is None else self._check_foreign_connection(connection)
+        for job in workflow.jobs:
+            check_insert(job)
+        if foreign is not None:
+            try:
+                with _callers_transaction(foreign), foreign.cursor(row_factory=dict_row) as cur:
+                    results = self._insert_with(cur, workflow.jobs)
+                    self._workflow_write(_runner(cur), workflow, [r.id for r in results])
+            except psycopg.Error as exc:
+                raise translate_error(exc, self.where) from exc
+            return results
+        with self._transaction() as conn:
+            results = self._insert(conn, workflow.jobs)
+            self._workflow_write(_runner(conn), workflow, [r.id for r in results])
+        return results
+
+    def job_cancel(self, job_id: int, *, audit: AuditRecord | None = None) -> bool:
+        with self._transaction() as conn:
+            rows = conn.execute(_Q["job_cancel"], {"job_id": job_id}).fetchall()
+            if rows:
+                _notify_queues(conn, self._workflow_advance(
+                    _runner(conn), [(job_id, JobState.CANCELLED.value)]))
+            _audit(conn, audit, len(rows))
+        return bool(rows)
+
+    def workflow_cancel(
+        self, workflow_id: str, *, audit: AuditRecord | None = None
+    ) -> int | None:
+        with self._transaction() as conn:
+            run = _runner(conn)
+            if not run("workflow_get", {"workflow_id": workflow_id}):
+                return None
+            run("workflow_mark_cancelled", {"workflow_id": workflow_id})
+            rows = run("workflow_cancel", {"workflow_id": workflow_id})
+            self._workflow_advance(
+                run, [(int(row["id"]), JobState.CANCELLED.value) for row in rows])
+            _audit(conn, audit, len(rows))
+        return len(rows)
 
     # -- operator side --------------------------------------------------------------
     def job_retry(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:
@@ -893,6 +951,23 @@ def _audit(
         _Q["audit_prune"], {"older_than": audit.retention, "limit": AUDIT_PRUNE_BATCH}
     )
     return int(row["id"])
+
+
+def _runner(conn: psycopg.Connection[Any] | psycopg.Cursor[DictRow]) -> Run:
+    """Named queries in the transaction open on `conn` (or a cursor of it), rows as dicts."""
+    def run(name: str, params: dict[str, Any]) -> list[DictRow]:
+        if isinstance(conn, psycopg.Cursor):
+            cur = conn.execute(_Q[name], params)
+        else:
+            cur = conn.cursor(row_factory=dict_row).execute(_Q[name], params)
+        return cur.fetchall() if cur.description is not None else []
+    return run
+
+
+def _notify_queues(conn: psycopg.Connection[Any], queues: Sequence[str]) -> None:
+    """One NOTIFY in the current transaction for the queues whose jobs became available."""
+    if queues:
+        conn.execute(_Q["notify"], {"queues": _notify_payload(queues)})
 
 
 def _notify_payload(queues: Sequence[str]) -> str:

@@ -38,6 +38,7 @@ from conveyor.backends.base import (
     JobInsert,
     SendGate,
     WorkerInfo,
+    WorkflowInsert,
 )
 from conveyor.backends.records import (
     RowLike,
@@ -49,7 +50,7 @@ from conveyor.backends.records import (
     resolved,
     token_from_row,
 )
-from conveyor.backends.sql import SQLBackend, load_migrations, load_queries
+from conveyor.backends.sql import Run, SQLBackend, load_migrations, load_queries
 from conveyor.clock import Clock, SystemClock
 from conveyor.errors import BackendError, ConfigurationError, EnqueueError, SchemaError
 from conveyor.jsonvalue import storable_json
@@ -633,6 +634,15 @@ class SQLiteBackend(SQLBackend):
                 ).fetchone()
                 if row is not None:
                     applied.append(int(row[0]))
+            woken: list[str] = []
+            if any(c.in_workflow for c in known):
+                ended = set(applied)
+                woken = self._workflow_advance(self._runner(conn, now), [
+                    (c.job_id, c.outcome) for c in known
+                    if c.job_id in ended and c.outcome in ("succeeded", "dead")
+                ])
+        if woken:
+            self._notify_local()
         return applied
 
     def job_start_many(self, worker_id: str, jobs: Sequence[HeldJob]) -> None:
@@ -678,7 +688,64 @@ class SQLiteBackend(SQLBackend):
             # Same selection as the rescue, in the same transaction: the lost attempts counted.
             conn.execute(_Q["stats_record_rescue"], params)
             rows = conn.execute(_Q["job_rescue"], params).fetchall()
+            dead = [(int(r[0]), str(r[1])) for r in rows if r[1] == JobState.DEAD]
+            woken = self._workflow_advance(self._runner(conn, now), dead) if dead else []
+        if woken:
+            self._notify_local()
         return [int(r[0]) for r in rows]
+
+    # -- workflows ----------------------------------------------------------------
+    @staticmethod
+    def _runner(conn: sqlite3.Connection, now: float) -> Run:
+        def run(name: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+            return conn.execute(_Q[name], {"now": now, **params}).fetchall()
+        return run
+
+    def workflow_insert(
+        self, workflow: WorkflowInsert, *, connection: Any = None
+    ) -> list[InsertResult]:
+        for job in workflow.jobs:
+            check_insert(job)
+        if connection is not None:
+            conn = self._check_foreign_connection(connection)
+            try:
+                results = self._insert(conn, workflow.jobs)
+                self._workflow_write(self._runner(conn, self.clock.now()), workflow,
+                                     [r.id for r in results])
+            except sqlite3.Error as exc:
+                raise translate_error(exc) from exc
+            return results
+        with self._write() as conn:
+            results = self._insert(conn, workflow.jobs)
+            self._workflow_write(self._runner(conn, self.clock.now()), workflow,
+                                 [r.id for r in results])
+        self._notify_local()
+        return results
+
+    def job_cancel(self, job_id: int, *, audit: AuditRecord | None = None) -> bool:
+        with self._write() as conn:
+            now = self.clock.now()
+            rows = conn.execute(_Q["job_cancel"], {"job_id": job_id, "now": now}).fetchall()
+            woken = self._workflow_advance(self._runner(conn, now), [
+                (job_id, JobState.CANCELLED.value)]) if rows else []
+            self._audit(conn, audit, len(rows))
+        if woken:
+            self._notify_local()
+        return bool(rows)
+
+    def workflow_cancel(
+        self, workflow_id: str, *, audit: AuditRecord | None = None
+    ) -> int | None:
+        with self._write() as conn:
+            now = self.clock.now()
+            run = self._runner(conn, now)
+            if not run("workflow_get", {"workflow_id": workflow_id}):
+                return None
+            run("workflow_mark_cancelled", {"workflow_id": workflow_id})
+            rows = run("workflow_cancel", {"workflow_id": workflow_id})
+            self._workflow_advance(run, [(int(r["id"]), JobState.CANCELLED.value) for r in rows])
+            self._audit(conn, audit, len(rows))
+        return len(rows)
 
     # -- operator side ------------------------------------------------------------
     def job_retry(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:

@@ -111,4 +111,4 @@ stats AS (
         run_le_30 = s.run_le_30 + excluded.run_le_30,
         run_le_300 = s.run_le_300 + excluded.run_le_300
 )
-SELECT id FROM rescued
+SELECT id, CASE WHEN outcome = 'dead' THEN 'dead' ELSE 'available' END AS state FROM rescued

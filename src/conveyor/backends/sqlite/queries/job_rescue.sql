@@ -39,4 +39,4 @@ WHERE id IN (
     ORDER BY lease_expires_at, id
     LIMIT :limit
 )
-RETURNING id
+RETURNING id, state
