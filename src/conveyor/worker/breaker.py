@@ -300,10 +300,13 @@ class Breakers:
         assert self.store is not None
         read_at = self._now()
         rows = self.store.breaker_list([circuit.task])
-        if rows:
-            circuit.row, circuit.read_at = rows[0], read_at
-        elif circuit.row is None:
-            circuit.read_at = read_at
+        # No row yet: nobody recorded an attempt, so it is closed with empty counts.
+        circuit.row = rows[0] if rows else BreakerRow(
+            task=circuit.task, state="closed", window_started_at=read_at, attempts=0,
+            failures=0, prev_attempts=0, prev_failures=0, cooldown=0.0, open_until=None,
+            probe_holder=None, probe_expires_at=None, changed_at=read_at, now=read_at,
+        )
+        circuit.read_at = read_at
 
     def _flush(self, circuit: _Circuit, attempt: Attempt) -> None:
         """Add our pending counts to the fleet's (opening the breaker if they cross the
