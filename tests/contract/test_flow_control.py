@@ -152,3 +152,51 @@ def test_the_retry_budget_lets_no_more_retries_through_than_it_allows_whatever_t
     assert use.allowed and (use.first_attempts, use.retries) == (24, 9)
     other = backend.retry_budget_take("u", first_attempts=0, window=60, ratio=0.25, floor=1)
     assert other.allowed  # budgets are per task
+
+
+def test_the_budget_is_the_app_default_unless_the_task_sets_or_refuses_one(
+    make_app: Any,
+) -> None:
+    from conveyor import RetryBudget
+    from conveyor.retry import DEFAULT_RETRY_BUDGET
+
+    own = RetryBudget(ratio=0.5, floor=1, window=5)
+    app = make_app()
+    app.task(name="plain")(lambda: None)
+    app.task(name="own", retry_budget=own)(lambda: None)
+    app.task(name="none", retry_budget=False)(lambda: None)
+    budgets = app.worker(install_signals=False).retry_budgets.budgets
+    assert budgets == {"plain": DEFAULT_RETRY_BUDGET, "own": own}
+    quiet = make_app(retry_budget=None)
+    quiet.task(name="plain")(lambda: None)
+    quiet.task(name="own", retry_budget=own)(lambda: None)
+    worker = quiet.worker(install_signals=False)
+    assert worker.retry_budgets.budgets == {"own": own}
+    bare = make_app(retry_budget=None)
+    bare.task(name="plain")(lambda: None)
+    # No budget and no breaker: the worker runs attempts with no middleware at all.
+    assert bare.worker(install_signals=False)._attempt_middleware(traced=False) == []
+
+
+def test_transitions_and_deferred_retries_are_counted_in_the_metrics(app: Conveyor) -> None:
+    from conveyor.observability.prometheus import JobMetrics
+
+    metrics = JobMetrics(app)
+    workers, _ = fleet(app, 1)
+    for i in range(4):
+        workers[0].record(attempt(i), True)
+    time.sleep(POLICY.cooldown + 0.05)
+    probe = workers[0].admit(attempt(10))
+    workers[0].record(attempt(10), False, probe=probe.probe)
+    app.events.emit(JobEvent(EventName.RETRY_DEFERRED, 11, "call", "default", attempt=2,
+                             retry_delay=1.0, detail="retry budget spent"))
+
+    def value(name: str, labels: dict[str, str]) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    for state in ("open", "half_open", "closed"):
+        assert value("conveyor_breaker_transitions_total", {"task": "call", "state": state}) == 1
+    assert value("conveyor_retry_budget_deferred_total",
+                 {"queue": "default", "task": "call"}) == 1
+    assert value("conveyor_jobs_failed_total", {"queue": "default", "task": "call"}) is None
+    metrics.close()

@@ -200,6 +200,11 @@ def test_a_shared_breaker_lets_one_probe_per_cooldown_through_for_the_whole_flee
     assert closed_at - up_at <= COOLDOWN + 0.5
     records = harness.job_records(app)
     assert all(r.state is JobState.SUCCEEDED for r in records)
+    # Deferred while open: no attempt spent. Each job's count is the times it started.
+    started = Counter(s.n for s in starts)
+    assert {r.id: r.attempt for r in records} == {
+        job_id: started[n] for n, job_id in enumerate(ids)
+    }
     app.close()
 
 
