@@ -8,6 +8,7 @@ No SQL is assembled from strings at run time.
 
 from __future__ import annotations
 
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -299,9 +300,11 @@ class SQLBackend(ABC):
             return
 
         def work(run: Run) -> None:
-            run("retry_budget_count",
-                {"task": task, "first_attempts": first_attempts, "retries": 0})
-            run("retry_budget_prune", {"task": task, "keep": RETRY_BUDGET_KEEP})
+            second = _locked_second(run, task)
+            run("retry_budget_count", {"task": task, "second": second,
+                                       "first_attempts": first_attempts, "retries": 0})
+            run("retry_budget_prune", {"task": task, "second": second,
+                                       "keep": RETRY_BUDGET_KEEP})
 
         self._atomically(work)
 
@@ -309,19 +312,27 @@ class SQLBackend(ABC):
         self, task: str, *, first_attempts: int, window: float, ratio: float, floor: int
     ) -> RetryBudgetUse:
         def work(run: Run) -> RetryBudgetUse:
-            run("retry_budget_lock", {"task": task})
+            second = _locked_second(run, task)
             if first_attempts > 0:
-                run("retry_budget_count",
-                    {"task": task, "first_attempts": first_attempts, "retries": 0})
-            row = run("retry_budget_window", {"task": task, "window": window})[0]
+                run("retry_budget_count", {"task": task, "second": second,
+                                           "first_attempts": first_attempts, "retries": 0})
+            row = run("retry_budget_window",
+                      {"task": task, "second": second, "window": window})[0]
             firsts, retries = int(row["first_attempts"]), int(row["retries"])
             allowed = retries + 1 <= ratio * firsts + floor
             if allowed:
-                run("retry_budget_count", {"task": task, "first_attempts": 0, "retries": 1})
+                run("retry_budget_count", {"task": task, "second": second,
+                                           "first_attempts": 0, "retries": 1})
                 retries += 1
             return RetryBudgetUse(allowed, firsts, retries)
 
         return self._atomically(work)
+
+
+def _locked_second(run: Run, task: str) -> int:
+    """Take the task's retry-budget lock; the whole second (database clock) it was taken
+    in, which every count of the transaction goes to."""
+    return math.floor(float(run("retry_budget_lock", {"task": task})[0]["now"]))
 
 
 def _breaker_from_row(row: RowLike) -> BreakerRow:
