@@ -101,7 +101,9 @@ def window_counts(row: BreakerRow, window: float) -> tuple[float, float]:
     """(attempts, failures) over the last `window` seconds: the current window's plus the
     previous one's, weighed by how much of it is still within (a sliding estimate)."""
     row = _rolled(row, window)
-    weight = max(0.0, 1.0 - (row.now - row.window_started_at) / window)
+    # Clamped: a transaction that waited for the row may read a clock a little behind
+    # the window start another one wrote (PostgreSQL's now() is the transaction's start).
+    weight = min(1.0, max(0.0, 1.0 - (row.now - row.window_started_at) / window))
     return (row.attempts + weight * row.prev_attempts,
             row.failures + weight * row.prev_failures)
 
