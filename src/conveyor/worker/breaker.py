@@ -26,13 +26,10 @@ Circuit breaker (`@app.task(breaker=CircuitBreaker(...))`), one per task::
   failure rate is near the threshold (`_suspect`) the worker reads the row
   before each attempt, so it stops at once when another worker opens it.
 
-Retry budget (`RetryBudget`, on by default): a retry (attempt 2 or later) takes
-one unit from the task's budget in the database: allowed while the window's
-retries stay within `ratio` x its first attempts + `floor`. Past the budget the
-retry is deferred (attempt not counted), logged, counted
-(`conveyor_retry_budget_deferred_total`) and published (`retry_deferred`).
-First attempts are counted locally and added to the database once a
-`REFRESH` (or with the next retry), so they cost no round trip each.
+Retry budget (`RetryBudget`, on by default; `conveyor.worker.budget`): the
+same middleware asks it before a retry (attempt 2 or later) and defers the
+retry, attempt not counted, when the fleet's budget is spent. A job the open
+breaker defers takes nothing from the budget.
 
 A database that does not answer fails open: the cached state decides, and a
 retry runs (the worker cannot record its outcome either until the database is
@@ -43,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -54,7 +50,7 @@ from conveyor.backends.base import BreakerRow, RetryBudgetUse
 from conveyor.errors import BackendError
 from conveyor.events import EventBus, EventName, JobEvent
 from conveyor.middleware import Attempt, AttemptNext, AttemptResult, Middleware
-from conveyor.retry import CircuitBreaker, RetryBudget
+from conveyor.retry import CircuitBreaker
 
 log = logging.getLogger("conveyor.worker")
 
@@ -62,8 +58,6 @@ State = Literal["closed", "open", "half-open"]
 
 REFRESH = 1.0
 """Seconds a worker trusts its cached breaker state (and holds its counts) for."""
-BUDGET_RECHECK = 0.25
-"""Seconds a worker defers retries without asking again after the budget said no."""
 
 
 class FlowState(Protocol):
@@ -402,114 +396,11 @@ class Breakers:
             ))
 
 
-class RetryBudgets:
-    """The retry budgets of one worker process's tasks (shared through the database)."""
+class RetryGate(Protocol):
+    """What the middleware asks of the retry budgets (`conveyor.worker.budget`)."""
 
-    def __init__(
-        self,
-        budgets: Mapping[str, RetryBudget],
-        *,
-        now: Callable[[], float],
-        worker_id: str = "",
-        events: EventBus | None = None,
-        flush_every: float = REFRESH,
-    ) -> None:
-        self.budgets = dict(budgets)
-        self._now = now
-        self._worker_id = worker_id
-        self._events = events
-        self._flush_every = flush_every
-        self._lock = threading.Lock()
-        self._pending: dict[str, int] = {}
-        self._flushed_at = now()
-        self._denied_until: dict[str, float] = {}
-        self.store: FlowState | None = None
-
-    @property
-    def has_budgets(self) -> bool:
-        return bool(self.budgets)
-
-    def attach(self, store: FlowState) -> None:
-        self.store = store
-
-    def first_attempt(self, task: str) -> None:
-        """Count a first attempt; now and then add the counts to the database."""
-        if task not in self.budgets:
-            return
-        now = self._now()
-        with self._lock:
-            self._pending[task] = self._pending.get(task, 0) + 1
-            if now - self._flushed_at < self._flush_every:
-                return
-            self._flushed_at = now
-            pending, self._pending = self._pending, {}
-        self._write(pending)
-
-    def flush(self) -> None:
-        """Add every pending count now (at shutdown)."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        self._write(pending)
-
-    def _write(self, pending: dict[str, int]) -> None:
-        if self.store is None:
-            return
-        for task, firsts in pending.items():
-            try:
-                self.store.retry_budget_count(task, firsts)
-            except BackendError as exc:
-                log.debug("retry budget of %s: %d first attempts not counted yet (%s)",
-                          task, firsts, exc)
-                with self._lock:
-                    self._pending[task] = self._pending.get(task, 0) + firsts
-
-    def take(self, attempt: Attempt) -> float:
-        """0.0: the retry may run (one unit taken); else seconds to defer it."""
-        budget = self.budgets.get(attempt.task)
-        if budget is None or self.store is None:
-            return 0.0
-        now = self._now()
-        if now < self._denied_until.get(attempt.task, 0.0):
-            return self._deferral(budget)
-        with self._lock:
-            firsts = self._pending.pop(attempt.task, 0)
-        try:
-            use = self.store.retry_budget_take(
-                attempt.task, first_attempts=firsts, window=budget.window,
-                ratio=budget.ratio, floor=budget.floor,
-            )
-        except BackendError as exc:
-            with self._lock:
-                self._pending[attempt.task] = self._pending.get(attempt.task, 0) + firsts
-            log.debug("retry budget of %s not asked (%s); the retry runs", attempt.task, exc)
-            return 0.0
-        if use.allowed:
-            return 0.0
-        self._denied_until[attempt.task] = now + min(BUDGET_RECHECK, budget.window / 10)
-        wait = self._deferral(budget)
-        why = (
-            f"retry budget spent: {use.retries} retries for {use.first_attempts} first "
-            f"attempts within {budget.window:g}s (allowed: {budget.ratio:g} x first attempts "
-            f"+ {budget.floor}); attempt {attempt.attempt} deferred {wait:.1f}s, not counted"
-        )
-        log.warning("worker %s: job %s of task %s: %s", self._worker_id, attempt.id,
-                    attempt.task, why, extra={"task": attempt.task, "job_id": attempt.id,
-                                               "event": str(EventName.RETRY_DEFERRED)})
-        events = self._events
-        if events is not None and events.has_observers and events.wants(
-            EventName.RETRY_DEFERRED
-        ):
-            events.emit(JobEvent(
-                EventName.RETRY_DEFERRED, attempt.id, attempt.task, attempt.queue,
-                attempt=attempt.attempt, worker=self._worker_id, retry_delay=wait, detail=why,
-            ))
-        return wait
-
-    @staticmethod
-    def _deferral(budget: RetryBudget) -> float:
-        # Spread the deferred retries over the window, so they come back as the budget
-        # frees up rather than all at once.
-        return budget.window * random.uniform(0.1, 0.3)
+    def first_attempt(self, task: str) -> None: ...
+    def take(self, attempt: Attempt) -> float: ...
 
 
 def health(result: AttemptResult) -> bool | None:
@@ -527,7 +418,7 @@ class BreakerMiddleware(Middleware):
     """Defers the jobs of a task whose circuit is open, and retries past the task's
     retry budget; records each attempt's health."""
 
-    def __init__(self, breakers: Breakers, budgets: RetryBudgets | None = None) -> None:
+    def __init__(self, breakers: Breakers, budgets: RetryGate | None = None) -> None:
         self.breakers = breakers
         self.budgets = budgets
 

@@ -66,7 +66,8 @@ from conveyor.middleware import (
 )
 from conveyor.observability import tracing
 from conveyor.types import JobRecord
-from conveyor.worker.breaker import BreakerMiddleware, Breakers, RetryBudgets
+from conveyor.worker.breaker import BreakerMiddleware, Breakers
+from conveyor.worker.budget import RetryBudgets
 from conveyor.worker.child import ChildProcess
 from conveyor.worker.completer import Completer
 from conveyor.worker.deps import WorkerApp, WorkerDeps
