@@ -164,6 +164,20 @@ SYSTEMS: list[System] = [
         "synchronous_commit on",
         _conveyor_workers,
     ),
+    # Flow control's cost on the drain (docs/performance.md): the retry budget off (no
+    # attempt middleware, the path before shared breakers), and a closed shared breaker.
+    *(
+        System(
+            f"conveyor-{store}-{flow}", "conveyor_app", store,
+            ("conveyor", "psycopg") if store == "postgres" else ("conveyor",),
+            f"as conveyor-{store}, {what}", _conveyor_workers, {"BENCH_CONVEYOR_FLOW": flow},
+        )
+        for store in ("sqlite", "postgres")
+        for flow, what in (
+            ("flow-off", "retry budget off (`Conveyor(retry_budget=None)`)"),
+            ("breaker", "a closed shared circuit breaker on every task"),
+        )
+    ),
     System(
         "huey-sqlite", "huey_app", "sqlite", ("huey",),
         f"{PROCESSES} x `huey_consumer -w {SLOTS} -k thread` (default polling: 0.1 s up to "

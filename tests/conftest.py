@@ -65,7 +65,8 @@ def _pg_truncate(url: str) -> None:
             "TRUNCATE conveyor_jobs, conveyor_workers, conveyor_queue_pauses, conveyor_audit, "
             "conveyor_api_tokens, conveyor_sessions, conveyor_job_retries, conveyor_spool_hosts, "
             "conveyor_job_stats, conveyor_leaders, conveyor_alerts, "
-            "conveyor_workflows, conveyor_workflow_nodes, conveyor_workflow_edges "
+            "conveyor_workflows, conveyor_workflow_nodes, conveyor_workflow_edges, "
+            "conveyor_breakers, conveyor_retry_budget "
             "RESTART IDENTITY"
         )
 

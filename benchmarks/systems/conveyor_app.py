@@ -7,25 +7,32 @@ import time
 
 import probe
 
-from conveyor import Conveyor
+from conveyor import CircuitBreaker, Conveyor
 
-app = Conveyor(os.environ.get("BENCH_CONVEYOR_URL"), poll_interval=1.0)
+FLOW = os.environ.get("BENCH_CONVEYOR_FLOW", "default")
+"""default: the retry budget on (as shipped); off: no budget, so no attempt middleware
+(the worker's path before shared breakers and budgets); breaker: the budget and a
+closed shared circuit breaker on every task."""
+
+app = Conveyor(os.environ.get("BENCH_CONVEYOR_URL"), poll_interval=1.0,
+               **({"retry_budget": None} if FLOW == "off" else {}))
+_flow = {"breaker": CircuitBreaker()} if FLOW == "breaker" else {}
 
 
-@app.task
+@app.task(**_flow)
 def noop() -> None:
     probe.start()
     probe.end()
 
 
-@app.task
+@app.task(**_flow)
 def sleep10() -> None:
     probe.start()
     time.sleep(0.01)
     probe.end()
 
 
-@app.task
+@app.task(**_flow)
 def latency(enqueued_at: float) -> None:
     probe.start(enqueued_at)
     probe.end()

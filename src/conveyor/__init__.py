@@ -40,7 +40,7 @@ from conveyor.errors import (
 )
 from conveyor.job import Job
 from conveyor.middleware import Attempt, AttemptResult, EnqueueJob, Middleware
-from conveyor.retry import CircuitBreaker, Retry, RetryPolicy
+from conveyor.retry import CircuitBreaker, Retry, RetryBudget, RetryPolicy
 from conveyor.task import Task
 from conveyor.types import AttemptError, JobRecord, JobState
 from conveyor.worker import Worker
@@ -77,6 +77,7 @@ __all__ = [
     "OperationError",
     "Retry",
     "RetryAfter",
+    "RetryBudget",
     "RetryPolicy",
     "SchemaError",
     "SerializationError",

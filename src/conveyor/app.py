@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar, overload
 from urllib.parse import urlsplit
 
 from conveyor.backends import Backend, backend_scheme, open_backend
@@ -41,7 +41,13 @@ from conveyor.events import EventBus, EventName, JobEvent
 from conveyor.job import Job, job_from_record
 from conveyor.middleware import EnqueueJob, Middleware, chain_enqueue, check_middleware
 from conveyor.operations import Operations
-from conveyor.retry import DEFAULT_RETRY, CircuitBreaker, RetryPolicy
+from conveyor.retry import (
+    DEFAULT_RETRY,
+    DEFAULT_RETRY_BUDGET,
+    CircuitBreaker,
+    RetryBudget,
+    RetryPolicy,
+)
 from conveyor.scheduler import CronEntry, CronExpression, CronScheduler, build_entry
 from conveyor.settings import Settings
 from conveyor.spool import SPOOL_FILE, Forwarder, Spool, SpoolStatus
@@ -185,6 +191,7 @@ class Conveyor:
         default_priority: int = 5,
         default_max_attempts: int = 5,
         default_retry: RetryPolicy = DEFAULT_RETRY,
+        retry_budget: RetryBudget | None = DEFAULT_RETRY_BUDGET,
         idempotency_window: float | timedelta = timedelta(hours=24),
         retention: float | timedelta = timedelta(days=7),
         connect_timeout: float | timedelta = 5.0,
@@ -219,6 +226,13 @@ class Conveyor:
                 f"with a delay(attempt) method), got {default_retry!r}"
             )
         self.default_retry = default_retry
+        if retry_budget is not None and not isinstance(retry_budget, RetryBudget):
+            raise ConfigurationError(
+                f"retry_budget must be a conveyor.RetryBudget, or None for no budget, "
+                f"got {retry_budget!r}"
+            )
+        self.retry_budget = retry_budget
+        """Tasks' retry budget unless a task sets its own (None: no budget)."""
         self.idempotency_window = _seconds(idempotency_window, "idempotency_window")
         self.retention = _seconds(retention, "retention")
         self.connect_timeout = _seconds(connect_timeout, "connect_timeout", minimum=0.1)
@@ -361,6 +375,7 @@ class Conveyor:
         retry_on: Iterable[type[BaseException]] = (Exception,),
         tags: Iterable[str] = (),
         breaker: CircuitBreaker | None = None,
+        retry_budget: RetryBudget | Literal[False] | None = None,
         secret: Iterable[str] = (),
     ) -> TaskDecorator: ...
 
@@ -379,6 +394,7 @@ class Conveyor:
         retry_on: Iterable[type[BaseException]] = (Exception,),
         tags: Iterable[str] = (),
         breaker: CircuitBreaker | None = None,
+        retry_budget: RetryBudget | Literal[False] | None = None,
         secret: Iterable[str] = (),
     ) -> Any:
         """Register a function as a task, under `name` (default: the function's name).
@@ -391,7 +407,7 @@ class Conveyor:
         options = build_options(
             queue=queue, priority=priority, max_attempts=max_attempts, retry=retry,
             timeout=timeout, dont_retry=dont_retry, retry_on=retry_on, tags=tags,
-            breaker=breaker,
+            breaker=breaker, retry_budget=retry_budget,
         )
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:

@@ -19,6 +19,14 @@ nothing), in the process that made it.
 | `retried`   | follows `failed` when attempts are left                    | retry_delay       |
 | `dead`      | follows `failed` when the job went to the dead-letter queue| error_type        |
 | `lost`      | the completion was refused: the lease had moved on         | duration          |
+| `breaker_opened` | a task's shared circuit breaker opened (by this       | detail (why)      |
+|             | worker's write: once for the fleet); the job is the one    |                   |
+|             | whose failure (or failed probe) opened it                  |                   |
+| `breaker_half_open` | the cooldown was over and this worker took the     | detail            |
+|             | fleet's one probe (the job is the probe)                   |                   |
+| `breaker_closed` | the probe succeeded: the task's jobs run again        | detail            |
+| `retry_deferred` | a retry was past the task's retry budget: deferred,   | retry_delay,      |
+|             | its attempt not counted (see `conveyor.worker.breaker`)    | detail            |
 
 A failed attempt therefore emits two events: `failed`, then `retried` or
 `dead`. Attempts lost with a dead worker (lease expiry) emit nothing in any
@@ -58,6 +66,10 @@ class EventName(StrEnum):
     RETRIED = "retried"
     DEAD = "dead"
     LOST = "lost"
+    BREAKER_OPENED = "breaker_opened"
+    BREAKER_HALF_OPEN = "breaker_half_open"
+    BREAKER_CLOSED = "breaker_closed"
+    RETRY_DEFERRED = "retry_deferred"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +95,8 @@ class JobEvent:
     """`retried`: seconds before the next attempt may start."""
     trace_id: str | None = None
     """The trace the job belongs to, when it was enqueued inside one (OpenTelemetry)."""
+    detail: str | None = None
+    """Flow-control events: what happened, in words (why a breaker opened, the budget)."""
 
 
 Observer = Callable[[JobEvent], None]

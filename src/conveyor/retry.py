@@ -151,3 +151,56 @@ class CircuitBreaker:
                 f"CircuitBreaker(max_cooldown={self.max_cooldown!r}) must be >= "
                 f"cooldown ({self.cooldown!r})"
             )
+
+
+@dataclass(frozen=True, slots=True)
+class RetryBudget:
+    """Retries may be at most `ratio` of a task's first attempts, plus `floor`, over the
+    last `window` seconds, counted across the whole fleet in the database.
+
+    On by default (`DEFAULT_RETRY_BUDGET`: 20 % plus 100 retries per 10 s window, after
+    Finagle's RetryBudget: 20 % and 10 retries a second over 10 s). A retry past the
+    budget is deferred, not failed: the job goes back to `scheduled` for a while, its
+    attempt not counted, so the budget never sends a job to the dead-letter queue.
+    Set per task (`@app.task(retry_budget=...)`, `False` turns it off for the task) or
+    per app (`Conveyor(retry_budget=...)`, `None` turns it off).
+    """
+
+    ratio: float = 0.2
+    """Retries allowed per first attempt within the window (0 <= ratio)."""
+    floor: int = 100
+    """Retries always allowed within a window, whatever the first attempts."""
+    window: float = 10.0
+    """Seconds the counts slide over (1 to 3600)."""
+
+    def __post_init__(self) -> None:
+        ratio = self.ratio
+        if (
+            isinstance(ratio, bool) or not isinstance(ratio, int | float)
+            or not math.isfinite(ratio) or ratio < 0
+        ):
+            raise ConfigurationError(
+                f"RetryBudget(ratio=...) must be a finite number >= 0 (0.2 is 20 %), "
+                f"got {ratio!r}"
+            )
+        floor = self.floor
+        if isinstance(floor, bool) or not isinstance(floor, int) or floor < 0:
+            raise ConfigurationError(
+                f"RetryBudget(floor=...) must be an int >= 0 (retries per window), got {floor!r}"
+            )
+        window = self.window
+        if (
+            isinstance(window, bool) or not isinstance(window, int | float)
+            or not math.isfinite(window) or not 1 <= window <= 3600
+        ):
+            raise ConfigurationError(
+                f"RetryBudget(window=...) must be seconds from 1 to 3600, got {window!r}"
+            )
+        if ratio == 0 and floor == 0:
+            raise ConfigurationError(
+                "RetryBudget(ratio=0, floor=0) would never retry: give a ratio or a floor, "
+                "or turn the budget off (retry_budget=False on the task, None on the app)"
+            )
+
+
+DEFAULT_RETRY_BUDGET = RetryBudget()

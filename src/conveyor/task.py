@@ -18,6 +18,7 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Generic,
+    Literal,
     ParamSpec,
     Protocol,
     TypedDict,
@@ -35,7 +36,7 @@ from conveyor.errors import (
     InvalidOptionError,
 )
 from conveyor.middleware import EnqueueJob
-from conveyor.retry import CircuitBreaker, RetryPolicy
+from conveyor.retry import CircuitBreaker, RetryBudget, RetryPolicy
 from conveyor.tracecontext import current_trace_context
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ class TaskOptions:
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     tags: tuple[str, ...] = ()
     breaker: CircuitBreaker | None = None
+    retry_budget: RetryBudget | Literal[False] | None = None
+    """None: the app's budget; False: no budget for this task."""
 
 
 class UsingOptions(TypedDict, total=False):
@@ -434,6 +437,7 @@ def build_options(
     retry_on: Iterable[type[BaseException]],
     tags: Iterable[str],
     breaker: CircuitBreaker | None = None,
+    retry_budget: RetryBudget | Literal[False] | None = None,
 ) -> TaskOptions:
     """Validate the decorator's options once, at import, with errors that say what to write."""
     try:
@@ -447,6 +451,7 @@ def build_options(
             retry_on=_check_exceptions(retry_on, "retry_on"),
             tags=tuple(tags),
             breaker=_check_breaker(breaker),
+            retry_budget=_check_retry_budget(retry_budget),
         )
     except InvalidOptionError as exc:
         raise ConfigurationError(str(exc)) from exc
@@ -465,6 +470,17 @@ def _check_breaker(breaker: CircuitBreaker | None) -> CircuitBreaker | None:
     if breaker is not None and not isinstance(breaker, CircuitBreaker):
         raise ConfigurationError(f"breaker= must be a conveyor.CircuitBreaker, got {breaker!r}")
     return breaker
+
+
+def _check_retry_budget(
+    budget: RetryBudget | Literal[False] | None,
+) -> RetryBudget | Literal[False] | None:
+    if budget is not None and budget is not False and not isinstance(budget, RetryBudget):
+        raise ConfigurationError(
+            f"retry_budget= must be a conveyor.RetryBudget, False (no budget) or None (the "
+            f"app's), got {budget!r}"
+        )
+    return budget
 
 
 def _check_exceptions(

@@ -15,7 +15,7 @@ surface is `Conveyor`, `Task`, `Job` and the CLI.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -649,6 +649,71 @@ class Coordinator(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class BreakerRow:
+    """A task's shared circuit breaker as stored (times: the database's epoch seconds)."""
+
+    task: str
+    state: Literal["closed", "open", "half-open"]
+    window_started_at: float
+    attempts: int
+    """Attempts recorded in the current window (since `window_started_at`)."""
+    failures: int
+    prev_attempts: int
+    """Attempts of the window before (the sliding rate weighs them by how much of
+    that window still overlaps the last `window` seconds)."""
+    prev_failures: int
+    cooldown: float
+    """Seconds of the current (or last) open period."""
+    open_until: float | None
+    probe_holder: str | None
+    """The worker whose attempt is the half-open probe, until `probe_expires_at`."""
+    probe_expires_at: float | None
+    changed_at: float
+    """When the state last changed."""
+    now: float
+    """The database's clock when the row was read."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryBudgetUse:
+    """The retry budget's window of one task, as a `retry_budget_take` left it."""
+
+    allowed: bool
+    """True: one retry was taken from the budget (count it as started)."""
+    first_attempts: int
+    retries: int
+    """Retries started within the window, the one just taken included."""
+
+
+class FlowStore(Protocol):
+    """Shared flow-control state: circuit breakers and retry budgets (see
+    `conveyor.worker.breaker`). Each change is one transaction, so the fleet
+    agrees: one probe at a time, no retry past the budget."""
+
+    def breaker_list(self, tasks: Sequence[str]) -> list[BreakerRow]:
+        """The stored breakers of these tasks (a task without a row is closed)."""
+        ...
+
+    def breaker_update(
+        self, task: str, change: Callable[[BreakerRow], BreakerRow]
+    ) -> tuple[BreakerRow, BreakerRow]:
+        """Lock the task's breaker (created closed if missing), store `change(row)`;
+        (before, after). `change` runs inside the transaction: keep it pure and quick."""
+        ...
+
+    def retry_budget_count(self, task: str, first_attempts: int) -> None:
+        """Add first attempts started to the task's count of the current second."""
+        ...
+
+    def retry_budget_take(
+        self, task: str, *, first_attempts: int, window: float, ratio: float, floor: int
+    ) -> RetryBudgetUse:
+        """Add `first_attempts`, then take one retry if the window's retries stay within
+        `ratio` x its first attempts + `floor`; atomic across the fleet."""
+        ...
+
+
 class StatsStore(Protocol):
     """Aggregates, throughput and alert states, for insights, SLOs and alerting."""
 
@@ -726,7 +791,8 @@ class TokenStore(Protocol):
 
 
 class Backend(
-    JobStore, QueueAdmin, Coordinator, StatsStore, TokenStore, WorkflowStore, Protocol
+    JobStore, QueueAdmin, Coordinator, StatsStore, TokenStore, WorkflowStore, FlowStore,
+    Protocol,
 ):
     """What a storage engine must do: every role, plus its schema and lifetime.
     See the module docstring for the rules."""

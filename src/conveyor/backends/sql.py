@@ -8,12 +8,13 @@ No SQL is assembled from strings at run time.
 
 from __future__ import annotations
 
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from conveyor.backends.base import (
     AlertState,
@@ -21,11 +22,13 @@ from conveyor.backends.base import (
     AuditEntry,
     AuditFilter,
     AuditRecord,
+    BreakerRow,
     JobFilter,
     JobStats,
     OperatorRetry,
     QueuePause,
     QueueStats,
+    RetryBudgetUse,
     SpoolHost,
     SpoolReport,
     StatsQuery,
@@ -50,8 +53,12 @@ from conveyor.backends.records import (
 from conveyor.jsonvalue import loads_readable
 from conveyor.types import FINISHED_STATES, JobRecord, JobState
 
+T = TypeVar("T")
 Run = Callable[[str, dict[str, Any]], Sequence[RowLike]]
-"""Runs a named query in the transaction the caller holds open; its rows."""
+"""Runs a named query inside the open transaction; its rows (none for a plain write)."""
+
+RETRY_BUDGET_KEEP = 3600.0
+"""Seconds of retry-budget counts kept: the longest window a budget may have."""
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -131,6 +138,10 @@ class SQLBackend(ABC):
     def _job_rows(self, name: str, params: dict[str, Any]) -> list[JobRecord]:
         """Run a query of whole job rows for an operator's read (never raising on a
         stored value it cannot show; see `records`)."""
+
+    @abstractmethod
+    def _atomically(self, work: Callable[[Run], T]) -> T:
+        """`work(run)` in one write transaction, committed when it returns."""
 
     @staticmethod
     @abstractmethod
@@ -379,6 +390,67 @@ class SQLBackend(ABC):
         return [results]
 
 
+    # -- flow control: shared breakers and retry budgets -------------------------------
+    def breaker_list(self, tasks: Sequence[str]) -> list[BreakerRow]:
+        if not tasks:
+            return []
+        return [_breaker_from_row(row)
+                for row in self._rows("breaker_list", {"tasks": self._array(list(tasks))})]
+
+    def breaker_update(
+        self, task: str, change: Callable[[BreakerRow], BreakerRow]
+    ) -> tuple[BreakerRow, BreakerRow]:
+        def work(run: Run) -> tuple[BreakerRow, BreakerRow]:
+            run("breaker_ensure", {"task": task})
+            before = _breaker_from_row(run("breaker_lock", {"task": task})[0])
+            after = change(before)
+            if after != before:
+                params = {
+                    name: getattr(after, name) for name in (
+                        "task", "state", "window_started_at", "attempts", "failures",
+                        "prev_attempts", "prev_failures", "cooldown", "open_until",
+                        "probe_holder", "probe_expires_at", "changed_at",
+                    )
+                }
+                run("breaker_write", params)
+            return before, after
+
+        return self._atomically(work)
+
+    def retry_budget_count(self, task: str, first_attempts: int) -> None:
+        if first_attempts <= 0:
+            return
+
+        def work(run: Run) -> None:
+            second = _locked_second(run, task)
+            run("retry_budget_count", {"task": task, "second": second,
+                                       "first_attempts": first_attempts, "retries": 0})
+            run("retry_budget_prune", {"task": task, "second": second,
+                                       "keep": RETRY_BUDGET_KEEP})
+
+        self._atomically(work)
+
+    def retry_budget_take(
+        self, task: str, *, first_attempts: int, window: float, ratio: float, floor: int
+    ) -> RetryBudgetUse:
+        def work(run: Run) -> RetryBudgetUse:
+            second = _locked_second(run, task)
+            if first_attempts > 0:
+                run("retry_budget_count", {"task": task, "second": second,
+                                           "first_attempts": first_attempts, "retries": 0})
+            row = run("retry_budget_window",
+                      {"task": task, "second": second, "window": window})[0]
+            firsts, retries = int(row["first_attempts"]), int(row["retries"])
+            allowed = retries + 1 <= ratio * firsts + floor
+            if allowed:
+                run("retry_budget_count", {"task": task, "second": second,
+                                           "first_attempts": 0, "retries": 1})
+                retries += 1
+            return RetryBudgetUse(allowed, firsts, retries)
+
+        return self._atomically(work)
+
+
 def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -386,3 +458,25 @@ def _float_or_none(value: Any) -> float | None:
 def _workflow_from_row(row: RowLike) -> WorkflowRecord:
     return WorkflowRecord(str(row["id"]), str(row["name"]), float(row["created_at"]),
                           _float_or_none(row["cancelled_at"]))
+
+
+def _locked_second(run: Run, task: str) -> int:
+    """Take the task's retry-budget lock; the whole second (database clock) it was taken
+    in, which every count of the transaction goes to."""
+    return math.floor(float(run("retry_budget_lock", {"task": task})[0]["now"]))
+
+
+def _breaker_from_row(row: RowLike) -> BreakerRow:
+    def optional(name: str) -> float | None:
+        value = row[name]
+        return None if value is None else float(value)
+
+    return BreakerRow(
+        task=str(row["task"]), state=row["state"],
+        window_started_at=float(row["window_started_at"]),
+        attempts=int(row["attempts"]), failures=int(row["failures"]),
+        prev_attempts=int(row["prev_attempts"]), prev_failures=int(row["prev_failures"]),
+        cooldown=float(row["cooldown"]), open_until=optional("open_until"),
+        probe_holder=row["probe_holder"], probe_expires_at=optional("probe_expires_at"),
+        changed_at=float(row["changed_at"]), now=float(row["now"]),
+    )

@@ -39,6 +39,11 @@ LEVELS = {
     EventName.RETRIED: logging.DEBUG,
     EventName.DEAD: logging.ERROR,
     EventName.LOST: logging.WARNING,
+    # The worker logs flow-control changes itself (conveyor.worker), once, in words.
+    EventName.BREAKER_OPENED: logging.DEBUG,
+    EventName.BREAKER_HALF_OPEN: logging.DEBUG,
+    EventName.BREAKER_CLOSED: logging.DEBUG,
+    EventName.RETRY_DEFERRED: logging.DEBUG,
 }
 
 
@@ -50,6 +55,8 @@ def describe(event: JobEvent) -> str:
     if event.name is EventName.STARTED:
         wait = f" after waiting {event.wait:.3f}s" if event.wait is not None else ""
         return f"{head} attempt {event.attempt} started{wait}"
+    if event.detail is not None:  # flow control: breakers, retry budgets
+        return f"{head}: {event.name}: {event.detail}"
     took = f" in {event.duration:.3f}s" if event.duration is not None else ""
     if event.name is EventName.SUCCEEDED:
         return f"{head} succeeded{took} (attempt {event.attempt})"

@@ -47,6 +47,11 @@ _COUNTED = {
     EventName.DEAD: "dead",
     EventName.LOST: "lost",
 }
+_BREAKER_STATES = {
+    EventName.BREAKER_OPENED: "open",
+    EventName.BREAKER_HALF_OPEN: "half_open",
+    EventName.BREAKER_CLOSED: "closed",
+}
 _HELP = {
     "enqueued": "Jobs stored by this process (idempotent repeats not counted).",
     "started": "Attempts this process started.",
@@ -208,12 +213,31 @@ class JobMetrics:
             "Queue wait of started attempts: start minus run_at, seconds.",
             ["queue", "task"], buckets=WAIT_BUCKETS, registry=self.registry,
         )
+        self.breaker_transitions = Counter(
+            "conveyor_breaker_transitions_total",
+            "Shared circuit breaker changes this process made (once for the fleet each): "
+            "state is open, half_open or closed.",
+            ["task", "state"], registry=self.registry,
+        )
+        self.retry_budget_deferred = Counter(
+            "conveyor_retry_budget_deferred_total",
+            "Retries this process deferred because the task's retry budget was spent "
+            "(the attempt is not counted).",
+            ["queue", "task"], registry=self.registry,
+        )
         self.registry.register(BackendCollector(app))
         if isinstance(app, SpoolSource):
             self.registry.register(SpoolCollector(app))
         self._unsubscribe: Callable[[], None] | None = app.events.subscribe(self.observe)
 
     def observe(self, event: JobEvent) -> None:
+        state = _BREAKER_STATES.get(event.name)
+        if state is not None:
+            self.breaker_transitions.labels(event.task, state).inc()
+            return
+        if event.name is EventName.RETRY_DEFERRED:
+            self.retry_budget_deferred.labels(event.queue, event.task).inc()
+            return
         counter = self._by_event.get(event.name)
         if counter is not None:
             counter.labels(event.queue, event.task).inc()

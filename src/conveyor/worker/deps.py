@@ -11,6 +11,7 @@ the `WorkerApp` protocol and keeps only a `WorkerDeps`:
   backend's under a test's `ManualClock`);
 - `middleware`: the app's attempt middleware, outermost first;
 - `retry_policy`: the retry policy of a task (`None`: the app's default);
+- `retry_budget`: the retry budget of a task (the app's unless it set its own);
 - `cron`: enqueues due periodic jobs (`run_due() -> int`) while the app has
   schedules (`wanted()`), or None (a burst or `cron=False` worker);
 - `retention`: seconds finished jobs are kept before pruning;
@@ -28,13 +29,14 @@ from conveyor.backends.base import Completion, FetchParams, HeldJob, WorkerInfo
 from conveyor.clock import Clock
 from conveyor.events import EventBus
 from conveyor.middleware import Middleware
-from conveyor.retry import RetryPolicy
+from conveyor.retry import RetryBudget, RetryPolicy
 from conveyor.task import Task
 from conveyor.types import JobRecord
+from conveyor.worker.breaker import FlowState
 
 
-class WorkerBackend(Protocol):
-    """The backend calls a worker makes."""
+class WorkerBackend(FlowState, Protocol):
+    """The backend calls a worker makes (flow control's among them)."""
 
     def schema_check(self) -> None: ...
     def job_fetch(self, params: FetchParams) -> list[JobRecord]: ...
@@ -93,6 +95,8 @@ class WorkerApp(Protocol):
     @property
     def default_retry(self) -> RetryPolicy: ...
     @property
+    def retry_budget(self) -> RetryBudget | None: ...
+    @property
     def default_queue(self) -> str: ...
     @property
     def lease(self) -> float: ...
@@ -118,6 +122,13 @@ class WorkerDeps:
     retention: float
     cron: CronDuty | None
     start_services: Callable[[str], Callable[[], None]]
+    default_retry_budget: RetryBudget | None = None
+
+    def retry_budget(self, task: Task[Any, Any]) -> RetryBudget | None:
+        own = task.options.retry_budget
+        if own is False:
+            return None
+        return own if own is not None else self.default_retry_budget
 
     def retry_policy(self, task: Task[Any, Any] | None) -> RetryPolicy:
         if task is None or task.options.retry is None:
@@ -143,6 +154,7 @@ class WorkerDeps:
             retention=app.retention,
             cron=CronDuty(app.cron_scheduler(), lambda: bool(app.schedules)) if cron else None,
             start_services=app.start_services,
+            default_retry_budget=app.retry_budget,
         )
 
 

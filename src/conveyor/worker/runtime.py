@@ -17,9 +17,10 @@ Threads of one worker process:
   was paused longer than the lease) is given back, never started (`held`);
 - slots (`concurrency` of them): each runs one attempt at a time, in the
   thread, on the shared event loop (async tasks), or in its own child process
-  (`pool="process"`), through the attempt middleware (the built-in circuit
-  breaker, tracing, then the app's): a middleware may defer the job (back to
-  `scheduled` for later, its attempt not counted);
+  (`pool="process"`), through the attempt middleware (the built-in flow
+  control: shared circuit breaker and retry budget; tracing; then the app's):
+  a middleware may defer the job (back to `scheduled` for later, its attempt
+  not counted);
 - completer (`completer`): writes finished attempts in batches (one
   transaction per batch);
 - heartbeat (`heartbeat`): extends the leases of every held job, records the
@@ -66,6 +67,7 @@ from conveyor.middleware import (
 from conveyor.observability import tracing
 from conveyor.types import JobRecord
 from conveyor.worker.breaker import BreakerMiddleware, Breakers
+from conveyor.worker.budget import RetryBudgets
 from conveyor.worker.child import ChildProcess
 from conveyor.worker.completer import Completer
 from conveyor.worker.deps import WorkerApp, WorkerDeps
@@ -156,7 +158,12 @@ class Worker:
         self._backend_down_since: float | None = None
         self.breakers = Breakers(
             {name: t.options.breaker for name, t in deps.tasks.items() if t.options.breaker},
-            now=deps.now, worker_id=self.id,
+            now=deps.now, worker_id=self.id, events=deps.events, probe_ttl=settings.lease,
+        )
+        budgets = {name: deps.retry_budget(t) for name, t in deps.tasks.items()}
+        self.retry_budgets = RetryBudgets(
+            {name: b for name, b in budgets.items() if b is not None},
+            now=deps.now, worker_id=self.id, events=deps.events,
         )
         self._backend_answered = threading.Event()
         """Set by the heartbeat when the backend answers: cuts short a backoff wait."""
@@ -185,6 +192,8 @@ class Worker:
         deps = self.deps
         backend = self.backend = deps.open_backend()
         backend.schema_check()
+        self.breakers.attach(backend)
+        self.retry_budgets.attach(backend)
         restore = self._install_signal_handlers()
         stop_services = deps.start_services(self.id)
         self.completer = Completer(
@@ -223,8 +232,10 @@ class Worker:
         """Built in first (the breaker, then tracing), then the app's; only those that
         can do something, so a plain worker calls the attempt directly."""
         chain: list[Middleware] = []
-        if self.breakers.has_circuits:
-            chain.append(BreakerMiddleware(self.breakers))
+        if self.breakers.has_circuits or self.retry_budgets.has_budgets:
+            chain.append(BreakerMiddleware(
+                self.breakers, self.retry_budgets if self.retry_budgets.has_budgets else None
+            ))
         if traced and tracing.ENABLED:
             chain.append(tracing.TracingMiddleware())
         return chain + list(self.deps.middleware)
@@ -526,6 +537,8 @@ class Worker:
                     h.child.kill()
         for _ in range(self.concurrency):
             self._work.put(None)
+        with contextlib.suppress(ConveyorError):
+            self.retry_budgets.flush()
         self.completer.close()
         self._completer.join(timeout=max(5.0, self.grace))
         self._hard_stop.set()

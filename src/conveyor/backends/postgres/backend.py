@@ -76,7 +76,7 @@ from conveyor.backends.records import (
     resolved,
     token_from_row,
 )
-from conveyor.backends.sql import Run, SQLBackend, load_migrations, load_queries
+from conveyor.backends.sql import Run, SQLBackend, T, load_migrations, load_queries
 from conveyor.clock import EARLIEST, LATEST
 from conveyor.errors import (
     BackendError,
@@ -348,6 +348,15 @@ class PostgresBackend(SQLBackend):
 
     def _job_rows(self, name: str, params: dict[str, Any]) -> list[JobRecord]:
         return self._read_jobs(_Q[name], params)
+
+    def _atomically(self, work: Callable[[Run], T]) -> T:
+        with self._transaction() as conn:
+
+            def run(name: str, params: dict[str, Any]) -> list[DictRow]:
+                cur = conn.execute(_Q[name], params)
+                return cur.fetchall() if cur.description is not None else []
+
+            return work(run)
 
     @staticmethod
     def _array(values: list[Any]) -> list[Any]:

@@ -50,7 +50,7 @@ from conveyor.backends.records import (
     resolved,
     token_from_row,
 )
-from conveyor.backends.sql import Run, SQLBackend, load_migrations, load_queries
+from conveyor.backends.sql import Run, SQLBackend, T, load_migrations, load_queries
 from conveyor.clock import Clock, SystemClock
 from conveyor.errors import BackendError, ConfigurationError, EnqueueError, SchemaError
 from conveyor.jsonvalue import storable_json
@@ -427,6 +427,15 @@ class SQLiteBackend(SQLBackend):
 
     def _job_rows(self, name: str, params: dict[str, Any]) -> list[JobRecord]:
         return [job_record_from_row(row) for row in self._read(_Q[name], params)]
+
+    def _atomically(self, work: Callable[[Run], T]) -> T:
+        with self._write() as conn:
+            now = self.clock.now()
+
+            def run(name: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+                return conn.execute(_Q[name], {"now": now, **params}).fetchall()
+
+            return work(run)
 
     @staticmethod
     def _array(values: list[Any]) -> str:

@@ -1,0 +1,4 @@
+-- The breakers of these tasks (a JSON list), with the database's now.
+SELECT task, state, window_started_at, attempts, failures, prev_attempts, prev_failures,
+       cooldown, open_until, probe_holder, probe_expires_at, changed_at, :now AS now
+FROM conveyor_breakers WHERE task IN (SELECT value FROM json_each(:tasks))
