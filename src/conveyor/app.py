@@ -579,19 +579,25 @@ class Conveyor:
         timeout = self.unreachable_timeout
         deadline = time.monotonic() + timeout
         gate = SendGate(deadline)
-
-        future = self._run(self._write_through(gate, inserts))
+        future: Future[Any] | None = None
+        cause: BaseException | None = None
         try:
+            if getattr(self.backend, "enqueue_deadline_in_caller", False):
+                # The backend keeps the deadline itself (SQLite: its lock wait;
+                # PostgreSQL: the pool's timeout and the watchdog that cuts the socket):
+                # the write runs here, without a hand-off to another thread.
+                return self.backend.job_insert_many(inserts, gate=gate)
+            future = self._run(self._write_through(gate, inserts))
             return list(future.result(timeout=timeout))
         except FutureTimeout:
             sent = gate.close()
-            cause: BaseException | None = None
         except BackendError as exc:
             sent = gate.close()
             # Unreachable: cannot connect, or (SQLite) still locked when the deadline came.
-            # Any other refusal (a schema to migrate, a value refused) is the caller's.
-            if not sent and not isinstance(exc, BackendUnavailable) and (
-                time.monotonic() < deadline - 0.05
+            # Any other refusal (a schema to migrate, a value refused) is the caller's:
+            # the database answered it, so the write did not commit.
+            if not isinstance(exc, BackendUnavailable) and (
+                sent or time.monotonic() < deadline - 0.05
             ):
                 raise
             cause = exc
@@ -634,16 +640,18 @@ class Conveyor:
         ) from cause
 
     def _resolve(
-        self, inserts: list[JobInsert], gate: SendGate, future: Future[Any], timeout: float
+        self, inserts: list[JobInsert], gate: SendGate, future: Future[Any] | None,
+        timeout: float,
     ) -> list[InsertResult | None] | None:
-        """After an ambiguous send: the write's own late answer, else a look-up by client
-        id on a new connection (ending the write's session first); None if neither
-        came within `timeout`."""
+        """After an ambiguous send: the write's own late answer (when it ran in another
+        thread), else a look-up by client id on a new connection (ending the write's
+        session first); None if neither came within `timeout`."""
         deadline = time.monotonic() + timeout
-        try:
-            return list(future.result(timeout=min(0.1, timeout)))
-        except (FutureTimeout, BackendUnavailable):
-            pass
+        if future is not None:
+            try:
+                return list(future.result(timeout=min(0.1, timeout)))
+            except (FutureTimeout, BackendUnavailable):
+                pass
         lookup = self._run(
             lambda: self.backend.job_resolve(inserts, stop_session=gate.session)
         )

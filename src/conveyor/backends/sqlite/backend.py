@@ -225,7 +225,12 @@ def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
 
 
 class SQLiteBackend(SQLBackend):
+    enqueue_deadline_in_caller = True
+    """An enqueue with a deadline runs in the caller's thread: the only wait is for the
+    write lock, and it is bounded by the deadline (see `job_insert_many`)."""
+
     _STATS_READ_TASK = "stats_read_task"
+
     def __init__(self, url: str, *, clock: Clock | None = None) -> None:
         self.url = url
         self.path, options = parse_sqlite_url(url)
