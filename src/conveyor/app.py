@@ -66,6 +66,9 @@ R = TypeVar("R")
 DEFAULT_URL = "sqlite:///conveyor.db"
 WHEN_UNREACHABLE = ("raise", "spool")
 """What an enqueue does when the database does not answer within `unreachable_timeout`."""
+_SECONDS_PER_JOB = 0.0002
+"""Added to the enqueue deadline per job once a batch is sent (20,000 jobs: 4 s more):
+storing a large batch takes a busy database longer than the deadline for an answer."""
 _ENQUEUE_THREADS = 16
 """Threads that carry enqueues under a deadline (a call whose database hangs holds one)."""
 
@@ -578,7 +581,7 @@ class Conveyor:
         """
         timeout = self.unreachable_timeout
         deadline = time.monotonic() + timeout
-        gate = SendGate(deadline)
+        gate = SendGate(deadline, allowance=len(inserts) * _SECONDS_PER_JOB)
         future: Future[Any] | None = None
         cause: BaseException | None = None
         try:

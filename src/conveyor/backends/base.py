@@ -72,12 +72,17 @@ class SendGate:
     back, after which the abort can no longer fire.
     """
 
-    __slots__ = ("_abort", "_closed", "_finished", "_lock", "deadline", "sent", "session")
+    __slots__ = ("_abort", "_closed", "_finished", "_lock", "allowance", "deadline", "sent",
+                 "session")
 
-    def __init__(self, deadline: float | None = None) -> None:
+    def __init__(self, deadline: float | None = None, allowance: float = 0.0) -> None:
         self.deadline = deadline
         """`time.monotonic()` after which the caller no longer waits: a backend that
         waits for a lock (SQLite) or a connection waits no longer than this."""
+        self.allowance = allowance
+        """Seconds added to the deadline once the write is sent: the time the database
+        may take to store a large batch (a busy server still answering is not an
+        unreachable one)."""
         self._lock = threading.Lock()
         self._closed = False
         self._finished = False
@@ -94,6 +99,8 @@ class SendGate:
                 )
             self.sent = True
             self.session = session
+            if self.deadline is not None:
+                self.deadline += self.allowance
 
     @property
     def closed(self) -> bool:
