@@ -513,7 +513,8 @@ class Conveyor:
         if not self._spool_checked:
             self._spool_checked = True
             if self.spool_has_jobs():
-                self.forwarder.start()  # jobs left by an earlier run: deliver them now
+                self.forwarder.written()  # jobs left by an earlier run: deliver them now,
+                self.forwarder.start()    # and new ones after them
         if connection is None and mode == self.when_unreachable:
             return self._enqueue_chain(batch)
         return chain_enqueue(
@@ -579,6 +580,13 @@ class Conveyor:
         `unreachable_timeout` either, `EnqueueOutcomeUnknown` (raise mode) or
         spooled (spool mode: the forwarder's look-up by client id keeps it single).
         """
+        forwarder = self._forwarder
+        if mode == "spool" and forwarder is not None and forwarder.holding \
+                and self._spool_pid == os.getpid():
+            # Spooled jobs wait for the database: this one joins them, behind them (the
+            # forwarder keeps the order), at once instead of after another deadline.
+            self._spool_write(inserts)
+            return None
         timeout = self.unreachable_timeout
         deadline = time.monotonic() + timeout
         gate = SendGate(deadline, allowance=len(inserts) * _SECONDS_PER_JOB)
@@ -656,7 +664,8 @@ class Conveyor:
             except (FutureTimeout, BackendUnavailable):
                 pass
         lookup = self._run(
-            lambda: self.backend.job_resolve(inserts, stop_session=gate.session)
+            lambda: self.backend.job_resolve(inserts, stop_session=gate.session,
+                                             deadline=deadline)
         )
         try:
             found: list[InsertResult | None] = lookup.result(
@@ -738,7 +747,8 @@ class Conveyor:
         )
 
     def _forward_resolve(self, jobs: list[JobInsert]) -> list[InsertResult | None]:
-        future = self._run(lambda: self.backend.job_resolve(jobs))
+        deadline = time.monotonic() + self._forward_timeout
+        future = self._run(lambda: self.backend.job_resolve(jobs, deadline=deadline))
         try:
             found: list[InsertResult | None] = future.result(timeout=self._forward_timeout)
         except FutureTimeout:
@@ -755,6 +765,7 @@ class Conveyor:
             for i in inserts
         ])
         forwarder = self.forwarder
+        forwarder.written()
         forwarder.start()
         forwarder.wake()
 

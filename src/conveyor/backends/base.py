@@ -463,12 +463,14 @@ class JobStore(Protocol):
         ...
 
     def job_resolve(
-        self, jobs: Sequence[JobInsert], *, stop_session: int | None = None
+        self, jobs: Sequence[JobInsert], *, stop_session: int | None = None,
+        deadline: float | None = None,
     ) -> list[InsertResult | None]:
         """After an ambiguous insert: each job found by its client id (created), else by
         its idempotency key (not created), else None. `stop_session`: first end that
         database session (the one the insert was sent on), so a write still in flight
-        cannot commit after the answer."""
+        cannot commit after the answer. `deadline` (`time.monotonic()`): give up
+        (`BackendUnavailable`) rather than wait on the network past it."""
         ...
 
     def job_fetch(self, params: FetchParams) -> list[JobRecord]:

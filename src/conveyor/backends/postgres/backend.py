@@ -553,9 +553,11 @@ class PostgresBackend(SQLBackend):
         return int(rows[0]["id"]) if rows else None
 
     def job_resolve(
-        self, jobs: Sequence[JobInsert], *, stop_session: int | None = None
+        self, jobs: Sequence[JobInsert], *, stop_session: int | None = None,
+        deadline: float | None = None,
     ) -> list[InsertResult | None]:
-        with self._connection() as conn:
+        gate = None if deadline is None else SendGate(deadline)
+        with self._enqueue_connection(gate) as conn:
             if stop_session is not None:
                 try:
                     conn.execute(_Q["session_stop"], {"pid": stop_session})

@@ -508,7 +508,8 @@ class SQLiteBackend(SQLBackend):
         return int(rows[0]["id"]) if rows else None
 
     def job_resolve(
-        self, jobs: Sequence[JobInsert], *, stop_session: int | None = None
+        self, jobs: Sequence[JobInsert], *, stop_session: int | None = None,
+        deadline: float | None = None,
     ) -> list[InsertResult | None]:
         ids = [job.client_id for job in jobs if job.client_id is not None]
 
