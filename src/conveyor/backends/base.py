@@ -156,8 +156,16 @@ class Watchdog:
         self._pid = 0
 
     def watch(self, gate: SendGate) -> None:
+        if self._pid != os.getpid():
+            # A forked child: its parent's writes (and their sockets) are not its own.
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._active = {}
+                    self._wake = threading.Event()
+                    self._thread = None
+                    self._pid = os.getpid()
         self._active[id(gate)] = gate
-        if not self._wake.is_set() or self._pid != os.getpid():
+        if not self._wake.is_set():
             self._start()
 
     def done(self, gate: SendGate) -> None:
@@ -165,8 +173,7 @@ class Watchdog:
 
     def _start(self) -> None:
         with self._lock:
-            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
-                self._pid = os.getpid()
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="conveyor-deadlines", daemon=True
                 )
