@@ -275,15 +275,16 @@ class PostgresBackend(SQLBackend):
         error and closes it, which makes the socket readable, and only then is
         the connection pinged. A busy worker's fetches, completions and
         heartbeats so never pay for a ping; a connection cut silently (no FIN)
-        fails its call like one cut mid-way, and the worker retries. Enqueues and
-        operator calls, which nobody retries for the caller, always ping: when
+        fails its call like one cut mid-way, and the worker retries. Operator
+        calls, which nobody retries for the caller, always ping (enqueues, which
+        have client ids to resolve a lost answer, ping only an idle connection:
+        see `_enqueue_connection`): when
         the server has just gone away and its goodbye is still on its way (a
         proxy relays it late), the ping fails and the caller gets "cannot
         connect" (certainly not stored); with the quick check the INSERT would
         be sent on the dead connection and fail as "lost the connection", an
         outcome the caller cannot tell from a stored job (tests/faults,
-        enqueue while PostgreSQL is down, shows it). The ping costs a
-        single-call enqueue about a third of its rate.
+        enqueue while PostgreSQL is down, shows it).
 
         A server restart breaks every pooled connection at once. The first one
         found broken makes the pool check all the others, so the caller gets a
