@@ -229,7 +229,8 @@ RAISE_CHILD = textwrap.dedent("""
             kind = "not-stored-after-look-up" if "looked up" in str(exc) else "not-stored"
             calls.append([kind, exc.client_ids[0], started, time.time() - started])
         except EnqueueOutcomeUnknown as exc:
-            calls.append(["unknown", exc.client_ids[0], started, time.time() - started])
+            calls.append(["unknown", exc.client_ids[0], started, time.time() - started,
+                          repr(exc.__cause__)])
         except Exception as exc:
             calls.append(["error", repr(exc), started, time.time() - started])
         i += 1
