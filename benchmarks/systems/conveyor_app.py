@@ -14,7 +14,11 @@ FLOW = os.environ.get("BENCH_CONVEYOR_FLOW", "default")
 (the worker's path before shared breakers and budgets); breaker: the budget and a
 closed shared circuit breaker on every task."""
 
+# unreachable_timeout: the peers wait for their database without a bound; on a machine
+# shared with other work, a cold connection can take longer than the 1 s default, and the
+# bound only decides when an enqueue gives up, not how fast it goes.
 app = Conveyor(os.environ.get("BENCH_CONVEYOR_URL"), poll_interval=1.0,
+               unreachable_timeout=5.0,
                **({"retry_budget": None} if FLOW == "off" else {}))
 _flow = {"breaker": CircuitBreaker()} if FLOW == "breaker" else {}
 

@@ -74,6 +74,9 @@ R = TypeVar("R")
 DEFAULT_URL = "sqlite:///conveyor.db"
 WHEN_UNREACHABLE = ("raise", "spool")
 """What an enqueue does when the database does not answer within `unreachable_timeout`."""
+_SECONDS_PER_JOB = 0.0002
+"""Added to the enqueue deadline per job once a batch is sent (20,000 jobs: 4 s more):
+storing a large batch takes a busy database longer than the deadline for an answer."""
 _ENQUEUE_THREADS = 16
 """Threads that carry enqueues under a deadline (a call whose database hangs holds one)."""
 
@@ -528,7 +531,8 @@ class Conveyor:
         if not self._spool_checked:
             self._spool_checked = True
             if self.spool_has_jobs():
-                self.forwarder.start()  # jobs left by an earlier run: deliver them now
+                self.forwarder.written()  # jobs left by an earlier run: deliver them now,
+                self.forwarder.start()    # and new ones after them
         if connection is None and mode == self.when_unreachable:
             return self._enqueue_chain(batch)
         return chain_enqueue(
@@ -539,10 +543,15 @@ class Conveyor:
         self, jobs: list[EnqueueJob], connection: Any = None, mode: str | None = None
     ) -> list[Job[Any]]:
         check = bool(self.middleware)
-        # A random id per job, from one read of the OS's randomness per batch.
-        ids = os.urandom(16 * len(jobs)).hex()
+        # A client id per job: the time in microseconds (13 hex digits), then 76 random
+        # bits (one read of the OS's randomness per batch). Time first, so new ids land at
+        # the right edge of the database's unique index on them, as ascending ids do: a
+        # random id lands anywhere in it, and a bulk insert of random ids took the server
+        # half as long again (20,000 jobs: 1.17 s against 0.78 s, on a loaded machine).
+        prefix = f"{time.time_ns() // 1000:013x}"
+        ids = os.urandom(10 * len(jobs)).hex()
         inserts = [
-            job_insert(j, check=check, client_id=ids[32 * i:32 * i + 32])
+            job_insert(j, check=check, client_id=prefix + ids[20 * i:20 * i + 19])
             for i, j in enumerate(jobs)
         ]
         if connection is not None:  # the application's transaction: never spooled
@@ -631,22 +640,35 @@ class Conveyor:
         `unreachable_timeout` either, `EnqueueOutcomeUnknown` (raise mode) or
         spooled (spool mode: the forwarder's look-up by client id keeps it single).
         """
+        forwarder = self._forwarder
+        if mode == "spool" and forwarder is not None and forwarder.holding \
+                and self._spool_pid == os.getpid():
+            # Spooled jobs wait for the database: this one joins them, behind them (the
+            # forwarder keeps the order), at once instead of after another deadline.
+            self._spool_write(inserts)
+            return None
         timeout = self.unreachable_timeout
         deadline = time.monotonic() + timeout
-        gate = SendGate(deadline)
-
-        future = self._run(self._write_through(gate, inserts))
+        gate = SendGate(deadline, allowance=len(inserts) * _SECONDS_PER_JOB)
+        future: Future[Any] | None = None
+        cause: BaseException | None = None
         try:
+            if getattr(self.backend, "enqueue_deadline_in_caller", False):
+                # The backend keeps the deadline itself (SQLite: its lock wait;
+                # PostgreSQL: the pool's timeout and the watchdog that cuts the socket):
+                # the write runs here, without a hand-off to another thread.
+                return self.backend.job_insert_many(inserts, gate=gate)
+            future = self._run(self._write_through(gate, inserts))
             return list(future.result(timeout=timeout))
         except FutureTimeout:
             sent = gate.close()
-            cause: BaseException | None = None
         except BackendError as exc:
             sent = gate.close()
             # Unreachable: cannot connect, or (SQLite) still locked when the deadline came.
-            # Any other refusal (a schema to migrate, a value refused) is the caller's.
-            if not sent and not isinstance(exc, BackendUnavailable) and (
-                time.monotonic() < deadline - 0.05
+            # Any other refusal (a schema to migrate, a value refused) is the caller's:
+            # the database answered it, so the write did not commit.
+            if not isinstance(exc, BackendUnavailable) and (
+                sent or time.monotonic() < deadline - 0.05
             ):
                 raise
             cause = exc
@@ -689,18 +711,21 @@ class Conveyor:
         ) from cause
 
     def _resolve(
-        self, inserts: list[JobInsert], gate: SendGate, future: Future[Any], timeout: float
+        self, inserts: list[JobInsert], gate: SendGate, future: Future[Any] | None,
+        timeout: float,
     ) -> list[InsertResult | None] | None:
-        """After an ambiguous send: the write's own late answer, else a look-up by client
-        id on a new connection (ending the write's session first); None if neither
-        came within `timeout`."""
+        """After an ambiguous send: the write's own late answer (when it ran in another
+        thread), else a look-up by client id on a new connection (ending the write's
+        session first); None if neither came within `timeout`."""
         deadline = time.monotonic() + timeout
-        try:
-            return list(future.result(timeout=min(0.1, timeout)))
-        except (FutureTimeout, BackendUnavailable):
-            pass
+        if future is not None:
+            try:
+                return list(future.result(timeout=min(0.1, timeout)))
+            except (FutureTimeout, BackendUnavailable):
+                pass
         lookup = self._run(
-            lambda: self.backend.job_resolve(inserts, stop_session=gate.session)
+            lambda: self.backend.job_resolve(inserts, stop_session=gate.session,
+                                             deadline=deadline)
         )
         try:
             found: list[InsertResult | None] = lookup.result(
@@ -792,7 +817,8 @@ class Conveyor:
             timeout=self._forward_timeout)
 
     def _forward_resolve(self, jobs: list[JobInsert]) -> list[InsertResult | None]:
-        future = self._run(lambda: self.backend.job_resolve(jobs))
+        deadline = time.monotonic() + self._forward_timeout
+        future = self._run(lambda: self.backend.job_resolve(jobs, deadline=deadline))
         try:
             found: list[InsertResult | None] = future.result(timeout=self._forward_timeout)
         except FutureTimeout:
@@ -809,6 +835,7 @@ class Conveyor:
             for i in inserts
         ])
         forwarder = self.forwarder
+        forwarder.written()
         forwarder.start()
         forwarder.wake()
 

@@ -219,7 +219,7 @@ class Forwarder:
         resolve: Callable[[list[JobInsert]], list[InsertResult | None]],
         *,
         min_delay: float = 0.05,
-        max_delay: float = 5.0,
+        max_delay: float = 2.0,
         report: Callable[[int, SpoolStatus], None] | None = None,
     ) -> None:
         self.spool = spool
@@ -233,6 +233,18 @@ class Forwarder:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.last_error: str | None = None
+        self._written = 0
+        self._drained = 0
+
+    @property
+    def holding(self) -> bool:
+        """True from a write to the spool (`written`) until the forwarder found it empty
+        after it: while it holds jobs, new ones join the spool behind them (in order)."""
+        return self._written != self._drained
+
+    def written(self) -> None:
+        """Jobs were added to the spool (or found in it at start-up)."""
+        self._written += 1
 
     def start(self) -> None:
         with self._start_lock:
@@ -268,6 +280,7 @@ class Forwarder:
     def _run(self) -> None:
         delay = self._min_delay
         while not self._stop.is_set():
+            seen = self._written
             try:
                 moved = self._forward_once()
             except BackendError as exc:
@@ -285,6 +298,7 @@ class Forwarder:
             self.last_error = None
             delay = self._min_delay
             if moved == 0:
+                self._drained = seen  # empty after every write made before this look
                 self._wake.wait(1.0)
                 self._wake.clear()
 

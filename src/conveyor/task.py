@@ -312,8 +312,10 @@ class Task(Generic[P, R]):
         return self._prepare(args, kwargs, signature=False)
 
     def _prepare(
-        self, args: Sequence[Any], kwargs: Mapping[str, Any], *, signature: bool = True
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], trace_context: Any = UNSET,
+        *, signature: bool = True,
     ) -> EnqueueJob:
+        """`trace_context`: the caller's, when it already looked it up (once per batch)."""
         if signature:
             self.check_arguments(args, kwargs)
         else:
@@ -337,7 +339,8 @@ class Task(Generic[P, R]):
             group=None if call.group is UNSET else call.group,
             timeout=call.timeout if call.timeout is not UNSET else opts.timeout,
             tags=call.tags if call.tags is not UNSET else opts.tags,
-            trace_context=current_trace_context(),
+            trace_context=(current_trace_context() if trace_context is UNSET
+                           else trace_context),
         )
 
     @property
@@ -371,17 +374,18 @@ class Task(Generic[P, R]):
         """Store many jobs in one transaction. Items: `task.call(...)`, a tuple of
         positional arguments, or a dict of keyword arguments. All or nothing."""
         jobs: list[EnqueueJob] = []
+        context = current_trace_context()  # one span around the whole batch
         for i, item in enumerate(calls):
             if isinstance(item, Call):
                 if item.task.name != self.name:
                     raise InvalidOptionError(
                         f"item {i} is a call of {item.task.name}, not of {self.name}"
                     )
-                jobs.append(self._prepare(item.args, item.kwargs))
+                jobs.append(self._prepare(item.args, item.kwargs, context))
             elif isinstance(item, tuple):
-                jobs.append(self._prepare(item, {}))
+                jobs.append(self._prepare(item, {}, context))
             elif isinstance(item, Mapping):
-                jobs.append(self._prepare((), dict(item)))
+                jobs.append(self._prepare((), dict(item), context))
             else:
                 raise InvalidOptionError(
                     f"item {i} of enqueue_many is a {type(item).__name__}: pass "

@@ -84,13 +84,24 @@ FAULTS: list[tuple[str, str, str]] = [
      "Ctrl-C), grace 1 s, max_attempts=1: the children do not get it; jobs that can finish "
      "within the grace period do, the rest are released with their attempt unchanged and "
      "run once more on the next worker; none dead"),
-    ("partition-spool", "17. An application host partitioned from PostgreSQL, spool mode",
-     "the app in its own network namespace, its veth link down for 4 s while it enqueues "
-     "300 jobs one per call (deadline 0.5 s): no caller sees an error, every job lands "
-     "exactly once; recovery: from the link back to an empty spool"),
+    ("partition-spool", "17. Application hosts partitioned from PostgreSQL: spool mode",
+     "three application hosts (network namespaces, veth links) cut off at once for 15 s; "
+     "this one enqueues 5,000 jobs (4 threads, one job per call, deadline 0.5 s): no caller "
+     "sees an error, every job lands exactly once; recovery: from the links back to all "
+     "5,000 stored (bound: 10 s)"),
     ("partition-raise", "18. The same partition, raise mode",
-     "every refused call fails within 1.5 s (deadline 1 s) with NotStoredError and none of "
-     "the refused jobs is stored; jobs = calls that returned, each stored"),
+     "one call every 20 ms (deadline 1 s): every call made during the partition fails "
+     "within 1.5 s with NotStoredError and none of the refused jobs is stored; jobs = calls "
+     "that returned, each stored; unknown = the INSERT in flight at the instant of the cut "
+     "(EnqueueOutcomeUnknown, named by client id, stored at most once)"),
+    ("partition-killed-spool", "19. The same partition, an application SIGKILLed with "
+     "1,000 jobs in its spool",
+     "spool mode, 1,000 jobs acknowledged as spooled, then kill -9 while still cut off; "
+     "after the heal `conveyor spool flush` (as a restart would) delivers each exactly once"),
+    ("partition-worker-host", "20. A worker host cut off past its lease",
+     "three worker hosts (namespaces, 4 threads each) drain 400 jobs of 100 ms; one is cut "
+     "off for 6 s (lease 2 s): the others rescue its jobs, its late completions are "
+     "refused, and once its link is back it takes new jobs (80 more enqueued then)"),
 ]
 
 PREAMBLE = """\

@@ -234,10 +234,14 @@ def test_raise_after_the_insert_was_sent_tells_stored_from_not_stored(
 
 @ONLY_POSTGRES
 def test_raise_on_a_frozen_connection_fails_within_the_deadline(
-    spool_app: Callable[..., Conveyor], outage: Outage
+    spool_app: Callable[..., Conveyor], outage: Outage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The connection stays up but nothing gets through (a partition): the ping hangs,
-    the INSERT is never sent; once the network is back the late ping changes nothing."""
+    """The connection stays up but nothing gets through (a partition) while it sat idle:
+    the ping hangs, the INSERT is never sent; once the network is back the late ping
+    changes nothing."""
+    from conveyor.backends.postgres import backend
+
+    monkeypatch.setattr(backend, "FRESH_SECONDS", 0.0)  # idle: pinged before the INSERT
     assert outage.proxy is not None
     app = spool_app(when_unreachable="raise", unreachable_timeout=1.0)
     add = app.get_task("add")
@@ -252,6 +256,35 @@ def test_raise_on_a_frozen_connection_fails_within_the_deadline(
     assert len(outage.rows()) == 1
     assert add.enqueue(2).id is not None
     assert len(outage.rows()) == 2
+
+
+@ONLY_POSTGRES
+def test_a_connection_frozen_just_after_it_answered_is_cut_at_the_deadline(
+    spool_app: Callable[..., Conveyor], outage: Outage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection that just answered sends its INSERT without a ping. Frozen then, the
+    INSERT hangs: the watchdog cuts the socket at the deadline; the look-up by client id
+    cannot answer either (still frozen), so the caller hears "MAY have been stored"
+    within two deadlines, and once the network is back the job is there at most once."""
+    from conveyor.backends.postgres import backend
+
+    monkeypatch.setattr(backend, "FRESH_SECONDS", 60.0)  # fresh: no ping
+    assert outage.proxy is not None
+    app = spool_app(when_unreachable="raise", unreachable_timeout=1.0)
+    add = app.get_task("add")
+    add.enqueue_many([(0,)])
+    for _ in range(4):  # every pooled connection has answered an enqueue
+        add.enqueue(0)
+    outage.proxy.freeze()
+    started = time.monotonic()
+    with pytest.raises(EnqueueOutcomeUnknown) as caught:
+        add.enqueue(1)
+    assert time.monotonic() - started < 2 * 1.0 + 0.5
+    outage.proxy.restore()
+    time.sleep(0.5)
+    stored = [r[1] for r in outage.rows()]
+    assert len(stored) in (5, 6) and stored[5:] in ([], caught.value.client_ids)
+    assert add.enqueue(2).id is not None  # the cut connection was replaced
 
 
 @ONLY_POSTGRES

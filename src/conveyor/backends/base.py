@@ -14,7 +14,10 @@ surface is `Conveyor`, `Task`, `Job` and the CLI.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -55,23 +58,35 @@ class JobInsert:
 
 
 class SendGate:
-    """Between a caller that waits for a write with a deadline and the thread doing it.
+    """Between a caller that waits for a write with a deadline and the code doing it.
 
     The backend calls `sending()` right before it sends the write (after it has a
-    working connection); the caller calls `close()` when its deadline passed. The
-    two are serialized: either the write was sent before the close (the outcome is
-    unknown until looked up by client id) or it never will be (`sending` raises
-    `NotStoredError`), so "not sent" is certain.
+    working connection); the caller (or the `Watchdog`, at the deadline) calls
+    `close()`. The two are serialized: either the write was sent before the close
+    (the outcome is unknown until looked up by client id) or it never will be
+    (`sending` raises `NotStoredError`), so "not sent" is certain.
+
+    A write done in the caller's own thread (no hand-off) is cut at the deadline by
+    the `Watchdog`: the backend `attach`es how to abort what it is waiting on (shut
+    the connection's socket) and calls `finish()` before it gives the connection
+    back, after which the abort can no longer fire.
     """
 
-    __slots__ = ("_closed", "_lock", "deadline", "sent", "session")
+    __slots__ = ("_abort", "_closed", "_finished", "_lock", "allowance", "deadline", "sent",
+                 "session")
 
-    def __init__(self, deadline: float | None = None) -> None:
+    def __init__(self, deadline: float | None = None, allowance: float = 0.0) -> None:
         self.deadline = deadline
         """`time.monotonic()` after which the caller no longer waits: a backend that
-        waits for a lock (SQLite) waits no longer than this."""
+        waits for a lock (SQLite) or a connection waits no longer than this."""
+        self.allowance = allowance
+        """Seconds added to the deadline once the write is sent: the time the database
+        may take to store a large batch (a busy server still answering is not an
+        unreachable one)."""
         self._lock = threading.Lock()
         self._closed = False
+        self._finished = False
+        self._abort: Callable[[], None] | None = None
         self.sent = False
         self.session: int | None = None
         """The database session the write was sent on (PostgreSQL backend pid), if any."""
@@ -84,6 +99,8 @@ class SendGate:
                 )
             self.sent = True
             self.session = session
+            if self.deadline is not None:
+                self.deadline += self.allowance
 
     @property
     def closed(self) -> bool:
@@ -95,6 +112,96 @@ class SendGate:
         with self._lock:
             self._closed = True
             return self.sent
+
+    def attach(self, abort: Callable[[], None]) -> None:
+        """How to cut the wait on the connection about to be used (at the deadline).
+        If the deadline already passed, it is cut at once."""
+        with self._lock:
+            self._abort = abort
+            late = self._closed
+        if late:
+            self.expire()
+
+    def finish(self) -> None:
+        """The write is over (answered or failed): no abort from now on."""
+        with self._lock:
+            self._finished = True
+            self._abort = None
+
+    def expire(self) -> None:
+        """The deadline passed: refuse a later send and cut a wait still in progress."""
+        with self._lock:
+            self._closed = True
+            if self._abort is not None and not self._finished:
+                # a best effort on a dying connection
+                with contextlib.suppress(Exception):
+                    self._abort()
+
+
+class Watchdog:
+    """One thread that expires the gates of writes done in their caller's thread.
+
+    Cheaper than handing each write to another thread (which costs a thread switch
+    each way): a call registers its gate (a dict insert) and removes it when done;
+    the thread looks every `tick` seconds while any write is in progress, and parks
+    when there has been none for a second. A deadline so fires at most `tick` late.
+    """
+
+    def __init__(self, tick: float = 0.02) -> None:
+        self.tick = tick
+        self._active: dict[int, SendGate] = {}
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def watch(self, gate: SendGate) -> None:
+        if self._pid != os.getpid():
+            # A forked child: its parent's writes (and their sockets) are not its own.
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._active = {}
+                    self._wake = threading.Event()
+                    self._thread = None
+                    self._pid = os.getpid()
+        self._active[id(gate)] = gate
+        if not self._wake.is_set():
+            self._start()
+
+    def done(self, gate: SendGate) -> None:
+        self._active.pop(id(gate), None)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="conveyor-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._wake.set()
+
+    def _run(self) -> None:
+        idle_since = time.monotonic()
+        while True:
+            self._wake.wait()
+            time.sleep(self.tick)
+            now = time.monotonic()
+            gates = list(self._active.values())
+            if gates:
+                idle_since = now
+            elif now - idle_since > 1.0:
+                self._wake.clear()
+                if self._active:  # a watch() raced the clear: keep going
+                    self._wake.set()
+                continue
+            for gate in gates:
+                if gate.deadline is not None and gate.deadline <= now:
+                    self._active.pop(id(gate), None)
+                    gate.expire()
+
+
+WATCHDOG = Watchdog()
+"""The process's one deadline thread (a forked child starts its own on first use)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -492,12 +599,14 @@ class JobStore(Protocol):
         ...
 
     def job_resolve(
-        self, jobs: Sequence[JobInsert], *, stop_session: int | None = None
+        self, jobs: Sequence[JobInsert], *, stop_session: int | None = None,
+        deadline: float | None = None,
     ) -> list[InsertResult | None]:
         """After an ambiguous insert: each job found by its client id (created), else by
         its idempotency key (not created), else None. `stop_session`: first end that
         database session (the one the insert was sent on), so a write still in flight
-        cannot commit after the answer."""
+        cannot commit after the answer. `deadline` (`time.monotonic()`): give up
+        (`BackendUnavailable`) rather than wait on the network past it."""
         ...
 
     def job_fetch(self, params: FetchParams) -> list[JobRecord]:

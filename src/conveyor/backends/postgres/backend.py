@@ -33,10 +33,12 @@ schema it does not know.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
 import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +57,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from conveyor.backends.base import (
     AUDIT_PRUNE_BATCH,
     SCHEMA_VERSION,
+    WATCHDOG,
     ApiToken,
     AuditRecord,
     Completion,
@@ -100,6 +103,10 @@ _NOTIFY_PAYLOAD_MAX = 7_999
 """PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; past that we send an empty one."""
 _LISTEN_RETRY_AFTER = 5.0
 """Seconds to poll instead of retrying a LISTEN connection that just failed."""
+FRESH_SECONDS = 0.01
+"""An enqueue on a connection that answered one this recently sends its INSERT without
+a ping first (see `PostgresBackend._enqueue_connection`): the window in which a broken
+network leaves an INSERT's outcome to be looked up grows by at most this much."""
 _WORKER_HISTORY = 86_400.0
 """Rows of workers silent this long are history, not workers."""
 
@@ -111,7 +118,10 @@ itself only reports that it timed out). Cleared by the next success."""
 
 
 class _PoolConnection(psycopg.Connection[DictRow]):
-    """A pool connection that remembers why connecting failed, for the error message."""
+    """A pool connection that remembers why connecting failed, for the error message,
+    and when it last answered an enqueue (`answered_at`, `time.monotonic()`)."""
+
+    answered_at = -math.inf
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
@@ -146,6 +156,11 @@ class _LenientTimestamptzLoader(TimestamptzLoader):
 
 
 class PostgresBackend(SQLBackend):
+    enqueue_deadline_in_caller = True
+    """An enqueue with a deadline runs in the caller's thread: the pool's timeout bounds
+    the wait for a connection, and the watchdog cuts a write still waiting at the
+    deadline (see `_enqueue_connection`)."""
+
     def __init__(
         self,
         url: str,
@@ -261,15 +276,16 @@ class PostgresBackend(SQLBackend):
         error and closes it, which makes the socket readable, and only then is
         the connection pinged. A busy worker's fetches, completions and
         heartbeats so never pay for a ping; a connection cut silently (no FIN)
-        fails its call like one cut mid-way, and the worker retries. Enqueues and
-        operator calls, which nobody retries for the caller, always ping: when
+        fails its call like one cut mid-way, and the worker retries. Operator
+        calls, which nobody retries for the caller, always ping (enqueues, which
+        have client ids to resolve a lost answer, ping only an idle connection:
+        see `_enqueue_connection`): when
         the server has just gone away and its goodbye is still on its way (a
         proxy relays it late), the ping fails and the caller gets "cannot
         connect" (certainly not stored); with the quick check the INSERT would
         be sent on the dead connection and fail as "lost the connection", an
         outcome the caller cannot tell from a stored job (tests/faults,
-        enqueue while PostgreSQL is down, shows it). The ping costs a
-        single-call enqueue about a third of its rate.
+        enqueue while PostgreSQL is down, shows it).
 
         A server restart breaks every pooled connection at once. The first one
         found broken makes the pool check all the others, so the caller gets a
@@ -286,6 +302,76 @@ class PostgresBackend(SQLBackend):
             except psycopg.Error:
                 pool.putconn(conn)
                 pool.check()
+                continue
+            return conn
+
+    @contextlib.contextmanager
+    def _enqueue_connection(self, gate: SendGate | None) -> Iterator[Connection]:
+        """A connection for an enqueue in the caller's own thread, within `gate`'s deadline.
+
+        No hand-off to another thread and, on a connection that answered an enqueue
+        within the last `FRESH_SECONDS`, no ping: the caller's write is cut at the
+        deadline by the `Watchdog` (it shuts the connection's socket), and an INSERT
+        whose answer was lost is looked up by client id (see `Conveyor._insert_within`).
+        A connection idle for longer is pinged first (within the deadline too): when
+        the network broke while it sat idle, the ping, not the INSERT, finds out, and
+        the caller hears "not stored" at once instead of an outcome to look up.
+
+        Nothing here waits longer than the deadline: the pool is asked with that
+        timeout, and a broken connection makes the pool check the others in the
+        background (a check waits on the network; the caller does not).
+        """
+        if gate is None or gate.deadline is None:
+            with self._connection() as plain:
+                yield plain
+            return
+        pool = self._get_pool()
+        WATCHDOG.watch(gate)
+        conn: _PoolConnection | None = None
+        try:
+            conn = self._checked_out_within(pool, gate)
+            yield conn
+            conn.answered_at = time.monotonic()
+        except PoolTimeout as exc:
+            raise self._unavailable(pool, exc) from exc
+        except PoolClosed as exc:
+            raise BackendError("this conveyor backend is closed") from exc
+        except psycopg.Error as exc:
+            raise translate_error(exc, self.where) from exc
+        finally:
+            gate.finish()  # before the connection goes back: no abort can reach it now
+            WATCHDOG.done(gate)
+            if conn is not None:
+                broken = conn.broken
+                pool.putconn(conn)
+                if broken:
+                    threading.Thread(
+                        target=_check_pool, args=(pool,), name="conveyor-pool-check",
+                        daemon=True,
+                    ).start()
+
+    def _checked_out_within(
+        self, pool: ConnectionPool[_PoolConnection], gate: SendGate
+    ) -> _PoolConnection:
+        assert gate.deadline is not None
+        while True:
+            left = min(self.connect_timeout, gate.deadline - time.monotonic())
+            if left <= 0:
+                raise PoolTimeout("no working connection within the enqueue deadline")
+            conn = pool.getconn(timeout=left)
+            gate.attach(functools.partial(_cut, conn))
+            if not conn.broken and not _readable(conn) and (
+                time.monotonic() - conn.answered_at < FRESH_SECONDS
+            ):
+                return conn
+            try:
+                ConnectionPool.check_connection(conn)
+            except psycopg.Error:
+                gate.attach(_nothing)
+                pool.putconn(conn)
+                threading.Thread(
+                    target=_check_pool, args=(pool,), name="conveyor-pool-check", daemon=True
+                ).start()
                 continue
             return conn
 
@@ -468,7 +554,7 @@ class PostgresBackend(SQLBackend):
                 raise translate_error(exc, self.where) from exc
         if _one_group_due_now(jobs):
             return self._insert_due_group(jobs, gate)
-        with self._transaction(pipeline=True) as conn:
+        with self._enqueue_connection(gate) as conn, conn.pipeline(), conn.transaction():
             if gate is not None:
                 gate.sending(conn.info.backend_pid)
             return self._insert(conn, jobs)
@@ -478,9 +564,11 @@ class PostgresBackend(SQLBackend):
         return int(rows[0]["id"]) if rows else None
 
     def job_resolve(
-        self, jobs: Sequence[JobInsert], *, stop_session: int | None = None
+        self, jobs: Sequence[JobInsert], *, stop_session: int | None = None,
+        deadline: float | None = None,
     ) -> list[InsertResult | None]:
-        with self._connection() as conn:
+        gate = None if deadline is None else SendGate(deadline)
+        with self._enqueue_connection(gate) as conn:
             if stop_session is not None:
                 try:
                     conn.execute(_Q["session_stop"], {"pid": stop_session})
@@ -510,7 +598,7 @@ class PostgresBackend(SQLBackend):
         params = _group_params(jobs[0])
         params["args"] = "[" + ",".join(job.args_json for job in jobs) + "]"
         params["client_ids"] = dumps([job.client_id for job in jobs])
-        with self._connection() as conn, conn.pipeline(), conn.cursor() as cur:
+        with self._enqueue_connection(gate) as conn, conn.pipeline(), conn.cursor() as cur:
             if gate is not None:
                 gate.sending(conn.info.backend_pid)
             cur.execute(_Q["job_insert_group"], params)
@@ -990,6 +1078,22 @@ def _notify_for(conn: psycopg.Connection[Any], rows: Sequence[DictRow]) -> None:
         conn.execute(
             _Q["notify"], {"queues": _notify_payload(sorted({row["queue"] for row in rows}))}
         )
+
+
+def _cut(conn: psycopg.Connection[Any]) -> None:
+    """Shut the connection's socket (from the watchdog's thread): the caller's wait on
+    it ends at once with "connection lost", and the pool discards the connection."""
+    with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _check_pool(pool: ConnectionPool[Any]) -> None:
+    with contextlib.suppress(Exception):  # a closed pool, a server still away: next time
+        pool.check()
 
 
 def _readable(conn: psycopg.Connection[Any]) -> bool:

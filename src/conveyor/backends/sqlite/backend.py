@@ -226,7 +226,12 @@ def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
 
 
 class SQLiteBackend(SQLBackend):
+    enqueue_deadline_in_caller = True
+    """An enqueue with a deadline runs in the caller's thread: the only wait is for the
+    write lock, and it is bounded by the deadline (see `job_insert_many`)."""
+
     _STATS_READ_TASK = "stats_read_task"
+
     def __init__(self, url: str, *, clock: Clock | None = None) -> None:
         self.url = url
         self.path, options = parse_sqlite_url(url)
@@ -513,7 +518,8 @@ class SQLiteBackend(SQLBackend):
         return int(rows[0]["id"]) if rows else None
 
     def job_resolve(
-        self, jobs: Sequence[JobInsert], *, stop_session: int | None = None
+        self, jobs: Sequence[JobInsert], *, stop_session: int | None = None,
+        deadline: float | None = None,
     ) -> list[InsertResult | None]:
         ids = [job.client_id for job in jobs if job.client_id is not None]
 
