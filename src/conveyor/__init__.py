@@ -16,6 +16,7 @@ from conveyor.app import Conveyor
 from conveyor.errors import (
     BackendError,
     BackendUnavailable,
+    CancelRequested,
     ConfigurationError,
     ConveyorError,
     Discard,
@@ -28,18 +29,25 @@ from conveyor.errors import (
     JobCancelled,
     JobFailed,
     JobNotFound,
+    LeaseLost,
     NotStoredError,
+    NotWaitingError,
     OperationError,
     RetryAfter,
     SchemaError,
     SerializationError,
+    SignalTimeout,
     SpoolFullError,
+    StepError,
+    StepFailed,
+    StepTimeout,
     UnknownTaskError,
     WaitTimeout,
 )
 from conveyor.job import Job
 from conveyor.middleware import Attempt, AttemptResult, EnqueueJob, Middleware
 from conveyor.retry import CircuitBreaker, Retry, RetryPolicy
+from conveyor.steps import JobContext
 from conveyor.task import Task
 from conveyor.types import AttemptError, JobRecord, JobState
 from conveyor.worker import Worker
@@ -52,6 +60,7 @@ __all__ = [
     "AttemptResult",
     "BackendError",
     "BackendUnavailable",
+    "CancelRequested",
     "CircuitBreaker",
     "ConfigurationError",
     "Conveyor",
@@ -66,19 +75,26 @@ __all__ = [
     "InvalidOptionError",
     "Job",
     "JobCancelled",
+    "JobContext",
     "JobFailed",
     "JobNotFound",
     "JobRecord",
     "JobState",
+    "LeaseLost",
     "Middleware",
     "NotStoredError",
+    "NotWaitingError",
     "OperationError",
     "Retry",
     "RetryAfter",
     "RetryPolicy",
     "SchemaError",
     "SerializationError",
+    "SignalTimeout",
     "SpoolFullError",
+    "StepError",
+    "StepFailed",
+    "StepTimeout",
     "Task",
     "UnknownTaskError",
     "WaitTimeout",

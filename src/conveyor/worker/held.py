@@ -284,6 +284,17 @@ class HeldJobs:
                     expired.append(held.record)
         return expired
 
+    def take_for_cancel(self, job_id: int, lease_token: int) -> Held | None:
+        """A running attempt an operator cancelled whose grace ran out: abandoned (its
+        outcome is not written), returned so its child can be killed; None when it is not
+        ours or already finished."""
+        with self.lock:
+            held = self._same_lease(job_id, lease_token)
+            if held is None or held.abandoned or held.finished or not held.started:
+                return None
+            held.abandoned = True
+            return held
+
     # -- shutdown ---------------------------------------------------------------------------
     def take_for_shutdown(self) -> ShutdownRelease:
         """Abandon what is still ours and unfinished, to give it back."""
