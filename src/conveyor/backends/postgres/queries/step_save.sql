@@ -11,7 +11,8 @@ SELECT id, %(name)s::text, %(args_digest)s::text, %(status)s::text, %(result)s::
 FROM conveyor_jobs
 WHERE id = %(job_id)s::bigint AND lease_token = %(lease_token)s::bigint AND state = 'running'
 ON CONFLICT (job_id, name) DO UPDATE
-SET status = excluded.status, result = excluded.result, wake_at = excluded.wake_at,
+SET status = excluded.status, result = excluded.result,
+    wake_at = coalesce(excluded.wake_at, step.wake_at),
     tries = excluded.tries, finished_at = excluded.finished_at,
     args_digest = excluded.args_digest
 WHERE step.status <> 'done' AND NOT (step.status = 'signalled' AND excluded.status = 'waiting')

@@ -10,7 +10,8 @@ SELECT id, :name, :args_digest, :status, :result,
 FROM conveyor_jobs
 WHERE id = :job_id AND lease_token = :lease_token AND state = 'running'
 ON CONFLICT (job_id, name) DO UPDATE
-SET status = excluded.status, result = excluded.result, wake_at = excluded.wake_at,
+SET status = excluded.status, result = excluded.result,
+    wake_at = coalesce(excluded.wake_at, conveyor_job_steps.wake_at),
     tries = excluded.tries, finished_at = excluded.finished_at,
     args_digest = excluded.args_digest
 WHERE conveyor_job_steps.status <> 'done'
