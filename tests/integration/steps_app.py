@@ -54,4 +54,4 @@ def stubborn(ctx: JobContext) -> str:
 @app.task(name="napper", max_attempts=3)
 def napper(ctx: JobContext, seconds: float) -> dict[str, Any]:
     ctx.sleep(seconds)
-    return {"resumed": ctx.step("resumed", time.time)}
+    return {"resumed": time.time()}

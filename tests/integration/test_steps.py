@@ -176,9 +176,10 @@ def test_a_thousand_sleeping_jobs_hold_no_slot_and_resume_on_time(
 ) -> None:
     from tests.integration.steps_app import napper
 
-    poll = 0.5
+    poll = 1.0  # the default poll interval
     jobs = steps_app.enqueue_jobs([napper.prepare(2.0) for _ in range(1000)])
-    workers.start("-c", "4", "--poll-interval", str(poll))
+    for _ in range(2):
+        workers.start("-c", "16", "--poll-interval", str(poll))
     deadline = time.monotonic() + 90
     while _counts(steps_app)[JobState.SUCCEEDED] < 1000:
         assert time.monotonic() < deadline, dict(_counts(steps_app))
@@ -198,7 +199,7 @@ def test_a_thousand_sleeping_jobs_hold_no_slot_and_resume_on_time(
     for _, change in sorted(intervals):
         asleep += change
         most = max(most, asleep)
-    # 4 slots, yet hundreds of jobs slept at the same time: a sleep holds no slot.
+    # 32 slots, yet hundreds of jobs slept at the same time: a sleep holds no slot.
     assert most > 500, most
     assert min(late) >= 0
     assert max(late) <= poll, f"latest resume {max(late):.3f}s after its wake time"
