@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import json
 import math
 import secrets
 import socket
@@ -346,6 +347,27 @@ class Operations:
         return self.backend.audit_list(found)
 
 
+def steps_json(
+    context: JobContextRecord | None, found: Sequence[StepRecord]
+) -> dict[str, Any]:
+    """The JSON form of a job's context and steps (the CLI's and the API's)."""
+    return {
+        "progress": {
+            "fraction": None if context is None else context.progress,
+            "message": None if context is None else context.progress_message,
+        },
+        "metadata": {} if context is None else context.metadata,
+        "cancel_requested_at": None if context is None else context.cancel_requested_at,
+        "steps": [
+            {"name": s.name, "status": s.status, "attempt": s.attempt, "tries": s.tries,
+             "started_at": s.started_at, "finished_at": s.finished_at, "wake_at": s.wake_at,
+             "took": None if s.finished_at is None else s.finished_at - s.started_at,
+             "result": None if s.result_json is None else json.loads(s.result_json)}
+            for s in found
+        ],
+    }
+
+
 __all__ = [
-    "CANCEL_GRACE", "Operations", "OperationsBackend", "hash_token", "local_actor",
+    "CANCEL_GRACE", "Operations", "OperationsBackend", "hash_token", "local_actor", "steps_json",
 ]

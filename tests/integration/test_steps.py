@@ -133,7 +133,9 @@ def test_a_completed_step_never_runs_again_while_workers_are_killed_again_and_ag
             f"s{i}" for i in range(5)
         ]
     assert len(calls) == 1000
-    print(f"kills={kills} steps cut by a kill and run again={repeated}")
+    rescued = sum(r.attempt > 1 for r in steps_app.backend.job_list(JobFilter(limit=1000)))
+    assert rescued > 0, "no job was running when its worker was killed"
+    print(f"kills={kills} jobs rescued={rescued} steps cut by a kill and run again={repeated}")
 
 
 @pytest.mark.parametrize("pool", ["thread", "process"])
