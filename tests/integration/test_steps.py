@@ -5,6 +5,7 @@ The tasks are in steps_app.py; workers are `conveyor worker` processes.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -214,3 +215,24 @@ def test_a_thousand_sleeping_jobs_hold_no_slot_and_resume_on_time(
     assert min(late) >= 0
     assert max(late) <= poll, f"latest resume {max(late):.3f}s after its wake time"
     print(f"most asleep at once={most} latest resume={max(late):.3f}s")
+
+
+def test_a_process_pool_child_records_steps_and_sleeps_over_its_own_connection(
+    workers: Workers, steps_app: Conveyor
+) -> None:
+    from tests.integration.steps_app import five_steps, napper
+
+    jobs = steps_app.enqueue_jobs(
+        [five_steps.prepare(n) for n in range(4)] + [napper.prepare(0.2)]
+    )
+    workers.start("-c", "2", "--pool", "process", "--poll-interval", "0.1")
+    for job in jobs:
+        job.wait(timeout=60)
+    for job in jobs[:4]:
+        steps = steps_app.operations.job_steps(job.id)[1]
+        assert sorted(s.name for s in steps) == [f"s{i}" for i in range(5)]
+        assert [json.loads(s.result_json or "") for s in sorted(steps, key=lambda s: s.name)] \
+            == job.wait()
+    sleep = steps_app.operations.job_steps(jobs[4].id)[1][0]
+    assert sleep.name == "sleep-1" and sleep.wake_at is not None
+    assert jobs[4].wait()["resumed"] >= sleep.wake_at
