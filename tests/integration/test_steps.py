@@ -153,7 +153,8 @@ def test_cancelling_a_running_job_ends_it_within_the_grace_plus_one_second(
 ) -> None:
     from tests.integration.steps_app import cooperative, stubborn
 
-    workers.start("-c", "2", "--pool", pool, "--poll-interval", "0.1")
+    workers.start("-c", "2" if pool == "thread" else "1", "--pool", pool,
+                  "--poll-interval", "0.1")
     grace = 1.0
     # The thread pool: one job stops by itself, one ignores the request (its thread
     # cannot be killed: the job is cancelled all the same). The process pool: the child
@@ -180,6 +181,11 @@ def test_cancelling_a_running_job_ends_it_within_the_grace_plus_one_second(
         assert context is not None and context.cancel_requested_at is not None
     # Cancelling a finished job says so.
     assert not steps_app.cancel(job)
+    if pool == "process":  # the one slot is free again: its killed child was replaced
+        from tests.integration.steps_app import five_steps
+
+        after = steps_app.enqueue_jobs([five_steps.prepare(7)])[0]
+        assert len(after.wait(timeout=30)) == 5
 
 
 def test_a_thousand_sleeping_jobs_hold_no_slot_and_resume_on_time(

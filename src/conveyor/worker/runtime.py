@@ -535,6 +535,10 @@ class Worker:
 
     def _finish(self, record: JobRecord, result: AttemptResult) -> None:
         if not self.held.finished(record):
+            if self.held.forget_cancelled(record):
+                log.info("worker %s: the attempt of cancelled job %s returned; its outcome is "
+                         "not recorded", self.id, record.id, extra={"job_id": record.id})
+                return
             log.warning(
                 "worker %s: job %s finished after its attempt was given up (timeout, lost lease "
                 "or shutdown); its outcome is not recorded", self.id, record.id,
