@@ -16,6 +16,7 @@ from conveyor.app import Conveyor
 from conveyor.errors import (
     BackendError,
     BackendUnavailable,
+    CancelRequested,
     ConfigurationError,
     ConveyorError,
     Discard,
@@ -28,12 +29,18 @@ from conveyor.errors import (
     JobCancelled,
     JobFailed,
     JobNotFound,
+    LeaseLost,
     NotStoredError,
+    NotWaitingError,
     OperationError,
     RetryAfter,
     SchemaError,
     SerializationError,
+    SignalTimeout,
     SpoolFullError,
+    StepError,
+    StepFailed,
+    StepTimeout,
     UnknownTaskError,
     WaitTimeout,
     WorkflowCycleError,
@@ -41,6 +48,7 @@ from conveyor.errors import (
 from conveyor.job import Job
 from conveyor.middleware import Attempt, AttemptResult, EnqueueJob, Middleware
 from conveyor.retry import CircuitBreaker, Retry, RetryBudget, RetryPolicy
+from conveyor.steps import JobContext
 from conveyor.task import Task
 from conveyor.types import AttemptError, JobRecord, JobState
 from conveyor.worker import Worker
@@ -54,6 +62,7 @@ __all__ = [
     "AttemptResult",
     "BackendError",
     "BackendUnavailable",
+    "CancelRequested",
     "CircuitBreaker",
     "ConfigurationError",
     "Conveyor",
@@ -68,12 +77,15 @@ __all__ = [
     "InvalidOptionError",
     "Job",
     "JobCancelled",
+    "JobContext",
     "JobFailed",
     "JobNotFound",
     "JobRecord",
     "JobState",
+    "LeaseLost",
     "Middleware",
     "NotStoredError",
+    "NotWaitingError",
     "OperationError",
     "Retry",
     "RetryAfter",
@@ -81,7 +93,11 @@ __all__ = [
     "RetryPolicy",
     "SchemaError",
     "SerializationError",
+    "SignalTimeout",
     "SpoolFullError",
+    "StepError",
+    "StepFailed",
+    "StepTimeout",
     "Task",
     "UnknownTaskError",
     "WaitTimeout",

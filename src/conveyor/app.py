@@ -35,12 +35,13 @@ from conveyor.errors import (
     EnqueueOutcomeUnknown,
     InvalidOptionError,
     NotStoredError,
+    OperationError,
     UnknownTaskError,
 )
 from conveyor.events import EventBus, EventName, JobEvent
 from conveyor.job import Job, job_from_record
 from conveyor.middleware import EnqueueJob, Middleware, chain_enqueue, check_middleware
-from conveyor.operations import Operations
+from conveyor.operations import Operations, local_actor
 from conveyor.retry import (
     DEFAULT_RETRY,
     DEFAULT_RETRY_BUDGET,
@@ -843,6 +844,18 @@ class Conveyor:
         """Enqueue by task name (for code that does not import the task)."""
         return self.get_task(task_name).enqueue(*args, **kwargs)
 
+    def signal(self, job: Job[Any] | int, name: str, payload: Any = None) -> str:
+        """Wake a job waiting in `ctx.wait_for(name)` with a JSON `payload` (an approval,
+        a webhook's body); "woken" or "delivered" (see `Operations.signal`). Raises
+        `NotWaitingError` when the job does not wait for that signal."""
+        return self.operations.signal(_stored_id(job), name, payload, actor=local_actor("app"),
+                                      source="app")
+
+    def cancel(self, job: Job[Any] | int, *, grace: float | None = None) -> bool:
+        """Cancel a job, running or not (see `Operations.cancel`); False once it finished."""
+        return self.operations.cancel(_stored_id(job), actor=local_actor("app"), source="app",
+                                      grace=grace)
+
     def get_job(self, job_id: int) -> Job[Any] | None:
         record = self.backend.job_get(job_id)
         return None if record is None else job_from_record(self, record)
@@ -945,6 +958,14 @@ class Conveyor:
 
     def _now(self) -> float:
         return self.backend.now()  # the backend opens on first use, so looked up each time
+
+
+def _stored_id(job: Job[Any] | int) -> int:
+    if isinstance(job, int):
+        return job
+    if job.id is None:
+        raise OperationError("this job is still in the local spool: it has no id to act on yet")
+    return job.id
 
 
 def _where(url: str) -> str:

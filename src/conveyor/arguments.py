@@ -170,6 +170,40 @@ class _Param:
     hint: Any
 
 
+CONTEXT_MARKER = "__conveyor_job_context__"
+"""Set on `conveyor.steps.JobContext`: a parameter annotated with it is handed the job's
+context by the worker, and is no argument of the job (core cannot import the class)."""
+
+
+def _is_context(hint: Any, raw: Any) -> bool:
+    if getattr(hint, CONTEXT_MARKER, False):
+        return True
+    # An annotation that does not resolve (a postponed name): judge it by its text.
+    text = raw if isinstance(raw, str) else ""
+    return text == "JobContext" or text.endswith(".JobContext")
+
+
+def context_parameter(fn: Callable[..., Any]) -> tuple[str, int | None] | None:
+    """`fn`'s parameter annotated `JobContext`, if it has one: its name and its position
+    among the positional parameters (None for keyword-only)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        hints = {}
+    kind = inspect.Parameter
+    position = 0
+    for p in signature.parameters.values():
+        positional = p.kind in (kind.POSITIONAL_ONLY, kind.POSITIONAL_OR_KEYWORD)
+        if _is_context(hints.get(p.name), p.annotation):
+            return p.name, position if positional else None
+        position += positional
+    return None
+
+
 class ArgumentChecker:
     """The checks of one task's arguments, built once; `check` raises `InvalidArgumentsError`.
 
@@ -208,6 +242,8 @@ class ArgumentChecker:
         names: list[str] = []
         for p in signature.parameters.values():
             hint = hints.get(p.name, inspect.Parameter.empty)
+            if _is_context(hint, p.annotation):
+                continue  # handed in by the worker, never given by the caller
             if p.kind is kind.VAR_POSITIONAL:
                 self._var_positional = compile_hint(hint) or True
                 self._var_positional_hint = hint
@@ -293,4 +329,7 @@ class ArgumentChecker:
                           f"argument {name!r} must be {hint_text(hint)}, got {json_name(value)}")
 
 
-__all__ = ["ArgumentChecker", "compile_hint", "hint_text", "json_name"]
+__all__ = [
+    "CONTEXT_MARKER", "ArgumentChecker", "compile_hint", "context_parameter", "hint_text",
+    "json_name",
+]

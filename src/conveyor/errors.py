@@ -9,6 +9,7 @@
     │   ├── WorkflowCycleError    a workflow's depends_on forms a cycle
     │   └── SpoolFullError        the local spool is full (or too old): back-pressure
     ├── OperationError            an operator action was refused (bad input); nothing changed
+    │   └── NotWaitingError       a signal to a job that does not wait for it
     ├── UnknownTaskError          no task registered under that name
     ├── EncryptionError           an encrypted payload does not decrypt (altered, misplaced)
     │   └── EncryptionKeyMissing  its key id is not in this process's key ring
@@ -21,11 +22,17 @@
     │   ├── JobFailed             the job ended `dead`
     │   ├── JobCancelled          the job ended `cancelled`
     │   └── JobNotFound           the job does not exist (never enqueued, or pruned)
-    └── WaitTimeout               `Job.wait(timeout=…)` ran out (also a `TimeoutError`)
+    ├── WaitTimeout               `Job.wait(timeout=…)` ran out (also a `TimeoutError`)
+    ├── StepError                 a durable step was misused or failed (the message says why)
+    │   ├── StepFailed            its function failed on every try its retry policy allows
+    │   └── StepTimeout           one try ran past the step's timeout (also a `TimeoutError`)
+    ├── SignalTimeout             `ctx.wait_for(name, timeout)` ran out (also a `TimeoutError`)
+    └── LeaseLost                 a step or report was refused: the job is no longer ours
 
     ControlSignal                 not failures: a task raises them to steer its own retries
     ├── RetryAfter(seconds)       retry at exactly this delay (e.g. a 429's Retry-After)
-    └── Discard(reason)           do not retry: the job goes to `dead` now
+    ├── Discard(reason)           do not retry: the job goes to `dead` now
+    └── CancelRequested           `ctx.check_cancelled()`: an operator cancelled the job
 
 `TaskTimeout`, `LeaseExpired` and `ResultNotSerializable` are error types
 recorded in a job's error history when an attempt ran out of time, its worker
@@ -178,6 +185,34 @@ class ResultNotSerializable(ConveyorError):
     """
 
 
+class NotWaitingError(OperationError):
+    """A signal was sent to a job that is not waiting for it (see `ctx.wait_for`)."""
+
+
+class StepError(ConveyorError):
+    """A durable step was misused (name reused with other arguments, arguments or result
+    not JSON) or could not finish; the message says which and what to change."""
+
+
+class StepFailed(StepError):
+    """A step's function failed on every try its retry policy allows (the last error is
+    the `__cause__`)."""
+
+
+class StepTimeout(StepError, TimeoutError):
+    """One try of a step ran past the step's timeout."""
+
+
+class SignalTimeout(ConveyorError, TimeoutError):
+    """`ctx.wait_for(name, timeout)` ran out before the signal came."""
+
+
+class LeaseLost(ConveyorError):
+    """A step, progress report or wait was refused: this attempt no longer owns the job
+    (its lease expired and another worker took it, or it was cancelled). The attempt
+    stops; its outcome is not recorded."""
+
+
 class ControlSignal(Exception):
     """Base of the signals a task raises to steer its own retries. Not a failure of conveyor."""
 
@@ -204,3 +239,8 @@ class Discard(ControlSignal):
     def __init__(self, reason: str = "discarded by the task") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class CancelRequested(ControlSignal):
+    """Raised by `ctx.check_cancelled()` once an operator asked to cancel the running job:
+    let it propagate, and the job ends `cancelled` (not retried, not dead)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import json
 import math
 import secrets
 import socket
@@ -34,14 +35,16 @@ from conveyor.backends.base import (
     AuditEntry,
     AuditFilter,
     AuditRecord,
+    JobContextRecord,
     JobFilter,
+    StepRecord,
     TokenInsert,
     WorkflowEdge,
     WorkflowNode,
     WorkflowRecord,
 )
-from conveyor.errors import OperationError
-from conveyor.jsonvalue import storable_text
+from conveyor.errors import NotWaitingError, OperationError
+from conveyor.jsonvalue import check_json, dumps, storable_text
 from conveyor.types import JobRecord, JobState
 
 TOKEN_PREFIX = "cvy_"  # noqa: S105 - a marker, not a secret
@@ -50,6 +53,10 @@ IDS_IN_AUDIT = 100
 """Most job ids written into one audit entry's parameters (the count is always exact)."""
 TEXT_LIMIT = 255
 ACTOR_LIMIT = 1000
+CANCEL_GRACE = 10.0
+"""Seconds a running job has to stop by itself after a cancel, before it is stopped hard."""
+SIGNAL_PAYLOAD_LIMIT = 64 * 1024
+"""Largest signal payload, in bytes of JSON."""
 
 
 class OperationsBackend(Protocol):
@@ -67,6 +74,12 @@ class OperationsBackend(Protocol):
     def workflow_cancel(
         self, workflow_id: str, *, audit: AuditRecord | None = None
     ) -> int | None: ...
+    def job_cancel_request(
+        self, job_id: int, grace: float, *, audit: AuditRecord | None = None
+    ) -> bool: ...
+    def job_signal(self, job_id: int, name: str, payload_json: str) -> str | None: ...
+    def job_context(self, job_id: int) -> JobContextRecord | None: ...
+    def step_list(self, job_id: int) -> list[StepRecord]: ...
     def job_delete(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int: ...
     def queue_pause(
         self, queue: str, by: str = "", *, audit: AuditRecord | None = None
@@ -218,9 +231,31 @@ class Operations:
                              params=_filter_params(found))
         return self.backend.job_retry(found, audit=audit)
 
-    def cancel(self, job_id: int, *, actor: str, source: str) -> bool:
-        """Cancel a job that has not started; False if it is past that."""
-        audit = self._record("job.cancel", f"job:{_job_id(job_id)}", actor=actor, source=source)
+    def cancel(
+        self, job_id: int, *, actor: str, source: str, grace: float | None = None
+    ) -> bool:
+        """Cancel a job, running or not; False when it has finished (or does not exist).
+
+        A job that has not started (or waits in `ctx.sleep`/`ctx.wait_for`) is
+        `cancelled` at once. A running job is asked to stop: its task sees
+        `ctx.cancelled`, and its worker stops it hard once `grace` seconds (default
+        CANCEL_GRACE) have passed; it is `cancelled` when that happened.
+        """
+        _job_id(job_id)
+        grace = CANCEL_GRACE if grace is None else grace
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or not (
+            math.isfinite(grace) and 0 <= grace <= 86400
+        ):
+            raise OperationError(f"grace must be 0 to 86400 seconds, got {grace!r:.80}")
+        record = self.backend.job_get(job_id)
+        if record is None:
+            return False
+        if record.state is JobState.RUNNING:
+            audit = self._record("job.cancel", f"job:{job_id}", actor=actor, source=source,
+                                 params={"running": True, "grace": float(grace)})
+            if self.backend.job_cancel_request(job_id, float(grace), audit=audit):
+                return True
+        audit = self._record("job.cancel", f"job:{job_id}", actor=actor, source=source)
         return self.backend.job_cancel(job_id, audit=audit)
 
     # -- workflows ------------------------------------------------------------------------
@@ -243,6 +278,43 @@ class Operations:
         audit = self._record("workflow.cancel", f"workflow:{workflow_id}",
                              actor=actor, source=source)
         return self.backend.workflow_cancel(workflow_id, audit=audit)
+
+    def signal(
+        self, job_id: int, name: str, payload: Any = None, *, actor: str, source: str
+    ) -> str:
+        """Deliver signal `name` with a JSON `payload` to a job waiting for it in
+        `ctx.wait_for(name)`; returns "woken" (it was given back to wait: it is due now)
+        or "delivered" (it is still running, about to wait: it is due the moment it
+        gives its slot back). `NotWaitingError` when the job does not wait for it."""
+        _job_id(job_id)
+        _text(name, "signal name", 193)
+        try:
+            check_json(payload, "signal payload")
+            text = dumps(payload)
+        except Exception as exc:
+            raise OperationError(f"a signal payload must be JSON: {exc}") from None
+        if len(text.encode()) > SIGNAL_PAYLOAD_LIMIT:
+            raise OperationError(
+                f"a signal payload is at most {SIGNAL_PAYLOAD_LIMIT} bytes of JSON; store "
+                "large data elsewhere and signal its key"
+            )
+        status = self.backend.job_signal(job_id, f"signal:{name}", text)  # its wait step
+        if status is None:
+            record = self.backend.job_get(job_id)
+            state = "does not exist" if record is None else f"is {record.state}"
+            raise NotWaitingError(
+                f"job {job_id} {state} and is not waiting for signal {name!r}: a signal "
+                "wakes a job inside ctx.wait_for(name); check the name, and that the job "
+                "has reached its wait"
+            )
+        self.record("job.signal", f"job:{job_id}", actor=actor, source=source,
+                    params={"signal": name}, count=1)
+        return "woken" if status == "done" else "delivered"
+
+    def job_steps(self, job_id: int) -> tuple[JobContextRecord | None, list[StepRecord]]:
+        """A job's stored context (progress, metadata, cancel request) and its steps."""
+        _job_id(job_id)
+        return self.backend.job_context(job_id), self.backend.step_list(job_id)
 
     def purge(self, found: JobFilter, *, actor: str, source: str) -> int:
         """Delete the finished jobs matching `found` (all finished states unless it names
@@ -350,4 +422,27 @@ class Operations:
         return self.backend.audit_list(found)
 
 
-__all__ = ["Operations", "OperationsBackend", "hash_token", "local_actor"]
+def steps_json(
+    context: JobContextRecord | None, found: Sequence[StepRecord]
+) -> dict[str, Any]:
+    """The JSON form of a job's context and steps (the CLI's and the API's)."""
+    return {
+        "progress": {
+            "fraction": None if context is None else context.progress,
+            "message": None if context is None else context.progress_message,
+        },
+        "metadata": {} if context is None else context.metadata,
+        "cancel_requested_at": None if context is None else context.cancel_requested_at,
+        "steps": [
+            {"name": s.name, "status": s.status, "attempt": s.attempt, "tries": s.tries,
+             "started_at": s.started_at, "finished_at": s.finished_at, "wake_at": s.wake_at,
+             "took": None if s.finished_at is None else s.finished_at - s.started_at,
+             "result": None if s.result_json is None else json.loads(s.result_json)}
+            for s in found
+        ],
+    }
+
+
+__all__ = [
+    "CANCEL_GRACE", "Operations", "OperationsBackend", "hash_token", "local_actor", "steps_json",
+]

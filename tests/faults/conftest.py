@@ -56,8 +56,10 @@ def private_pg_url(private_pg: PrivateCluster, private_pg_database: str) -> str:
         private_pg.start()
     private_pg.wait_ready()
     with psycopg.connect(private_pg_database, autocommit=True) as conn:
-        conn.execute("TRUNCATE conveyor_jobs, conveyor_workers, conveyor_breakers, "
-                     "conveyor_retry_budget RESTART IDENTITY")
+        conn.execute(
+            "TRUNCATE conveyor_jobs, conveyor_workers, conveyor_breakers, conveyor_retry_budget, "
+            "conveyor_job_steps, conveyor_job_context RESTART IDENTITY"
+        )
     return private_pg_database
 
 

@@ -44,7 +44,10 @@ FLEET_APP = textwrap.dedent(
 @pytest.fixture
 def pg_url(pg_database: str) -> str:
     with psycopg.connect(pg_database, autocommit=True) as conn:
-        conn.execute("TRUNCATE conveyor_jobs, conveyor_workers RESTART IDENTITY")
+        conn.execute(
+            "TRUNCATE conveyor_jobs, conveyor_workers, conveyor_job_steps, conveyor_job_context "
+            "RESTART IDENTITY"
+        )
     return pg_database
 
 

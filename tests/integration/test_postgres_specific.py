@@ -95,7 +95,10 @@ def migrated_url(pg_admin_url: str) -> Iterator[str]:
 def url(migrated_url: str) -> str:
     """A database with the conveyor schema applied and no jobs or workers."""
     with psycopg.connect(migrated_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE conveyor_jobs, conveyor_workers RESTART IDENTITY")
+        conn.execute(
+            "TRUNCATE conveyor_jobs, conveyor_workers, conveyor_job_steps, conveyor_job_context "
+            "RESTART IDENTITY"
+        )
     return migrated_url
 
 

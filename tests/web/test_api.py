@@ -261,7 +261,9 @@ def test_get_job_shows_every_attempt_with_its_traceback(web: Web) -> None:
 
 
 # -- acting -------------------------------------------------------------------------------
-def test_cancel_a_waiting_job_and_409_for_one_that_started(web: Web) -> None:
+def test_cancel_a_waiting_job_at_once_a_running_one_by_request_and_409_when_finished(
+    web: Web,
+) -> None:
     headers = web.as_role("operator")
     waiting = enqueue(web, {"task": "add", "args": [1], "options": {"delay": 60}}).json()
     r = web.client.post(f"/api/v1/jobs/{waiting['id']}/cancel", headers=headers)
@@ -271,8 +273,14 @@ def test_cancel_a_waiting_job_and_409_for_one_that_started(web: Web) -> None:
     assert again.json()["state"] == "cancelled"
     running = enqueue(web, {"task": "add", "args": [1]}).json()
     web.app.backend.job_fetch(FetchParams("w", ["default"], 1, 30.0))
-    r = web.client.post(f"/api/v1/jobs/{running['id']}/cancel", headers=headers)
-    assert r.status_code == 409 and r.json()["state"] == "running"
+    r = web.client.post(f"/api/v1/jobs/{running['id']}/cancel?grace=2.5", headers=headers)
+    # A running job is asked to stop: it stays running until it (or its worker) does.
+    assert r.status_code == 200 and r.json()["state"] == "running"
+    steps = web.client.get(f"/api/v1/jobs/{running['id']}/steps", headers=headers).json()
+    assert steps["cancel_requested_at"] is not None and steps["steps"] == []
+    signal = web.client.post(f"/api/v1/jobs/{running['id']}/signal", headers=headers,
+                             json={"name": "approval", "payload": {"ok": True}})
+    assert signal.status_code == 409 and "not waiting" in signal.json()["detail"]
     assert web.client.post("/api/v1/jobs/424242/cancel", headers=headers).status_code == 404
 
 

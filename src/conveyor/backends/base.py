@@ -899,9 +899,112 @@ class TokenStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One recorded step of a job (see `conveyor.steps`)."""
+
+    name: str
+    args_digest: str
+    status: Literal["done", "waiting", "signalled"]
+    """done: finished, `result_json` holds its value; waiting: a durable wait until
+    `wake_at`; signalled: a signal came while the job was still running."""
+    result_json: str | None
+    wake_at: float | None
+    attempt: int
+    """The job's attempt that recorded it."""
+    tries: int
+    """How many times the step's function was called before it finished."""
+    started_at: float
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepSave:
+    """A step to record for a running job, fenced by its lease token."""
+
+    job_id: int
+    lease_token: int
+    name: str
+    args_digest: str
+    status: Literal["done", "waiting"]
+    result_json: str | None = None
+    wake_in: float | None = None
+    """Seconds from the database's now until a wait ends."""
+    tries: int = 1
+    took: float = 0.0
+    """Seconds the step ran (its start is recorded as now minus this)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobContextRecord:
+    """What a job reported about itself, and an operator's cancel request."""
+
+    progress: float | None = None
+    progress_message: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    updated_at: float | None = None
+    cancel_requested_at: float | None = None
+    cancel_grace: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequest:
+    """A job this worker runs that an operator asked to cancel."""
+
+    job_id: int
+    lease_token: int
+    age: float
+    """Seconds since the request."""
+    grace: float
+    """Seconds the job has to stop by itself before it is cancelled hard."""
+
+
+class StepStore(Protocol):
+    """Durable steps, waits, signals, progress and cancel requests of jobs."""
+
+    def step_list(self, job_id: int) -> list[StepRecord]: ...
+
+    def step_save(self, step: StepSave) -> bool:
+        """Record a step; False when the lease moved on (nothing written), or the step
+        was already finished or signalled."""
+        ...
+
+    def job_signal(self, job_id: int, name: str, payload_json: str) -> str | None:
+        """Deliver a signal to a job waiting for `name`: the new status of its wait
+        ("done": the job was given back to wait and is woken; "signalled": it is still
+        running and is due again as soon as it gives its slot back); None when the job
+        does not wait for that signal."""
+        ...
+
+    def job_context(self, job_id: int) -> JobContextRecord | None: ...
+
+    def job_report(
+        self, job_id: int, lease_token: int, *, progress: float | None = None,
+        message: str | None = None, set_progress: bool = False,
+        metadata_json: str | None = None,
+    ) -> bool | None:
+        """Store progress (with `set_progress`) and/or metadata of a running job, fenced;
+        returns whether a cancel was requested, None when the lease moved on."""
+        ...
+
+    def job_cancel_request(
+        self, job_id: int, grace: float, *, audit: AuditRecord | None = None
+    ) -> bool:
+        """Ask a running job to stop within `grace` seconds; False when it is not running."""
+        ...
+
+    def job_cancel_watch(self, worker_id: str, job_ids: Sequence[int]) -> list[CancelRequest]:
+        """Of `job_ids` (run by `worker_id`), those an operator asked to cancel."""
+        ...
+
+    def job_cancel_running(self, job_id: int, lease_token: int) -> bool:
+        """Mark a running job cancelled, fenced by its lease token."""
+        ...
+
+
 class Backend(
     JobStore, QueueAdmin, Coordinator, StatsStore, TokenStore, WorkflowStore, FlowStore,
-    Protocol,
+    StepStore, Protocol,
 ):
     """What a storage engine must do: every role, plus its schema and lifetime.
     See the module docstring for the rules."""

@@ -8,6 +8,7 @@ No SQL is assembled from strings at run time.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from abc import ABC, abstractmethod
@@ -23,6 +24,8 @@ from conveyor.backends.base import (
     AuditFilter,
     AuditRecord,
     BreakerRow,
+    CancelRequest,
+    JobContextRecord,
     JobFilter,
     JobStats,
     OperatorRetry,
@@ -32,6 +35,8 @@ from conveyor.backends.base import (
     SpoolHost,
     SpoolReport,
     StatsQuery,
+    StepRecord,
+    StepSave,
     Throughput,
     TokenInsert,
     WorkerInfo,
@@ -447,6 +452,83 @@ class SQLBackend(ABC):
                                            "first_attempts": 0, "retries": 1})
                 retries += 1
             return RetryBudgetUse(allowed, firsts, retries)
+
+        return self._atomically(work)
+
+
+
+    # -- steps, waits, progress and cancel requests (see conveyor.steps) ---------------
+    def step_list(self, job_id: int) -> list[StepRecord]:
+        return [
+            StepRecord(
+                name=row["name"], args_digest=row["args_digest"], status=row["status"],
+                result_json=row["result"], wake_at=_float_or_none(row["wake_at"]),
+                attempt=int(row["attempt"]), tries=int(row["tries"]),
+                started_at=float(row["started_at"]), finished_at=_float_or_none(row["finished_at"]),
+            )
+            for row in self._rows("step_list", {"job_id": job_id})
+        ]
+
+    def step_save(self, step: StepSave) -> bool:
+        return bool(self._change("step_save", {
+            "job_id": step.job_id, "lease_token": step.lease_token, "name": step.name,
+            "args_digest": step.args_digest, "status": step.status,
+            "result": step.result_json, "wake_in": step.wake_in, "tries": step.tries,
+            "took": max(0.0, step.took),
+        }))
+
+    def job_context(self, job_id: int) -> JobContextRecord | None:
+        rows = self._rows("context_get", {"job_id": job_id})
+        if not rows:
+            return None
+        row = rows[0]
+        metadata = json.loads(row["metadata"]) if row["metadata"] else {}
+        return JobContextRecord(
+            progress=_float_or_none(row["progress"]), progress_message=row["progress_message"],
+            metadata=metadata if isinstance(metadata, dict) else {},
+            updated_at=_float_or_none(row["updated_at"]),
+            cancel_requested_at=_float_or_none(row["cancel_requested_at"]),
+            cancel_grace=_float_or_none(row["cancel_grace"]),
+        )
+
+    def job_report(
+        self, job_id: int, lease_token: int, *, progress: float | None = None,
+        message: str | None = None, set_progress: bool = False,
+        metadata_json: str | None = None,
+    ) -> bool | None:
+        rows = self._change("context_report", {
+            "job_id": job_id, "lease_token": lease_token, "progress": progress,
+            "message": message, "set_progress": set_progress, "metadata": metadata_json,
+        })
+        return bool(rows[0]["cancel_requested"]) if rows else None
+
+    def job_cancel_request(
+        self, job_id: int, grace: float, *, audit: AuditRecord | None = None
+    ) -> bool:
+        return bool(self._change(
+            "job_cancel_request", {"job_id": job_id, "grace": grace}, audit=audit
+        ))
+
+    def job_cancel_watch(self, worker_id: str, job_ids: Sequence[int]) -> list[CancelRequest]:
+        if not job_ids:
+            return []
+        rows = self._rows(
+            "job_cancel_watch", {"worker_id": worker_id, "ids": self._array(list(job_ids))}
+        )
+        return [
+            CancelRequest(int(row["job_id"]), int(row["lease_token"]),
+                          max(0.0, float(row["age"])), float(row["cancel_grace"] or 0.0))
+            for row in rows
+        ]
+
+    def job_cancel_running(self, job_id: int, lease_token: int) -> bool:
+        # A cancelled workflow node settles its dependants in the same transaction
+        # (cancelled, or released under runs_when="finished"), as job_cancel does.
+        def work(run: Run) -> bool:
+            rows = run("job_cancel_running", {"job_id": job_id, "lease_token": lease_token})
+            if rows:
+                self._workflow_advance(run, [(job_id, JobState.CANCELLED.value)])
+            return bool(rows)
 
         return self._atomically(work)
 

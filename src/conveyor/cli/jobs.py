@@ -1,4 +1,5 @@
-"""`conveyor jobs show|list`: one job in full, or a filtered list."""
+"""`conveyor jobs show|list|cancel|signal|steps`: one job in full, a filtered list, and
+the actions on one job."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from conveyor.cli.common import (
 )
 from conveyor.cli.status import STATE_STYLES
 from conveyor.clock import format_duration
+from conveyor.operations import steps_json
 from conveyor.redaction import shown_record
 from conveyor.types import JobRecord, JobState
 
@@ -171,17 +173,75 @@ def list_jobs(
 
 @jobs.command()
 @click.argument("job_id", metavar="ID", type=click.IntRange(min=1))
+@click.option("--grace", type=click.FloatRange(min=0, max=86400), metavar="SECONDS",
+              help="A running job's time to stop by itself before it is stopped hard "
+                   "(default 10).")
 @app_options
-def cancel(job_id: int, app_argument: str | None, app_option: str | None) -> None:
-    """Cancel job ID if it has not started (scheduled or available)."""
+def cancel(
+    job_id: int, grace: float | None, app_argument: str | None, app_option: str | None
+) -> None:
+    """Cancel job ID: at once if it has not started or waits (ctx.sleep, ctx.wait_for);
+    a running job is asked to stop (ctx.cancelled) and stopped hard after the grace."""
     app, _ = open_app(app_argument, app_option)
     ops, actor, source = operations(app)
-    if ops.cancel(job_id, actor=actor, source=source):
-        click.echo(f"job {job_id} cancelled")
+    before = ops.get_job(job_id)
+    if ops.cancel(job_id, actor=actor, source=source, grace=grace):
+        if before is not None and before.state is JobState.RUNNING:
+            click.echo(f"job {job_id} is running: asked to stop; it is cancelled when it "
+                       f"stops, or hard after {10.0 if grace is None else grace:g}s")
+        else:
+            click.echo(f"job {job_id} cancelled")
         return
     record = ops.get_job(job_id)
     if record is None:
         raise CliError(f"job {job_id} does not exist (never enqueued, or pruned after retention)")
-    raise CliError(
-        f"job {job_id} is {record.state}: only scheduled or available jobs can be cancelled"
-    )
+    raise CliError(f"job {job_id} is {record.state}: a finished job cannot be cancelled")
+
+
+@jobs.command()
+@click.argument("job_id", metavar="ID", type=click.IntRange(min=1))
+@click.argument("name")
+@click.argument("payload", required=False, default="null")
+@app_options
+def signal(
+    job_id: int, name: str, payload: str, app_argument: str | None, app_option: str | None
+) -> None:
+    """Send signal NAME with a JSON PAYLOAD (default null) to job ID, which waits for it in
+    ctx.wait_for(NAME)."""
+    try:
+        value = json.loads(payload)
+    except ValueError as exc:
+        raise CliError(f"PAYLOAD must be JSON ({exc}); quote text: '\"yes\"'") from None
+    app, _ = open_app(app_argument, app_option)
+    ops, actor, source = operations(app)
+    outcome = ops.signal(job_id, name, value, actor=actor, source=source)
+    click.echo(f"job {job_id}: signal {name!r} {outcome}")
+
+
+@jobs.command()
+@click.argument("job_id", metavar="ID", type=click.IntRange(min=1))
+@app_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def steps(job_id: int, app_argument: str | None, app_option: str | None, as_json: bool) -> None:
+    """Job ID's progress, metadata and durable steps (results, tries, timing)."""
+    app, _ = open_app(app_argument, app_option)
+    context, found = app.operations.job_steps(job_id)
+    data = steps_json(context, found)
+    if as_json:
+        echo_json(data)
+        return
+    out = console()
+    progress = data["progress"]
+    if progress["fraction"] is not None:
+        out.print(f"progress {progress['fraction']:.0%} {escape(progress['message'] or '')}")
+    if data["cancel_requested_at"] is not None:
+        out.print("[yellow]cancel requested[/]")
+    table = Table(title=f"Steps of job {job_id} ({len(found)})", title_justify="left")
+    for column in ("name", "status", "attempt", "tries", "took", "result"):
+        table.add_column(column)
+    for step in data["steps"]:
+        took = "-" if step["took"] is None else format_duration(step["took"])
+        table.add_row(escape(step["name"]), step["status"], str(step["attempt"]),
+                      str(step["tries"]), took, one_line(json.dumps(step["result"]))[:80])
+    out.print(table)
+

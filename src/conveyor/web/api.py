@@ -6,10 +6,10 @@ from typing import Any
 
 from conveyor.app import Conveyor
 from conveyor.backends.base import ROLES, AuditFilter, JobFilter
-from conveyor.errors import OperationError
+from conveyor.errors import NotWaitingError, OperationError
 from conveyor.insights import worker_json
 from conveyor.middleware import EnqueueJob
-from conveyor.operations import Operations
+from conveyor.operations import Operations, steps_json
 from conveyor.task import Task
 from conveyor.types import JobState
 from conveyor.web.arguments import check_arguments
@@ -28,6 +28,7 @@ from conveyor.web.routing import (
     validation_problem,
 )
 from conveyor.web.schema import (
+    ANY_JSON,
     NO_NUL,
     call_schemas,
     normalize,
@@ -452,12 +453,33 @@ def get_job(call: ApiRequest) -> Reply:
 
 def cancel_job(call: ApiRequest) -> Reply:
     record = _job_or_404(call)
-    if not _ops(call).cancel(record.id, actor=call.actor, source=call.client):
+    given = call.query.get("grace")
+    grace = None if given is None else float(given)
+    if not _ops(call).cancel(record.id, actor=call.actor, source=call.client, grace=grace):
         current = _ops(call).get_job(record.id)
         state = current.state if current else record.state
-        raise Problem("conflict", f"job {record.id} is {state}: only scheduled or available "
-                      "jobs can be cancelled", state=str(state))
+        raise Problem("conflict", f"job {record.id} is {state}: a finished job cannot be "
+                      "cancelled", state=str(state))
     return Reply(200, job_json(_job_or_404(call)))
+
+
+def signal_job(call: ApiRequest) -> Reply:
+    record = _job_or_404(call)
+    body = call.body
+    try:
+        outcome = _ops(call).signal(record.id, body["name"], body.get("payload"),
+                                    actor=call.actor, source=call.client)
+    except NotWaitingError as exc:
+        raise Problem("conflict", str(exc), state=str(record.state)) from None
+    except OperationError as exc:
+        raise Problem("invalid-option", str(exc)) from None
+    return Reply(200, {"job_id": record.id, "signal": body["name"], "outcome": outcome})
+
+
+def job_steps(call: ApiRequest) -> Reply:
+    record = _job_or_404(call)
+    context, found = _ops(call).job_steps(record.id)
+    return Reply(200, {"job_id": record.id, **steps_json(context, found)})
 
 
 def retry_job(call: ApiRequest) -> Reply:
@@ -725,9 +747,32 @@ ENDPOINTS: list[ApiEndpoint] = [
              ), problems=("invalid-cursor",)),
     ApiEndpoint("GET", "/jobs/{job_id}", "get_job", "Get a job with its error history",
              Permission.READ, get_job, OK_JOB, params=(JOB_ID_PARAM,)),
-    ApiEndpoint("POST", "/jobs/{job_id}/cancel", "cancel_job", "Cancel a job that has not started",
-             Permission.OPERATE, cancel_job, OK_JOB, params=(JOB_ID_PARAM,),
-             problems=("conflict",)),
+    ApiEndpoint("POST", "/jobs/{job_id}/cancel", "cancel_job", "Cancel a job, running or not",
+             Permission.OPERATE, cancel_job, OK_JOB,
+             params=(JOB_ID_PARAM, Param(
+                 "grace", "query", {"type": "number", "minimum": 0, "maximum": 86400},
+                 "A running job's seconds to stop by itself before it is stopped hard "
+                 "(default 10).")),
+             problems=("conflict",),
+             description="A job that has not started, or waits in ctx.sleep/ctx.wait_for, is "
+                         "cancelled at once. A running job is asked to stop (ctx.cancelled) "
+                         "and stopped hard after the grace; it stays `running` until then."),
+    ApiEndpoint("POST", "/jobs/{job_id}/signal", "signal_job",
+             "Wake a job waiting for a signal", Permission.OPERATE, signal_job,
+             {200: ("Delivered: `woken` (due now) or `delivered` (due once it gives its "
+                    "slot back).", obj({
+                        "job_id": {"type": "integer"}, "signal": {"type": "string"},
+                        "outcome": {"type": "string", "enum": ["woken", "delivered"]},
+                    }))},
+             params=(JOB_ID_PARAM,),
+             body=obj({"name": text(1, 193), "payload": ANY_JSON}, required=("name",)),
+             problems=("conflict", "invalid-option"),
+             description="The job must be inside `ctx.wait_for(name)`; otherwise 409."),
+    ApiEndpoint("GET", "/jobs/{job_id}/steps", "job_steps",
+             "A job's progress, metadata and durable steps", Permission.READ, job_steps,
+             {200: ("Progress, metadata and steps in the order they started.", {
+                 "type": "object"})},
+             params=(JOB_ID_PARAM,)),
     ApiEndpoint("POST", "/jobs/{job_id}/retry", "retry_job", "Run a dead job again",
              Permission.OPERATE, retry_job, OK_JOB, params=(JOB_ID_PARAM,),
              problems=("conflict",)),

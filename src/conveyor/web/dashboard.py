@@ -40,7 +40,7 @@ from conveyor.backends.base import AuditFilter, JobFilter, StatsQuery
 from conveyor.clock import format_duration
 from conveyor.insights import worker_json
 from conveyor.jsonvalue import storable_text
-from conveyor.operations import Operations
+from conveyor.operations import Operations, steps_json
 from conveyor.types import JobState
 from conveyor.web.auth import (
     ANONYMOUS,
@@ -453,10 +453,12 @@ async def job_detail(request: Request, principal: Principal) -> Response:
     record, retries, now = await run_in_threadpool(read)
     if record is None:
         raise Problem("not-found", f"no job {job_id} (never enqueued, or pruned)")
+    context, found = await run_in_threadpool(state.conveyor.operations.job_steps, job_id)
     shown = job_json(record)
     return _render(request, "job.html", principal=principal, nav="jobs", job=shown,
                    history=attempt_history(shown["errors"], retries),
                    timing=_timing(record, now),
+                   steps=steps_json(context, found),
                    may_operate=principal.may(Permission.OPERATE),
                    done=request.query_params.get("done"))
 
@@ -474,7 +476,10 @@ async def job_action(request: Request, principal: Principal) -> Response:
             lambda: ops.retry(JobFilter(ids=[job_id], limit=1), **who)
         )
     elif action == "cancel":
+        before = await run_in_threadpool(ops.get_job, job_id)
         changed = await run_in_threadpool(lambda: ops.cancel(job_id, **who))
+        if changed and before is not None and before.state is JobState.RUNNING:
+            return _redirect(request, f"/jobs/{job_id}", done="asked to stop (cancel requested)")
     else:
         raise Problem("not-found", f"no action {action!r}")
     if not changed:

@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from conveyor.arguments import context_parameter
+
 Schema = Mapping[str, Any]
 
 NO_NUL = "^[^\\u0000]*$"
@@ -379,7 +381,9 @@ def call_schemas(fn: Callable[..., Any], max_args: int) -> list[Schema | bool]:
     except Exception:  # unresolvable annotations: names only
         hints = {}
     kind = inspect.Parameter
-    params = list(signature.parameters.values())
+    context = context_parameter(fn)  # handed in by the worker: no argument of the job
+    params = [p for p in signature.parameters.values()
+              if context is None or p.name != context[0]]
     positional = [p for p in params if p.kind in (kind.POSITIONAL_ONLY, kind.POSITIONAL_OR_KEYWORD)]
     var_positional = any(p.kind is kind.VAR_POSITIONAL for p in params)
     var_keyword = any(p.kind is kind.VAR_KEYWORD for p in params)

@@ -113,7 +113,8 @@ class ChildProcess:
         request = json.dumps(
             {"id": record.id, "task": record.task, "args": record.args, "kwargs": record.kwargs,
              "attempt": record.attempt, "max_attempts": record.max_attempts,
-             "timeout": record.timeout}
+             "timeout": record.timeout, "queue": record.queue,
+             "lease_token": record.lease_token}
         )
         try:
             proc.stdin.write(request.encode() + b"\n")
@@ -231,15 +232,22 @@ def main(argv: list[str], load_app: Callable[[str], Any]) -> int:
     for line in sys.stdin.buffer:
         request: dict[str, Any] = json.loads(line)
         record = JobRecord(
-            id=request["id"], task=request["task"], queue="", args=request["args"],
+            id=request["id"], task=request["task"], queue=request.get("queue", ""),
+            args=request["args"],
             kwargs=request["kwargs"], state=JobState.RUNNING, priority=0,
             run_at=to_datetime(0), attempt=request["attempt"],
             max_attempts=request["max_attempts"], lease_owner=None, lease_expires_at=None,
-            lease_token=0, idempotency_key=None, group_key=None, timeout=None,
+            lease_token=request.get("lease_token", 0), idempotency_key=None, group_key=None,
+            timeout=None,
             created_at=to_datetime(0), started_at=None, finished_at=None, result=None,
         )
         try:
-            outcome = run_attempt(app.tasks.get(record.task), record)
+            # A JobContext in the child talks to the database over the child's own
+            # connection (the app it loaded): see conveyor.steps.
+            outcome = run_attempt(
+                app.tasks.get(record.task), record, context_store=app.backend,
+                context_timeout=request.get("timeout"),
+            )
         except BaseException as exc:  # run_attempt never raises; if it did, say so
             outcome = failure(exc)
         answer = {"outcome": json.loads(outcome.to_json()), "rss": resident_memory()}

@@ -25,7 +25,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from conveyor.backends.base import Completion, FetchParams, HeldJob, WorkerInfo
+from conveyor.backends.base import (
+    CancelRequest,
+    Completion,
+    FetchParams,
+    HeldJob,
+    JobContextRecord,
+    StepRecord,
+    StepSave,
+    WorkerInfo,
+)
 from conveyor.clock import Clock
 from conveyor.events import EventBus
 from conveyor.middleware import Middleware
@@ -59,6 +68,18 @@ class WorkerBackend(FlowState, Protocol):
     def worker_heartbeat(self, info: WorkerInfo) -> None: ...
     def worker_remove(self, worker_id: str) -> None: ...
     def wait_for_work(self, timeout: float) -> None: ...
+    def now(self) -> float: ...
+    # the job context (conveyor.steps) and cancellation of running jobs
+    def step_list(self, job_id: int) -> list[StepRecord]: ...
+    def step_save(self, step: StepSave) -> bool: ...
+    def job_context(self, job_id: int) -> JobContextRecord | None: ...
+    def job_report(
+        self, job_id: int, lease_token: int, *, progress: float | None = None,
+        message: str | None = None, set_progress: bool = False,
+        metadata_json: str | None = None,
+    ) -> bool | None: ...
+    def job_cancel_watch(self, worker_id: str, job_ids: Sequence[int]) -> list[CancelRequest]: ...
+    def job_cancel_running(self, job_id: int, lease_token: int) -> bool: ...
 
 
 class CronTicker(Protocol):

@@ -8,24 +8,31 @@ turns an outcome into the backend write: succeeded, retry after a delay, or dead
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import re
 from collections.abc import Callable
 from typing import Any
 
+from conveyor.arguments import context_parameter
 from conveyor.backends.base import Completion
 from conveyor.backends.records import dumps
 from conveyor.clock import to_datetime
 from conveyor.errors import (
+    CancelRequested,
     Discard,
     ResultNotSerializable,
     RetryAfter,
+    StepError,
+    StepFailed,
+    StepTimeout,
     TaskTimeout,
     UnknownTaskError,
 )
 from conveyor.middleware import AttemptResult, describe, qualified_name
 from conveyor.retry import RetryPolicy
+from conveyor.steps import ContextStore, Suspend, build_context
 from conveyor.task import Task, check_json
 from conveyor.types import AttemptError, JobRecord
 from conveyor.workflow import in_workflow
@@ -56,8 +63,22 @@ def encode_result(value: Any, task_name: str) -> str | AttemptResult:
     ), retryable=False)
 
 
+CANCELLED_TYPE = qualified_name(CancelRequested("cancelled"))
+"""The error type of an attempt that stopped because its job was cancelled: the worker
+marks the job `cancelled` instead of failing it."""
+
+
 def classify(task: Task[Any, Any], exc: BaseException) -> AttemptResult:
     """What an exception raised by `task` means for the job."""
+    if isinstance(exc, Suspend):
+        return AttemptResult.deferred(exc.seconds)
+    if isinstance(exc, CancelRequested):
+        return AttemptResult(kind="error", error_type=CANCELLED_TYPE, message=describe(exc),
+                             retryable=False)
+    if isinstance(exc, StepError) and not isinstance(exc, StepFailed | StepTimeout):
+        # A misused step (a reused name, a result that is not JSON) fails the same way
+        # on every attempt: do not spend them.
+        return failure(exc, retryable=False)
     if isinstance(exc, RetryAfter):
         return AttemptResult(
             kind="retry_after",
@@ -79,11 +100,14 @@ def run_attempt(
     record: JobRecord,
     *,
     run_coroutine: Callable[[Any, float | None], Any] | None = None,
+    context_store: ContextStore | None = None,
+    context_timeout: float | None = None,
 ) -> AttemptResult:
     """Run the task function for `record` in this thread; never raises.
 
     Async tasks go through `run_coroutine(coro, timeout)` (a shared event loop),
-    or `asyncio.run` when none is given (a child process).
+    or `asyncio.run` when none is given (a child process). A task that takes a
+    `JobContext` gets one built on `context_store`.
     """
     if task is None:
         return failure(
@@ -94,14 +118,17 @@ def run_attempt(
             retryable=False,
         )
     try:
+        args, kwargs = with_context(
+            task, record, context_store, timeout=context_timeout or record.timeout
+        )
         if task.is_async:
-            coro = task.fn(*record.args, **record.kwargs)
+            coro = task.fn(*args, **kwargs)
             if run_coroutine is not None:
                 value = run_coroutine(coro, record.timeout)
             else:
                 value = asyncio.run(with_timeout(coro, record.timeout))
         else:
-            value = task.fn(*record.args, **record.kwargs)
+            value = task.fn(*args, **kwargs)
     except BaseException as exc:
         return classify(task, exc)
     encoded = encode_result(value, task.name)
@@ -112,6 +139,33 @@ def run_attempt(
         )
         return encoded
     return AttemptResult(kind="ok", result_json=encoded)
+
+
+_context_parameter = functools.lru_cache(maxsize=4096)(context_parameter)
+
+
+def with_context(
+    task: Task[Any, Any], record: JobRecord, store: ContextStore | None,
+    *, timeout: float | None = None,
+) -> tuple[list[Any], dict[str, Any]]:
+    """The call's arguments, with the job's context handed to a task that takes one."""
+    wanted = _context_parameter(task.fn)
+    if wanted is None:
+        return list(record.args), dict(record.kwargs)
+    if store is None:
+        raise RuntimeError("this runner has no backend to build a JobContext on")
+    ctx = build_context(
+        store, job_id=record.id, lease_token=record.lease_token, task=record.task,
+        queue=record.queue, attempt=record.attempt, max_attempts=record.max_attempts,
+        timeout=timeout,
+    )
+    name, position = wanted
+    args, kwargs = list(record.args), dict(record.kwargs)
+    if position is not None and position <= len(args):
+        args.insert(position, ctx)
+    else:
+        kwargs[name] = ctx
+    return args, kwargs
 
 
 async def with_timeout(coro: Any, timeout: float | None) -> Any:

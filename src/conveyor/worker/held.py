@@ -53,6 +53,8 @@ class Held:
     child: Killable | None = None
     took: float | None = None
     """Seconds the attempt ran, once it returned (for the duration in job events)."""
+    cancelled: bool = False
+    """Cancelled hard by an operator (`take_for_cancel`): dropped when the attempt returns."""
     start_recorded: bool = False
     """The backend knows the attempt started (attempts count runs): marked by the fetch
     for a job it handed to a free slot, else by the completer once a slot starts it."""
@@ -283,6 +285,27 @@ class HeldJobs:
                     held.abandoned = True
                     expired.append(held.record)
         return expired
+
+    def take_for_cancel(self, job_id: int, lease_token: int) -> Held | None:
+        """A running attempt an operator cancelled whose grace ran out: abandoned (its
+        outcome is not written), returned so its child can be killed; None when it is not
+        ours or already finished."""
+        with self.lock:
+            held = self._same_lease(job_id, lease_token)
+            if held is None or held.abandoned or held.finished or not held.started:
+                return None
+            held.abandoned = held.cancelled = True
+            return held
+
+    def forget_cancelled(self, record: JobRecord) -> bool:
+        """Drop a job cancelled hard once its attempt returned; False if it was not."""
+        with self.lock:
+            held = self._same_lease(record.id, record.lease_token)
+            if held is None or not held.cancelled:
+                return False
+            del self._jobs[record.id]
+            self.changed.notify_all()
+            return True
 
     # -- shutdown ---------------------------------------------------------------------------
     def take_for_shutdown(self) -> ShutdownRelease:

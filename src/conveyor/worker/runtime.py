@@ -71,7 +71,7 @@ from conveyor.worker.budget import RetryBudgets
 from conveyor.worker.child import ChildProcess
 from conveyor.worker.completer import Completer
 from conveyor.worker.deps import WorkerApp, WorkerDeps
-from conveyor.worker.executor import run_attempt, with_timeout
+from conveyor.worker.executor import CANCELLED_TYPE, run_attempt, with_timeout
 from conveyor.worker.heartbeat import Heartbeat
 from conveyor.worker.held import HeldJobs, Start
 from conveyor.worker.maintenance import Maintenance
@@ -343,6 +343,7 @@ class Worker:
         for i in range(self.concurrency):
             self._spawn(self._slot_main, f"conveyor-slot-{i}")
         self._completer = self._spawn(self.completer.main, "conveyor-completer")
+        self._spawn(self._watch_cancels, "conveyor-cancel")
         self._heartbeat = self._spawn(self.heartbeat.main, "conveyor-heartbeat")
 
     def _spawn(self, target: Callable[[], object], name: str) -> threading.Thread:
@@ -377,6 +378,9 @@ class Worker:
                 result = self._run_middleware(record, child)
                 if result.kind == "deferred":
                     self._defer(record, result.defer)
+                    continue
+                if result.kind == "error" and result.error_type == CANCELLED_TYPE:
+                    self._cancelled(record)
                     continue
                 self._finish(record, result)
         finally:
@@ -426,7 +430,8 @@ class Worker:
             if child is not None and task is not None:
                 self.held.set_child(record, child)
                 return child.run(record)
-            return run_attempt(task, record, run_coroutine=self._run_coroutine)
+            return run_attempt(task, record, run_coroutine=self._run_coroutine,
+                               context_store=self.backend)
         except Exception as exc:  # a bug of ours must not kill the slot
             log.exception("worker %s: internal error running job %s", self.id, record.id)
             return AttemptResult.failed(exc)
@@ -484,8 +489,73 @@ class Worker:
                 self._backend_failed(exc, failures)
         self.held.end_deferral(record, dropped=given_back or not ours)
 
+    # -- cancelling running jobs (see docs/workflows.md, "Cancellation") ------------------
+    def _cancelled(self, record: JobRecord) -> None:
+        """The task stopped on a cancel request (`ctx.check_cancelled()`): the job ends
+        `cancelled`, fenced by the lease."""
+        if not self.held.begin_deferral(record):
+            self.held.end_deferral(record, dropped=True)
+            return
+        done = False
+        try:
+            done = self.backend.job_cancel_running(record.id, record.lease_token)
+        except ConveyorError as exc:
+            log.warning("worker %s: could not mark job %s cancelled (%s); its lease expires "
+                        "and the request stands", self.id, record.id, exc)
+        if done:
+            log.info("worker %s: job %s cancelled (it stopped by itself)", self.id, record.id,
+                     extra={"job_id": record.id, "task": record.task})
+        self.held.end_deferral(record, dropped=True)
+
+    def _watch_cancels(self) -> None:
+        """Every poll interval (at most a second), while attempts run: ask which of them
+        an operator cancelled; once a job's grace has passed, stop it hard. A child
+        process is killed; a thread cannot be, so its attempt is abandoned (the job is
+        cancelled, the thread's outcome and any later step are refused) and its slot
+        stays busy until the function returns."""
+        interval = min(max(self.poll_interval, 0.05), 1.0)
+        while not self._hard_stop.wait(interval):
+            if self._stopping.is_set():
+                continue
+            with self.held.lock:
+                running = self.held.running
+            if not running:
+                continue
+            jobs, _ = self.held.snapshot()
+            try:
+                requests = self.backend.job_cancel_watch(self.id, [j.id for j in jobs])
+            except ConveyorError:
+                continue  # the heartbeat reports an unreachable backend
+            for request in requests:
+                if request.age >= request.grace:
+                    self._cancel_hard(request.job_id, request.lease_token, request.grace)
+
+    def _cancel_hard(self, job_id: int, lease_token: int, grace: float) -> None:
+        held = self.held.take_for_cancel(job_id, lease_token)
+        if held is None:
+            return
+        if held.child is not None:
+            held.child.kill()
+        try:
+            self.backend.job_cancel_running(job_id, lease_token)
+        except ConveyorError as exc:
+            log.warning("worker %s: could not mark job %s cancelled (%s)", self.id, job_id, exc)
+            return
+        log.warning(
+            "worker %s: job %s did not stop within its cancel grace of %.1fs: %s",
+            self.id, job_id, grace,
+            "its process was killed" if held.child is not None else
+            "marked cancelled; its thread runs on until the function returns (its outcome "
+            "and steps are refused)",
+            extra={"job_id": job_id, "task": held.record.task},
+        )
+
     def _finish(self, record: JobRecord, result: AttemptResult) -> None:
         if not self.held.finished(record):
+            if self.held.forget_cancelled(record):
+                log.info("worker %s: the attempt of cancelled job %s returned; its outcome is "
+                         "not recorded", self.id, record.id, extra={"job_id": record.id})
+                return
             log.warning(
                 "worker %s: job %s finished after its attempt was given up (timeout, lost lease "
                 "or shutdown); its outcome is not recorded", self.id, record.id,

@@ -815,6 +815,17 @@ class PostgresBackend(SQLBackend):
                              {"older_than": audit.retention, "limit": AUDIT_PRUNE_BATCH})
         return len(rows)
 
+    def job_signal(self, job_id: int, name: str, payload_json: str) -> str | None:
+        with self._transaction() as conn:
+            rows = conn.execute(
+                _Q["step_signal"], {"job_id": job_id, "name": name, "payload": payload_json}
+            ).fetchall()
+            if not rows:
+                return None
+            if rows[0]["woken_queue"] is not None:
+                _notify_for(conn, [{"queue": rows[0]["woken_queue"]}])
+        return str(rows[0]["status"])
+
     def queue_resume(self, queue: str, *, audit: AuditRecord | None = None) -> bool:
         with self._transaction() as conn:
             rows = conn.execute(_Q["queue_resume"], {"queue": queue}).fetchall()

@@ -778,6 +778,21 @@ class SQLiteBackend(SQLBackend):
         self._notify_local()
         return count
 
+    def job_signal(self, job_id: int, name: str, payload_json: str) -> str | None:
+        params = {"now": self.clock.now(), "job_id": job_id, "name": name,
+                  "payload": payload_json}
+        with self._write() as conn:
+            rows = conn.execute(_Q["step_signal"], params).fetchall()
+            if not rows:
+                return None
+            if rows[0]["status"] == "done":
+                woken = conn.execute(_Q["job_wake"], params).fetchall()
+            else:
+                woken = []
+        if woken:
+            self._notify_local()
+        return str(rows[0]["status"])
+
     def queue_resume(self, queue: str, *, audit: AuditRecord | None = None) -> bool:
         with self._write() as conn:
             row = conn.execute(_Q["queue_resume"], {"queue": queue}).fetchone()

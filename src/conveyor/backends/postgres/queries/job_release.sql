@@ -11,10 +11,17 @@ held AS MATERIALIZED (
     ORDER BY job.id
     FOR UPDATE OF job
 )
+-- A job given back to wait whose signal came while it was still running is due at once.
 UPDATE conveyor_jobs AS job
-SET state = CASE WHEN %(delay)s::float8 > 0 THEN 'scheduled' ELSE 'available' END,
+SET state = CASE WHEN %(delay)s::float8 > 0 AND NOT EXISTS (
+                     SELECT 1 FROM conveyor_job_steps AS s
+                     WHERE s.job_id = job.id AND s.status = 'signalled')
+                 THEN 'scheduled' ELSE 'available' END,
     attempt = job.attempt - 1,
-    run_at = now() + make_interval(secs => %(delay)s::float8),
+    run_at = now() + CASE WHEN EXISTS (
+                          SELECT 1 FROM conveyor_job_steps AS s
+                          WHERE s.job_id = job.id AND s.status = 'signalled')
+                     THEN interval '0' ELSE make_interval(secs => %(delay)s::float8) END,
     lease_owner = NULL,
     lease_expires_at = NULL
 FROM held
