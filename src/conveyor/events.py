@@ -19,6 +19,8 @@ nothing), in the process that made it.
 | `retried`   | follows `failed` when attempts are left                    | retry_delay       |
 | `dead`      | follows `failed` when the job went to the dead-letter queue| error_type        |
 | `lost`      | the completion was refused: the lease had moved on         | duration          |
+| `limit_paused` | the job raised `RetryAfter(limit=...)`: the limit (or   | limit, limit_key, |
+|             | one key) is paused fleet-wide (docs/flow-control.md)       | retry_delay       |
 
 A failed attempt therefore emits two events: `failed`, then `retried` or
 `dead`. Attempts lost with a dead worker (lease expiry) emit nothing in any
@@ -58,6 +60,7 @@ class EventName(StrEnum):
     RETRIED = "retried"
     DEAD = "dead"
     LOST = "lost"
+    LIMIT_PAUSED = "limit_paused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,10 @@ class JobEvent:
     """`retried`: seconds before the next attempt may start."""
     trace_id: str | None = None
     """The trace the job belongs to, when it was enqueued inside one (OpenTelemetry)."""
+    limit: str | None = None
+    """`limit_paused`: the flow-control limit paused."""
+    limit_key: str | None = None
+    """`limit_paused`: the key paused (None: the whole limit)."""
 
 
 Observer = Callable[[JobEvent], None]
