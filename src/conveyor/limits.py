@@ -165,10 +165,4 @@ def build_limit(
         else check_concurrency(key_concurrency, "key_concurrency"),
         queue=queue,
     )
-    if spec.rate is None and spec.concurrency is None and spec.key_rate is None \
-            and spec.key_concurrency is None:
-        raise InvalidOptionError(
-            f"limit {name!r} bounds nothing: give rate='25/s', concurrency=4, "
-            "key_rate='1/s' or key_concurrency=2"
-        )
     return spec

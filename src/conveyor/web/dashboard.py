@@ -369,8 +369,9 @@ async def job_detail(request: Request, principal: Principal) -> Response:
     record = await run_in_threadpool(state.conveyor.backend.job_get, job_id)
     if record is None:
         raise Problem("not-found", f"no job {job_id} (never enqueued, or pruned)")
+    waiting_for = await run_in_threadpool(state.conveyor.operations.why_waiting, record)
     return _render(request, "job.html", principal=principal, nav="jobs", job=job_json(record),
-                   may_operate=principal.may(Permission.OPERATE),
+                   waiting_for=waiting_for, may_operate=principal.may(Permission.OPERATE),
                    done=request.query_params.get("done"))
 
 

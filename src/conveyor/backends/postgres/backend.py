@@ -616,15 +616,18 @@ class PostgresBackend(SQLBackend):
     def _fetch_limited(self, queues: list[str], params: FetchParams) -> list[JobRecord]:
         """Lease limited jobs to free slots, within their limits (job_fetch_limited.sql).
 
-        Two statements in one transaction: the first locks the limits that have work
-        here, so the second (a new snapshot, taken once the locks are held) counts
-        what every earlier fetch of these limits leased."""
+        One transaction: the limits with work here (for the worker's next wait), those
+        of them no other fetch holds, locked (limit_lock.sql), then the lease, whose
+        snapshot, taken once the locks are held, counts what every earlier fetch of
+        these limits leased."""
         with self._transaction(pipeline=True) as conn:
-            locked = conn.execute(_Q["limit_lock"], {"queues": queues}).fetchall()
+            waiting = conn.execute(_Q["limit_waiting"], {"queues": queues})
+            locking = conn.execute(_Q["limit_lock"], {"queues": queues})
             self._limits.saw(time.monotonic(), [
                 None if row["token_wait"] is None else float(row["token_wait"])
-                for row in locked
+                for row in waiting.fetchall()
             ])
+            locked = locking.fetchall()
             if not locked:
                 return []
             rows = conn.execute(_Q["job_fetch_limited"], {

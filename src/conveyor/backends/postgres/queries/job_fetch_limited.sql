@@ -27,19 +27,20 @@ WITH RECURSIVE lim AS MATERIALIZED (
     WHERE l.name = ANY(%(names)s::text[])
       AND (l.paused_until IS NULL OR l.paused_until <= now())
 ),
-open_limits AS (SELECT array_agg(name) AS names FROM lim WHERE allowance > 0),
 active AS (
-    (SELECT j.limit_name, j.limit_key FROM conveyor_jobs AS j, open_limits
-     WHERE j.state = 'available' AND j.limit_name IS NOT NULL
-       AND j.limit_name = ANY(open_limits.names)
-     ORDER BY j.limit_name, j.limit_key LIMIT 1)
+    SELECT first.limit_name, first.limit_key
+    FROM lim, LATERAL (
+        SELECT j.limit_name, j.limit_key FROM conveyor_jobs AS j
+        WHERE j.state = 'available' AND j.limit_name IS NOT NULL AND j.limit_name = lim.name
+        ORDER BY j.limit_name, j.limit_key LIMIT 1
+    ) AS first
+    WHERE lim.allowance > 0
     UNION ALL
     SELECT nxt.limit_name, nxt.limit_key
-    FROM active AS a, open_limits, LATERAL (
+    FROM active AS a, LATERAL (
         SELECT j.limit_name, j.limit_key FROM conveyor_jobs AS j
         WHERE j.state = 'available' AND j.limit_name IS NOT NULL
-          AND (j.limit_name, j.limit_key) > (a.limit_name, a.limit_key)
-          AND j.limit_name = ANY(open_limits.names)
+          AND j.limit_name = a.limit_name AND j.limit_key > a.limit_key
         ORDER BY j.limit_name, j.limit_key LIMIT 1
     ) AS nxt
 ),
