@@ -56,7 +56,8 @@ def private_pg_url(private_pg: PrivateCluster, private_pg_database: str) -> str:
         private_pg.start()
     private_pg.wait_ready()
     with psycopg.connect(private_pg_database, autocommit=True) as conn:
-        conn.execute("TRUNCATE conveyor_jobs, conveyor_workers RESTART IDENTITY")
+        conn.execute("TRUNCATE conveyor_jobs, conveyor_workers, conveyor_limits, "
+                     "conveyor_limit_keys RESTART IDENTITY")
     return private_pg_database
 
 
