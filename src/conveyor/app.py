@@ -497,13 +497,15 @@ class Conveyor:
         key_burst: float | None = None,
         key_concurrency: int | None = None,
         queue: str | None = None,
+        weights: Mapping[str, int] | None = None,
     ) -> LimitSpec:
         """Declare a limit that holds across every worker (docs/flow-control.md).
 
         `rate`: starts per period ('25/s', '600/m'), a token bucket of `burst` jobs
         (default: one second's worth); `concurrency`: most running at once. `key_*`:
         the same for each key (`using(limit_key=...)`); keys take turns. `queue`:
-        jobs of that queue that name no limit fall under this one. Tasks name it
+        jobs of that queue that name no limit fall under this one. `weights`: keys
+        that get more than one job per round of turns ({"tenant:vip": 3}). Tasks name it
         with `@app.task(limit=name)` or `task.using(limit=name)`. The numbers are
         stored when the app first enqueues or a worker starts; an operator can
         change them at run time (`conveyor limits set`).
@@ -513,6 +515,7 @@ class Conveyor:
                 name, rate=rate, burst=burst, concurrency=concurrency, key_rate=key_rate,
                 key_burst=key_burst, key_concurrency=key_concurrency,
                 queue=None if queue is None else check_queue(queue),
+                weights=None if weights is None else dict(weights),
             )
         except InvalidOptionError as exc:
             raise ConfigurationError(str(exc)) from exc

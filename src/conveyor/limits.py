@@ -119,6 +119,8 @@ class LimitSpec:
     key_concurrency: int | None = None
     queue: str | None = None
     """Jobs of this queue that name no other limit fall under this one."""
+    weights: tuple[tuple[str, int], ...] = ()
+    """(key, weight): a key of weight w gets w jobs per round of turns (default 1)."""
 
     def describe(self) -> str:
         parts = []
@@ -143,6 +145,7 @@ def build_limit(
     key_burst: object = None,
     key_concurrency: object = None,
     queue: str | None = None,
+    weights: object = None,
 ) -> LimitSpec:
     """Check every number once, with errors that show a valid form."""
     name = check_limit_name(name)
@@ -164,5 +167,23 @@ def build_limit(
         key_concurrency=None if key_concurrency is None
         else check_concurrency(key_concurrency, "key_concurrency"),
         queue=queue,
+        weights=_check_weights(weights),
     )
     return spec
+
+
+def _check_weights(weights: object) -> tuple[tuple[str, int], ...]:
+    if weights is None:
+        return ()
+    if not isinstance(weights, dict):
+        raise InvalidOptionError(
+            f"weights must be a dict like {{'tenant:vip': 3}}, got {weights!r}"
+        )
+    checked = []
+    for key, weight in weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 1000:
+            raise InvalidOptionError(
+                f"the weight of key {key!r} must be a whole number from 1 to 1000, got {weight!r}"
+            )
+        checked.append((check_limit_key(key), weight))
+    return tuple(sorted(checked))

@@ -164,3 +164,19 @@ def test_a_small_key_is_not_starved_by_a_big_one(fleet: Fleet, backend_url: str)
     assert a_left > 0, "A drained before B finished: the test shows nothing"
     assert p99 < 1.0
     app.close()
+
+
+def test_the_process_pool_keeps_a_key_limit(fleet: Fleet, backend_url: str) -> None:
+    """The slot belongs to the job, not to the process that runs it: 2 per key holds
+    with the process pool too."""
+    app = flow_app(backend_url)
+    fleet.start(1, "-c", "4", "--pool", "process")
+    tenant = app.tasks["tenant"]
+    app.enqueue_jobs([tenant.using(limit_key="solo").prepare(n, "solo", 0.3) for n in range(6)])
+    wait_for(lambda: finished(app) >= 6, 60, "6 jobs of one key")
+    running = most = 0
+    for _, event, *_ in sorted(read(fleet.history), key=lambda r: (r[0], r[1] == "start")):
+        running += 1 if event == "start" else -1
+        most = max(most, running)
+    assert most <= 2, f"{most} of the key ran at once with 4 process slots"
+    app.close()

@@ -645,6 +645,9 @@ class PostgresBackend(SQLBackend):
         with self._transaction() as conn:
             for spec in sorted(specs, key=lambda s: s.name):  # lock order: by name
                 conn.execute(_Q["limit_declare"], limit_spec_params(spec))
+                for key, weight in spec.weights:
+                    conn.execute(_Q["limit_key_weight"],
+                                 {"name": spec.name, "key": key, "weight": weight})
         self._limits.declared()
 
     def limit_list(self, name: str | None = None) -> list[LimitState]:

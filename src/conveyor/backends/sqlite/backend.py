@@ -781,6 +781,9 @@ class SQLiteBackend(SQLBackend):
             now = self.clock.now()
             for spec in specs:
                 conn.execute(_Q["limit_declare"], {**limit_spec_params(spec), "now": now})
+                for key, weight in spec.weights:
+                    conn.execute(_Q["limit_key_weight"],
+                                 {"name": spec.name, "key": key, "weight": weight})
         self._limits.declared()
 
     def limit_list(self, name: str | None = None) -> list[LimitState]:
