@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,8 @@ def fetch(app: Conveyor, start: int = 50, worker: str = "w") -> list[Any]:
 
 @pytest.mark.parametrize("rate", ["100/ss", "0/s", "-5/s", "ten/s", "5", math.inf, math.nan,
                                   -1.0, 0, True, None])
-def test_a_bad_rate_fails_at_import_with_a_valid_form(app: Conveyor, rate: Any) -> None:
+def test_a_bad_rate_fails_at_import_with_a_valid_form(tmp_path: Path, rate: Any) -> None:
+    app = Conveyor(f"sqlite:///{tmp_path}/unused.db")  # declaring touches no database
     if rate is None:
         app.limit("fine", rate="5/s")  # the control: a valid form is accepted
         return
@@ -38,7 +40,8 @@ def test_a_bad_rate_fails_at_import_with_a_valid_form(app: Conveyor, rate: Any) 
     {"key_rate": "1/s", "key_burst": math.inf}, {"weights": {"a": 0}},
     {"weights": {"a\x00": 2}},
 ])
-def test_bad_limit_numbers_fail_at_import(app: Conveyor, options: dict[str, Any]) -> None:
+def test_bad_limit_numbers_fail_at_import(tmp_path: Path, options: dict[str, Any]) -> None:
+    app = Conveyor(f"sqlite:///{tmp_path}/unused.db")
     with pytest.raises(ConfigurationError):
         app.limit("bad", **options)
 

@@ -172,8 +172,8 @@ def test_the_process_pool_keeps_a_key_limit(fleet: Fleet, backend_url: str) -> N
     app = flow_app(backend_url)
     fleet.start(1, "-c", "4", "--pool", "process")
     tenant = app.tasks["tenant"]
-    app.enqueue_jobs([tenant.using(limit_key="solo").prepare(n, "solo", 0.3) for n in range(6)])
-    wait_for(lambda: finished(app) >= 6, 60, "6 jobs of one key")
+    app.enqueue_jobs([tenant.using(limit_key="solo").prepare(n, "solo", 0.3) for n in range(4)])
+    wait_for(lambda: finished(app) >= 4, 60, "4 jobs of one key")
     running = most = 0
     for _, event, *_ in sorted(read(fleet.history), key=lambda r: (r[0], r[1] == "start")):
         running += 1 if event == "start" else -1
