@@ -1,10 +1,10 @@
 """Flow-control limits as the backends store them: row mappings both share, and
 when a fetch looks for limited jobs at all (docs/flow-control.md).
 
-A queue without limits must not pay for them: a backend runs the limited part of
-its fetch only while the last look found limited jobs waiting in the worker's
-queues, and otherwise looks again once per `RECHECK` seconds (a new limit, or a
-limited job enqueued into a queue that had none, is seen within that time).
+A database without limits must not pay for them: a backend runs the limited part
+of its fetch only while the last look found a declared limit, and otherwise looks
+again once per `RECHECK` seconds (a limit declared by another process is seen
+within that time; one declared by this process at once).
 """
 
 from __future__ import annotations
@@ -37,12 +37,13 @@ class LimitWatch:
         with self._lock:
             return self._present or now - self._looked_at >= RECHECK
 
-    def saw(self, now: float, token_waits: Sequence[float | None]) -> None:
-        """The limits with available jobs that the fetch found, each with the seconds
-        until its next token (None: not bound by its rate now)."""
+    def saw(self, now: float, limits: int, token_waits: Sequence[float | None]) -> None:
+        """What the fetch found: how many limits are declared, and for those with
+        available jobs here, the seconds until each one's next token (None: not bound
+        by its rate now)."""
         with self._lock:
             self._looked_at = now
-            self._present = bool(token_waits)
+            self._present = limits > 0
             if not token_waits:
                 self.waiting = None
                 return

@@ -287,6 +287,10 @@ class Worker:
         carries many jobs, not one per finished job.
         """
         busy, running = self.held.counts()
+        if running >= self.concurrency and self.backend.limits_waiting() is not None:
+            # Limited jobs wait and go only to free slots: fetch when one frees up
+            # (prefetching unlimited jobs meanwhile would only delay that).
+            return 0
         prefetch = self._prefetch()
         free = self.concurrency + prefetch - busy
         waiting = busy - running

@@ -623,9 +623,10 @@ class PostgresBackend(SQLBackend):
         with self._transaction(pipeline=True) as conn:
             waiting = conn.execute(_Q["limit_waiting"], {"queues": queues})
             locking = conn.execute(_Q["limit_lock"], {"queues": queues})
-            self._limits.saw(time.monotonic(), [
+            declared = waiting.fetchall()
+            self._limits.saw(time.monotonic(), len(declared), [
                 None if row["token_wait"] is None else float(row["token_wait"])
-                for row in waiting.fetchall()
+                for row in declared if row["has_work"]
             ])
             locked = locking.fetchall()
             if not locked:

@@ -640,7 +640,8 @@ class SQLiteBackend(SQLBackend):
         limits = conn.execute(
             _Q["job_fetch_limits"], {"queues": queues, "limit": params.start, "now": now}
         ).fetchall()
-        self._limits.saw(now, [row["token_wait"] for row in limits])
+        declared = conn.execute(_Q["limit_count"]).fetchone()[0] if not limits else len(limits)
+        self._limits.saw(now, declared, [row["token_wait"] for row in limits])
         open_limits = [row for row in limits if row["allowance"] > 0]
         if not open_limits:
             return []

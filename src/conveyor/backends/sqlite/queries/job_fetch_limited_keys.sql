@@ -9,24 +9,17 @@ WITH RECURSIVE lim AS (
     FROM json_each(:limits)
 ),
 active(limit_name, limit_key) AS (
-    SELECT * FROM (
-        SELECT j.limit_name, j.limit_key FROM conveyor_jobs AS j
-        WHERE j.state = 'available' AND j.limit_name IS NOT NULL
-          AND j.limit_name IN (SELECT name FROM lim)
-        ORDER BY j.limit_name, j.limit_key LIMIT 1
-    )
+    SELECT lim.name, (SELECT j.limit_key FROM conveyor_jobs AS j
+                      WHERE j.state = 'available' AND j.limit_name IS NOT NULL
+                        AND j.limit_name = lim.name
+                      ORDER BY j.limit_name, j.limit_key LIMIT 1)
+    FROM lim
     UNION ALL
-    SELECT (SELECT j.limit_name FROM conveyor_jobs AS j
-            WHERE j.state = 'available' AND j.limit_name IS NOT NULL
-              AND (j.limit_name, j.limit_key) > (a.limit_name, a.limit_key)
-              AND j.limit_name IN (SELECT name FROM lim)
-            ORDER BY j.limit_name, j.limit_key LIMIT 1),
-           (SELECT j.limit_key FROM conveyor_jobs AS j
-            WHERE j.state = 'available' AND j.limit_name IS NOT NULL
-              AND (j.limit_name, j.limit_key) > (a.limit_name, a.limit_key)
-              AND j.limit_name IN (SELECT name FROM lim)
-            ORDER BY j.limit_name, j.limit_key LIMIT 1)
-    FROM active AS a WHERE a.limit_name IS NOT NULL
+    SELECT a.limit_name, (SELECT j.limit_key FROM conveyor_jobs AS j
+                          WHERE j.state = 'available' AND j.limit_name IS NOT NULL
+                            AND j.limit_name = a.limit_name AND j.limit_key > a.limit_key
+                          ORDER BY j.limit_name, j.limit_key LIMIT 1)
+    FROM active AS a WHERE a.limit_key IS NOT NULL
 ),
 keys AS (
     SELECT a.limit_name, a.limit_key, coalesce(k.weight, 1) AS weight,
@@ -43,7 +36,7 @@ keys AS (
     FROM active AS a
     JOIN lim ON lim.name = a.limit_name
     LEFT JOIN conveyor_limit_keys AS k ON k.limit_name = a.limit_name AND k.key = a.limit_key
-    WHERE a.limit_name IS NOT NULL AND (k.paused_until IS NULL OR k.paused_until <= :now)
+    WHERE a.limit_key IS NOT NULL AND (k.paused_until IS NULL OR k.paused_until <= :now)
 )
 SELECT limit_name, limit_key, weight, turn, tokens,
        min(limit_allowance, coalesce(CAST(tokens AS INTEGER), limit_allowance),
