@@ -264,7 +264,9 @@ class Worker:
                     self._work.put(record)
             if len(jobs) == free:
                 continue  # there may be more
-            if self.burst and not jobs and held.idle():
+            if 0 < start <= len(jobs) and backend.limits_waiting() is not None:
+                continue  # every free slot took a limited job: fetch as soon as one frees
+            if self.burst and not jobs and held.idle() and backend.limits_waiting() is None:
                 log.info("worker %s: queues empty, burst done", self.id)
                 return
             try:
@@ -287,7 +289,7 @@ class Worker:
         carries many jobs, not one per finished job.
         """
         busy, running = self.held.counts()
-        if running >= self.concurrency and self.backend.limits_waiting() is not None:
+        if busy >= self.concurrency and self.backend.limits_waiting() is not None:
             # Limited jobs wait and go only to free slots: fetch when one frees up
             # (prefetching unlimited jobs meanwhile would only delay that).
             return 0

@@ -631,7 +631,7 @@ class PostgresBackend(SQLBackend):
             locked = locking.fetchall()
             if not locked:
                 return []
-            rows = conn.execute(_Q["job_fetch_limited"], {
+            rows = conn.execute(_Q["job_fetch_limited"], prepare=True, params={
                 "names": [row["name"] for row in locked], "queues": queues,
                 "limit": params.start, "worker_id": params.worker_id,
                 "lease_seconds": params.lease_seconds,
