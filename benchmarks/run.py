@@ -179,6 +179,29 @@ SYSTEMS: list[System] = [
         )
     ),
     System(
+        "conveyor-sqlite-rate-limit", "conveyor_app", "sqlite", ("conveyor",),
+        "as conveyor-sqlite, every job under one rate limit far above the drain rate "
+        "(1,000,000/s): what the limited fetch costs",
+        _conveyor_workers, {"BENCH_CONVEYOR_FLOW": "rate"},
+    ),
+    System(
+        "conveyor-postgres-rate-limit", "conveyor_app", "postgres", ("conveyor", "psycopg"),
+        "as conveyor-postgres, every job under one rate limit far above the drain rate "
+        "(1,000,000/s)",
+        _conveyor_workers, {"BENCH_CONVEYOR_FLOW": "rate"},
+    ),
+    System(
+        "conveyor-sqlite-1000-keys", "conveyor_app", "sqlite", ("conveyor",),
+        "as conveyor-sqlite, jobs spread over 1,000 active keys, at most 2 running per key "
+        "(keys take turns)",
+        _conveyor_workers, {"BENCH_CONVEYOR_FLOW": "keys"},
+    ),
+    System(
+        "conveyor-postgres-1000-keys", "conveyor_app", "postgres", ("conveyor", "psycopg"),
+        "as conveyor-postgres, jobs spread over 1,000 active keys, at most 2 running per key",
+        _conveyor_workers, {"BENCH_CONVEYOR_FLOW": "keys"},
+    ),
+    System(
         "huey-sqlite", "huey_app", "sqlite", ("huey",),
         f"{PROCESSES} x `huey_consumer -w {SLOTS} -k thread` (default polling: 0.1 s up to "
         "10 s); SqliteHuey(fsync=True, journal_mode=wal)",

@@ -66,7 +66,8 @@ def _pg_truncate(url: str) -> None:
             "conveyor_api_tokens, conveyor_sessions, conveyor_job_retries, conveyor_spool_hosts, "
             "conveyor_job_stats, conveyor_leaders, conveyor_alerts, "
             "conveyor_workflows, conveyor_workflow_nodes, conveyor_workflow_edges, "
-            "conveyor_breakers, conveyor_retry_budget, conveyor_job_steps, conveyor_job_context "
+            "conveyor_breakers, conveyor_retry_budget, conveyor_job_steps, conveyor_job_context, "
+            "conveyor_limits, conveyor_limit_keys "
             "RESTART IDENTITY"
         )
 

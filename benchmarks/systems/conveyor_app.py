@@ -12,7 +12,8 @@ from conveyor import CircuitBreaker, Conveyor
 FLOW = os.environ.get("BENCH_CONVEYOR_FLOW", "default")
 """default: the retry budget on (as shipped); off: no budget, so no attempt middleware
 (the worker's path before shared breakers and budgets); breaker: the budget and a
-closed shared circuit breaker on every task."""
+closed shared circuit breaker on every task; rate: a rate limit far above the drain
+rate; keys: 1,000 active keys, at most 2 running per key (docs/performance.md)."""
 
 # unreachable_timeout: the peers wait for their database without a bound; on a machine
 # shared with other work, a cold connection can take longer than the 1 s default, and the
@@ -20,7 +21,14 @@ closed shared circuit breaker on every task."""
 app = Conveyor(os.environ.get("BENCH_CONVEYOR_URL"), poll_interval=1.0,
                unreachable_timeout=5.0,
                **({"retry_budget": None} if FLOW == "off" else {}))
-_flow = {"breaker": CircuitBreaker()} if FLOW == "breaker" else {}
+_flow: dict[str, object] = {"breaker": CircuitBreaker()} if FLOW == "breaker" else {}
+KEYS = 1_000
+if FLOW == "rate":
+    app.limit("bench", rate="1000000/s")
+elif FLOW == "keys":
+    app.limit("bench", key_concurrency=2)
+if FLOW in ("rate", "keys"):
+    _flow = {"limit": "bench"}
 
 
 @app.task(**_flow)
@@ -58,7 +66,12 @@ def enqueue_one(kind: str, enqueued_at: float | None = None) -> None:
 
 
 def enqueue_many(kind: str, n: int) -> None:
-    TASKS[kind].enqueue_many(() for _ in range(n))
+    task = TASKS[kind]
+    if FLOW == "keys":
+        keyed = [task.using(limit_key=f"tenant:{k}") for k in range(KEYS)]
+        app.enqueue_jobs([keyed[i % KEYS].prepare() for i in range(n)])
+        return
+    task.enqueue_many(() for _ in range(n))
 
 
 def close() -> None:

@@ -8,6 +8,7 @@ The one exception is `when_unreachable="spool"`: the local spool file is opened
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import os
@@ -40,6 +41,7 @@ from conveyor.errors import (
 )
 from conveyor.events import EventBus, EventName, JobEvent
 from conveyor.job import Job, job_from_record
+from conveyor.limits import LimitSpec, build_limit
 from conveyor.middleware import EnqueueJob, Middleware, chain_enqueue, check_middleware
 from conveyor.operations import Operations, local_actor
 from conveyor.retry import (
@@ -270,6 +272,10 @@ class Conveyor:
         self.events = EventBus()
         """Job events of this process (see `conveyor.events`): metrics and logs subscribe."""
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.limits: dict[str, LimitSpec] = {}
+        """Declared flow-control limits by name (see `limit`)."""
+        self._queue_limits: dict[str, str] = {}
+        self._limits_declared = False
         self.schedules: dict[str, CronEntry] = {}
         """Periodic jobs by entry name (see `cron`)."""
         self.objectives: dict[str, Objective] = {}
@@ -381,6 +387,9 @@ class Conveyor:
         breaker: CircuitBreaker | None = None,
         retry_budget: RetryBudget | Literal[False] | None = None,
         secret: Iterable[str] = (),
+        rate_limit: str | None = None,
+        concurrency: int | None = None,
+        limit: str | None = None,
     ) -> TaskDecorator: ...
 
     def task(
@@ -400,6 +409,9 @@ class Conveyor:
         breaker: CircuitBreaker | None = None,
         retry_budget: RetryBudget | Literal[False] | None = None,
         secret: Iterable[str] = (),
+        rate_limit: str | None = None,
+        concurrency: int | None = None,
+        limit: str | None = None,
     ) -> Any:
         """Register a function as a task, under `name` (default: the function's name).
 
@@ -408,10 +420,20 @@ class Conveyor:
         API, the dashboard, the CLI, error messages); see `conveyor.redaction`.
         """
         secret_names = (secret,) if isinstance(secret, str) else tuple(secret)
+        if limit is not None and (rate_limit is not None or concurrency is not None):
+            raise ConfigurationError(
+                "give limit='name' (a shared limit) or rate_limit=/concurrency= (the task's "
+                "own), not both: put the numbers on app.limit('name', ...)"
+            )
+        if limit is not None and limit not in self.limits:
+            raise ConfigurationError(
+                f"no limit named {limit!r}: declare it first, e.g. "
+                f"app.limit({limit!r}, rate='25/s'); known: {sorted(self.limits) or 'none'}"
+            )
         options = build_options(
             queue=queue, priority=priority, max_attempts=max_attempts, retry=retry,
             timeout=timeout, dont_retry=dont_retry, retry_on=retry_on, tags=tags,
-            breaker=breaker, retry_budget=retry_budget,
+            breaker=breaker, retry_budget=retry_budget, limit=limit,
         )
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
@@ -426,7 +448,12 @@ class Conveyor:
                     f"a task named {task_name!r} is already registered (from "
                     f"{existing.fn.__module__}); give one of them name=..."
                 )
-            task: Task[Any, Any] = Task(self, func, task_name, options)
+            task_options = options
+            if rate_limit is not None or concurrency is not None:
+                own = f"task:{task_name}"
+                self.limit(own, rate=rate_limit, concurrency=concurrency)
+                task_options = replace(options, limit=own)
+            task: Task[Any, Any] = Task(self, func, task_name, task_options)
             marked = _marked_secrets(func)
             if secret_names or marked:
                 _declare_secrets(task, (*secret_names, *marked))
@@ -479,6 +506,70 @@ class Conveyor:
             return task
 
         return register
+
+    # -- flow control ----------------------------------------------------------------
+    def limit(
+        self,
+        name: str,
+        *,
+        rate: str | float | None = None,
+        burst: float | None = None,
+        concurrency: int | None = None,
+        key_rate: str | float | None = None,
+        key_burst: float | None = None,
+        key_concurrency: int | None = None,
+        queue: str | None = None,
+        weights: Mapping[str, int] | None = None,
+    ) -> LimitSpec:
+        """Declare a limit that holds across every worker (docs/flow-control.md).
+
+        `rate`: starts per period ('25/s', '600/m'), a token bucket of `burst` jobs
+        (default: one second's worth); `concurrency`: most running at once. `key_*`:
+        the same for each key (`using(limit_key=...)`); keys take turns. `queue`:
+        jobs of that queue that name no limit fall under this one. `weights`: keys
+        that get more than one job per round of turns ({"tenant:vip": 3}). Tasks name it
+        with `@app.task(limit=name)` or `task.using(limit=name)`. The numbers are
+        stored when the app first enqueues or a worker starts; an operator can
+        change them at run time (`conveyor limits set`).
+        """
+        try:
+            spec = build_limit(
+                name, rate=rate, burst=burst, concurrency=concurrency, key_rate=key_rate,
+                key_burst=key_burst, key_concurrency=key_concurrency,
+                queue=None if queue is None else check_queue(queue),
+                weights=None if weights is None else dict(weights),
+            )
+        except InvalidOptionError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        if name in self.limits and self.limits[name] != spec:
+            raise ConfigurationError(f"a limit named {name!r} is already declared differently")
+        if queue is not None:
+            other = self._queue_limits.get(queue)
+            if other is not None and other != name:
+                raise ConfigurationError(
+                    f"queue {queue!r} already falls under limit {other!r}: one limit per queue"
+                )
+            self._queue_limits[queue] = name
+        self.limits[name] = spec
+        self._limits_declared = False
+        return spec
+
+    def limit_for(self, name: str | None, queue: str) -> str | None:
+        """The limit a job names (it must be declared), else its queue's, else None."""
+        if name is None:
+            return self._queue_limits.get(queue)
+        if name not in self.limits:
+            raise InvalidOptionError(
+                f"no limit named {name!r}: declare it with app.limit({name!r}, rate='25/s') "
+                f"(known: {sorted(self.limits) or 'none'})"
+            )
+        return name
+
+    def declare_limits(self) -> None:
+        """Store the declared limits (once per process; again after a new declaration)."""
+        if self.limits and not self._limits_declared:
+            self.backend.limit_declare(list(self.limits.values()))
+            self._limits_declared = True
 
     def get_task(self, name: str) -> Task[Any, Any]:
         try:
@@ -544,6 +635,9 @@ class Conveyor:
         self, jobs: list[EnqueueJob], connection: Any = None, mode: str | None = None
     ) -> list[Job[Any]]:
         check = bool(self.middleware)
+        if not self._limits_declared and self.limits:
+            with contextlib.suppress(BackendError):  # unreachable: the insert says so
+                self.declare_limits()
         # A client id per job: the time in microseconds (13 hex digits), then 76 random
         # bits (one read of the OS's randomness per batch). Time first, so new ids land at
         # the right edge of the database's unique index on them, as ascending ids do: a
@@ -915,8 +1009,9 @@ class Conveyor:
         return Insights(self.backend, self.objectives, self.settings)
 
     def start_services(self, holder: str) -> Callable[[], None]:
-        """Start what runs beside a worker (the SLO alert evaluator, when configured);
-        returns the function that stops it."""
+        """Store the declared limits, and start what runs beside a worker (the SLO alert
+        evaluator, when configured); returns the function that stops it."""
+        self.declare_limits()
         if not (self.alert_sinks and self.objectives):
             return lambda: None
         from conveyor.observability.alerts import AlertEvaluator

@@ -222,15 +222,31 @@ class RetryAfter(ControlSignal):
 
     The attempt still counts toward `max_attempts`; when none are left the job
     goes to `dead` like any other failure.
+
+    `limit`: also pause that flow-control limit for the whole fleet for `seconds`
+    (a dependency said "slow down": HTTP 429 with Retry-After), or only its `key`.
     """
 
-    def __init__(self, seconds: float | timedelta, reason: str = "") -> None:
+    def __init__(
+        self, seconds: float | timedelta, reason: str = "", *, limit: str | None = None,
+        key: str | None = None,
+    ) -> None:
         delay = seconds.total_seconds() if isinstance(seconds, timedelta) else float(seconds)
-        if not delay >= 0:
-            raise InvalidOptionError(f"RetryAfter needs a delay >= 0 seconds, got {seconds!r}")
+        if not delay >= 0 or delay == float("inf"):
+            raise InvalidOptionError(
+                f"RetryAfter needs a finite delay >= 0 seconds, got {seconds!r}"
+            )
+        if limit is not None and (not isinstance(limit, str) or not limit):
+            raise InvalidOptionError(
+                f"RetryAfter(limit=...) names a limit, e.g. 'stripe', got {limit!r}"
+            )
+        if key is not None and (limit is None or not isinstance(key, str)):
+            raise InvalidOptionError("RetryAfter(key=...) needs limit= and a str key")
         super().__init__(reason or f"retry requested after {delay:g}s")
         self.seconds = delay
         self.reason = reason
+        self.limit = limit
+        self.key = key
 
 
 class Discard(ControlSignal):

@@ -27,6 +27,8 @@ nothing), in the process that made it.
 | `breaker_closed` | the probe succeeded: the task's jobs run again        | detail            |
 | `retry_deferred` | a retry was past the task's retry budget: deferred,   | retry_delay,      |
 |             | its attempt not counted (see `conveyor.worker.breaker`)    | detail            |
+| `limit_paused` | the job raised `RetryAfter(limit=...)`: the limit (or   | limit, limit_key, |
+|             | one key) is paused fleet-wide (docs/flow-control.md)       | retry_delay       |
 
 A failed attempt therefore emits two events: `failed`, then `retried` or
 `dead`. Attempts lost with a dead worker (lease expiry) emit nothing in any
@@ -70,6 +72,7 @@ class EventName(StrEnum):
     BREAKER_HALF_OPEN = "breaker_half_open"
     BREAKER_CLOSED = "breaker_closed"
     RETRY_DEFERRED = "retry_deferred"
+    LIMIT_PAUSED = "limit_paused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,10 @@ class JobEvent:
     """The trace the job belongs to, when it was enqueued inside one (OpenTelemetry)."""
     detail: str | None = None
     """Flow-control events: what happened, in words (why a breaker opened, the budget)."""
+    limit: str | None = None
+    """`limit_paused`: the flow-control limit paused."""
+    limit_key: str | None = None
+    """`limit_paused`: the key paused (None: the whole limit)."""
 
 
 Observer = Callable[[JobEvent], None]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from conveyor.backends.base import JobStats, QueueStats, StatsQuery, WorkerInfo
+from conveyor.backends.base import JobStats, LimitState, QueueStats, StatsQuery, WorkerInfo
 from conveyor.observability.slo import Objective, SLIStatus, evaluate
 from conveyor.settings import Settings
 from conveyor.types import JobState
@@ -39,6 +39,7 @@ class ReadBackend(Protocol):
     def stats_error_types(
         self, since: float, *, task: str | None = None, limit: int = 5
     ) -> list[tuple[str, int]]: ...
+    def limit_list(self, name: str | None = None) -> list[LimitState]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,10 @@ class Insights:
     def queues(self) -> list[QueueStats]:
         """Per queue: jobs by state and how long the oldest due job has waited."""
         return self.backend.queue_stats()
+
+    def limits(self) -> list[LimitState]:
+        """Per flow-control limit: its numbers, running and waiting jobs, tokens, pause."""
+        return self.backend.limit_list()
 
     def workers(self, alive_within: float | None = None) -> list[WorkerInfo]:
         window = self.default_alive_within if alive_within is None else alive_within

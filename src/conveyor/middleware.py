@@ -100,6 +100,10 @@ class EnqueueJob:
     tags: tuple[str, ...] = ()
     trace_context: str | None = field(default=None, repr=False)
     """JSON text of the enqueuing span's W3C trace context, if any."""
+    limit_name: str | None = None
+    """The flow-control limit the job waits for (docs/flow-control.md)."""
+    limit_key: str | None = None
+    """The key within `limit_name` ('' for none); None exactly when limit_name is."""
 
 
 EnqueueNext = Callable[[list[EnqueueJob]], "list[Job[Any]]"]
@@ -186,6 +190,10 @@ class AttemptResult:
     """Seconds before the next attempt, when kind is "retry_after"."""
     defer: float = 0.0
     """Seconds the job waits, its attempt not counted, when kind is "deferred"."""
+    pause_limit: str | None = None
+    """kind "retry_after": the flow-control limit to pause fleet-wide for `retry_after`."""
+    pause_key: str | None = None
+    """Only this key of `pause_limit` (None: the whole limit)."""
 
     @property
     def value(self) -> Any:
@@ -228,6 +236,7 @@ class AttemptResult:
             "kind": self.kind, "result_json": self.result_json, "error_type": self.error_type,
             "message": self.message, "traceback": self.traceback, "retryable": self.retryable,
             "retry_after": self.retry_after, "defer": self.defer,
+            "pause_limit": self.pause_limit, "pause_key": self.pause_key,
         })
 
     @classmethod

@@ -37,14 +37,18 @@ from conveyor.backends.base import (
     AuditRecord,
     JobContextRecord,
     JobFilter,
+    KeyWait,
+    LimitNumbers,
+    LimitState,
     StepRecord,
     TokenInsert,
     WorkflowEdge,
     WorkflowNode,
     WorkflowRecord,
 )
-from conveyor.errors import NotWaitingError, OperationError
+from conveyor.errors import InvalidOptionError, NotWaitingError, OperationError
 from conveyor.jsonvalue import check_json, dumps, storable_text
+from conveyor.limits import check_burst, check_concurrency, format_rate, parse_rate
 from conveyor.types import JobRecord, JobState
 
 TOKEN_PREFIX = "cvy_"  # noqa: S105 - a marker, not a secret
@@ -90,6 +94,12 @@ class OperationsBackend(Protocol):
     def token_revoke(self, token_id: int, *, audit: AuditRecord | None = None) -> bool: ...
     def audit_insert(self, record: AuditRecord, count: int = 0) -> int: ...
     def audit_list(self, filter: AuditFilter) -> list[AuditEntry]: ...
+    def limit_list(self, name: str | None = None) -> list[LimitState]: ...
+    def limit_set(
+        self, name: str, numbers: LimitNumbers, *, audit: AuditRecord | None = None
+    ) -> bool: ...
+    def limit_reset(self, name: str, *, audit: AuditRecord | None = None) -> bool: ...
+    def limit_key_wait(self, job: JobRecord) -> KeyWait | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +350,92 @@ class Operations:
         audit = self._record("queue.resume", f"queue:{queue}", actor=actor, source=source)
         return self.backend.queue_resume(queue, audit=audit)
 
+    # -- flow-control limits ------------------------------------------------------------
+    def list_limits(self, name: str | None = None) -> list[LimitState]:
+        return self.backend.limit_list(name)
+
+    def set_limit(
+        self,
+        name: str,
+        *,
+        actor: str,
+        source: str,
+        rate: object = None,
+        burst: object = None,
+        concurrency: object = None,
+        key_rate: object = None,
+        key_burst: object = None,
+        key_concurrency: object = None,
+        clear: Sequence[str] = (),
+    ) -> LimitState:
+        """Change a limit's numbers at run time (sticky across deploys until
+        `reset_limit`); workers apply them at their next fetch.
+
+        `rate`/`key_rate`: '10/s', '600/m'; `clear`: names of bounds to remove
+        ("rate", "concurrency", "key_rate", "key_concurrency").
+        """
+        _text(name, "limit name")
+        found = self.backend.limit_list(name)
+        if not found:
+            known = ", ".join(s.name for s in self.backend.limit_list()) or "none"
+            raise OperationError(
+                f"no limit named {name!r} (known: {known}); limits are declared in code "
+                "with app.limit(...) and stored when a worker starts"
+            )
+        unknown = set(clear) - {"rate", "concurrency", "key_rate", "key_concurrency"}
+        if unknown:
+            raise OperationError(
+                f"cannot clear {sorted(unknown)}: give rate, concurrency, key_rate or "
+                "key_concurrency"
+            )
+        now = found[0]
+        try:
+            new_rate = now.rate if rate is None else parse_rate(rate)
+            new_key_rate = now.key_rate if key_rate is None else parse_rate(key_rate, "key_rate")
+            numbers = LimitNumbers(
+                rate=None if "rate" in clear else new_rate,
+                burst=None if "rate" in clear or new_rate is None else (
+                    check_burst(burst) if burst is not None
+                    else now.burst if rate is None and now.burst is not None
+                    else max(1.0, new_rate)),
+                concurrency=None if "concurrency" in clear else (
+                    now.concurrency if concurrency is None else check_concurrency(concurrency)),
+                key_rate=None if "key_rate" in clear else new_key_rate,
+                key_burst=None if "key_rate" in clear or new_key_rate is None else (
+                    check_burst(key_burst, "key_burst") if key_burst is not None
+                    else now.key_burst if key_rate is None and now.key_burst is not None
+                    else max(1.0, new_key_rate)),
+                key_concurrency=None if "key_concurrency" in clear else (
+                    now.key_concurrency if key_concurrency is None
+                    else check_concurrency(key_concurrency, "key_concurrency")),
+            )
+        except InvalidOptionError as exc:
+            raise OperationError(str(exc)) from exc
+        if burst is not None and numbers.rate is None:
+            raise OperationError("burst needs a rate: give --rate too")
+        params: dict[str, Any] = {
+            "rate": None if numbers.rate is None else format_rate(numbers.rate),
+            "burst": numbers.burst, "concurrency": numbers.concurrency,
+            "key_rate": None if numbers.key_rate is None else format_rate(numbers.key_rate),
+            "key_burst": numbers.key_burst, "key_concurrency": numbers.key_concurrency,
+        }
+        audit = self._record("limit.set", f"limit:{name}", actor=actor, source=source,
+                             params=params)
+        if not self.backend.limit_set(name, numbers, audit=audit):
+            raise OperationError(f"limit {name!r} was removed meanwhile")
+        return self.backend.limit_list(name)[0]
+
+    def reset_limit(self, name: str, *, actor: str, source: str) -> bool:
+        """Let the declaration in code set the limit's numbers again (at the next worker
+        start or enqueue); False when there is no such limit."""
+        _text(name, "limit name")
+        audit = self._record("limit.reset", f"limit:{name}", actor=actor, source=source)
+        return self.backend.limit_reset(name, audit=audit)
+
+    def why_waiting(self, job: JobRecord) -> str | None:
+        """Why an available job has not started, in words (None: nothing holds it)."""
+        return explain_wait(job, self.backend)
+
     # -- tokens ---------------------------------------------------------------------------
     def list_tokens(self) -> list[ApiToken]:
         return self.backend.token_list()
@@ -444,5 +540,58 @@ def steps_json(
 
 
 __all__ = [
-    "CANCEL_GRACE", "Operations", "OperationsBackend", "hash_token", "local_actor", "steps_json",
+    "CANCEL_GRACE", "Operations", "OperationsBackend", "explain_wait", "hash_token", "limit_json",
+    "local_actor", "steps_json",
 ]
+
+
+def explain_wait(job: JobRecord, backend: OperationsBackend) -> str | None:
+    """"waiting for limit stripe: 25/s, 4,210 ahead": why an available limited job waits."""
+    if job.state != JobState.AVAILABLE or job.limit_name is None:
+        return None
+    states = backend.limit_list(job.limit_name)
+    if not states:
+        return f"waiting for limit {job.limit_name}, which no worker has declared yet"
+    limit = states[0]
+    where = backend.limit_key_wait(job)
+    bounds = []
+    if limit.rate is not None:
+        bounds.append(format_rate(limit.rate))
+    if limit.concurrency is not None:
+        bounds.append(f"{limit.running}/{limit.concurrency} running")
+    text = f"waiting for limit {limit.name}"
+    if bounds:
+        text += ": " + ", ".join(bounds)
+    if where is None:
+        return text
+    text += f", {where.ahead_in_limit:,} ahead"
+    if job.limit_key:
+        key_bounds = []
+        if limit.key_concurrency is not None:
+            key_bounds.append(f"{where.running}/{limit.key_concurrency} running")
+        if limit.key_rate is not None:
+            key_bounds.append(format_rate(limit.key_rate))
+        text += f"; key {job.limit_key!r}: {where.ahead_in_key:,} ahead"
+        if key_bounds:
+            text += " (" + ", ".join(key_bounds) + ")"
+        if where.key_paused_for > 0:
+            text += f", paused {where.key_paused_for:.0f}s more"
+    if limit.paused_for > 0:
+        reason = f" ({limit.paused_reason})" if limit.paused_reason else ""
+        text += f"; limit paused {limit.paused_for:.0f}s more{reason}"
+    return text
+
+
+def limit_json(state: LimitState) -> dict[str, Any]:
+    """A limit as the CLI's --json and the HTTP API show it."""
+    return {
+        "name": state.name,
+        "rate": None if state.rate is None else format_rate(state.rate),
+        "rate_per_second": state.rate, "burst": state.burst,
+        "concurrency": state.concurrency,
+        "key_rate": None if state.key_rate is None else format_rate(state.key_rate),
+        "key_burst": state.key_burst, "key_concurrency": state.key_concurrency,
+        "queue": state.queue, "overridden": state.overridden, "tokens": state.tokens,
+        "running": state.running, "waiting": state.waiting,
+        "paused_for": state.paused_for, "paused_reason": state.paused_reason,
+    }

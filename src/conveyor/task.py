@@ -35,6 +35,7 @@ from conveyor.errors import (
     ConfigurationError,
     InvalidOptionError,
 )
+from conveyor.limits import check_limit_key, check_limit_name
 from conveyor.middleware import EnqueueJob
 from conveyor.retry import CircuitBreaker, RetryBudget, RetryPolicy
 from conveyor.tracecontext import current_trace_context
@@ -73,6 +74,8 @@ class TaskOptions:
     breaker: CircuitBreaker | None = None
     retry_budget: RetryBudget | Literal[False] | None = None
     """None: the app's budget; False: no budget for this task."""
+    limit: str | None = None
+    """The flow-control limit every job of the task waits for (docs/flow-control.md)."""
 
 
 class UsingOptions(TypedDict, total=False):
@@ -90,6 +93,10 @@ class UsingOptions(TypedDict, total=False):
     connection: Any
     when_unreachable: str
     """'raise' or 'spool' for these enqueues (default: the app's), see docs/spool.md."""
+    limit: str
+    """A limit declared with `app.limit(...)` these jobs wait for (docs/flow-control.md)."""
+    limit_key: str
+    """The key within the limit (any text, e.g. f"tenant:{id}"): per-key bounds and turns."""
 
 
 _USING_KEYS = frozenset(UsingOptions.__annotations__)
@@ -166,6 +173,8 @@ class _CallOptions:
     tags: tuple[str, ...] | _Unset = UNSET
     connection: Any = UNSET
     when_unreachable: str | _Unset = UNSET
+    limit: str | _Unset = UNSET
+    limit_key: str | _Unset = UNSET
 
 
 @final
@@ -192,6 +201,9 @@ class TaskOwner(Protocol):
     def default_max_attempts(self) -> int: ...
     @property
     def idempotency_window(self) -> float: ...
+    def limit_for(self, name: str | None, queue: str) -> str | None:
+        """The limit a job names (checked to exist), else its queue's, else None."""
+        ...
     def enqueue_jobs(
         self, jobs: Sequence[EnqueueJob], *, connection: Any = None,
         when_unreachable: str | None = None,
@@ -272,6 +284,10 @@ class Task(Generic[P, R]):
                 value = tuple(value)
             elif key == "group" and value is not None and not isinstance(value, str):
                 raise InvalidOptionError(f"group must be a str or None, got {value!r}")
+            elif key == "limit":
+                value = check_limit_name(value)
+            elif key == "limit_key":
+                value = check_limit_key(value)
             elif key == "when_unreachable" and value not in ("raise", "spool"):
                 raise InvalidOptionError(
                     f"when_unreachable must be 'raise' or 'spool', got {value!r}"
@@ -321,9 +337,20 @@ class Task(Generic[P, R]):
         else:
             jsonvalue.check_arguments(args, kwargs, self.name)
         app, opts, call = self.app, self.options, self._call
+        queue = call.queue if call.queue is not UNSET else (opts.queue or app.default_queue)
+        limit_name = app.limit_for(call.limit if call.limit is not UNSET else opts.limit, queue)
+        if limit_name is None and call.limit_key is not UNSET:
+            raise InvalidOptionError(
+                f"limit_key= needs a limit for {self.name!r}: declare one with "
+                "app.limit('tenants', key_concurrency=2) and enqueue with "
+                "using(limit='tenants', limit_key=...)"
+            )
         return EnqueueJob(
             task=self.name,
-            queue=call.queue if call.queue is not UNSET else (opts.queue or app.default_queue),
+            queue=queue,
+            limit_name=limit_name,
+            limit_key=None if limit_name is None else (
+                "" if call.limit_key is UNSET else call.limit_key),
             args=tuple(args),
             kwargs=dict(kwargs),
             priority=call.priority if call.priority is not UNSET else (
@@ -427,6 +454,8 @@ def job_insert(job: EnqueueJob, *, check: bool, client_id: str | None = None) ->
         tags=tuple(job.tags),
         trace_context=job.trace_context,
         client_id=client_id,
+        limit_name=job.limit_name,
+        limit_key=job.limit_key,
     )
 
 
@@ -442,6 +471,7 @@ def build_options(
     tags: Iterable[str],
     breaker: CircuitBreaker | None = None,
     retry_budget: RetryBudget | Literal[False] | None = None,
+    limit: str | None = None,
 ) -> TaskOptions:
     """Validate the decorator's options once, at import, with errors that say what to write."""
     try:
@@ -456,6 +486,7 @@ def build_options(
             tags=tuple(tags),
             breaker=_check_breaker(breaker),
             retry_budget=_check_retry_budget(retry_budget),
+            limit=None if limit is None else check_limit_name(limit),
         )
     except InvalidOptionError as exc:
         raise ConfigurationError(str(exc)) from exc

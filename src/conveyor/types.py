@@ -134,3 +134,7 @@ class JobRecord:
     tags: list[str] = field(default_factory=list)
     trace_context: dict[str, str] | None = None
     """W3C trace context (traceparent, tracestate) of the span that enqueued the job, if any."""
+    limit_name: str | None = None
+    """The flow-control limit the job waits for (docs/flow-control.md). Set at enqueue."""
+    limit_key: str | None = None
+    """The key within the limit ('' for none). Set at enqueue."""

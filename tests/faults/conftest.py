@@ -58,7 +58,8 @@ def private_pg_url(private_pg: PrivateCluster, private_pg_database: str) -> str:
     with psycopg.connect(private_pg_database, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE conveyor_jobs, conveyor_workers, conveyor_breakers, conveyor_retry_budget, "
-            "conveyor_job_steps, conveyor_job_context RESTART IDENTITY"
+            "conveyor_job_steps, conveyor_job_context, conveyor_limits, conveyor_limit_keys "
+            "RESTART IDENTITY"
         )
     return private_pg_database
 

@@ -91,6 +91,11 @@ def build(url: str | None = None, **settings: float) -> Conveyor:
     fault_app.task(name="crash", max_attempts=2)(crash)
     fault_app.task(name="leak")(leak)
     fault_app.task(name="charge")(charge)
+    # Flow control (docs/flow-control.md): at most 2 running per key; 50 starts/s.
+    fault_app.limit("per_key", key_concurrency=2)
+    fault_app.limit("rated", rate="50/s")
+    fault_app.task(name="keyed_work", limit="per_key")(work)
+    fault_app.task(name="rated_work", limit="rated")(work)
     return fault_app
 
 

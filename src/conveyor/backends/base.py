@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from conveyor.errors import NotStoredError
+from conveyor.limits import LimitSpec
 from conveyor.types import JobRecord, JobState
 
 SCHEMA_VERSION = 18
@@ -51,6 +52,10 @@ class JobInsert:
     tags: Sequence[str] = ()
     trace_context: str | None = None
     """JSON text of the enqueuing span's W3C trace context (OpenTelemetry), if any."""
+    limit_name: str | None = None
+    """The flow-control limit the job waits for (docs/flow-control.md); None: none."""
+    limit_key: str | None = None
+    """The key within `limit_name` ('' for none); None exactly when limit_name is."""
     client_id: str | None = None
     """Unique id chosen by the enqueuing client (a uuid), kept unique by the database:
     after an ambiguous failure the client looks the job up by it, and a forward
@@ -1002,9 +1007,92 @@ class StepStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    """A limit's numbers and what it holds now (see docs/flow-control.md)."""
+
+    name: str
+    rate: float | None
+    burst: float | None
+    concurrency: int | None
+    key_rate: float | None
+    key_burst: float | None
+    key_concurrency: int | None
+    queue: str | None
+    overridden: bool
+    """An operator set the numbers: declarations in code do not change them."""
+    tokens: float | None
+    """Tokens in the bucket now (None: no rate)."""
+    running: int
+    """Jobs of the limit running under a live lease."""
+    waiting: int
+    """Jobs of the limit `available`, waiting to start."""
+    paused_for: float
+    """Seconds left of a pause (RetryAfter(limit=...)); 0: not paused."""
+    paused_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyWait:
+    """Where one waiting job stands in its limit (for explaining its wait)."""
+
+    running: int
+    """Jobs of its key running now."""
+    ahead_in_limit: int
+    ahead_in_key: int
+    key_paused_for: float
+
+
+@dataclass(frozen=True, slots=True)
+class LimitNumbers:
+    """What an operator sets (`conveyor limits set`): all of a limit's numbers."""
+
+    rate: float | None
+    burst: float | None
+    concurrency: int | None
+    key_rate: float | None
+    key_burst: float | None
+    key_concurrency: int | None
+
+
+class LimitStore(Protocol):
+    """Flow-control limits: declared by apps, changed by operators, paused by tasks.
+
+    The fetch enforces them (`JobStore.job_fetch`)."""
+
+    def limit_declare(self, specs: Sequence[LimitSpec]) -> None:
+        """Create the limits, or take the declared numbers unless an operator set them."""
+        ...
+
+    def limit_list(self, name: str | None = None) -> list[LimitState]: ...
+
+    def limit_set(
+        self, name: str, numbers: LimitNumbers, *, audit: AuditRecord | None = None
+    ) -> bool:
+        """Set every number of limit `name` (sticky); False when there is no such limit."""
+        ...
+
+    def limit_reset(self, name: str, *, audit: AuditRecord | None = None) -> bool:
+        """Let the declaration in code set the numbers again."""
+        ...
+
+    def limit_pause(self, name: str, key: str | None, seconds: float, reason: str) -> bool:
+        """Start nothing of the limit (or of one key) for `seconds`, fleet-wide."""
+        ...
+
+    def limit_key_wait(self, job: JobRecord) -> KeyWait | None:
+        """Where a limited job stands; None for a job without a limit."""
+        ...
+
+    def limits_waiting(self) -> float | None:
+        """Seconds after which a limit may admit a job that this process's last fetch
+        left waiting (a token refills, a slot frees); None: no limited job waited."""
+        ...
+
+
 class Backend(
     JobStore, QueueAdmin, Coordinator, StatsStore, TokenStore, WorkflowStore, FlowStore,
-    StepStore, Protocol,
+    StepStore, LimitStore, Protocol,
 ):
     """What a storage engine must do: every role, plus its schema and lifetime.
     See the module docstring for the rules."""

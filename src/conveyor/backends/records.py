@@ -92,7 +92,16 @@ def job_record_from_row(row: RowLike) -> JobRecord:
         errors=[AttemptError.from_json(entry) for entry in _json(row["errors"])],
         tags=list(_json(row["tags"])),
         trace_context=_trace_context(row),
+        limit_name=_optional(row, "limit_name"),
+        limit_key=_optional(row, "limit_key"),
     )
+
+
+def _optional(row: RowLike, column: str) -> Any:
+    try:
+        return row[column]
+    except (KeyError, IndexError):  # a query that does not read it
+        return None
 
 
 def _trace_context(row: RowLike) -> dict[str, str] | None:

@@ -12,6 +12,7 @@
     conveyor tokens create myapp.tasks:app --role operator --name me | list | revoke APP ID
     conveyor slo [show|rules]
     conveyor spool status | list | flush
+    conveyor limits list | set NAME --rate 10/s | reset NAME
     conveyor demo
     conveyor grafana-dashboard [APP] > conveyor.json
 
@@ -30,6 +31,7 @@ from conveyor.cli.demo import demo
 from conveyor.cli.dlq import dlq
 from conveyor.cli.grafana import grafana_dashboard
 from conveyor.cli.jobs import jobs
+from conveyor.cli.limits import limits
 from conveyor.cli.logs import configure_logging
 from conveyor.cli.migrate import migrate
 from conveyor.cli.slo import slo
@@ -68,6 +70,7 @@ cli.add_command(audit)
 cli.add_command(grafana_dashboard)
 cli.add_command(spool)
 cli.add_command(workflow)
+cli.add_command(limits)
 
 
 def main() -> None:

@@ -9,8 +9,10 @@ from rich.table import Table
 
 from conveyor.backends.base import QueueStats
 from conveyor.cli.common import app_options, console, echo_json, open_app
+from conveyor.cli.limits import describe
 from conveyor.clock import format_duration
 from conveyor.insights import worker_json
+from conveyor.operations import limit_json
 from conveyor.types import JobState
 
 STATE_COLUMNS = (
@@ -59,10 +61,12 @@ def status(
     workers = insights.workers(window)
     now = insights.now()
     totals = {str(state): sum(q.counts.get(state, 0) for q in queues) for state in STATE_COLUMNS}
+    limits = app.operations.list_limits()
     if as_json:
         echo_json({
             "queues": [queue_json(q) for q in queues],
             "totals": totals,
+            "limits": [limit_json(s) for s in limits],
             # last_heartbeat_age_seconds: the name this output had first, kept for scripts.
             "workers": [{**worker_json(w, now),
                          "last_heartbeat_age_seconds": max(0.0, now - w.last_heartbeat_at)}
@@ -93,6 +97,14 @@ def status(
         out.print(table)
     else:
         out.print("[dim]no jobs yet[/]")
+    # Why jobs wait: each limit that holds some back (docs/flow-control.md).
+    for s in limits:
+        if s.waiting or s.paused_for > 0:
+            paused = (f", paused {s.paused_for:.0f}s more"
+                      + (f" ({s.paused_reason})" if s.paused_reason else "")
+                      if s.paused_for > 0 else "")
+            out.print(f"{s.waiting:,} job(s) waiting for limit [bold]{s.name}[/]: "
+                      f"{describe(s)}, {s.running} running{paused}", soft_wrap=True)
 
     out.print()
     if not workers:

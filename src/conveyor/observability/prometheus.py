@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from conveyor.backends.base import WAIT_BUCKETS, QueueStats, WorkerInfo
+from conveyor.backends.base import WAIT_BUCKETS, LimitState, QueueStats, WorkerInfo
 from conveyor.errors import ConveyorError
 from conveyor.events import EventBus, EventName, JobEvent
 
@@ -68,6 +68,7 @@ class ReadModel(Protocol):
 
     def queues(self) -> list[QueueStats]: ...
     def workers(self) -> list[WorkerInfo]: ...
+    def limits(self) -> list[LimitState]: ...
 
 
 class MetricsSource(Protocol):
@@ -104,6 +105,7 @@ class BackendCollector(Collector):
             insights = self.app.insights
             queues = insights.queues()
             workers = insights.workers()
+            limits = insights.limits()
         except ConveyorError as exc:
             log.warning("metrics: the backend did not answer the scrape: %s", exc)
             up.add_metric([], 0.0)
@@ -138,6 +140,33 @@ class BackendCollector(Collector):
         for queue, count in sorted(per_queue.items()):
             alive.add_metric([queue], float(count))
         yield alive
+        yield from _limit_gauges(limits)
+
+
+def _limit_gauges(limits: list[LimitState]) -> Iterator[GaugeMetricFamily]:
+    """Flow control (docs/flow-control.md): what each limit holds back and uses."""
+    waiting = GaugeMetricFamily(
+        "conveyor_limit_waiting_jobs", "Available jobs held back by each limit (throttled).",
+        labels=["limit"])
+    running = GaugeMetricFamily(
+        "conveyor_limit_running_jobs", "Jobs of each limit running under a live lease.",
+        labels=["limit"])
+    tokens = GaugeMetricFamily(
+        "conveyor_limit_tokens", "Tokens in each rate-limited bucket now (burst when idle).",
+        labels=["limit"])
+    paused = GaugeMetricFamily(
+        "conveyor_limit_paused_seconds", "Seconds left of each limit's pause (RetryAfter).",
+        labels=["limit"])
+    for state in limits:
+        waiting.add_metric([state.name], float(state.waiting))
+        running.add_metric([state.name], float(state.running))
+        if state.tokens is not None:
+            tokens.add_metric([state.name], state.tokens)
+        paused.add_metric([state.name], state.paused_for)
+    yield waiting
+    yield running
+    yield tokens
+    yield paused
 
 
 class SpoolReading(Protocol):
@@ -225,6 +254,10 @@ class JobMetrics:
             "(the attempt is not counted).",
             ["queue", "task"], registry=self.registry,
         )
+        self.limit_pauses = Counter(
+            "conveyor_limit_pauses", "Pauses of a limit (or a key of it) asked by a task "
+            "(RetryAfter(limit=...)) in this process.", ["limit"], registry=self.registry,
+        )
         self.registry.register(BackendCollector(app))
         if isinstance(app, SpoolSource):
             self.registry.register(SpoolCollector(app))
@@ -237,6 +270,9 @@ class JobMetrics:
             return
         if event.name is EventName.RETRY_DEFERRED:
             self.retry_budget_deferred.labels(event.queue, event.task).inc()
+            return
+        if event.name is EventName.LIMIT_PAUSED and event.limit is not None:
+            self.limit_pauses.labels(event.limit).inc()
             return
         counter = self._by_event.get(event.name)
         if counter is not None:

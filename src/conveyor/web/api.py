@@ -9,7 +9,7 @@ from conveyor.backends.base import ROLES, AuditFilter, JobFilter
 from conveyor.errors import NotWaitingError, OperationError
 from conveyor.insights import worker_json
 from conveyor.middleware import EnqueueJob
-from conveyor.operations import Operations, steps_json
+from conveyor.operations import Operations, limit_json, steps_json
 from conveyor.task import Task
 from conveyor.types import JobState
 from conveyor.web.arguments import check_arguments
@@ -189,6 +189,11 @@ JOB = obj({
     "group": {"type": ["string", "null"]},
     "timeout": {"type": ["number", "null"]},
     "tags": {"type": "array", "items": {"type": "string"}},
+    "limit": {"type": ["string", "null"], "description": "The flow-control limit it waits for."},
+    "limit_key": {"type": ["string", "null"], "description": "Its key within the limit."},
+    "waiting_for": {"type": ["string", "null"], "description": "Why an available job has not "
+                    "started (GET /jobs/{job_id} only): e.g. `waiting for limit stripe: 25/s, "
+                    "4,210 ahead`."},
     "result": {},
     "errors": {"type": "array", "items": ERROR_ENTRY},
 }, required=("id", "task", "queue", "state"))
@@ -334,6 +339,31 @@ QUEUE_STATE = obj({
 JOB_ID_PARAM = Param("job_id", "path", JOB_ID, "The job's id.")
 QUEUE_PARAM = Param("queue", "path", TEXT, "The queue's name.")
 
+RATE = {"type": "string",
+        "pattern": r"^[0-9]+(\.[0-9]+)?/(s|sec|second|m|min|minute|h|hour|d|day)$",
+        "maxLength": 40, "x-pattern-message": "must be a rate like 25/s, 600/m or 1000/h"}
+LIMIT = obj({
+    "name": {"type": "string"},
+    "rate": {"type": ["string", "null"]}, "rate_per_second": {"type": ["number", "null"]},
+    "burst": {"type": ["number", "null"]}, "concurrency": {"type": ["integer", "null"]},
+    "key_rate": {"type": ["string", "null"]}, "key_burst": {"type": ["number", "null"]},
+    "key_concurrency": {"type": ["integer", "null"]}, "queue": {"type": ["string", "null"]},
+    "overridden": {"type": "boolean", "description": "Set by an operator: deploys keep it."},
+    "tokens": {"type": ["number", "null"]}, "running": {"type": "integer"},
+    "waiting": {"type": "integer"}, "paused_for": {"type": "number"},
+    "paused_reason": {"type": ["string", "null"]},
+}, required=("name", "running", "waiting"))
+LIMIT_SET = obj({
+    "rate": RATE,
+    "burst": {"type": "number", "minimum": 1, "maximum": 1e9},
+    "concurrency": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+    "key_rate": RATE,
+    "key_burst": {"type": "number", "minimum": 1, "maximum": 1e9},
+    "key_concurrency": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+    "clear": {"type": "array", "maxItems": 4, "items": {
+        "type": "string", "enum": ["rate", "concurrency", "key_rate", "key_concurrency"]}},
+})
+
 
 # -- enqueue ---------------------------------------------------------------------------
 def _ops(call: ApiRequest) -> Operations:
@@ -448,7 +478,8 @@ def _job_or_404(call: ApiRequest) -> Any:
 
 
 def get_job(call: ApiRequest) -> Reply:
-    return Reply(200, job_json(_job_or_404(call)))
+    record = _job_or_404(call)
+    return Reply(200, {**job_json(record), "waiting_for": _ops(call).why_waiting(record)})
 
 
 def cancel_job(call: ApiRequest) -> Reply:
@@ -548,6 +579,27 @@ def pause_queue(call: ApiRequest) -> Reply:
 def resume_queue(call: ApiRequest) -> Reply:
     changed = _ops(call).resume_queue(call.path["queue"], actor=call.actor, source=call.client)
     return Reply(200, {"queue": call.path["queue"], "paused": False, "changed": changed})
+
+
+def list_limits(call: ApiRequest) -> Reply:
+    return Reply(200, {"limits": [limit_json(s) for s in _ops(call).list_limits()]})
+
+
+def set_limit(call: ApiRequest) -> Reply:
+    body = call.body
+    try:
+        state = _ops(call).set_limit(
+            call.path["name"], actor=call.actor, source=call.client,
+            rate=body.get("rate"), burst=body.get("burst"),
+            concurrency=body.get("concurrency"), key_rate=body.get("key_rate"),
+            key_burst=body.get("key_burst"), key_concurrency=body.get("key_concurrency"),
+            clear=body.get("clear", []),
+        )
+    except OperationError as exc:
+        if "no limit named" in str(exc):
+            raise Problem("not-found", str(exc)) from None
+        raise Problem("invalid-option", str(exc)) from None
+    return Reply(200, limit_json(state))
 
 
 def list_workers(call: ApiRequest) -> Reply:
@@ -822,6 +874,15 @@ ENDPOINTS: list[ApiEndpoint] = [
     ApiEndpoint("POST", "/queues/{queue}/resume", "resume_queue", "Resume a paused queue",
              Permission.OPERATE, resume_queue, {200: ("Resumed.", QUEUE_STATE)},
              params=(QUEUE_PARAM,), tag="queues"),
+    ApiEndpoint("GET", "/limits", "list_limits", "Flow-control limits: numbers, running, "
+             "waiting, pauses", Permission.READ, list_limits,
+             {200: ("Every limit.", obj({"limits": {"type": "array", "items": LIMIT}}))},
+             tag="queues"),
+    ApiEndpoint("POST", "/limits/{name}", "set_limit", "Change a limit at run time (kept across "
+             "deploys until reset; workers apply it at their next fetch)", Permission.OPERATE,
+             set_limit, {200: ("The limit as it is now.", LIMIT)}, body=LIMIT_SET,
+             params=(Param("name", "path", TEXT, "The limit's name."),),
+             problems=("invalid-option", "not-found"), tag="queues"),
     ApiEndpoint("GET", "/slos", "list_slos", "Each objective's SLIs with error budget and burn "
              "rates", Permission.READ, list_slos,
              {200: ("Every SLI of every declared objective.",

@@ -454,11 +454,12 @@ async def job_detail(request: Request, principal: Principal) -> Response:
     if record is None:
         raise Problem("not-found", f"no job {job_id} (never enqueued, or pruned)")
     context, found = await run_in_threadpool(state.conveyor.operations.job_steps, job_id)
+    waiting_for = await run_in_threadpool(state.conveyor.operations.why_waiting, record)
     shown = job_json(record)
     return _render(request, "job.html", principal=principal, nav="jobs", job=shown,
                    history=attempt_history(shown["errors"], retries),
                    timing=_timing(record, now),
-                   steps=steps_json(context, found),
+                   steps=steps_json(context, found), waiting_for=waiting_for,
                    may_operate=principal.may(Permission.OPERATE),
                    done=request.query_params.get("done"))
 

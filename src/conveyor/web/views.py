@@ -63,6 +63,8 @@ def job_json(record: JobRecord) -> dict[str, Any]:
         "group": record.group_key,
         "timeout": record.timeout,
         "tags": record.tags,
+        "limit": record.limit_name,
+        "limit_key": record.limit_key,
         "result": record.result,
         "errors": [
             {"attempt": e.attempt, "type": e.type, "message": e.message,

@@ -86,6 +86,8 @@ def classify(task: Task[Any, Any], exc: BaseException) -> AttemptResult:
             message=describe(exc),
             traceback="",
             retry_after=exc.seconds,
+            pause_limit=exc.limit,
+            pause_key=exc.key,
         )
     if isinstance(exc, Discard):
         reason = exc.reason if isinstance(exc.reason, str) else describe(exc)

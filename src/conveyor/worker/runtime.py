@@ -56,7 +56,7 @@ from typing import Any
 from conveyor import redaction
 from conveyor.backends.base import FetchParams, HeldJob
 from conveyor.errors import BackendError, ConveyorError
-from conveyor.events import EventName, started_event
+from conveyor.events import EventName, JobEvent, started_event
 from conveyor.middleware import (
     MAX_DEFER,
     Attempt,
@@ -277,12 +277,19 @@ class Worker:
                     self._work.put(record)
             if len(jobs) == free:
                 continue  # there may be more
-            if self.burst and not jobs and held.idle():
+            if 0 < start <= len(jobs) and backend.limits_waiting() is not None:
+                continue  # every free slot took a limited job: fetch as soon as one frees
+            if self.burst and not jobs and held.idle() and backend.limits_waiting() is None:
                 log.info("worker %s: queues empty, burst done", self.id)
                 return
             try:
                 self.maintenance.run(every=self.poll_interval)
-                backend.wait_for_work(self.poll_interval)
+                # Jobs wait for a limit: ask again when a token or a slot may be free
+                # (a completion elsewhere wakes nobody), not after a whole poll interval.
+                limited = backend.limits_waiting()
+                backend.wait_for_work(
+                    self.poll_interval if limited is None else min(self.poll_interval, limited)
+                )
             except BackendError as exc:
                 failures += 1
                 self._backend_failed(exc, failures)
@@ -295,6 +302,10 @@ class Worker:
         carries many jobs, not one per finished job.
         """
         busy, running = self.held.counts()
+        if busy >= self.concurrency and self.backend.limits_waiting() is not None:
+            # Limited jobs wait and go only to free slots: fetch when one frees up
+            # (prefetching unlimited jobs meanwhile would only delay that).
+            return 0
         prefetch = self._prefetch()
         free = self.concurrency + prefetch - busy
         waiting = busy - running
@@ -562,7 +573,35 @@ class Worker:
                 extra={"job_id": record.id, "task": record.task},
             )
             return
+        if result.kind == "retry_after" and result.pause_limit is not None:
+            self._pause_limit(record, result)
         self.completer.submit(record, result)
+
+    def _pause_limit(self, record: JobRecord, result: AttemptResult) -> None:
+        """Back-pressure from the task (RetryAfter(limit=...)): pause the limit, or one
+        key of it, for every worker."""
+        name, key = result.pause_limit, result.pause_key
+        assert name is not None
+        try:
+            found = self.backend.limit_pause(name, key, result.retry_after, result.message)
+        except BackendError as exc:
+            log.warning("worker %s: could not pause limit %s: %s", self.id, name, exc)
+            return
+        if not found:
+            log.warning(
+                "worker %s: job %s asked to pause limit %r, which is not declared; declare it "
+                "with app.limit(%r, ...)", self.id, record.id, name, name,
+            )
+            return
+        log.info("worker %s: limit %s%s paused for %gs by job %s", self.id, name,
+                 "" if key is None else f" key {key!r}", result.retry_after, record.id)
+        events = self.deps.events
+        if events.wants(EventName.LIMIT_PAUSED):
+            events.emit(JobEvent(
+                EventName.LIMIT_PAUSED, record.id, record.task, record.queue,
+                attempt=record.attempt, worker=self.id, retry_delay=result.retry_after,
+                limit=name, limit_key=key,
+            ))
 
     # -- shutdown ---------------------------------------------------------------------
     def _shutdown(self) -> None:

@@ -42,6 +42,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, replace
 from typing import Any, Self
 
 import psycopg
@@ -66,9 +67,18 @@ from conveyor.backends.base import (
     InsertResult,
     JobFilter,
     JobInsert,
+    KeyWait,
+    LimitNumbers,
+    LimitState,
     SendGate,
     WorkerInfo,
     WorkflowInsert,
+)
+from conveyor.backends.flow import (
+    LimitWatch,
+    key_wait_from_row,
+    limit_spec_params,
+    limit_state_from_row,
 )
 from conveyor.backends.records import (
     RowLike,
@@ -89,6 +99,7 @@ from conveyor.errors import (
     SchemaError,
 )
 from conveyor.jsonvalue import loads_readable, storable_json
+from conveyor.limits import LimitSpec
 from conveyor.types import JobRecord, JobState
 
 log = logging.getLogger("conveyor.postgres")
@@ -171,6 +182,7 @@ class PostgresBackend(SQLBackend):
     ) -> None:
         self.url = url
         self.connect_timeout = float(connect_timeout)
+        self._limits = LimitWatch()
         try:
             params = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
@@ -678,6 +690,14 @@ class PostgresBackend(SQLBackend):
         queues = list(dict.fromkeys(params.queues))
         if params.limit <= 0 or not queues:
             return []
+        limited: list[JobRecord] = []
+        if params.start > 0 and self._limits.due(time.monotonic()):
+            limited = self._fetch_limited(queues, params)
+            if limited:
+                params = replace(params, limit=params.limit - len(limited),
+                                 start=params.start - len(limited))
+                if params.limit <= 0:
+                    return limited
         # Staging and leasing need not be atomic together (a staged job is simply
         # available), so each commits on its own: in one pipeline that is one round
         # trip, not the two an explicit transaction takes (BEGIN..., then COMMIT).
@@ -689,7 +709,82 @@ class PostgresBackend(SQLBackend):
                  "lease_seconds": params.lease_seconds, "start": max(0, params.start)},
             ).fetchall()
         rows.sort(key=lambda row: int(row["pick_order"]))
+        return limited + [job_record_from_row(row) for row in rows]
+
+    def _fetch_limited(self, queues: list[str], params: FetchParams) -> list[JobRecord]:
+        """Lease limited jobs to free slots, within their limits (job_fetch_limited.sql).
+
+        One transaction: the limits with work here (for the worker's next wait), those
+        of them no other fetch holds, locked (limit_lock.sql), then the lease, whose
+        snapshot, taken once the locks are held, counts what every earlier fetch of
+        these limits leased."""
+        with self._transaction(pipeline=True) as conn:
+            waiting = conn.execute(_Q["limit_waiting"], {"queues": queues})
+            locking = conn.execute(_Q["limit_lock"], {"queues": queues})
+            declared = waiting.fetchall()
+            self._limits.saw(time.monotonic(), len(declared), [
+                None if row["token_wait"] is None else float(row["token_wait"])
+                for row in declared if row["has_work"]
+            ])
+            locked = locking.fetchall()
+            if not locked:
+                return []
+            rows = conn.execute(_Q["job_fetch_limited"], prepare=True, params={
+                "names": [row["name"] for row in locked], "queues": queues,
+                "limit": params.start, "worker_id": params.worker_id,
+                "lease_seconds": params.lease_seconds,
+            }).fetchall()
+        rows.sort(key=lambda row: int(row["pick_order"]))
         return [job_record_from_row(row) for row in rows]
+
+    # -- flow-control limits ---------------------------------------------------------
+    def limit_declare(self, specs: Sequence[LimitSpec]) -> None:
+        if not specs:
+            return
+        with self._transaction() as conn:
+            for spec in sorted(specs, key=lambda s: s.name):  # lock order: by name
+                conn.execute(_Q["limit_declare"], limit_spec_params(spec))
+                for key, weight in spec.weights:
+                    conn.execute(_Q["limit_key_weight"],
+                                 {"name": spec.name, "key": key, "weight": weight})
+        self._limits.declared()
+
+    def limit_list(self, name: str | None = None) -> list[LimitState]:
+        return [limit_state_from_row(row)
+                for row in self._execute(_Q["limit_list"], {"name": name})]
+
+    def limit_set(
+        self, name: str, numbers: LimitNumbers, *, audit: AuditRecord | None = None
+    ) -> bool:
+        with self._transaction() as conn:
+            row = conn.execute(_Q["limit_set"], {**asdict(numbers), "name": name}).fetchone()
+            _audit(conn, audit, int(row is not None))
+        return row is not None
+
+    def limit_reset(self, name: str, *, audit: AuditRecord | None = None) -> bool:
+        with self._transaction() as conn:
+            row = conn.execute(_Q["limit_reset"], {"name": name}).fetchone()
+            _audit(conn, audit, int(row is not None))
+        return row is not None
+
+    def limit_pause(self, name: str, key: str | None, seconds: float, reason: str) -> bool:
+        params = {"name": name, "key": key, "seconds": seconds, "reason": reason}
+        with self._connection() as conn:
+            if key is None:
+                return conn.execute(_Q["limit_pause_all"], params).fetchone() is not None
+            return conn.execute(_Q["limit_pause"], params).rowcount > 0
+
+    def limit_key_wait(self, job: JobRecord) -> KeyWait | None:
+        if job.limit_name is None:
+            return None
+        rows = self._execute(_Q["limit_key_get"], {
+            "name": job.limit_name, "key": job.limit_key or "", "priority": job.priority,
+            "run_at": job.run_at, "id": job.id,
+        })
+        return key_wait_from_row(rows[0])
+
+    def limits_waiting(self) -> float | None:
+        return self._limits.waiting
 
     def job_complete_many(
         self, completions: Sequence[Completion], *, started: Sequence[HeldJob] = ()
@@ -1022,7 +1117,7 @@ def _one_group_due_now(jobs: Sequence[JobInsert]) -> bool:
 def _group_key(job: JobInsert) -> tuple[Any, ...]:
     return (job.task, job.queue, job.priority, job.max_attempts, job.run_at, job.delay,
             job.idempotency_window, job.group_key, job.timeout, tuple(job.tags),
-            job.trace_context)
+            job.trace_context, job.limit_name, job.limit_key)
 
 
 def _group_params(job: JobInsert) -> dict[str, Any]:
@@ -1039,6 +1134,8 @@ def _group_params(job: JobInsert) -> dict[str, Any]:
         "timeout": job.timeout,
         "tags": dumps(list(job.tags)),
         "trace_context": job.trace_context,
+        "limit_name": job.limit_name,
+        "limit_key": job.limit_key,
     }
 
 

@@ -21,7 +21,9 @@ import os
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,9 +38,18 @@ from conveyor.backends.base import (
     InsertResult,
     JobFilter,
     JobInsert,
+    KeyWait,
+    LimitNumbers,
+    LimitState,
     SendGate,
     WorkerInfo,
     WorkflowInsert,
+)
+from conveyor.backends.flow import (
+    LimitWatch,
+    key_wait_from_row,
+    limit_spec_params,
+    limit_state_from_row,
 )
 from conveyor.backends.records import (
     RowLike,
@@ -54,6 +65,7 @@ from conveyor.backends.sql import Run, SQLBackend, T, load_migrations, load_quer
 from conveyor.clock import Clock, SystemClock
 from conveyor.errors import BackendError, ConfigurationError, EnqueueError, SchemaError
 from conveyor.jsonvalue import storable_json
+from conveyor.limits import LimitSpec
 from conveyor.types import JobRecord, JobState
 
 log = logging.getLogger("conveyor.sqlite")
@@ -236,6 +248,7 @@ class SQLiteBackend(SQLBackend):
         self.url = url
         self.path, options = parse_sqlite_url(url)
         self.clock: Clock = clock or SystemClock()
+        self._limits = LimitWatch()
         self.busy_timeout = float(options.pop("busy_timeout", "30"))
         self.synchronous = options.pop("synchronous", "full").upper()
         if self.synchronous not in ("FULL", "NORMAL", "EXTRA"):
@@ -553,6 +566,8 @@ class SQLiteBackend(SQLBackend):
                 "tags": dumps(list(job.tags)),
                 "trace_context": job.trace_context,
                 "client_id": job.client_id,
+                "limit_name": job.limit_name,
+                "limit_key": job.limit_key,
             }
             if job.idempotency_key is not None:
                 conn.execute(_Q["idempotency_release"], params)
@@ -593,6 +608,14 @@ class SQLiteBackend(SQLBackend):
         with self._write() as conn:
             now = self.clock.now()
             conn.execute(_Q["job_stage"], {"now": now})
+            limited: list[JobRecord] = []
+            if params.start > 0 and self._limits.due(now):
+                limited = self._fetch_limited(conn, params, now)
+                if limited:
+                    params = replace(params, limit=params.limit - len(limited),
+                                     start=params.start - len(limited))
+                    if params.limit <= 0:
+                        return limited
             held_back: set[int] = set()
             candidates: list[list[int]] = []
             for queue in params.queues:
@@ -609,7 +632,7 @@ class SQLiteBackend(SQLBackend):
                 picked = [job_id for i, job_id in enumerate(picked)
                           if i < params.start or job_id not in held_back]
             if not picked:
-                return []
+                return limited
             rows = conn.execute(
                 _Q["job_lease"],
                 {"ids": dumps(picked), "worker_id": params.worker_id, "now": now,
@@ -617,6 +640,77 @@ class SQLiteBackend(SQLBackend):
                  "started": dumps(picked[:max(0, params.start)])},
             ).fetchall()
         order = {job_id: i for i, job_id in enumerate(picked)}
+        records = [job_record_from_row(row) for row in rows]
+        records.sort(key=lambda r: order[r.id])
+        return limited + records
+
+    def _fetch_limited(
+        self, conn: sqlite3.Connection, params: FetchParams, now: float
+    ) -> list[JobRecord]:
+        """Lease limited jobs to free slots, within their limits (docs/flow-control.md).
+
+        One writer at a time: nothing else leases between these reads and the lease.
+        The order is PostgreSQL's (job_fetch_limited.sql): keys by turn, at most
+        `weight` jobs of a key per round, each limit within its allowance."""
+        queues = dumps(list(params.queues))
+        limits = conn.execute(
+            _Q["job_fetch_limits"], {"queues": queues, "limit": params.start, "now": now}
+        ).fetchall()
+        declared = conn.execute(_Q["limit_count"]).fetchone()[0] if not limits else len(limits)
+        self._limits.saw(now, declared, [row["token_wait"] for row in limits])
+        open_limits = [row for row in limits if row["allowance"] > 0]
+        if not open_limits:
+            return []
+        allowance = {row["name"]: int(row["allowance"]) for row in open_limits}
+        tokens = {row["name"]: row["tokens"] for row in open_limits}
+        keys = conn.execute(_Q["job_fetch_limited_keys"], {
+            "limits": dumps([[row["name"], row["allowance"], row["key_rate"], row["key_burst"],
+                              row["key_concurrency"]] for row in open_limits]),
+            "now": now, "limit": params.start,
+        }).fetchall()
+        candidates: list[tuple[int, int, str, str, int]] = []  # round, turn, name, key, id
+        for key in keys:
+            rows = conn.execute(_Q["job_fetch_limited_candidates"], {
+                "limit_name": key["limit_name"], "limit_key": key["limit_key"],
+                "queues": queues, "limit": int(key["allowance"]),
+            }).fetchall()
+            weight = int(key["weight"])
+            candidates.extend(
+                (-(-(nth + 1) // weight), int(key["turn"]), key["limit_name"],
+                 key["limit_key"], int(row[0]))
+                for nth, row in enumerate(rows)
+            )
+        candidates.sort()
+        picked: list[tuple[str, str, int]] = []
+        taken: dict[str, int] = {}
+        for _, _, name, key_name, job_id in candidates:
+            if len(picked) >= params.start:
+                break
+            if taken.get(name, 0) < allowance[name]:
+                taken[name] = taken.get(name, 0) + 1
+                picked.append((name, key_name, job_id))
+        if not picked:
+            return []
+        ids = [job_id for _, _, job_id in picked]
+        rows = conn.execute(
+            _Q["job_lease"],
+            {"ids": dumps(ids), "worker_id": params.worker_id, "now": now,
+             "lease_seconds": params.lease_seconds, "started": dumps(ids)},
+        ).fetchall()
+        leased = {int(row["id"]) for row in rows}
+        for name, used in Counter(n for n, _, i in picked if i in leased).items():
+            if tokens[name] is not None:
+                conn.execute(_Q["limit_spend"], {"name": name, "used": used, "now": now})
+        key_tokens = {(k["limit_name"], k["limit_key"]): k["tokens"] for k in keys}
+        for (name, key_name), used in Counter(
+            (n, k) for n, k, i in picked if i in leased
+        ).items():
+            left = key_tokens[(name, key_name)]
+            conn.execute(_Q["limit_key_serve"], {
+                "limit_name": name, "key": key_name, "now": now,
+                "tokens": None if left is None else left - used,
+            })
+        order = {job_id: i for i, job_id in enumerate(ids)}
         records = [job_record_from_row(row) for row in rows]
         records.sort(key=lambda r: order[r.id])
         return records
@@ -761,6 +855,61 @@ class SQLiteBackend(SQLBackend):
             self._workflow_advance(run, [(int(r["id"]), JobState.CANCELLED.value) for r in rows])
             self._audit(conn, audit, len(rows))
         return len(rows)
+    # -- flow-control limits ---------------------------------------------------------
+    def limit_declare(self, specs: Sequence[LimitSpec]) -> None:
+        if not specs:
+            return
+        with self._write() as conn:
+            now = self.clock.now()
+            for spec in specs:
+                conn.execute(_Q["limit_declare"], {**limit_spec_params(spec), "now": now})
+                for key, weight in spec.weights:
+                    conn.execute(_Q["limit_key_weight"],
+                                 {"name": spec.name, "key": key, "weight": weight})
+        self._limits.declared()
+
+    def limit_list(self, name: str | None = None) -> list[LimitState]:
+        rows = self._read(_Q["limit_list"], {"name": name, "now": self.clock.now()})
+        return [limit_state_from_row(row) for row in rows]
+
+    def limit_set(
+        self, name: str, numbers: LimitNumbers, *, audit: AuditRecord | None = None
+    ) -> bool:
+        with self._write() as conn:
+            row = conn.execute(
+                _Q["limit_set"], {**asdict(numbers), "name": name, "now": self.clock.now()}
+            ).fetchone()
+            self._audit(conn, audit, int(row is not None))
+        self._notify_local()
+        return row is not None
+
+    def limit_reset(self, name: str, *, audit: AuditRecord | None = None) -> bool:
+        with self._write() as conn:
+            row = conn.execute(
+                _Q["limit_reset"], {"name": name, "now": self.clock.now()}
+            ).fetchone()
+            self._audit(conn, audit, int(row is not None))
+        return row is not None
+
+    def limit_pause(self, name: str, key: str | None, seconds: float, reason: str) -> bool:
+        params = {"name": name, "key": key, "seconds": seconds, "reason": reason,
+                  "now": self.clock.now()}
+        with self._write() as conn:
+            if key is None:
+                return conn.execute(_Q["limit_pause_all"], params).fetchone() is not None
+            return conn.execute(_Q["limit_pause"], params).rowcount > 0
+
+    def limit_key_wait(self, job: JobRecord) -> KeyWait | None:
+        if job.limit_name is None:
+            return None
+        rows = self._read(_Q["limit_key_get"], {
+            "name": job.limit_name, "key": job.limit_key or "", "now": self.clock.now(),
+            "priority": job.priority, "run_at": job.run_at.timestamp(), "id": job.id,
+        })
+        return key_wait_from_row(rows[0])
+
+    def limits_waiting(self) -> float | None:
+        return self._limits.waiting
 
     # -- operator side ------------------------------------------------------------
     def job_retry(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:

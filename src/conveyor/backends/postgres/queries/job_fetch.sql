@@ -19,7 +19,7 @@ WITH candidates AS MATERIALIZED (
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at
         FROM conveyor_jobs
-        WHERE state = 'available' AND queue = wanted.name
+        WHERE state = 'available' AND queue = wanted.name AND limit_name IS NULL
           AND NOT EXISTS (SELECT 1 FROM conveyor_queue_pauses AS p WHERE p.queue = wanted.name)
           AND (group_key IS NULL OR NOT EXISTS (
               SELECT 1 FROM conveyor_jobs AS other

@@ -8,13 +8,15 @@ WITH spec AS (
 )
 INSERT INTO conveyor_jobs (
     task, queue, args, state, priority, run_at, max_attempts,
-    idempotency_window, group_key, timeout, created_at, tags, trace_context, client_id
+    idempotency_window, group_key, timeout, created_at, tags, trace_context, client_id,
+    limit_name, limit_key
 )
 SELECT %(task)s::text, %(queue)s::text, given.args,
        CASE WHEN spec.run_at > now() THEN 'scheduled' ELSE 'available' END,
        %(priority)s::smallint, greatest(spec.run_at, now()), %(max_attempts)s::integer,
        %(idempotency_window)s::float8, %(group_key)s::text, %(timeout)s::float8, now(),
-       %(tags)s::jsonb, %(trace_context)s::jsonb, given.client_id
+       %(tags)s::jsonb, %(trace_context)s::jsonb, given.client_id,
+       %(limit_name)s::text, %(limit_key)s::text
 FROM spec, ROWS FROM (json_array_elements(%(args)s::json),
                      json_array_elements_text(%(client_ids)s::json))
      WITH ORDINALITY AS given(args, client_id, n)

@@ -3,7 +3,7 @@
 SELECT id, task, queue, args, state, priority, run_at, attempt, max_attempts,
        lease_owner, lease_expires_at, lease_token, idempotency_key, group_key, timeout,
        created_at, started_at, finished_at, result::text AS result, errors, tags,
-       trace_context
+       trace_context, limit_name, limit_key
 FROM conveyor_jobs
 WHERE (%(states)s::text[] IS NULL OR state = ANY (%(states)s::text[]))
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)

@@ -5,6 +5,7 @@
 -- to a free slot, never into a prefetch (see job_fetch in backend.py).
 SELECT id, uncounted_rescues > 0 AS held_back FROM conveyor_jobs AS job
 WHERE state = 'available' AND queue = :queue
+  AND limit_name IS NULL
   AND NOT EXISTS (SELECT 1 FROM conveyor_queue_pauses WHERE queue = :queue)
   AND (group_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM conveyor_jobs AS other

@@ -1,0 +1,5 @@
+-- Hand a limit back to its declaration: the next worker or app that declares it
+-- sets its numbers again.
+UPDATE conveyor_limits SET overridden = false, updated_at = now()
+WHERE name = %(name)s::text
+RETURNING name
