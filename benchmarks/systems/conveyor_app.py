@@ -46,8 +46,14 @@ def enqueue_one(kind: str, enqueued_at: float | None = None) -> None:
         TASKS[kind].enqueue()
 
 
+BULK_CHUNK = 20_000
+"""Jobs per enqueue_many call (one transaction each): a backlog of a million is
+enqueued in chunks, each well within the app's unreachable_timeout."""
+
+
 def enqueue_many(kind: str, n: int) -> None:
-    TASKS[kind].enqueue_many(() for _ in range(n))
+    for first in range(0, n, BULK_CHUNK):
+        TASKS[kind].enqueue_many(() for _ in range(min(BULK_CHUNK, n - first)))
 
 
 def close() -> None:

@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 from conveyor.errors import NotStoredError
 from conveyor.types import JobRecord, JobState
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 15
 """The schema version this code reads and writes. A database at another version is refused."""
 
 
@@ -438,6 +438,12 @@ class QueueAdmin(Protocol):
 
     def job_prune(self, older_than: float, limit: int = 10_000) -> int:
         """Delete succeeded and cancelled jobs finished more than `older_than` seconds ago."""
+        ...
+
+    def job_vacuum(self, min_dead: int) -> bool:
+        """Reclaim the job table's dead row versions once there are at least `min_dead`
+        (PostgreSQL: VACUUM, whether or not autovacuum runs); True if it ran. Called by
+        the maintenance leader so the fetch never walks a growing trail of dead entries."""
         ...
 
     def queue_stats(self) -> list[QueueStats]: ...
