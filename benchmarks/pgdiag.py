@@ -30,11 +30,11 @@ class Snapshot:
     dead: int
     autovacuums: int
     autoanalyzes: int
-    vacuums: int = 0
-    """Manual ones: conveyor's maintenance leader (and any operator)."""
     table_bytes: int
     """conveyor_jobs with its partitions, TOAST and indexes."""
     indexes: dict[str, int] = field(default_factory=dict)
+    vacuums: int = 0
+    """Manual ones: conveyor's maintenance leader (and any operator)."""
     plans: dict[str, str] = field(default_factory=dict)
 
 

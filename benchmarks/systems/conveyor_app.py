@@ -46,7 +46,7 @@ def enqueue_one(kind: str, enqueued_at: float | None = None) -> None:
         TASKS[kind].enqueue()
 
 
-BULK_CHUNK = 20_000
+BULK_CHUNK = 5_000
 """Jobs per enqueue_many call (one transaction each): a backlog of a million is
 enqueued in chunks, each well within the app's unreachable_timeout."""
 
