@@ -10,6 +10,7 @@ drain it observes is not changed.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -35,6 +36,12 @@ class Snapshot:
     indexes: dict[str, int] = field(default_factory=dict)
     vacuums: int = 0
     """Manual ones: conveyor's maintenance leader (and any operator)."""
+    connections: int = 0
+    """Server connections open to the database."""
+    backend_cpu: float = 0.0
+    """CPU seconds (user + system) of the server processes serving the database so far."""
+    worker_cpu: float = 0.0
+    """CPU seconds of the worker processes so far (set by the caller, who knows them)."""
     plans: dict[str, str] = field(default_factory=dict)
 
 
@@ -69,12 +76,30 @@ def snapshot(url: str, done: int, *, explain: bool = False) -> Snapshot:
             "FROM pg_index WHERE indrelid::regclass::text = ANY(%s) ORDER BY 1", [rels])}
         lsn = conn.execute("SELECT pg_current_wal_lsn()::text AS l").fetchone()
         assert lsn is not None
+        pids = [int(r["pid"]) for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()")]
         snap = Snapshot(time.time(), done, _lsn(lsn["l"]), int(stats["live"]),
                         int(stats["dead"]), int(stats["av"]), int(stats["aa"]), int(size["b"]),
-                        indexes, vacuums=int(stats["v"]))
+                        indexes, vacuums=int(stats["v"]), connections=len(pids),
+                        backend_cpu=cpu_seconds(pids))
         if explain:
             snap.plans = _plans(conn)
     return snap
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (a server on this machine: /proc)."""
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone, or the server is elsewhere
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def _plans(conn: Any) -> dict[str, str]:
@@ -98,7 +123,12 @@ def _plans(conn: Any) -> dict[str, str]:
 
 def describe(before: Snapshot, after: Snapshot) -> list[str]:
     jobs = max(1, after.done - before.done)
+    seconds = max(1e-9, after.at - before.at)
     return [
+        f"- {jobs / seconds:,.0f} jobs/s over the span; CPU per job: PostgreSQL "
+        f"{(after.backend_cpu - before.backend_cpu) / jobs * 1e6:,.0f} µs, workers "
+        f"{(after.worker_cpu - before.worker_cpu) / jobs * 1e6:,.0f} µs; "
+        f"{after.connections} server connections",
         f"- jobs done {before.done:,} -> {after.done:,}; WAL "
         f"{(after.wal_lsn - before.wal_lsn) / jobs:,.0f} bytes/job over that span",
         f"- dead tuples {before.dead:,} -> {after.dead:,}; live {before.live:,} -> "

@@ -389,6 +389,27 @@ def tree_rss(roots: list[int]) -> int:
     return total
 
 
+def tree_cpu(roots: list[int]) -> float:
+    """User + system CPU seconds of the processes `roots` and all their descendants."""
+    import pgdiag
+
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    pids, todo = [], list(roots)
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo.extend(children.get(pid, []))
+    return pgdiag.cpu_seconds(pids)
+
+
 @dataclass
 class Progress:
     count: int
@@ -561,12 +582,14 @@ def run_backlog(
                 if diagnose and marks and progress.count >= marks[0] * n:
                     marks.pop(0)
                     snaps.append(pgdiag.snapshot(url, progress.count, explain=True))
+                    snaps[-1].worker_cpu = tree_cpu([p.pid for p in workers.procs])
                 workers.check_alive()
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"only {progress.count:,} of {n:,} done")
                 time.sleep(0.05)
             if diagnose:
                 end = pgdiag.snapshot(url, progress.count)
+                end.worker_cpu = tree_cpu([p.pid for p in workers.procs])
                 result.table_mib = end.table_bytes / 2**20
                 if len(snaps) == 2:
                     result.diagnostics = [*pgdiag.describe(snaps[0], snaps[1]),
