@@ -20,6 +20,9 @@ app = Conveyor(
     os.environ.get("BENCH_CONVEYOR_URL"),
     poll_interval=1.0,
     retention=float(os.environ.get("BENCH_RETENTION", "600")),
+    # The machine is shared: a batch that waits over a second for the database on a
+    # loaded machine is slow, not lost (the default, 1 s, would give up on it).
+    unreachable_timeout=30.0,
 )
 
 _lock = threading.Lock()
