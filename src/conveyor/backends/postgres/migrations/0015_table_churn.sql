@@ -11,12 +11,15 @@
 -- table itself once it holds 50,000 dead versions (whether or not autovacuum
 -- runs); where autovacuum does run, these settings stop it from sleeping
 -- between pages (the default cost delay throttles it to a few MB/s), so it
--- finishes in seconds and the trail of dead entries stays short.
+-- finishes in seconds and the trail of dead entries stays short, and
+-- vacuum_truncate off keeps it from taking the ACCESS EXCLUSIVE lock that
+-- returning empty tail pages to the OS needs (which would stall every fetch
+-- and completion behind it; a queue table reuses those pages soon anyway).
 --
 -- Only storage parameters change: no rewrite, and the lock taken (SHARE UPDATE
 -- EXCLUSIVE) does not block reads or writes of jobs, so this migrates a live
 -- table of any size at once.
-ALTER TABLE conveyor_jobs SET (autovacuum_vacuum_cost_delay = 0);
+ALTER TABLE conveyor_jobs SET (autovacuum_vacuum_cost_delay = 0, vacuum_truncate = false);
 ALTER TABLE conveyor_job_stats SET (
     autovacuum_vacuum_cost_delay = 0,
     autovacuum_vacuum_scale_factor = 0.05
