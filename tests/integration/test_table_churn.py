@@ -10,6 +10,7 @@ storage parameters, so it migrates a table full of jobs in place.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -148,3 +149,54 @@ def test_migration_15_keeps_a_table_of_jobs_in_every_state_and_its_promises(
         assert again.id == first and not again.created
     finally:
         backend.close()
+
+
+@pytest.mark.postgres
+def test_a_worker_stops_fetching_while_its_completions_cannot_be_written(
+    pg_database: str,
+) -> None:
+    """Completions blocked (the stats rows every completion writes, held): the
+    worker finishes what it holds, then waits instead of leasing the whole backlog."""
+    import psycopg
+
+    from tests.conftest import _pg_truncate
+
+    _pg_truncate(pg_database)
+    app = Conveyor(pg_database, poll_interval=0.05, lease=30.0)
+    try:
+        @app.task()
+        def noop() -> None: ...
+
+        noop.enqueue_many(() for _ in range(2_000))
+        worker = app.worker(install_signals=False, concurrency=4, prefetch=4)
+        thread = threading.Thread(target=worker.run)
+        with psycopg.connect(pg_database) as blocker:
+            # Every completion adds to its minute's stats row (one per connection
+            # shard): hold those rows, for this minute and the next, in a transaction.
+            blocker.execute(
+                "INSERT INTO conveyor_job_stats (minute, queue, task, shard) "
+                "SELECT date_trunc('minute', now()) + m * interval '1 minute', 'default', "
+                "%s, s FROM generate_series(0, 1) AS m, generate_series(0, 7) AS s",
+                [noop.name],
+            )
+            thread.start()
+            deadline = time.monotonic() + 20
+            while worker.stats.fetched < 8 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)  # unbounded, the fetch loop would lease hundreds meanwhile
+            fetched_while_blocked = worker.stats.fetched
+            with psycopg.connect(pg_database, autocommit=True) as conn:
+                row = conn.execute("SELECT count(*) FROM conveyor_jobs "
+                                   "WHERE state = 'running'").fetchone()
+            assert row is not None
+            # Slots + prefetch awaiting completion, plus at most one more fill of both.
+            assert 8 <= fetched_while_blocked <= 16 and row[0] <= 16
+        deadline = time.monotonic() + 60
+        while worker.stats.succeeded < 2_000 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker.stop()
+        thread.join(30)
+        assert not thread.is_alive()
+        assert worker.stats.succeeded == 2_000 and worker.stats.lost == 0
+    finally:
+        app.close()
