@@ -426,6 +426,27 @@ def tree_rss(roots: list[int]) -> int:
     return total
 
 
+def tree_cpu(roots: list[int]) -> float:
+    """User + system CPU seconds of the processes `roots` and all their descendants."""
+    import pgdiag
+
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    pids, todo = [], list(roots)
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo.extend(children.get(pid, []))
+    return pgdiag.cpu_seconds(pids)
+
+
 @dataclass
 class Progress:
     count: int
@@ -549,6 +570,116 @@ def run_once(system: System, stores: Stores, sizes: Sizes, log: Callable[[str], 
             workers.stop_sampling()
             workers.stop()
     return result
+
+
+@dataclass
+class BacklogResult:
+    """One backlog drain: `n` no-op jobs enqueued in bulk, then drained."""
+
+    n: int
+    bulk: float | None = None
+    first: float | None = None
+    """Jobs/s over the first 10% of the backlog (first start to the 10% mark)."""
+    last: float | None = None
+    """Jobs/s over the last 10% (the 90% mark to the last finish)."""
+    whole: float | None = None
+    table_mib: float | None = None
+    """PostgreSQL: the job table with its indexes when the drain ends."""
+    diagnostics: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def run_backlog(
+    system: System, stores: Stores, n: int, log: Callable[[str], None]
+) -> BacklogResult:
+    """Bulk-enqueue `n` no-op jobs, drain them with PROCESSES x SLOTS; PostgreSQL systems
+    of conveyor also get snapshots of the job table near the start and the end (pgdiag)."""
+    import pgdiag
+
+    result = BacklogResult(n)
+    with stores.fresh(system) as env:
+        prepare(system, env)
+        out = client(system, env, "load", "noop", n)
+        if out["bulk"]:
+            result.bulk = n / out["elapsed"]
+        log(f"{system.name}: {n:,} enqueued in {out['elapsed']:.1f}s")
+        diagnose = system.store == "postgres" and system.module == "conveyor_app"
+        url = env.vars.get("BENCH_PG_URL", "")
+        snaps: list[pgdiag.Snapshot] = []
+        marks = [0.05, 0.92]
+        timeline: list[tuple[float, int]] = []
+        workers = Workers(system, env, env.workdir / "probe-backlog")
+        try:
+            deadline = time.monotonic() + max(300.0, n / 500.0)
+            while True:
+                progress = read_probe(workers.probe_dir)
+                timeline.append((time.time(), progress.count))
+                if progress.count >= n:
+                    break
+                if diagnose and marks and progress.count >= marks[0] * n:
+                    marks.pop(0)
+                    snaps.append(pgdiag.snapshot(url, progress.count, explain=True))
+                    snaps[-1].worker_cpu = tree_cpu([p.pid for p in workers.procs])
+                workers.check_alive()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"only {progress.count:,} of {n:,} done")
+                time.sleep(0.05)
+            if diagnose:
+                end = pgdiag.snapshot(url, progress.count)
+                end.worker_cpu = tree_cpu([p.pid for p in workers.procs])
+                result.table_mib = end.table_bytes / 2**20
+                if len(snaps) == 2:
+                    result.diagnostics = [*pgdiag.describe(snaps[0], snaps[1]),
+                                          *pgdiag.describe(snaps[0], end)[:1]]
+                    for label, snap in (("start", snaps[0]), ("end", snaps[1])):
+                        for name, plan in snap.plans.items():
+                            result.diagnostics += [
+                                "", f"{name} at the {label} ({snap.done:,} done):", "",
+                                "```", plan, "```"]
+        finally:
+            workers.stop()
+    first_start, last_end = progress.first_start, progress.last_end
+    tenth = n / 10
+    at_10 = next(t for t, c in timeline if c >= tenth)
+    count_10 = next(c for t, c in timeline if c >= tenth)
+    t_90, c_90 = [(t, c) for t, c in timeline if c <= n - tenth][-1]
+    result.first = count_10 / max(1e-9, at_10 - first_start)
+    result.last = (n - c_90) / max(1e-9, last_end - t_90)
+    result.whole = n / max(1e-9, last_end - first_start)
+    return result
+
+
+def backlog_report(results: list[tuple[System, BacklogResult]], started: datetime,
+                   loads: dict[str, tuple[tuple[float, ...], tuple[float, ...]]]) -> str:
+    out = [
+        f"# Backlog drain, {started:%Y-%m-%d %H:%M} UTC",
+        "",
+        "`python benchmarks/run.py --backlog N`: N no-op jobs enqueued with the system's "
+        f"bulk API, then drained by {PROCESSES} worker processes x {SLOTS} slots. First/last "
+        "10%: the rate from the first start to the moment 10% of the jobs were done, and from "
+        "the 90% mark to the last finish (progress sampled every 50 ms).",
+        "",
+        *machine(),
+        "",
+        "| system | backlog | bulk enqueue (jobs/s) | first 10% (jobs/s) | last 10% (jobs/s) "
+        "| last / first | whole drain (jobs/s) | job table after (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for system, r in results:
+        ratio = f"{r.last / r.first:.0%}" if r.first and r.last else "—"
+        out.append(f"| {system.name} | {r.n:,} | {fmt(r.bulk)} | {fmt(r.first)} | {fmt(r.last)} "
+                   f"| {ratio} | {fmt(r.whole)} | {fmt(r.table_mib)} |"
+                   + (f" error: {_cell(r.error)}" if r.error else ""))
+    out += ["", "Load average (1/5/15 min) before / after each system (the machine is shared):",
+            ""]
+    for name, (before, after) in loads.items():
+        out.append(f"- {name}: {' / '.join(f'{v:.2f}' for v in before)} -> "
+                   f"{' / '.join(f'{v:.2f}' for v in after)}")
+    for system, r in results:
+        if r.diagnostics:
+            out += ["", f"## {system.name}: the job table during the drain", "",
+                    *r.diagnostics]
+    return "\n".join(out) + "\n"
 
 
 def median_of(results: list[RunResult]) -> RunResult:
@@ -766,6 +897,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workflows", action="store_true",
                         help="the workflow scenarios instead (chains and chords, against "
                              "Celery's canvas and DBOS): see benchmarks/workflows.py")
+    parser.add_argument("--backlog", type=int, metavar="N",
+                        help="only the backlog row: N no-op jobs in bulk, then drained")
     args = parser.parse_args(argv)
     if args.workflows:
         return run_workflows(args)
@@ -791,6 +924,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     started = datetime.now(UTC)
+    if args.backlog:
+        return backlog_main(args, chosen, started, log)
     t0 = time.monotonic()
     rows: list[tuple[System, RunResult]] = []
     runs: dict[str, list[RunResult]] = {}
@@ -893,6 +1028,33 @@ def run_workflows(args: argparse.Namespace) -> int:
         (args.out / name).write_text(text)
         log(f"wrote {args.out / name}")
     return 1 if any(r.error for _, r in rows) else 0
+
+
+def backlog_main(args: argparse.Namespace, chosen: list[System], started: datetime,
+                 log: Callable[[str], None]) -> int:
+    results: list[tuple[System, BacklogResult]] = []
+    loads: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
+    with tempfile.TemporaryDirectory(prefix="conveyor-bench-", dir="/var/tmp") as tmp:
+        stores = Stores(Path(tmp))
+        for system in chosen:
+            before = os.getloadavg()
+            log(f"{system.name}: backlog of {args.backlog:,}")
+            try:
+                result = run_backlog(system, stores, args.backlog, log)
+            except Exception as exc:
+                result = BacklogResult(args.backlog, error=f"{type(exc).__name__}: {exc}"[-300:])
+            log(f"{system.name}: {result.error or ''} first {fmt(result.first)} last "
+                f"{fmt(result.last)} whole {fmt(result.whole)}")
+            loads[system.name] = (before, os.getloadavg())
+            results.append((system, result))
+    text = backlog_report(results, started, loads)
+    print(text)
+    if not args.no_write:
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / f"backlog-{started:%Y-%m-%dT%H%M}Z.md"
+        path.write_text(text)
+        log(f"wrote {path}")
+    return 1 if any(r.error for _, r in results) else 0
 
 
 if __name__ == "__main__":

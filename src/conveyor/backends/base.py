@@ -684,6 +684,12 @@ class QueueAdmin(Protocol):
         """Delete succeeded and cancelled jobs finished more than `older_than` seconds ago."""
         ...
 
+    def job_vacuum(self, min_dead: int) -> bool:
+        """Reclaim the job table's dead row versions once there are at least `min_dead`
+        (PostgreSQL: VACUUM, whether or not autovacuum runs); True if it ran. Called by
+        the maintenance leader so the fetch never walks a growing trail of dead entries."""
+        ...
+
     def queue_stats(self) -> list[QueueStats]: ...
 
     def queue_pause(

@@ -140,6 +140,11 @@ class HeldJobs:
         """(busy, running); call with `lock` held."""
         return self.busy, self.running
 
+    def awaiting_completion(self) -> int:
+        """Held jobs no slot holds any more: finished attempts whose completion is not
+        written yet (and jobs being given back); call with `lock` held."""
+        return len(self._jobs) - self.busy
+
     def idle(self) -> bool:
         with self.lock:
             return self.busy == 0 and not self._jobs

@@ -39,6 +39,13 @@ LEADER_ROLE = "maintenance"
 CRON_ROLE = "cron"
 PRUNE_BUDGET = 0.5
 """Seconds one prune pass may spend before the worker goes back to fetching."""
+VACUUM_CHECK = 5.0
+"""Seconds between the leader's looks at the job table's dead row versions."""
+VACUUM_MIN_DEAD = 50_000
+"""Dead row versions (about 25,000 jobs' worth of transitions) that make the leader
+vacuum the job table: each job leaves two behind, and until a vacuum removes their
+index entries every fetch walks past them. Few enough that a fetch never walks far,
+many enough that a busy table is vacuumed every few seconds, not continuously."""
 
 
 def leader_ttl(settings: WorkerSettings) -> float:
@@ -79,6 +86,8 @@ class Maintenance:
         now = clock()
         self._last_prune = now
         self._last_pass = float("-inf")
+        self._last_vacuum = now
+        self._vacuum: threading.Thread | None = None
 
     @property
     def leading(self) -> bool:
@@ -119,6 +128,9 @@ class Maintenance:
             # completion rate while fetches still run between passes.
             interval = self.settings.prune_interval
             self._last_prune = now if caught_up else now - interval
+        if leading and now - self._last_vacuum >= VACUUM_CHECK:
+            self._last_vacuum = now
+            self._start_vacuum()
 
     def _hold(self, role: str, now: float) -> bool:
         """Whether we lead `role` now. A leader renews its term once a third of it has
@@ -147,6 +159,30 @@ class Maintenance:
                 return False
         return True
 
+    def _start_vacuum(self) -> None:
+        """Vacuum the job table if it needs it, in a thread of its own: a vacuum of a
+        large table takes seconds, and the fetch loop that runs maintenance must not
+        wait for it. One at a time."""
+        if self._vacuum is not None and self._vacuum.is_alive():
+            return
+        self._vacuum = threading.Thread(
+            target=self._vacuum_once, name="conveyor-vacuum", daemon=True
+        )
+        self._vacuum.start()
+
+    def _vacuum_once(self) -> None:
+        started = time.monotonic()
+        try:
+            ran = self.backend.job_vacuum(VACUUM_MIN_DEAD)
+        except ConveyorError as exc:  # the next check tries again
+            log.warning("worker %s: could not vacuum the job table (%s)",
+                        self.settings.worker_id, exc)
+            return
+        if ran:
+            self.stats.vacuums += 1
+            log.debug("worker %s: vacuumed the job table in %.2fs",
+                      self.settings.worker_id, time.monotonic() - started)
+
     def resign(self) -> None:
         """Give the roles up (graceful stop), so standbys take over at their next pass."""
         for role in list(self._renewed):
@@ -160,9 +196,13 @@ class Maintenance:
                 )
 
 
-_WHAT = {LEADER_ROLE: "maintenance (lease rescue, pruning)", CRON_ROLE: "cron (periodic jobs)"}
+_WHAT = {
+    LEADER_ROLE: "maintenance (lease rescue, pruning, vacuum)",
+    CRON_ROLE: "cron (periodic jobs)",
+}
 
 
 __all__ = [
-    "CRON_ROLE", "LEADER_ROLE", "PRUNE_BUDGET", "Maintenance", "leader_ttl", "takeover_bound",
+    "CRON_ROLE", "LEADER_ROLE", "PRUNE_BUDGET", "VACUUM_CHECK", "VACUUM_MIN_DEAD", "Maintenance",
+    "leader_ttl", "takeover_bound",
 ]

@@ -307,6 +307,13 @@ class Worker:
             # (prefetching unlimited jobs meanwhile would only delay that).
             return 0
         prefetch = self._prefetch()
+        # A finished attempt stays held (and heartbeated) until the completer has
+        # written it. When the database writes completions slower than the slots
+        # finish attempts (a loaded server, a long vacuum), fetching on would grow
+        # that backlog without bound, and with it every heartbeat, until leases run
+        # out. Wait for the completer instead (a written batch wakes this loop).
+        if self.held.awaiting_completion() >= self.concurrency + prefetch:
+            return 0
         free = self.concurrency + prefetch - busy
         waiting = busy - running
         if waiting > 0 and free < max(1, prefetch // 2):

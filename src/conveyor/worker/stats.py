@@ -21,6 +21,8 @@ class WorkerStats:
     rescued: int = 0
     maintenance_passes: int = 0
     """Maintenance passes (rescue, cron, prune) this worker ran as the elected leader."""
+    vacuums: int = 0
+    """Vacuums of the job table this worker ran as the leader (PostgreSQL)."""
 
 
 __all__ = ["WorkerStats"]

@@ -814,6 +814,25 @@ class PostgresBackend(SQLBackend):
             _notify_queues(conn, self._workflow_advance(_runner(conn), ended))
         return [int(row["id"]) for row in rows]
 
+    def job_vacuum(self, min_dead: int) -> bool:
+        """VACUUM the job table once it holds at least `min_dead` dead row versions (and
+        ANALYZE it too once as many rows changed since its statistics were taken).
+
+        Every transition is an UPDATE, so each job leaves two dead versions behind, and
+        their entries stay in the fetch index until a vacuum removes them: without one,
+        every fetch walks past the entries of all the jobs fetched before it (a million
+        -job drain slows to a quarter of its rate). Autovacuum may be off, or busy with
+        other tables, or throttled; the maintenance leader calls this so the hot path
+        stays short either way. Runs on an autocommit connection (VACUUM cannot run in
+        a transaction); SKIP_LOCKED makes it a no-op while another vacuum runs."""
+        with self._connection() as conn:
+            row = conn.execute(_Q["job_table_churn"]).fetchone()
+            if row is None or int(row["dead"]) < min_dead:
+                return False
+            analyze = int(row["modified"]) >= max(min_dead, int(row["live"]) // 10)
+            conn.execute(_Q["job_table_vacuum_analyze" if analyze else "job_table_vacuum"])
+        return True
+
     def job_start_many(self, worker_id: str, jobs: Sequence[HeldJob]) -> None:
         self.job_complete_many((), started=jobs)
 

@@ -1,0 +1,6 @@
+-- conveyor schema 15 for SQLite: nothing to change.
+--
+-- On PostgreSQL schema 15 lets autovacuum run at full speed on the tables
+-- rewritten all day. SQLite rewrites a row in place and keeps no dead
+-- versions, so a drained backlog leaves nothing in front of the fetch index;
+-- the number is recorded so both backends share one schema version.
