@@ -64,7 +64,8 @@ def _pg_truncate(url: str) -> None:
         conn.execute(
             "TRUNCATE conveyor_jobs, conveyor_workers, conveyor_queue_pauses, conveyor_audit, "
             "conveyor_api_tokens, conveyor_sessions, "
-            "conveyor_job_stats, conveyor_leaders, conveyor_alerts "
+            "conveyor_job_stats, conveyor_leaders, conveyor_alerts, conveyor_events, "
+            "conveyor_incidents "
             "RESTART IDENTITY"
         )
 

@@ -25,6 +25,15 @@ A failed attempt therefore emits two events: `failed`, then `retried` or
 process; they are counted by the backend's per-minute aggregates, which is what
 SLOs read (see `conveyor.insights`).
 
+Operational events (`OpsEvent`) are the other kind the bus carries: something
+that happened to the system rather than to one job (a worker started or lost a
+lease, an alert fired, a breaker opened, a limit throttled). They are published
+with `publish` and read by `subscribe_ops` observers (the durable event log,
+see `conveyor.incidents`); a kind is a dotted name (`worker.started`,
+`breaker.opened`) and new kinds need no new code anywhere. They never reach the
+job observers above. Any other non-job event a feature emits with `emit` is
+recorded by the event log too (see `conveyor.incidents.eventlog`).
+
 Emitting costs one attribute test when nobody listens. An observer may say
 which events it wants (`subscribe(observer, wants=...)`): the worker builds an
 event only when some observer wants it, so the job log at its default level
@@ -39,10 +48,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from conveyor.tracecontext import trace_id_of
 from conveyor.types import JobRecord
@@ -85,6 +94,25 @@ class JobEvent:
     """The trace the job belongs to, when it was enqueued inside one (OpenTelemetry)."""
 
 
+@dataclass(frozen=True, slots=True)
+class OpsEvent:
+    """One operational event: something that happened to the system, not to one job."""
+
+    kind: str
+    """Dotted, family first: `worker.started`, `alert.fired`, `breaker.opened`."""
+    subject: str = ""
+    """What it happened to: a worker id, a queue, an alert key, a breaker name."""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    """JSON-serialisable facts (burn rates, counts, job ids...)."""
+    actor: str = ""
+    """Who did it, when someone did (an operator, a token); empty for the system."""
+    at: float | None = None
+    """Epoch seconds; None: when it is stored (the event log batches within a second)."""
+
+
+OpsObserver = Callable[[OpsEvent], None]
+
+
 Observer = Callable[[JobEvent], None]
 Wants = Callable[[EventName], bool]
 """Whether an observer wants events of this name now (asked per event: keep it quick)."""
@@ -97,11 +125,31 @@ def _wants_all(name: EventName) -> bool:
 class EventBus:
     """Observers of one app's job events. Thread-safe; subscribing is rare, emitting hot."""
 
-    __slots__ = ("_lock", "_observers")
+    __slots__ = ("_lock", "_observers", "_ops_observers")
 
     def __init__(self) -> None:
         self._observers: tuple[tuple[Observer, Wants], ...] = ()
+        self._ops_observers: tuple[OpsObserver, ...] = ()
         self._lock = threading.Lock()
+
+    def subscribe_ops(self, observer: OpsObserver) -> Callable[[], None]:
+        """Call `observer(event)` for every operational event; returns the unsubscribe."""
+        with self._lock:
+            self._ops_observers = (*self._ops_observers, observer)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._ops_observers = tuple(o for o in self._ops_observers if o is not observer)
+
+        return unsubscribe
+
+    def publish(self, event: OpsEvent) -> None:
+        """Tell the operational observers (never raises; quick when nobody listens)."""
+        for observer in self._ops_observers:
+            try:
+                observer(event)
+            except Exception:
+                log.exception("ops observer %r failed on %s; skipped", observer, event.kind)
 
     @property
     def has_observers(self) -> bool:
@@ -222,6 +270,6 @@ def _error_type(error_json: str | None) -> str | None:
 
 
 __all__ = [
-    "EventBus", "EventName", "JobEvent", "Observer", "Wants", "WrittenCompletion", "attempt_events",
-    "started_event",
+    "EventBus", "EventName", "JobEvent", "Observer", "OpsEvent", "OpsObserver", "Wants",
+    "WrittenCompletion", "attempt_events", "started_event",
 ]
