@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from conveyor.incidents.detectors import SpoolView
     from conveyor.incidents.service import Incidents
     from conveyor.insights import Insights
-    from conveyor.observability.alerts import AlertSink
+    from conveyor.observability.alerts import AlertEvaluator, AlertSink
     from conveyor.observability.slo import Objective
     from conveyor.worker import Worker
 
@@ -260,7 +260,10 @@ class Conveyor:
 
         self.dashboard_url = check_dashboard_url(dashboard_url)
         """Where the dashboard is served (https://...): alert notices link incidents there."""
-        self.event_log = EventLog(lambda: self.backend, retention=self.event_retention)
+        self.event_log = EventLog(
+            lambda: self.backend, retention=self.event_retention,
+            now=clock.now if clock is not None else time.time,
+        )
         """The durable log of operational events: what the bus publishes, written in batches."""
         self.events.subscribe_ops(self.event_log.record)
         self.events.subscribe(self.event_log.record_bus_event, wants=is_not_a_job_event)
@@ -859,17 +862,22 @@ class Conveyor:
         returns the function that stops it."""
         if not (self.alert_sinks and self.objectives):
             return lambda: None
+        evaluator = self.alert_evaluator(holder)
+        evaluator.start()
+        return evaluator.stop
+
+    def alert_evaluator(self, holder: str) -> AlertEvaluator:
+        """The SLO alert evaluator as workers run it: its notices go to the sinks, pages
+        open and close incidents, and every notice goes into the event log."""
         from conveyor.incidents.tracker import IncidentTracker
         from conveyor.observability.alerts import AlertEvaluator
 
-        evaluator = AlertEvaluator(
+        return AlertEvaluator(
             self.backend, self.objectives, self.alert_sinks, interval=self.alert_interval,
             holder=holder, events=self.events,
             incidents=IncidentTracker(self.backend, dashboard_url=self.dashboard_url,
                                       events=self.events),
         )
-        evaluator.start()
-        return evaluator.stop
 
     # -- worker -----------------------------------------------------------------------
     def worker(

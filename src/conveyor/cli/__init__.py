@@ -28,6 +28,7 @@ from conveyor.cli.common import ConveyorGroup
 from conveyor.cli.demo import demo
 from conveyor.cli.dlq import dlq
 from conveyor.cli.grafana import grafana_dashboard
+from conveyor.cli.incidents import annotate, doctor, events, incident
 from conveyor.cli.jobs import jobs
 from conveyor.cli.logs import configure_logging
 from conveyor.cli.migrate import migrate
@@ -65,6 +66,10 @@ cli.add_command(queues)
 cli.add_command(audit)
 cli.add_command(grafana_dashboard)
 cli.add_command(spool)
+cli.add_command(annotate)
+cli.add_command(events)
+cli.add_command(incident)
+cli.add_command(doctor)
 
 
 def main() -> None:

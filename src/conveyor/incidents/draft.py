@@ -196,12 +196,14 @@ def build_draft(
     if last_error is not None:
         timeline.append({"at": last_error, "source": "errors", "kind": "errors.last",
                          "subject": "", "actor": "", "text": "last error of the outage"})
-    timeline.append({"at": opened, "source": "incident", "kind": "incident.opened",
-                     "subject": str(incident.id), "actor": incident.opened_by,
-                     "text": incident.title})
-    if closed is not None:
+    logged = {(e.kind, e.subject) for e in events}
+    if ("incident.opened", f"incident:{incident.id}") not in logged:
+        timeline.append({"at": opened, "source": "incident", "kind": "incident.opened",
+                         "subject": f"incident:{incident.id}", "actor": incident.opened_by,
+                         "text": incident.title})
+    if closed is not None and ("incident.closed", f"incident:{incident.id}") not in logged:
         timeline.append({"at": closed, "source": "incident", "kind": "incident.closed",
-                         "subject": str(incident.id), "actor": incident.closed_by or "",
+                         "subject": f"incident:{incident.id}", "actor": incident.closed_by or "",
                          "text": "resolved"})
     timeline.sort(key=lambda t: (t["at"], t["source"] != "aggregates"))
 
@@ -222,7 +224,7 @@ def build_draft(
         {"at": e.at, "kind": e.kind, "subject": e.subject, "actor": e.actor,
          "text": _event_text(e)}
         for e in reversed(events)
-        if (last_error or start) - 300 <= e.at <= end and e.kind.startswith(RECOVERY_KINDS)
+        if (last_error or start) - 120 <= e.at <= end and e.kind.startswith(RECOVERY_KINDS)
     ]
     return {
         "incident": {"id": incident.id, "title": incident.title, "opened_at": opened,

@@ -110,8 +110,11 @@ class EventLog:
         retention: float = EVENT_RETENTION,
         flush_interval: float = 0.5,
         max_buffer: int = 10_000,
+        now: Callable[[], float] | None = None,
     ) -> None:
         self._writer = writer
+        self._now = now
+        """Stamps events published without a time (the app's clock), when given."""
         self.retention = retention
         self.flush_interval = flush_interval
         self._buffer: deque[EventInsert] = deque()
@@ -128,6 +131,8 @@ class EventLog:
     # -- the publishing side (any thread) -------------------------------------------------
     def record(self, event: OpsEvent) -> None:
         entry = to_insert(event)
+        if entry.at is None and self._now is not None:
+            entry = dataclasses.replace(entry, at=self._now())
         with self._lock:
             if len(self._buffer) >= self._max_buffer:
                 self._buffer.popleft()

@@ -294,8 +294,8 @@ class AlertEvaluator:
                 backend.alert_set(AlertState(key, firing, details={"windows": rule}))
                 sent.append(alert)
                 if self.events is not None:
-                    self.events.publish(OpsEvent(
-                        f"alert.{alert.status}", key, alert.to_json(), at=alert.at))
+                    kind = "alert.fired" if firing else "alert.resolved"
+                    self.events.publish(OpsEvent(kind, key, alert.to_json(), at=alert.at))
         return sent
 
     def _deliver(self, alert: Alert) -> bool:
