@@ -13,8 +13,10 @@ Prometheus alert per detector on them.
 |                 | (and it is not paused)                                                   |
 | unknown_task    | a job went dead in the last interval because no worker knows its task    |
 | stalled_worker  | a live worker holds jobs and finished none for an interval               |
-| dlq_growing     | jobs went dead in the last interval (at least `dlq_threshold`)           |
-| missed_cron     | a cron entry's tick is an interval old and no job exists for it          |
+| dlq_growing     | jobs went dead in the minutes overlapping the last interval (at least    |
+|                 | `dlq_threshold`)                                                         |
+| missed_cron     | a cron entry's tick is an interval old and no job exists for it, nor     |
+|                 | for a later tick                                                         |
 | spool_stuck     | this host's spool holds a job older than an interval                     |
 
 "What we say is true": each finding names what it saw, with numbers, and a
@@ -24,6 +26,7 @@ cron on time, an empty spool) has none.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -37,7 +40,7 @@ from conveyor.backends.base import (
 )
 from conveyor.backends.base import JobStats as _JobStats
 from conveyor.clock import format_duration
-from conveyor.errors import ConfigurationError
+from conveyor.errors import ConfigurationError, ConveyorError
 from conveyor.types import JobState
 
 DETECTORS: dict[str, str] = {
@@ -175,7 +178,9 @@ def stalled_worker(s: DetectorSettings, workers: Sequence[WorkerInfo]) -> list[F
 
 
 def dlq_growing(backend: DetectorBackend, s: DetectorSettings, now: float) -> list[Finding]:
-    rows = backend.stats_read(StatsQuery(since=now - s.dlq_interval, until=now + 60))
+    # The per-minute aggregates: every minute that overlaps the interval.
+    since = math.floor((now - s.dlq_interval) / 60) * 60
+    rows = backend.stats_read(StatsQuery(since=since, until=now + 60))
     by_task: dict[str, int] = {}
     for r in rows:
         if r.dead:
@@ -194,12 +199,15 @@ def missed_cron(backend: DetectorBackend, s: DetectorSettings, now: float,
                 schedules: Iterable[CronLike], task_of: Callable[[CronLike], str]) -> list[Finding]:
     found = []
     for entry in schedules:
-        # The latest tick that is at least an interval old (and still within reach).
-        ticks = entry.due(now - s.interval - max(entry.max_lateness, s.interval), now - s.interval)
-        if not ticks:
+        # The latest tick that is at least an interval old (and still within reach), and
+        # the ticks after it: a worker that catches up fires only the latest of them.
+        ticks = entry.due(now - s.interval - max(entry.max_lateness, s.interval), now)
+        old = [t for t in ticks if t <= now - s.interval]
+        if not old:
             continue
-        tick = ticks[-1]
-        if backend.job_key_count(task_of(entry), entry.key(tick)) == 0:
+        tick = old[-1]
+        task = task_of(entry)
+        if not any(backend.job_key_count(task, entry.key(t)) for t in ticks if t >= tick):
             found.append(Finding(
                 "missed_cron", entry.name,
                 f"cron {entry.name!r} did not fire for its tick {format_duration(now - tick)} "
@@ -229,7 +237,13 @@ def run_detectors(
 ) -> list[DetectorResult]:
     """Run every detector (or those in `only`) once; a detector that cannot look reports
     its error instead of findings (and does not stop the others)."""
-    now = backend.now()
+    try:
+        now = backend.now()
+        unreachable = None
+    except ConveyorError as exc:  # the spool detector still looks: that is when it matters
+        import time
+
+        now, unreachable = time.time(), str(exc)
     workers: list[WorkerInfo] | None = None
 
     def live() -> list[WorkerInfo]:
@@ -253,6 +267,9 @@ def run_detectors(
         if only and name not in only:
             continue
         interval = settings.dlq_interval if name == "dlq_growing" else settings.interval
+        if unreachable is not None and name != "spool_stuck":
+            results.append(DetectorResult(name, DETECTORS[name], interval, error=unreachable))
+            continue
         try:
             results.append(DetectorResult(name, DETECTORS[name], interval, run()))
         except Exception as exc:  # one broken look must not hide the others
