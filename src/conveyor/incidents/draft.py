@@ -252,6 +252,8 @@ def build_draft(
                       "time_to_page": (opened - first_error) if first_error else None,
                       "alert": details.get("windows"), "burn_rates": details.get("burn_rates")},
         "timeline": timeline,
+        "minutes": [{"at": minute, **m} for minute, m in sorted(per_minute.items())
+                    if start - 600 <= minute <= end],
         "top_errors": [
             {"type": e.type, "count": e.count, "first_seen": e.first_at, "last_seen": e.last_at,
              "message": e.message[:300], "tasks": list(e.tasks)}
