@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from conveyor import Conveyor
 from conveyor.backends.base import JobFilter
 from conveyor.incidents.detectors import DetectorResult, DetectorSettings
+from conveyor.incidents.metrics import DetectorCollector
 from conveyor.types import JobState
 
 INTERVAL = 1.0
@@ -119,6 +121,12 @@ def test_a_queue_with_waiting_jobs_and_no_worker_serving_it_fires(make_app: Any)
         result = fires_within_two_intervals(app, "unserved_queue", time.monotonic())
         [finding] = result.findings
         assert finding.subject == "reports" and "--queues reports" in finding.message
+        # The metric the generated alert rule reads says the same.
+        registry = CollectorRegistry()
+        registry.register(DetectorCollector(lambda: app.incidents.detect(SETTINGS)))
+        exported = generate_latest(registry).decode()
+        assert 'conveyor_detector_firing{detector="unserved_queue"} 1.0' in exported
+        assert 'conveyor_detector_firing{detector="stalled_worker"} 0.0' in exported
         # Pausing it is a choice, not a silent failure.
         app.operations.pause_queue("reports", actor="test", source="test")
         assert not firing(app, "unserved_queue").firing
@@ -216,6 +224,28 @@ def test_a_spool_that_is_not_draining_fires_even_when_the_database_is_away(
         assert all(r.error for r in others if r.name != "spool_stuck")
     finally:
         app.close(flush_timeout=0.1)
+
+
+def test_slo_rules_carry_one_alert_per_detector_on_its_metric(tmp_path: Path) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from conveyor.cli import cli
+
+    (tmp_path / "noslo.py").write_text(
+        f"from conveyor import Conveyor\napp = Conveyor('sqlite:///{tmp_path}/j.db')\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        result = CliRunner().invoke(cli, ["slo", "rules", "noslo:app"], catch_exceptions=False)
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert result.exit_code == 0, result.output
+    [group] = yaml.safe_load(result.output)["groups"]
+    assert group["name"] == "conveyor-silent-failures"
+    assert {r["labels"]["detector"] for r in group["rules"]} == {
+        "unserved_queue", "unknown_task", "stalled_worker", "dlq_growing", "missed_cron",
+        "spool_stuck"}
+    assert all("conveyor_detector_firing" in r["expr"] for r in group["rules"])
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan")])

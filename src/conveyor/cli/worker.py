@@ -11,6 +11,7 @@ import click
 from conveyor.app import Conveyor
 from conveyor.cli.common import app_options, open_app
 from conveyor.cli.logs import LEVELS, configure_logging
+from conveyor.incidents.metrics import DetectorCollector
 from conveyor.observability.logs import log_job_events
 from conveyor.observability.prometheus import JobMetrics, serve_metrics
 
@@ -127,6 +128,7 @@ def worker(
     if metrics_port is not None:
         metrics = JobMetrics(app)
         metrics.watch_worker(runner)
+        metrics.registry.register(DetectorCollector(app.incidents.detect))
         server = serve_metrics(metrics, metrics_port, metrics_host)
         log.info("metrics at %s", server.url)
     try:
