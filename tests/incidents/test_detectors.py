@@ -254,3 +254,40 @@ def test_detector_settings_refuse_nonsense(bad: float) -> None:
 
     with pytest.raises(ConfigurationError, match="must be > 0"):
         DetectorSettings(interval=bad)
+
+
+def test_spool_activity_is_in_the_event_log_once_per_episode(tmp_path: Path) -> None:
+    import sqlite3
+
+    from conveyor.backends.base import EventFilter
+
+    db = tmp_path / "jobs.db"
+    app = Conveyor(f"sqlite:///{db}", when_unreachable="spool", unreachable_timeout=0.1,
+                   spool_path=tmp_path / "spool")
+
+    @app.task
+    def send(n: int) -> None:
+        pass
+
+    app.migrate()
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # the database "does not answer" writes
+    try:
+        for i in range(3):
+            send.enqueue(i)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    try:
+        wait_until(lambda: app.spool_status().depth == 0)  # type: ignore[union-attr]
+
+        def kinds() -> list[str]:
+            app.event_log.flush()
+            return [e.kind for e in app.backend.event_list(EventFilter(kind="spool"))]
+
+        wait_until(lambda: "spool.drained" in kinds())
+        assert sorted(kinds()) == ["spool.drained", "spool.started"]
+        [drained] = app.backend.event_list(EventFilter(kind="spool.drained"))
+        assert drained.details == {"jobs": 3}
+    finally:
+        app.close()
