@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -118,3 +119,29 @@ def test_a_batch_of_events_is_one_statement_and_costs_little(app: Conveyor) -> N
     started = time.perf_counter()
     assert backend.event_insert_many(batch) == 1000
     assert time.perf_counter() - started < 5.0  # one statement, not 1000 round trips
+
+
+def test_workers_starting_stopping_and_dying_are_in_the_event_log(make_app: Any) -> None:
+    from conveyor.backends.base import FetchParams
+    from tests.incidents.test_detectors import running, wait_until
+
+    app: Conveyor = make_app(lease=0.5, poll_interval=0.05)
+
+    @app.task
+    def work() -> None:
+        pass
+
+    work.enqueue()
+    # A worker that leased the job and died: its lease expires and the rescuer says so.
+    assert app.backend.job_fetch(FetchParams("dead-worker", ["default"], 1, 0.3, start=1))
+    with running(app, heartbeat_interval=0.1, worker_id="rescuer") as worker:
+        def died() -> list[Any]:
+            app.event_log.flush()
+            return app.backend.event_list(EventFilter(kind="worker.died"))
+
+        wait_until(lambda: bool(died()))
+        assert died()[0].details["why"] == "lease expired" and died()[0].details["jobs"] == 1
+        assert worker.id == "rescuer"
+    app.event_log.flush()
+    kinds = [(e.kind, e.subject) for e in app.backend.event_list(EventFilter(kind="worker"))]
+    assert ("worker.started", "rescuer") in kinds and ("worker.stopped", "rescuer") in kinds
