@@ -33,6 +33,8 @@ def request_for(web: Web, method: str, path: str) -> dict[str, Any]:
     else:
         job_id = web.app.get_task("add").using(delay=3600, queue="later").enqueue(1).id
     token_id = web.app.backend.token_list()[0].id
+    if "{incident_id}" in path:
+        path = path.replace("{incident_id}", str(web.app.incidents.open("t", by="test")))
     concrete = (
         path.replace("{job_id}", str(job_id))
         .replace("{queue}", "mail")
@@ -44,6 +46,7 @@ def request_for(web: Web, method: str, path: str) -> dict[str, Any]:
         ("POST", "/dlq/retry"): {"task": "nothing-matches"},
         ("POST", "/dlq/purge"): {"task": "nothing-matches"},
         ("POST", "/tokens"): {"name": "made-in-test", "role": "viewer"},
+        ("POST", "/annotations"): {"text": "deployed v1.4.2"},
     }
     request: dict[str, Any] = {"method": method, "url": "/api/v1" + concrete}
     if (method, path) in bodies:
