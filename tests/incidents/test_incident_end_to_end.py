@@ -77,6 +77,7 @@ def test_an_outage_pages_opens_an_incident_resolves_it_and_the_draft_tells_the_s
         import shop  # type: ignore[import-not-found]
     finally:
         sys.path.remove(str(tmp_path))
+        sys.modules.pop("shop", None)  # a later test may write its own shop.py
     clock = ManualClock(start=START)
     app: Conveyor = shop.build(f"sqlite:///{db}", clock=clock)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
