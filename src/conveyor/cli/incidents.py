@@ -20,8 +20,15 @@ from conveyor.cli.audit import _since
 from conveyor.cli.common import CliError, app_options, console, echo_json, open_app, operations
 from conveyor.clock import format_duration
 from conveyor.incidents.detectors import DETECTORS, DetectorResult, DetectorSettings
-from conveyor.incidents.draft import iso
-from conveyor.incidents.service import event_json, incident_json
+
+# The draft and the service (with the alert sinks and the SLO model they read) are
+# imported when a command needs them: every `conveyor worker` imports this module.
+
+
+def iso(at: float | None) -> str:
+    from conveyor.incidents.draft import iso as iso_time
+
+    return iso_time(at)
 
 
 @click.command()
@@ -56,6 +63,8 @@ def events(*, app_argument: str | None, app_option: str | None, since: str | Non
     now = app.backend.now()
     found = app.incidents.events(EventFilter(since=_since(since, now), kind=kind, limit=limit))
     if as_json:
+        from conveyor.incidents.service import event_json
+
         echo_json([{**event_json(e), "at_iso": iso(e.at)} for e in found])
         return
     out = console()
@@ -112,6 +121,8 @@ def list_incidents(app_argument: str | None, app_option: str | None, open_only: 
     app, _ = open_app(app_argument, app_option)
     found = app.incidents.list_incidents(open_only=open_only, limit=limit)
     if as_json:
+        from conveyor.incidents.service import incident_json
+
         echo_json([incident_json(i, app.incidents.url(i.id)) for i in found])
         return
     out = console()
@@ -140,6 +151,8 @@ def show_incident(incident_id: int, app_argument: str | None, app_option: str | 
     i = app.incidents.get(incident_id)
     draft = app.incidents.draft(incident_id)
     if as_json:
+        from conveyor.incidents.service import incident_json
+
         echo_json({**incident_json(i, app.incidents.url(i.id)),
                    "timeline": draft.data["timeline"]})
         return

@@ -11,7 +11,6 @@ import click
 from conveyor.app import Conveyor
 from conveyor.cli.common import app_options, open_app
 from conveyor.cli.logs import LEVELS, configure_logging
-from conveyor.incidents.metrics import DetectorCollector
 from conveyor.observability.logs import log_job_events
 from conveyor.observability.prometheus import JobMetrics, serve_metrics
 
@@ -128,6 +127,8 @@ def worker(
     if metrics_port is not None:
         metrics = JobMetrics(app)
         metrics.watch_worker(runner)
+        from conveyor.incidents.metrics import DetectorCollector
+
         metrics.registry.register(DetectorCollector(app.incidents.detect))
         server = serve_metrics(metrics, metrics_port, metrics_host)
         log.info("metrics at %s", server.url)
