@@ -37,7 +37,7 @@ from conveyor.errors import (
     UnknownTaskError,
 )
 from conveyor.events import EventBus, EventName, JobEvent, OpsEvent
-from conveyor.incidents.eventlog import EventLog, is_not_a_job_event
+from conveyor.incidents.eventlog import EventLog
 from conveyor.job import Job, job_from_record
 from conveyor.middleware import EnqueueJob, Middleware, chain_enqueue, check_middleware
 from conveyor.operations import Operations
@@ -266,7 +266,6 @@ class Conveyor:
         )
         """The durable log of operational events: what the bus publishes, written in batches."""
         self.events.subscribe_ops(self.event_log.record)
-        self.events.subscribe(self.event_log.record_bus_event, wants=is_not_a_job_event)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: dict[str, CronEntry] = {}
         """Periodic jobs by entry name (see `cron`)."""

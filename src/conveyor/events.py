@@ -31,8 +31,11 @@ lease, an alert fired, a breaker opened, a limit throttled). They are published
 with `publish` and read by `subscribe_ops` observers (the durable event log,
 see `conveyor.incidents`); a kind is a dotted name (`worker.started`,
 `breaker.opened`) and new kinds need no new code anywhere. They never reach the
-job observers above. Any other non-job event a feature emits with `emit` is
-recorded by the event log too (see `conveyor.incidents.eventlog`).
+job observers above. A feature may also publish an event dataclass of its own
+(`publish(BreakerOpened(...))`): it reaches the operational observers as an
+`OpsEvent` whose kind is its `name` (or `kind`) and whose details are its fields.
+Nothing listens on the job channel for them: an observer there, even one that
+wants nothing, makes every attempt ask it (measured: a third of the no-op drain).
 
 Emitting costs one attribute test when nobody listens. An observer may say
 which events it wants (`subscribe(observer, wants=...)`): the worker builds an
@@ -113,6 +116,26 @@ class OpsEvent:
 OpsObserver = Callable[[OpsEvent], None]
 
 
+def as_ops_event(event: object) -> OpsEvent:
+    """A feature's own event object as an operational event: its `name` (or `kind`) is
+    the kind, its fields the details; a `subject`, `breaker`, `limit`, `key`, `queue`
+    or `task` field the subject; an `at` field the time."""
+    name = getattr(event, "name", None) or getattr(event, "kind", None) or type(event).__name__
+    details: dict[str, Any] = {}
+    fields = getattr(event, "__dataclass_fields__", None)
+    if isinstance(fields, dict):
+        details = {f: getattr(event, f) for f in fields}
+    elif isinstance(getattr(event, "__dict__", None), dict):
+        details = dict(vars(event))
+    details.pop("name", None)
+    details.pop("kind", None)
+    subject = next((str(details[k]) for k in ("subject", "breaker", "limit", "key", "queue",
+                                                "task") if details.get(k)), "")
+    at = details.pop("at", None)
+    return OpsEvent(str(name), subject, details,
+                    at=float(at) if isinstance(at, int | float) else None)
+
+
 Observer = Callable[[JobEvent], None]
 Wants = Callable[[EventName], bool]
 """Whether an observer wants events of this name now (asked per event: keep it quick)."""
@@ -143,8 +166,13 @@ class EventBus:
 
         return unsubscribe
 
-    def publish(self, event: OpsEvent) -> None:
-        """Tell the operational observers (never raises; quick when nobody listens)."""
+    def publish(self, event: object) -> None:
+        """Tell the operational observers (never raises; quick when nobody listens).
+        `event`: an `OpsEvent`, or any event dataclass of a feature (see the module docs)."""
+        if not self._ops_observers:
+            return
+        if not isinstance(event, OpsEvent):
+            event = as_ops_event(event)
         for observer in self._ops_observers:
             try:
                 observer(event)
@@ -271,5 +299,5 @@ def _error_type(error_json: str | None) -> str | None:
 
 __all__ = [
     "EventBus", "EventName", "JobEvent", "Observer", "OpsEvent", "OpsObserver", "Wants",
-    "WrittenCompletion", "attempt_events", "started_event",
+    "WrittenCompletion", "as_ops_event", "attempt_events", "started_event",
 ]

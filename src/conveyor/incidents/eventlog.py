@@ -8,9 +8,11 @@ than the retention once an hour. Nothing here runs on the job path: job events
 are never recorded (the per-minute aggregates count them), and the log's bus
 filter says so, so a worker builds no event it would not build anyway.
 
-Any other event a feature emits on the bus (a dataclass with a `name`, such as
-a breaker's or a limit's) is recorded through the same generic path: its name
-becomes the kind, its fields the details. New kinds need no code here.
+A feature publishes an `OpsEvent`, or an event dataclass of its own (a
+breaker's, a limit's) with `app.events.publish(...)`: its name becomes the
+kind, its fields the details. New kinds need no code here. The log does not
+listen on the job channel at all (an observer there, even one that wants
+nothing, is asked at every attempt: that cost a third of the no-op drain).
 
 When the database does not answer, the buffer is kept (up to `max_buffer`
 events, the oldest dropped first and counted in a `eventlog.dropped` event) and
@@ -31,7 +33,7 @@ from typing import Any, Protocol
 
 from conveyor.backends.base import EventInsert
 from conveyor.errors import ConveyorError
-from conveyor.events import EventName, OpsEvent
+from conveyor.events import OpsEvent
 
 log = logging.getLogger("conveyor.events.log")
 
@@ -40,7 +42,6 @@ EVENT_RETENTION = 30 * 86400.0
 MAX_DETAILS = 16_000
 """Characters of JSON details stored per event; larger details are cut down to a note."""
 PRUNE_EVERY = 3600.0
-_JOB_EVENTS = frozenset(str(name) for name in EventName)
 
 
 class EventWriter(Protocol):
@@ -77,27 +78,6 @@ def to_insert(event: OpsEvent) -> EventInsert:
         kind=kind, subject=_clip(str(event.subject), 1000), actor=_clip(str(event.actor), 1000),
         details_json=details, at=event.at,
     )
-
-
-def from_bus_event(event: object) -> OpsEvent:
-    """Any non-job event a feature emits on the bus, as an operational event."""
-    name = getattr(event, "name", None) or getattr(event, "kind", None) or type(event).__name__
-    details: dict[str, Any] = {}
-    if dataclasses.is_dataclass(event) and not isinstance(event, type):
-        details = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
-    elif isinstance(getattr(event, "__dict__", None), dict):
-        details = dict(vars(event))
-    details.pop("name", None)
-    subject = next((str(details[k]) for k in ("subject", "breaker", "limit", "key", "queue",
-                                                "task") if details.get(k)), "")
-    at = details.pop("at", None)
-    return OpsEvent(str(name), subject, details,
-                    at=float(at) if isinstance(at, int | float) else None)
-
-
-def is_not_a_job_event(name: object) -> bool:
-    """The event log's filter on the bus: everything but job events."""
-    return str(name) not in _JOB_EVENTS
 
 
 class EventLog:
@@ -140,9 +120,6 @@ class EventLog:
             self._buffer.append(entry)
             if self._thread is None or self._pid != os.getpid():
                 self._start()
-
-    def record_bus_event(self, event: object) -> None:
-        self.record(from_bus_event(event))
 
     def _start(self) -> None:
         self._pid = os.getpid()
@@ -205,6 +182,5 @@ class EventLog:
 
 
 __all__ = [
-    "EVENT_RETENTION", "EventLog", "EventWriter", "from_bus_event", "is_not_a_job_event",
-    "to_insert",
+    "EVENT_RETENTION", "EventLog", "EventWriter", "to_insert",
 ]
