@@ -727,7 +727,6 @@ class Conveyor:
                     spool,
                     store=self._forward_store,
                     resolve=self._forward_resolve,
-                    publish=self.events.publish,
                 )
             return self._forwarder
 
@@ -787,14 +786,10 @@ class Conveyor:
     def _spool_write(self, inserts: list[JobInsert]) -> None:
         now = time.time()
         # A delay counts from the enqueue, not from the forward.
-        spool = self.spool
-        was_empty = spool.status().depth == 0
-        spool.add([
+        self.spool.add([
             replace(i, run_at=now + i.delay, delay=0.0) if i.run_at is None and i.delay else i
             for i in inserts
         ])
-        if was_empty:  # once per episode: the log must not grow with every spooled job
-            self.events.publish(OpsEvent("spool.started", spool.path, {"jobs": len(inserts)}))
         forwarder = self.forwarder
         forwarder.start()
         forwarder.wake()

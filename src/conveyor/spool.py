@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass
 
 from conveyor.backends.base import InsertResult, JobInsert
 from conveyor.errors import BackendError, ConfigurationError, SpoolFullError
-from conveyor.events import OpsEvent
 
 log = logging.getLogger("conveyor.spool")
 
@@ -221,13 +220,8 @@ class Forwarder:
         *,
         min_delay: float = 0.05,
         max_delay: float = 5.0,
-        publish: Callable[[OpsEvent], None] | None = None,
     ) -> None:
         self.spool = spool
-        self.publish = publish
-        """Where spool activity goes (the event log): once per episode, not per job."""
-        self._forwarded = 0
-        self._failing = False
         self._store = store
         self._resolve = resolve
         self._min_delay = min_delay
@@ -266,10 +260,6 @@ class Forwarder:
                 moved = self.spool.forward(self._store, self._resolve)
             except BackendError as exc:
                 self.last_error = str(exc)
-                if not self._failing and self.publish is not None:
-                    self.publish(OpsEvent("spool.forward_failed", self.spool.path,
-                                          {"error": str(exc)[:500]}))
-                self._failing = True
                 log.warning("spool forward failed, retrying in %.2fs: %s", delay, exc)
                 self._wake.wait(delay)
                 self._wake.clear()
@@ -281,13 +271,7 @@ class Forwarder:
                 delay = min(self._max_delay, delay * 2)
                 continue
             self.last_error = None
-            self._failing = False
             delay = self._min_delay
-            self._forwarded += moved
-            if moved == 0 and self._forwarded and self.publish is not None:
-                self.publish(OpsEvent("spool.drained", self.spool.path,
-                                      {"jobs": self._forwarded}))
-                self._forwarded = 0
             if moved == 0:
                 self._wake.wait(1.0)
                 self._wake.clear()
