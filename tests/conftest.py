@@ -67,7 +67,7 @@ def _pg_truncate(url: str) -> None:
             "conveyor_job_stats, conveyor_leaders, conveyor_alerts, "
             "conveyor_workflows, conveyor_workflow_nodes, conveyor_workflow_edges, "
             "conveyor_breakers, conveyor_retry_budget, conveyor_job_steps, conveyor_job_context, "
-            "conveyor_limits, conveyor_limit_keys "
+            "conveyor_limits, conveyor_limit_keys, conveyor_events, conveyor_incidents "
             "RESTART IDENTITY"
         )
 

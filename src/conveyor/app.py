@@ -39,7 +39,8 @@ from conveyor.errors import (
     OperationError,
     UnknownTaskError,
 )
-from conveyor.events import EventBus, EventName, JobEvent
+from conveyor.events import EventBus, EventName, JobEvent, OpsEvent
+from conveyor.incidents.eventlog import EventLog
 from conveyor.job import Job, job_from_record
 from conveyor.limits import LimitSpec, build_limit
 from conveyor.middleware import EnqueueJob, Middleware, chain_enqueue, check_middleware
@@ -66,8 +67,10 @@ from conveyor.types import JobState
 from conveyor.workflow import Workflow, WorkflowHandle, new_workflow_id, store_workflow
 
 if TYPE_CHECKING:
+    from conveyor.incidents.detectors import SpoolView
+    from conveyor.incidents.service import Incidents
     from conveyor.insights import Insights
-    from conveyor.observability.alerts import AlertSink
+    from conveyor.observability.alerts import AlertEvaluator, AlertSink
     from conveyor.observability.slo import Objective
     from conveyor.worker import Worker
 
@@ -209,6 +212,8 @@ class Conveyor:
         spool_path: str | os.PathLike[str] | None = None,
         spool_max_jobs: int = 100_000,
         spool_max_age: float | timedelta = timedelta(days=1),
+        event_retention: float | timedelta = timedelta(days=30),
+        dashboard_url: str | None = None,
     ) -> None:
         self.url = url or os.environ.get("CONVEYOR_URL") or DEFAULT_URL
         # Validate the URL now (cheap, no connection) so a typo fails at start-up.
@@ -271,6 +276,18 @@ class Conveyor:
         self.clock = clock
         self.events = EventBus()
         """Job events of this process (see `conveyor.events`): metrics and logs subscribe."""
+        self.event_retention = _seconds(event_retention, "event_retention", minimum=3600.0)
+        """Seconds an operational event is kept (see `conveyor.incidents`)."""
+        from conveyor.incidents import check_dashboard_url
+
+        self.dashboard_url = check_dashboard_url(dashboard_url)
+        """Where the dashboard is served (https://...): alert notices link incidents there."""
+        self.event_log = EventLog(
+            lambda: self.backend, retention=self.event_retention,
+            now=clock.now if clock is not None else time.time,
+        )
+        """The durable log of operational events: what the bus publishes, written in batches."""
+        self.events.subscribe_ops(self.event_log.record)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.limits: dict[str, LimitSpec] = {}
         """Declared flow-control limits by name (see `limit`)."""
@@ -339,6 +356,7 @@ class Conveyor:
         """Close the backend's connections (a later use opens new ones). The spool
         forwarder first tries to deliver what is spooled for up to `flush_timeout`
         seconds, then stops; what is left stays on disk for the next start."""
+        self.event_log.close()
         with self._spool_lock:
             forwarder, self._forwarder = self._forwarder, None
             spool, self._spool = self._spool, None
@@ -358,11 +376,40 @@ class Conveyor:
     @property
     def operations(self) -> Operations:
         """The operator actions (retry, cancel, purge, pause, tokens), each audited."""
-        return Operations(self.backend, audit_retention=self.audit_retention)
+        return Operations(self.backend, audit_retention=self.audit_retention, events=self.events)
 
     def migrate(self, *, dry_run: bool = False) -> list[tuple[int, str]]:
         """Bring the database schema up to date (or show what would run)."""
-        return self.backend.migrate(dry_run=dry_run)
+        applied = self.backend.migrate(dry_run=dry_run)
+        if applied and not dry_run:
+            self.events.publish(OpsEvent("schema.migrated", str(applied[-1][0]),
+                                         {"versions": [v for v, _ in applied]}))
+        return applied
+
+    @property
+    def incidents(self) -> Incidents:
+        """Incidents, their postmortem drafts, the event log and the detectors."""
+        from conveyor.incidents.service import Incidents
+
+        return Incidents(
+            self.backend, self.objectives, events=self.events, dashboard_url=self.dashboard_url,
+            schedules=self.schedules, spool=self._spool_view,
+        )
+
+    def _spool_view(self) -> SpoolView | None:
+        from conveyor.incidents.detectors import SpoolView
+
+        status = self.spool_status()
+        return None if status is None else SpoolView(status.path, status.depth, status.oldest_age)
+
+    def annotate(self, text: str, *, by: str = "", kind: str = "annotation",
+                 subject: str = "") -> None:
+        """Write an annotation ("deployed v1.4.2") into the event log now: incident drafts
+        list it under what changed just before. `by`: who (default: this user and host)."""
+        from conveyor.operations import local_actor
+
+        self.operations.annotate(text, actor=by or local_actor("app"), source="app",
+                                 kind=kind, subject=subject)
 
     # -- tasks ------------------------------------------------------------------------
     @overload
@@ -1014,14 +1061,22 @@ class Conveyor:
         self.declare_limits()
         if not (self.alert_sinks and self.objectives):
             return lambda: None
-        from conveyor.observability.alerts import AlertEvaluator
-
-        evaluator = AlertEvaluator(
-            self.backend, self.objectives, self.alert_sinks, interval=self.alert_interval,
-            holder=holder,
-        )
+        evaluator = self.alert_evaluator(holder)
         evaluator.start()
         return evaluator.stop
+
+    def alert_evaluator(self, holder: str) -> AlertEvaluator:
+        """The SLO alert evaluator as workers run it: its notices go to the sinks, pages
+        open and close incidents, and every notice goes into the event log."""
+        from conveyor.incidents.tracker import IncidentTracker
+        from conveyor.observability.alerts import AlertEvaluator
+
+        return AlertEvaluator(
+            self.backend, self.objectives, self.alert_sinks, interval=self.alert_interval,
+            holder=holder, events=self.events,
+            incidents=IncidentTracker(self.backend, dashboard_url=self.dashboard_url,
+                                      events=self.events),
+        )
 
     # -- worker -----------------------------------------------------------------------
     def worker(

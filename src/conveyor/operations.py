@@ -35,6 +35,7 @@ from conveyor.backends.base import (
     AuditEntry,
     AuditFilter,
     AuditRecord,
+    EventInsert,
     JobContextRecord,
     JobFilter,
     KeyWait,
@@ -47,6 +48,7 @@ from conveyor.backends.base import (
     WorkflowRecord,
 )
 from conveyor.errors import InvalidOptionError, NotWaitingError, OperationError
+from conveyor.events import EventBus, OpsEvent
 from conveyor.jsonvalue import check_json, dumps, storable_text
 from conveyor.limits import check_burst, check_concurrency, format_rate, parse_rate
 from conveyor.types import JobRecord, JobState
@@ -100,6 +102,9 @@ class OperationsBackend(Protocol):
     ) -> bool: ...
     def limit_reset(self, name: str, *, audit: AuditRecord | None = None) -> bool: ...
     def limit_key_wait(self, job: JobRecord) -> KeyWait | None: ...
+
+
+    def event_insert_many(self, events: Sequence[EventInsert]) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,13 +164,12 @@ def local_actor(kind: str = "cli") -> str:
     return f"{kind}:{user}@{socket.gethostname()}"
 
 
-
 def _text(value: object, what: str, limit: int = TEXT_LIMIT) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > limit or not storable_text(
         value
     ):
-        raise OperationError(f"{what} must be text of 1 to {limit} characters without NUL, "
-                             f"got {value!r:.80}")
+        raise OperationError(f"{what} must be text of 1 to {limit} characters, not only "
+                             f"blanks, without NUL, got {value!r:.80}")
     return value
 
 
@@ -209,10 +213,17 @@ class Operations:
     """Operator and admin actions on one backend, each audited (see the module docs)."""
 
     def __init__(
-        self, backend: OperationsBackend, *, audit_retention: float = AUDIT_RETENTION
+        self, backend: OperationsBackend, *, audit_retention: float = AUDIT_RETENTION,
+        events: EventBus | None = None,
     ) -> None:
         self.backend = backend
         self.audit_retention = audit_retention
+        self.events = events
+        """Where the actions are published for the durable event log (see `conveyor.incidents`)."""
+
+    def _publish(self, kind: str, subject: str, actor: str, **details: Any) -> None:
+        if self.events is not None:
+            self.events.publish(OpsEvent(kind, subject, details, actor=actor))
 
     def _record(
         self, action: str, target: str, *, actor: str, source: str,
@@ -239,7 +250,11 @@ class Operations:
         _check_filter(found)
         audit = self._record("job.retry", _filter_target(found), actor=actor, source=source,
                              params=_filter_params(found))
-        return self.backend.job_retry(found, audit=audit)
+        count = self.backend.job_retry(found, audit=audit)
+        if count and JobState.DEAD in (found.states or (JobState.DEAD,)):
+            self._publish("dlq.retried", _filter_target(found), audit.actor, jobs=count,
+                          filter=_filter_params(found))
+        return count
 
     def cancel(
         self, job_id: int, *, actor: str, source: str, grace: float | None = None
@@ -335,20 +350,53 @@ class Operations:
             raise OperationError("only finished jobs (dead, succeeded, cancelled) can be purged")
         audit = self._record("job.purge", _filter_target(found), actor=actor, source=source,
                              params=_filter_params(found))
-        return self.backend.job_delete(found, audit=audit)
+        count = self.backend.job_delete(found, audit=audit)
+        if count:
+            self._publish("dlq.purged" if set(found.states) == {JobState.DEAD} else "jobs.purged",
+                          _filter_target(found), audit.actor, jobs=count,
+                          filter=_filter_params(found))
+        return count
 
     # -- queues ---------------------------------------------------------------------------
     def pause_queue(self, queue: str, *, actor: str, source: str) -> bool:
         """Stop workers fetching from `queue`; False if it was already paused."""
         _text(queue, "queue")
         audit = self._record("queue.pause", f"queue:{queue}", actor=actor, source=source)
-        return self.backend.queue_pause(queue, by=actor[:TEXT_LIMIT], audit=audit)
+        paused = self.backend.queue_pause(queue, by=actor[:TEXT_LIMIT], audit=audit)
+        if paused:
+            self._publish("queue.paused", queue, audit.actor)
+        return paused
 
     def resume_queue(self, queue: str, *, actor: str, source: str) -> bool:
         """Let workers fetch from `queue` again; False if it was not paused."""
         _text(queue, "queue")
         audit = self._record("queue.resume", f"queue:{queue}", actor=actor, source=source)
-        return self.backend.queue_resume(queue, audit=audit)
+        resumed = self.backend.queue_resume(queue, audit=audit)
+        if resumed:
+            self._publish("queue.resumed", queue, audit.actor)
+        return resumed
+
+    # -- annotations ----------------------------------------------------------------------
+    def annotate(self, text: str, *, actor: str, source: str, subject: str = "",
+                 kind: str = "annotation", at: float | None = None) -> None:
+        """Write an annotation ("deployed v1.4.2") into the event log now, so incident
+        drafts can say what changed; `kind` is `annotation` or a family under it
+        (`annotation.deploy`). Audited like any other action."""
+        text = _text(text, "annotation text", 2000)
+        if not text.strip():
+            raise OperationError("an annotation needs some text, e.g. 'deployed v1.4.2'")
+        if kind != "annotation" and not (kind.startswith("annotation.") and 11 < len(kind) <= 100
+                                         and kind.replace(".", "").replace("_", "").isalnum()):
+            raise OperationError(
+                f"an annotation kind is 'annotation' or 'annotation.<word>' (e.g. "
+                f"'annotation.deploy'), got {kind!r}")
+        subject = _text(subject, "subject", 1000) if subject else ""
+        who = _text(actor, "actor", ACTOR_LIMIT)
+        if at is not None and not (isinstance(at, int | float) and math.isfinite(at)):
+            raise OperationError(f"an annotation time must be epoch seconds, got {at!r}")
+        self.backend.event_insert_many([EventInsert(
+            kind=kind, subject=subject, actor=who,
+            details_json=json.dumps({"text": text, "source": source}), at=at)])
 
     # -- flow-control limits ------------------------------------------------------------
     def list_limits(self, name: str | None = None) -> list[LimitState]:

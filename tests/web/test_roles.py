@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from conveyor import JobState
-from conveyor.backends.base import JobFilter
+from conveyor import JobState, Workflow
+from conveyor.backends.base import FetchParams, JobFilter, StepSave
 from conveyor.testing import drain
 from conveyor.web import create_token
 from conveyor.web.app import api_endpoints
@@ -25,6 +25,7 @@ MAY = {
 
 def request_for(web: Web, method: str, path: str) -> dict[str, Any]:
     """A request each endpoint would accept from a caller with the right role."""
+    template = path
     if path == "/jobs/{job_id}/retry":
         if not web.app.backend.job_list(JobFilter(states=[JobState.DEAD], limit=1)):
             web.app.get_task("poison").enqueue(1)
@@ -33,6 +34,24 @@ def request_for(web: Web, method: str, path: str) -> dict[str, Any]:
     else:
         job_id = web.app.get_task("add").using(delay=3600, queue="later").enqueue(1).id
     token_id = web.app.backend.token_list()[0].id
+    if "{incident_id}" in path:
+        path = path.replace("{incident_id}", str(web.app.incidents.open("t", by="test")))
+    if path == "/jobs/{job_id}/signal":
+        # a job inside ctx.wait_for("approval") (its worker holds it, about to give it
+        # back): the one a signal may wake
+        web.app.get_task("add").using(queue="approvals").enqueue(1)
+        [held] = web.app.backend.job_fetch(FetchParams("roles", ["approvals"], 1, 3600.0, start=1))
+        assert web.app.backend.step_save(StepSave(held.id, held.lease_token, "signal:approval",
+                                                  "-", "waiting", wake_in=3600.0))
+        job_id = held.id
+    if "{workflow_id}" in path:
+        flow = Workflow("roles")
+        flow.add(web.app.get_task("add").using(delay=3600).prepare(1))
+        path = path.replace("{workflow_id}", web.app.enqueue_workflow(flow).id)
+    if "{name}" in path:
+        web.app.limit("stripe", rate="25/s")
+        web.app.declare_limits()
+        path = path.replace("{name}", "stripe")
     concrete = (
         path.replace("{job_id}", str(job_id))
         .replace("{queue}", "mail")
@@ -44,10 +63,13 @@ def request_for(web: Web, method: str, path: str) -> dict[str, Any]:
         ("POST", "/dlq/retry"): {"task": "nothing-matches"},
         ("POST", "/dlq/purge"): {"task": "nothing-matches"},
         ("POST", "/tokens"): {"name": "made-in-test", "role": "viewer"},
+        ("POST", "/annotations"): {"text": "deployed v1.4.2"},
+        ("POST", "/jobs/{job_id}/signal"): {"name": "approval", "payload": {"ok": True}},
+        ("POST", "/limits/{name}"): {"rate": "10/s"},
     }
     request: dict[str, Any] = {"method": method, "url": "/api/v1" + concrete}
-    if (method, path) in bodies:
-        request["json"] = bodies[(method, path)]
+    if (method, template) in bodies:
+        request["json"] = bodies[(method, template)]
     return request
 
 

@@ -1096,9 +1096,116 @@ class LimitStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class EventInsert:
+    """One operational event to store (see `conveyor.events.OpsEvent`)."""
+
+    kind: str
+    subject: str = ""
+    actor: str = ""
+    details_json: str = "{}"
+    at: float | None = None
+    """Epoch seconds; None: the backend's clock when the batch is written."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventEntry:
+    """One stored operational event."""
+
+    id: int
+    at: float
+    kind: str
+    subject: str
+    actor: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    since: float | None = None
+    until: float | None = None
+    kind: str | None = None
+    """A kind (`alert.fired`) or a family (`alert`)."""
+    before_id: int | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRecord:
+    """One incident: opened by a page-level alert or by hand, closed when it resolves."""
+
+    id: int
+    opened_at: float
+    closed_at: float | None
+    title: str
+    alert_key: str | None
+    """The page alert that opened it (`objective:sli:page`); None when opened by hand."""
+    opened_by: str
+    closed_by: str | None
+    details: dict[str, Any]
+    """What was known at the opening (the alert's objective, task, burn rates...)."""
+    close_details: dict[str, Any]
+    """What was known at the closing (the resolving alert, a note)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSummary:
+    type: str
+    count: int
+    first_at: float
+    last_at: float
+    message: str
+    tasks: tuple[str, ...]
+
+
+class IncidentStore(Protocol):
+    """The durable event log and the incidents."""
+
+    def event_insert_many(self, events: Sequence[EventInsert]) -> int:
+        """Store a batch in one statement; returns how many."""
+        ...
+
+    def event_list(self, filter: EventFilter) -> list[EventEntry]:
+        """Events newest first."""
+        ...
+
+    def event_prune(self, older_than: float, limit: int = 10_000) -> int: ...
+
+    def incident_open(
+        self, title: str, opened_by: str, *, alert_key: str | None = None,
+        details: dict[str, Any] | None = None, at: float | None = None,
+    ) -> tuple[int, bool]:
+        """Open an incident; for an alert that has an open one, that one.
+        Returns (id, whether it is new)."""
+        ...
+
+    def incident_close(
+        self, incident_id: int, closed_by: str, *, details: dict[str, Any] | None = None,
+        at: float | None = None,
+    ) -> bool:
+        """Close an open incident; False when it was closed already (or does not exist)."""
+        ...
+
+    def incident_open_for_alert(self, alert_key: str) -> int | None: ...
+
+    def incident_list(
+        self, *, open_only: bool = False, before_id: int | None = None, limit: int = 50
+    ) -> list[IncidentRecord]: ...
+
+    def incident_get(self, incident_id: int) -> IncidentRecord | None: ...
+
+    def job_key_count(self, task: str, key: str) -> int:
+        """Jobs of `task` stored under idempotency key `key`."""
+        ...
+
+    def error_summary(self, since: float, until: float, limit: int = 10) -> list[ErrorSummary]:
+        """Error types recorded in [since, until), most frequent first."""
+        ...
+
+
 class Backend(
     JobStore, QueueAdmin, Coordinator, StatsStore, TokenStore, WorkflowStore, FlowStore,
-    StepStore, LimitStore, Protocol,
+    StepStore, LimitStore, IncidentStore, Protocol,
 ):
     """What a storage engine must do: every role, plus its schema and lifetime.
     See the module docstring for the rules."""

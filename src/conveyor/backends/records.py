@@ -19,6 +19,8 @@ from conveyor.backends.base import (
     AlertState,
     ApiToken,
     AuditEntry,
+    EventEntry,
+    IncidentRecord,
     InsertResult,
     JobFilter,
     JobInsert,
@@ -148,6 +150,24 @@ def audit_entry_from_row(row: RowLike) -> AuditEntry:
         params=params if isinstance(params, dict) else {},
     )
 
+
+def event_from_row(row: RowLike) -> EventEntry:
+    return EventEntry(
+        id=int(row["id"]), at=float(row["at"]), kind=str(row["kind"]),
+        subject=str(row["subject"]), actor=str(row["actor"]), details=_dict(row["details"]),
+    )
+
+
+def incident_from_row(row: RowLike) -> IncidentRecord:
+    closed_at = row["closed_at"]
+    return IncidentRecord(
+        id=int(row["id"]), opened_at=float(row["opened_at"]),
+        closed_at=None if closed_at is None else float(closed_at), title=str(row["title"]),
+        alert_key=None if row["alert_key"] is None else str(row["alert_key"]),
+        opened_by=str(row["opened_by"]),
+        closed_by=None if row["closed_by"] is None else str(row["closed_by"]),
+        details=_dict(row["details"]), close_details=_dict(row["close_details"]),
+    )
 
 
 def interleave(candidates: list[list[int]], limit: int) -> list[int]:

@@ -25,6 +25,11 @@ from conveyor.backends.base import (
     AuditRecord,
     BreakerRow,
     CancelRequest,
+    ErrorSummary,
+    EventEntry,
+    EventFilter,
+    EventInsert,
+    IncidentRecord,
     JobContextRecord,
     JobFilter,
     JobStats,
@@ -50,7 +55,9 @@ from conveyor.backends.records import (
     alert_from_row,
     audit_entry_from_row,
     dumps,
+    event_from_row,
     filter_params,
+    incident_from_row,
     job_stats_from_row,
     token_from_row,
     worker_from_row,
@@ -531,6 +538,87 @@ class SQLBackend(ABC):
             return bool(rows)
 
         return self._atomically(work)
+
+
+    # -- event log and incidents ------------------------------------------------------
+    def event_insert_many(self, events: Sequence[EventInsert]) -> int:
+        if not events:
+            return 0
+        batch = dumps([
+            {"at": e.at, "kind": e.kind, "subject": e.subject, "actor": e.actor,
+             "details": e.details_json}
+            for e in events
+        ])
+        return self._count("event_insert", {"events": batch})
+
+    def event_list(self, filter: EventFilter) -> list[EventEntry]:
+        rows = self._rows(
+            "event_list",
+            {"since": filter.since, "until": filter.until, "kind": filter.kind or None,
+             "before_id": filter.before_id, "limit": filter.limit},
+        )
+        return [event_from_row(row) for row in rows]
+
+    def event_prune(self, older_than: float, limit: int = 10_000) -> int:
+        return self._count("event_prune", {"older_than": older_than, "limit": limit})
+
+    def incident_open(
+        self, title: str, opened_by: str, *, alert_key: str | None = None,
+        details: dict[str, Any] | None = None, at: float | None = None,
+    ) -> tuple[int, bool]:
+        rows = self._change(
+            "incident_open",
+            {"title": title, "alert_key": alert_key, "opened_by": opened_by,
+             "details": dumps(details or {}), "at": at},
+        )
+        if rows:
+            return int(rows[0]["id"]), True
+        existing = self.incident_open_for_alert(alert_key) if alert_key is not None else None
+        if existing is None:  # closed between the two statements: open a new one
+            return self.incident_open(title, opened_by, alert_key=alert_key, details=details,
+                                      at=at)
+        return existing, False
+
+    def incident_open_for_alert(self, alert_key: str) -> int | None:
+        rows = self._rows("incident_open_for_alert", {"alert_key": alert_key})
+        return int(rows[0]["id"]) if rows else None
+
+    def incident_close(
+        self, incident_id: int, closed_by: str, *, details: dict[str, Any] | None = None,
+        at: float | None = None,
+    ) -> bool:
+        return bool(self._change(
+            "incident_close",
+            {"id": incident_id, "closed_by": closed_by, "details": dumps(details or {}),
+             "at": at},
+        ))
+
+    def incident_list(
+        self, *, open_only: bool = False, before_id: int | None = None, limit: int = 50
+    ) -> list[IncidentRecord]:
+        rows = self._rows("incident_list",
+                          {"open_only": open_only, "before_id": before_id, "limit": limit})
+        return [incident_from_row(row) for row in rows]
+
+    def incident_get(self, incident_id: int) -> IncidentRecord | None:
+        rows = self._rows("incident_get", {"id": incident_id})
+        return incident_from_row(rows[0]) if rows else None
+
+    def job_key_count(self, task: str, key: str) -> int:
+        rows = self._rows("job_key_count", {"task": task, "key": key})
+        return int(rows[0]["jobs"])
+
+    def error_summary(self, since: float, until: float, limit: int = 10) -> list[ErrorSummary]:
+        rows = self._rows("error_summary", {"since": since, "until": until, "limit": limit})
+        return [
+            ErrorSummary(
+                type=str(row["type"]), count=int(row["attempts"]),
+                first_at=float(row["first_at"]), last_at=float(row["last_at"]),
+                message=str(row["message"] or ""),
+                tasks=tuple(sorted(set(str(row["tasks"] or "").split(",")) - {""})),
+            )
+            for row in rows
+        ]
 
 
 def _float_or_none(value: Any) -> float | None:

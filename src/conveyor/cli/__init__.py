@@ -30,6 +30,7 @@ from conveyor.cli.common import ConveyorGroup
 from conveyor.cli.demo import demo
 from conveyor.cli.dlq import dlq
 from conveyor.cli.grafana import grafana_dashboard
+from conveyor.cli.incidents import annotate, doctor, events, incident
 from conveyor.cli.jobs import jobs
 from conveyor.cli.limits import limits
 from conveyor.cli.logs import configure_logging
@@ -71,6 +72,10 @@ cli.add_command(grafana_dashboard)
 cli.add_command(spool)
 cli.add_command(workflow)
 cli.add_command(limits)
+cli.add_command(annotate)
+cli.add_command(events)
+cli.add_command(incident)
+cli.add_command(doctor)
 
 
 def main() -> None:

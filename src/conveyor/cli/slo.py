@@ -11,6 +11,7 @@ import click
 from rich.table import Table
 
 from conveyor.cli.common import CliError, app_options, console, echo_json, open_app
+from conveyor.incidents.detectors import prometheus_rules as detector_rules
 from conveyor.observability.rules import prometheus_rules
 from conveyor.observability.slo import SLIStatus, format_window
 
@@ -116,8 +117,9 @@ def show(app_argument: str | None, app_option: str | None, as_json: bool) -> Non
 @slo.command()
 @app_options
 def rules(app_argument: str | None, app_option: str | None) -> None:
-    """Print APP's SLOs as Prometheus recording and alerting rules (YAML)."""
-    app, path = open_app(app_argument, app_option)
-    if not app.objectives:
-        raise CliError(f"{path} declares no SLO: there are no rules to print")
-    click.echo(prometheus_rules(list(app.objectives.values())), nl=False)
+    """Print APP's SLOs as Prometheus recording and alerting rules (YAML), and an alert
+    per silent-failure detector (on conveyor_detector_firing)."""
+    app, _ = open_app(app_argument, app_option)
+    # The SLO groups, then one group of alerts on the silent-failure detectors.
+    slo_rules = prometheus_rules(list(app.objectives.values())) if app.objectives else "groups:\n"
+    click.echo(slo_rules + detector_rules(), nl=False)

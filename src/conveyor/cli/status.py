@@ -9,8 +9,10 @@ from rich.table import Table
 
 from conveyor.backends.base import QueueStats
 from conveyor.cli.common import app_options, console, echo_json, open_app
+from conveyor.cli.incidents import print_detectors
 from conveyor.cli.limits import describe
 from conveyor.clock import format_duration
+from conveyor.incidents.detectors import DetectorSettings
 from conveyor.insights import worker_json
 from conveyor.operations import limit_json
 from conveyor.types import JobState
@@ -62,9 +64,12 @@ def status(
     now = insights.now()
     totals = {str(state): sum(q.counts.get(state, 0) for q in queues) for state in STATE_COLUMNS}
     limits = app.operations.list_limits()
+    detectors = app.incidents.detect(DetectorSettings(alive_within=max(window, 0.001)))
+    serving = {q.queue: sum(q.queue in w.queues for w in workers) for q in queues}
     if as_json:
         echo_json({
-            "queues": [queue_json(q) for q in queues],
+            "queues": [{**queue_json(q), "workers": serving[q.queue]} for q in queues],
+            "detectors": [d.to_json() for d in detectors],
             "totals": totals,
             "limits": [limit_json(s) for s in limits],
             # last_heartbeat_age_seconds: the name this output had first, kept for scripts.
@@ -80,18 +85,22 @@ def status(
     for state in STATE_COLUMNS:
         table.add_column(str(state), justify="right", style=STATE_STYLES[state])
     table.add_column("oldest waiting", justify="right")
+    table.add_column("workers", justify="right")
     for q in queues:
+        # A queue with due jobs and nobody serving it is not "running": say so.
+        unserved = serving[q.queue] == 0 and q.counts.get(JobState.AVAILABLE, 0) > 0
         table.add_row(
             q.queue,
             *(str(q.counts.get(state, 0)) for state in STATE_COLUMNS),
             format_duration(q.oldest_available_age),
+            "[bold red]none[/]" if unserved else str(serving[q.queue]),
         )
     if len(queues) > 1:
         table.add_section()
         oldest = [q.oldest_available_age for q in queues if q.oldest_available_age is not None]
         table.add_row(
             "total", *(str(totals[str(s)]) for s in STATE_COLUMNS),
-            format_duration(max(oldest) if oldest else None), style="bold",
+            format_duration(max(oldest) if oldest else None), str(len(workers)), style="bold",
         )
     if queues:
         out.print(table)
@@ -106,6 +115,8 @@ def status(
             out.print(f"{s.waiting:,} job(s) waiting for limit [bold]{s.name}[/]: "
                       f"{describe(s)}, {s.running} running{paused}", soft_wrap=True)
 
+    out.print()
+    print_detectors(detectors)
     out.print()
     if not workers:
         out.print(f"[dim]no workers alive (none sent a heartbeat in the last "

@@ -89,9 +89,12 @@ def web(
         out.print("[yellow]authentication is off: every local user can act on the jobs[/]")
     metrics = None
     if metrics_port is not None:
+        from conveyor.incidents.metrics import DetectorCollector
         from conveyor.observability.prometheus import JobMetrics, serve_metrics
 
-        metrics = serve_metrics(JobMetrics(conveyor), metrics_port, metrics_host)
+        job_metrics = JobMetrics(conveyor)
+        job_metrics.registry.register(DetectorCollector(conveyor.incidents.detect))
+        metrics = serve_metrics(job_metrics, metrics_port, metrics_host)
         out.print(f"metrics on {metrics.url}")
     try:
         uvicorn.run(asgi, host=host, port=port, log_level="warning", server_header=False,

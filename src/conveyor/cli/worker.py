@@ -127,6 +127,9 @@ def worker(
     if metrics_port is not None:
         metrics = JobMetrics(app)
         metrics.watch_worker(runner)
+        from conveyor.incidents.metrics import DetectorCollector
+
+        metrics.registry.register(DetectorCollector(app.incidents.detect))
         server = serve_metrics(metrics, metrics_port, metrics_host)
         log.info("metrics at %s", server.url)
     try:

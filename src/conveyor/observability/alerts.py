@@ -35,6 +35,7 @@ from typing import Any, Literal, Protocol
 
 from conveyor.backends.base import AlertState, JobStats, StatsQuery
 from conveyor.errors import ConfigurationError, ConveyorError
+from conveyor.events import EventBus, OpsEvent
 from conveyor.observability.slo import Objective, Severity, SLIStatus, evaluate, format_window
 
 log = logging.getLogger("conveyor.alerts")
@@ -67,6 +68,10 @@ class Alert:
     top_errors: list[tuple[str, int]] = field(default_factory=list)
     at: float = 0.0
     """The backend's clock when the alert was evaluated, epoch seconds."""
+    incident: int | None = None
+    """The incident this page opened or resolved (see `conveyor.incidents`)."""
+    incident_url: str | None = None
+    """Its dashboard page, when the app was given its dashboard's address."""
 
     @property
     def summary(self) -> str:
@@ -91,6 +96,7 @@ class Alert:
             "burn_rates": self.burn_rates, "budget_left": self.budget_left,
             "top_errors": [{"type": t, "count": n} for t, n in self.top_errors],
             "at": self.at, "summary": self.summary,
+            "incident": self.incident, "incident_url": self.incident_url,
         }
 
 
@@ -158,7 +164,12 @@ class SlackSink:
         icon = {"page": ":rotating_light:", "ticket": ":warning:"}[alert.severity]
         if alert.status == "resolved":
             icon = ":white_check_mark:"
-        _post_json(self.url, {"text": f"{icon} conveyor {alert.summary}"}, self.timeout, {})
+        text = f"{icon} conveyor {alert.summary}"
+        if alert.incident is not None:
+            link = f"<{alert.incident_url}|incident {alert.incident}>" if alert.incident_url \
+                else f"incident {alert.incident}"
+            text += f" ({link})"
+        _post_json(self.url, {"text": text}, self.timeout, {})
 
 
 def _notices(statuses: Sequence[SLIStatus], current: dict[str, AlertState]) -> list[
@@ -199,6 +210,13 @@ class AlertBackend(Protocol):
     def alert_set(self, state: AlertState) -> None: ...
 
 
+class IncidentHook(Protocol):
+    """Told of every alert before it is sent (`conveyor.incidents` opens and closes
+    incidents on pages); returns the alert to send (with its incident)."""
+
+    def alert_changed(self, alert: Alert) -> Alert: ...
+
+
 class AlertEvaluator:
     """Evaluates the objectives and notifies the sinks, when elected.
 
@@ -213,6 +231,8 @@ class AlertEvaluator:
         *,
         interval: float = 60.0,
         holder: str | None = None,
+        events: EventBus | None = None,
+        incidents: IncidentHook | None = None,
     ) -> None:
         if interval <= 0:
             raise ConfigurationError(f"alert interval must be > 0 seconds, got {interval!r}")
@@ -224,6 +244,9 @@ class AlertEvaluator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pruned_at = float("-inf")
+        self.events = events
+        """Where `alert.fired` and `alert.resolved` are published (the event log)."""
+        self.incidents = incidents
 
     # -- one evaluation ---------------------------------------------------------------
     def tick(self) -> list[Alert]:
@@ -262,9 +285,17 @@ class AlertEvaluator:
                 budget_left=status.budget_left,
                 top_errors=errors_cache.get(task, []) if firing else [], at=now,
             )
+            if self.incidents is not None:
+                try:
+                    alert = self.incidents.alert_changed(alert)
+                except ConveyorError as exc:
+                    log.error("could not record the incident of alert %s (%s)", key, exc)
             if self._deliver(alert):
                 backend.alert_set(AlertState(key, firing, details={"windows": rule}))
                 sent.append(alert)
+                if self.events is not None:
+                    kind = "alert.fired" if firing else "alert.resolved"
+                    self.events.publish(OpsEvent(kind, key, alert.to_json(), at=alert.at))
         return sent
 
     def _deliver(self, alert: Alert) -> bool:
@@ -308,6 +339,7 @@ __all__ = [
     "AlertBackend",
     "AlertEvaluator",
     "AlertSink",
+    "IncidentHook",
     "LogSink",
     "SlackSink",
     "WebhookSink",

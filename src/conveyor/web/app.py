@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from conveyor.app import Conveyor
 from conveyor.errors import ConfigurationError
 from conveyor.web.api import ENDPOINTS
+from conveyor.web.incidents import INCIDENT_ENDPOINTS, incident_routes
 from conveyor.web.problems import Problem
 from conveyor.web.routing import (
     API_PREFIX,
@@ -119,7 +120,8 @@ def _openapi_endpoint(endpoints: list[ApiEndpoint]) -> ApiEndpoint:
 
 def api_endpoints() -> list[ApiEndpoint]:
     """Every API operation, the OpenAPI document's own included."""
-    return [*ENDPOINTS, _openapi_endpoint(ENDPOINTS)]
+    endpoints = [*ENDPOINTS, *INCIDENT_ENDPOINTS]
+    return [*endpoints, _openapi_endpoint(endpoints)]
 
 
 def _allow(exc: Exception) -> dict[str, str]:
@@ -206,6 +208,7 @@ def create_app(
     routes: list[BaseRoute] = [*_path_routes(api_endpoints())]
     routes.append(Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"))
     routes.extend(dashboard_routes())
+    routes.extend(incident_routes())
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _not_found, 404: _not_found, 405: _not_found},

@@ -30,6 +30,7 @@ from conveyor.errors import (
     BackendUnavailable,
     InvalidArgumentsError,
     InvalidOptionError,
+    OperationError,
     SchemaError,
     SerializationError,
     UnknownTaskError,
@@ -314,6 +315,10 @@ def problem_for(exc: Exception) -> Problem:
         return Problem("invalid-arguments", str(exc))
     if isinstance(exc, InvalidOptionError):
         return Problem("invalid-option", str(exc))
+    if isinstance(exc, OperationError):
+        # the operations layer refused a value the schema let through (a control
+        # character in a queue name, say): the caller's to fix, never a 500
+        return Problem("validation-error", str(exc))
     if isinstance(exc, SchemaError):
         log.error("web: %s", exc)
         return Problem("backend-unavailable", "the job database's schema is not current: "

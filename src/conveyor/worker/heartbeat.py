@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from conveyor.backends.base import WorkerInfo
 from conveyor.errors import BackendError, TaskTimeout
+from conveyor.events import OpsEvent
 from conveyor.middleware import AttemptResult
 from conveyor.types import JobRecord
 from conveyor.worker.deps import WorkerBackend
@@ -33,6 +34,8 @@ class Heartbeat:
         stopping: threading.Event,
         hard_stop: threading.Event,
         answered: threading.Event,
+        finished: Callable[[], int] | None = None,
+        publish: Callable[[OpsEvent], None] | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
@@ -44,6 +47,11 @@ class Heartbeat:
         self.hard_stop = hard_stop
         self.answered = answered
         """Set when the backend answers: cuts short a backoff wait of the fetch loop."""
+        self.finished = finished
+        """Attempts this worker finished so far (for the stalled-worker detector)."""
+        self.publish = publish
+        self._finished_seen = -1
+        self._progress_at = time.monotonic()
 
     def main(self) -> None:
         interval = self.settings.heartbeat_interval
@@ -71,12 +79,22 @@ class Heartbeat:
             sent_at = time.monotonic()
             kept = self.backend.job_heartbeat(settings.worker_id, jobs, settings.lease)
             lost = self.held.renewed(jobs, kept, sent_at)
+            if lost and self.publish is not None:
+                self.publish(OpsEvent("worker.lost_lease", settings.worker_id,
+                                      {"job_ids": [r.id for r in lost][:100], "jobs": len(lost)}))
             if lost:
                 log.warning(
                     "worker %s: lost the lease of job(s) %s (paused too long or cut off); "
                     "another worker may run them", settings.worker_id, [r.id for r in lost],
                 )
-        self.backend.worker_heartbeat(_info(settings, self.started_at, running))
+        now = time.monotonic()
+        finished = self.finished() if self.finished is not None else 0
+        if running == 0 or finished != self._finished_seen:
+            self._finished_seen = finished
+            self._progress_at = now
+        info = _info(settings, self.started_at, running)
+        info.meta["stalled_seconds"] = round(now - self._progress_at, 3)
+        self.backend.worker_heartbeat(info)
 
     def enforce_soft_timeouts(self) -> None:
         for record in self.held.timed_out():

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 
 from conveyor.errors import ConveyorError
+from conveyor.events import OpsEvent
 from conveyor.worker.deps import CronDuty, WorkerBackend
 from conveyor.worker.settings import WorkerSettings
 from conveyor.worker.stats import WorkerStats
@@ -71,8 +72,11 @@ class Maintenance:
         stats: WorkerStats,
         stopping: threading.Event,
         clock: Callable[[], float] = time.monotonic,
+        publish: Callable[[OpsEvent], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.publish = publish
+        """Where operational events go (the app's event bus), when given."""
         self.backend = backend
         self.retention = retention
         self.cron = cron
@@ -110,8 +114,13 @@ class Maintenance:
             return
         rescued = created = 0
         if leading:
-            rescued = len(self.backend.job_rescue())
+            rescued_ids = self.backend.job_rescue()
+            rescued = len(rescued_ids)
             self.stats.rescued += rescued
+            if rescued and self.publish is not None:
+                self.publish(OpsEvent("worker.died", "", {
+                    "why": "lease expired", "jobs": rescued, "job_ids": rescued_ids[:100],
+                    "rescued_by": self.settings.worker_id}))
         if leading_cron and self.cron is not None:
             created = self.cron.run_due()
         self.stats.maintenance_passes += 1

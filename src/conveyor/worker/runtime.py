@@ -42,9 +42,11 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import queue
 import random
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -56,7 +58,7 @@ from typing import Any
 from conveyor import redaction
 from conveyor.backends.base import FetchParams, HeldJob
 from conveyor.errors import BackendError, ConveyorError
-from conveyor.events import EventName, JobEvent, started_event
+from conveyor.events import EventName, JobEvent, OpsEvent, started_event
 from conveyor.middleware import (
     MAX_DEFER,
     Attempt,
@@ -206,15 +208,20 @@ class Worker:
             started_at=self._started_at, complete=self.completer.submit,
             stopping=self._stopping, hard_stop=self._hard_stop,
             answered=self._backend_answered,
+            finished=lambda: self.stats.succeeded + self.stats.retried + self.stats.dead,
+            publish=deps.events.publish,
         )
         self.maintenance = Maintenance(
             settings=self.settings, backend=backend, retention=deps.retention, cron=deps.cron,
-            stats=self.stats, stopping=self._stopping,
+            stats=self.stats, stopping=self._stopping, publish=deps.events.publish,
         )
         self._workflow_inputs = WorkflowInputs(backend.workflow_inputs)
         self._middleware = self._attempt_middleware(traced=True)
         self._middleware_untraced = self._attempt_middleware(traced=False)
         self._start_threads()
+        deps.events.publish(OpsEvent("worker.started", self.id, {
+            "queues": self.queues, "concurrency": self.concurrency, "pool": self.pool,
+            "host": socket.gethostname(), "pid": os.getpid()}))
         log.info(
             "worker %s started: queues=%s concurrency=%d pool=%s lease=%.1fs",
             self.id, ",".join(self.queues), self.concurrency, self.pool, self.lease,
@@ -664,6 +671,9 @@ class Worker:
         self.maintenance.resign()
         with contextlib.suppress(ConveyorError):
             backend.worker_remove(self.id)
+        self.deps.events.publish(OpsEvent("worker.stopped", self.id, {
+            "succeeded": self.stats.succeeded, "retried": self.stats.retried,
+            "dead": self.stats.dead, "released": self.stats.released}))
         log.info(
             "worker %s stopped: %d succeeded, %d retried, %d dead, %d released",
             self.id, self.stats.succeeded, self.stats.retried, self.stats.dead,

@@ -1,0 +1,5 @@
+-- Events older than the event retention, oldest first, a bounded batch at a time.
+DELETE FROM conveyor_events
+WHERE id IN (SELECT id FROM conveyor_events
+             WHERE at < now() - make_interval(secs => %(older_than)s::float8)
+             ORDER BY at LIMIT %(limit)s::integer)

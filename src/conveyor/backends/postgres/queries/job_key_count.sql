@@ -1,0 +1,4 @@
+-- Jobs of one task stored under one idempotency key (a cron tick's job, for the
+-- missed-cron detector).
+SELECT count(*) AS jobs FROM conveyor_jobs
+WHERE task = %(task)s::text AND idempotency_key = %(key)s::text
