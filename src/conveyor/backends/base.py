@@ -974,6 +974,14 @@ class StepStore(Protocol):
         was already finished or signalled."""
         ...
 
+    def job_suspend(
+        self, worker_id: str, job: HeldJob, delay: float, step: StepSave
+    ) -> bool:
+        """A durable wait starting, in one transaction: record the wait `step` and give the
+        job back for `delay` seconds, its attempt not counted (as `job_release_many`).
+        False, and nothing written, when the lease moved on."""
+        ...
+
     def job_signal(self, job_id: int, name: str, payload_json: str) -> str | None:
         """Deliver a signal to a job waiting for `name`: the new status of its wait
         ("done": the job was given back to wait and is woken; "signalled": it is still

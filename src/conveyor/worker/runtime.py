@@ -54,7 +54,7 @@ from types import FrameType
 from typing import Any
 
 from conveyor import redaction
-from conveyor.backends.base import FetchParams, HeldJob
+from conveyor.backends.base import FetchParams, HeldJob, StepSave
 from conveyor.errors import BackendError, ConveyorError
 from conveyor.events import EventName, JobEvent, started_event
 from conveyor.middleware import (
@@ -388,7 +388,7 @@ class Worker:
                     continue
                 result = self._run_middleware(record, child)
                 if result.kind == "deferred":
-                    self._defer(record, result.defer)
+                    self._defer(record, result.defer, result.wait_step)
                     continue
                 if result.kind == "error" and result.error_type == CANCELLED_TYPE:
                     self._cancelled(record)
@@ -475,9 +475,12 @@ class Worker:
             )
         self.held.forget(record)
 
-    def _defer(self, record: JobRecord, wait: float) -> None:
+    def _defer(
+        self, record: JobRecord, wait: float, wait_step: tuple[str, str] | None = None
+    ) -> None:
         """Give a job back for `wait` seconds (a middleware, e.g. an open circuit, asked
-        for it), attempt not counted."""
+        for it, or a durable wait), attempt not counted. `wait_step`: the wait's step,
+        recorded in the same transaction."""
         # An AttemptResult built by hand may carry any number: keep it storable.
         wait = min(wait, MAX_DEFER) if math.isfinite(wait) and wait > 0 else 0.0
         ours = self.held.begin_deferral(record)
@@ -485,9 +488,20 @@ class Worker:
         given_back = False
         while ours:
             try:
-                self.backend.job_release_many(
-                    self.id, [HeldJob(record.id, record.lease_token)], delay=wait
-                )
+                held = HeldJob(record.id, record.lease_token)
+                if wait_step is None:
+                    self.backend.job_release_many(self.id, [held], delay=wait)
+                elif not self.backend.job_suspend(self.id, held, wait, StepSave(
+                    record.id, record.lease_token, wait_step[0], wait_step[1], "waiting",
+                    wake_in=wait,
+                )):
+                    log.warning(
+                        "worker %s: job %s: its wait was not recorded, the lease had moved "
+                        "on", self.id, record.id, extra={"job_id": record.id},
+                    )
+                    self.stats.lost += 1
+                    ours = False
+                    break
                 self.stats.deferred += 1
                 given_back = True
                 break

@@ -71,6 +71,7 @@ from conveyor.backends.base import (
     LimitNumbers,
     LimitState,
     SendGate,
+    StepSave,
     WorkerInfo,
     WorkflowInsert,
 )
@@ -89,7 +90,14 @@ from conveyor.backends.records import (
     resolved,
     token_from_row,
 )
-from conveyor.backends.sql import Run, SQLBackend, T, load_migrations, load_queries
+from conveyor.backends.sql import (
+    Run,
+    SQLBackend,
+    T,
+    load_migrations,
+    load_queries,
+    step_params,
+)
 from conveyor.clock import EARLIEST, LATEST
 from conveyor.errors import (
     BackendError,
@@ -844,6 +852,19 @@ class PostgresBackend(SQLBackend):
             if delay <= 0:
                 _notify_for(conn, rows)
         return [int(row["id"]) for row in rows]
+
+    def job_suspend(
+        self, worker_id: str, job: HeldJob, delay: float, step: StepSave
+    ) -> bool:
+        with self._transaction() as conn:
+            if conn.execute(_Q["step_save"], step_params(step)).fetchone() is None:
+                return False  # not ours any more (nothing written)
+            row = conn.execute(_Q["job_release"], {
+                "worker_id": worker_id, "ids": [job.id], "tokens": [job.lease_token],
+                "delay": max(0.0, delay),
+            }).fetchone()
+        # Same transaction and the same lease as the step: both were written, or neither.
+        return row is not None
 
     def job_rescue(self, limit: int = 1000) -> list[int]:
         with self._transaction() as conn:

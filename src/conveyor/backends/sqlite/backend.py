@@ -42,6 +42,7 @@ from conveyor.backends.base import (
     LimitNumbers,
     LimitState,
     SendGate,
+    StepSave,
     WorkerInfo,
     WorkflowInsert,
 )
@@ -61,7 +62,14 @@ from conveyor.backends.records import (
     resolved,
     token_from_row,
 )
-from conveyor.backends.sql import Run, SQLBackend, T, load_migrations, load_queries
+from conveyor.backends.sql import (
+    Run,
+    SQLBackend,
+    T,
+    load_migrations,
+    load_queries,
+    step_params,
+)
 from conveyor.clock import Clock, SystemClock
 from conveyor.errors import BackendError, ConfigurationError, EnqueueError, SchemaError
 from conveyor.jsonvalue import storable_json
@@ -775,6 +783,20 @@ class SQLiteBackend(SQLBackend):
         if released:
             self._notify_local()
         return released
+
+    def job_suspend(
+        self, worker_id: str, job: HeldJob, delay: float, step: StepSave
+    ) -> bool:
+        with self._write() as conn:
+            now = self.clock.now()
+            if conn.execute(_Q["step_save"], {**step_params(step), "now": now}).fetchone() is None:
+                return False  # not ours any more (nothing written)
+            row = conn.execute(_Q["job_release"], {
+                "worker_id": worker_id, "held": _held([job]), "now": now,
+                "delay": max(0.0, delay),
+            }).fetchone()
+        # Same transaction and the same lease as the step: both were written, or neither.
+        return row is not None
 
     def _held_write(
         self, name: str, worker_id: str, jobs: Sequence[HeldJob], **params: float
