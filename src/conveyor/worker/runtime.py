@@ -77,6 +77,7 @@ from conveyor.worker.held import HeldJobs, Start
 from conveyor.worker.maintenance import Maintenance
 from conveyor.worker.settings import POOLS, PRUNE_BATCH, WorkerSettings
 from conveyor.worker.stats import WorkerStats
+from conveyor.worker.wakes import Wakes
 from conveyor.workflow import WorkflowInputs, in_workflow
 
 log = logging.getLogger("conveyor.worker")
@@ -167,6 +168,9 @@ class Worker:
         )
         self._backend_answered = threading.Event()
         """Set by the heartbeat when the backend answers: cuts short a backoff wait."""
+        self._wakes = Wakes()
+        """When the jobs this worker gave back to wait come due: an idle worker fetches
+        then rather than a poll interval later."""
 
     # -- public -----------------------------------------------------------------------
     def stop(self, *, graceful: bool = True) -> None:
@@ -287,9 +291,9 @@ class Worker:
                 # Jobs wait for a limit: ask again when a token or a slot may be free
                 # (a completion elsewhere wakes nobody), not after a whole poll interval.
                 limited = backend.limits_waiting()
-                backend.wait_for_work(
+                backend.wait_for_work(self._wakes.wait(
                     self.poll_interval if limited is None else min(self.poll_interval, limited)
-                )
+                ))
             except BackendError as exc:
                 failures += 1
                 self._backend_failed(exc, failures)
@@ -503,6 +507,7 @@ class Worker:
                     ours = False
                     break
                 self.stats.deferred += 1
+                self._wakes.add(wait)
                 given_back = True
                 break
             except BackendError as exc:
