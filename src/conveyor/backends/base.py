@@ -974,12 +974,13 @@ class StepStore(Protocol):
         was already finished or signalled."""
         ...
 
-    def job_suspend(
-        self, worker_id: str, job: HeldJob, delay: float, step: StepSave
-    ) -> bool:
-        """A durable wait starting, in one transaction: record the wait `step` and give the
-        job back for `delay` seconds, its attempt not counted (as `job_release_many`).
-        False, and nothing written, when the lease moved on."""
+    def job_suspend_many(
+        self, worker_id: str, waits: Sequence[tuple[HeldJob, float, StepSave]]
+    ) -> list[int]:
+        """Durable waits starting, in one transaction: for each (job, delay, step), record
+        the wait `step` and give the job back for `delay` seconds, its attempt not counted
+        (as `job_release_many`). Returns the ids given back; a job whose lease moved on
+        is missing, and nothing of it was written."""
         ...
 
     def job_signal(self, job_id: int, name: str, payload_json: str) -> str | None:

@@ -69,7 +69,7 @@ from conveyor.types import JobRecord
 from conveyor.worker.breaker import BreakerMiddleware, Breakers
 from conveyor.worker.budget import RetryBudgets
 from conveyor.worker.child import ChildProcess
-from conveyor.worker.completer import Completer
+from conveyor.worker.completer import Completer, Suspension
 from conveyor.worker.deps import WorkerApp, WorkerDeps
 from conveyor.worker.executor import CANCELLED_TYPE, run_attempt, with_timeout
 from conveyor.worker.heartbeat import Heartbeat
@@ -204,6 +204,7 @@ class Worker:
             worker_id=self.id, backend=backend, held=self.held, events=deps.events,
             stats=self.stats, retry_policy=lambda name: deps.retry_policy(deps.tasks.get(name)),
             now=deps.now, hard_stop=self._hard_stop, backend_failed=self._backend_failed,
+            suspended=self._wakes.add,
         )
         self.heartbeat = Heartbeat(
             settings=self.settings, backend=backend, held=self.held,
@@ -392,7 +393,10 @@ class Worker:
                     continue
                 result = self._run_middleware(record, child)
                 if result.kind == "deferred":
-                    self._defer(record, result.defer, result.wait_step)
+                    if result.wait_step is not None:
+                        self._suspend(record, result.defer, result.wait_step)
+                    else:
+                        self._defer(record, result.defer)
                     continue
                 if result.kind == "error" and result.error_type == CANCELLED_TYPE:
                     self._cancelled(record)
@@ -479,12 +483,25 @@ class Worker:
             )
         self.held.forget(record)
 
-    def _defer(
-        self, record: JobRecord, wait: float, wait_step: tuple[str, str] | None = None
-    ) -> None:
+    def _suspend(self, record: JobRecord, wait: float, step: tuple[str, str]) -> None:
+        """A durable wait (`ctx.sleep`) ended the attempt: the completer records its step
+        and gives the job back for `wait` seconds, attempt not counted, in one transaction
+        batched with the other waits queued."""
+        if not self.held.finished(record):
+            log.warning(
+                "worker %s: job %s began a wait after its attempt was given up (timeout, "
+                "lost lease or shutdown); the wait is not recorded", self.id, record.id,
+                extra={"job_id": record.id, "task": record.task},
+            )
+            return
+        wait = min(wait, MAX_DEFER) if math.isfinite(wait) and wait > 0 else 0.0
+        self.completer.submit_suspension(Suspension(record, wait, StepSave(
+            record.id, record.lease_token, step[0], step[1], "waiting", wake_in=wait,
+        )))
+
+    def _defer(self, record: JobRecord, wait: float) -> None:
         """Give a job back for `wait` seconds (a middleware, e.g. an open circuit, asked
-        for it, or a durable wait), attempt not counted. `wait_step`: the wait's step,
-        recorded in the same transaction."""
+        for it), attempt not counted."""
         # An AttemptResult built by hand may carry any number: keep it storable.
         wait = min(wait, MAX_DEFER) if math.isfinite(wait) and wait > 0 else 0.0
         ours = self.held.begin_deferral(record)
@@ -492,20 +509,9 @@ class Worker:
         given_back = False
         while ours:
             try:
-                held = HeldJob(record.id, record.lease_token)
-                if wait_step is None:
-                    self.backend.job_release_many(self.id, [held], delay=wait)
-                elif not self.backend.job_suspend(self.id, held, wait, StepSave(
-                    record.id, record.lease_token, wait_step[0], wait_step[1], "waiting",
-                    wake_in=wait,
-                )):
-                    log.warning(
-                        "worker %s: job %s: its wait was not recorded, the lease had moved "
-                        "on", self.id, record.id, extra={"job_id": record.id},
-                    )
-                    self.stats.lost += 1
-                    ours = False
-                    break
+                self.backend.job_release_many(
+                    self.id, [HeldJob(record.id, record.lease_token)], delay=wait
+                )
                 self.stats.deferred += 1
                 self._wakes.add(wait)
                 given_back = True

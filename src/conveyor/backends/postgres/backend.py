@@ -853,18 +853,24 @@ class PostgresBackend(SQLBackend):
                 _notify_for(conn, rows)
         return [int(row["id"]) for row in rows]
 
-    def job_suspend(
-        self, worker_id: str, job: HeldJob, delay: float, step: StepSave
-    ) -> bool:
-        with self._transaction() as conn:
-            if conn.execute(_Q["step_save"], step_params(step)).fetchone() is None:
-                return False  # not ours any more (nothing written)
-            row = conn.execute(_Q["job_release"], {
-                "worker_id": worker_id, "ids": [job.id], "tokens": [job.lease_token],
-                "delay": max(0.0, delay),
-            }).fetchone()
-        # Same transaction and the same lease as the step: both were written, or neither.
-        return row is not None
+    def job_suspend_many(
+        self, worker_id: str, waits: Sequence[tuple[HeldJob, float, StepSave]]
+    ) -> list[int]:
+        if not waits:
+            return []
+        # Pipelined (one round trip, so the rows stay locked briefly), in id order like the
+        # heartbeat's locks. A step and its release are fenced by the same lease in the
+        # same transaction: both are written, or neither.
+        with self._transaction(pipeline=True) as conn:
+            released = []
+            for job, delay, step in sorted(waits, key=lambda w: w[0].id):
+                conn.execute(_Q["step_save"], step_params(step))
+                released.append(conn.execute(_Q["job_release"], {
+                    "worker_id": worker_id, "ids": [job.id], "tokens": [job.lease_token],
+                    "delay": max(0.0, delay),
+                }))
+            rows = [cur.fetchone() for cur in released]
+        return [int(row["id"]) for row in rows if row is not None]
 
     def job_rescue(self, limit: int = 1000) -> list[int]:
         with self._transaction() as conn:

@@ -784,19 +784,27 @@ class SQLiteBackend(SQLBackend):
             self._notify_local()
         return released
 
-    def job_suspend(
-        self, worker_id: str, job: HeldJob, delay: float, step: StepSave
-    ) -> bool:
+    def job_suspend_many(
+        self, worker_id: str, waits: Sequence[tuple[HeldJob, float, StepSave]]
+    ) -> list[int]:
+        if not waits:
+            return []
+        given_back: list[int] = []
         with self._write() as conn:
             now = self.clock.now()
-            if conn.execute(_Q["step_save"], {**step_params(step), "now": now}).fetchone() is None:
-                return False  # not ours any more (nothing written)
-            row = conn.execute(_Q["job_release"], {
-                "worker_id": worker_id, "held": _held([job]), "now": now,
-                "delay": max(0.0, delay),
-            }).fetchone()
-        # Same transaction and the same lease as the step: both were written, or neither.
-        return row is not None
+            for job, delay, step in sorted(waits, key=lambda w: w[0].id):
+                if conn.execute(
+                    _Q["step_save"], {**step_params(step), "now": now}
+                ).fetchone() is None:
+                    continue  # not ours any more: nothing written
+                # The same transaction and lease as the step: both are written, or neither.
+                row = conn.execute(_Q["job_release"], {
+                    "worker_id": worker_id, "held": _held([job]), "now": now,
+                    "delay": max(0.0, delay),
+                }).fetchone()
+                if row is not None:
+                    given_back.append(int(row[0]))
+        return given_back
 
     def _held_write(
         self, name: str, worker_id: str, jobs: Sequence[HeldJob], **params: float
