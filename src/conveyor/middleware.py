@@ -194,6 +194,9 @@ class AttemptResult:
     """kind "retry_after": the flow-control limit to pause fleet-wide for `retry_after`."""
     pause_key: str | None = None
     """Only this key of `pause_limit` (None: the whole limit)."""
+    wait_step: tuple[str, str] | None = None
+    """kind "deferred" by a durable wait (`ctx.sleep`): the wait step to record, as (name,
+    args digest), in the same transaction that gives the job back for `defer` seconds."""
 
     @property
     def value(self) -> Any:
@@ -237,11 +240,15 @@ class AttemptResult:
             "message": self.message, "traceback": self.traceback, "retryable": self.retryable,
             "retry_after": self.retry_after, "defer": self.defer,
             "pause_limit": self.pause_limit, "pause_key": self.pause_key,
+            "wait_step": self.wait_step,
         })
 
     @classmethod
     def from_json(cls, text: str | bytes) -> AttemptResult:
-        return cls(**json.loads(text))
+        fields = json.loads(text)
+        if fields.get("wait_step") is not None:
+            fields["wait_step"] = tuple(fields["wait_step"])
+        return cls(**fields)
 
 
 class AttemptNext(Protocol):

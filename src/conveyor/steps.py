@@ -80,9 +80,14 @@ class Suspend(BaseException):
     into `AttemptResult.deferred`. A BaseException so that a task's `except Exception`
     does not swallow it."""
 
-    def __init__(self, seconds: float, reason: str) -> None:
+    def __init__(
+        self, seconds: float, reason: str, *, step: tuple[str, str] | None = None
+    ) -> None:
         super().__init__(reason)
         self.seconds = min(max(0.0, seconds), MAX_DEFER)
+        self.step = step
+        """A wait step not yet recorded, as (name, args digest): the worker records it in
+        the transaction that gives the job back (one write for the whole first pass)."""
 
 
 def _digest(parts: Any) -> str:
@@ -363,9 +368,9 @@ class JobContext:
             if left <= 0:
                 return  # over: its wake time is the record (no write on the way out)
             raise Suspend(left, f"sleeping in {name!r}")
-        self._save(StepSave(self.id, self.lease_token, name, digest, "waiting",
-                            wake_in=float(seconds)))
-        raise Suspend(float(seconds), f"sleeping in {name!r}")
+        # Recorded by the worker with the give-back, in one transaction (fenced by the
+        # lease like any step): its wake time is the database's now plus `seconds`.
+        raise Suspend(float(seconds), f"sleeping in {name!r}", step=(name, digest))
 
     def wait_for(self, signal: str, timeout: float | None = None) -> Any:
         """Wait for `app.signal(job, signal, payload)` without holding a worker slot, and

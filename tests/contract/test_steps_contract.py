@@ -16,7 +16,7 @@ from conveyor import (
     Retry,
     StepFailed,
 )
-from conveyor.backends.base import FetchParams, StepSave
+from conveyor.backends.base import FetchParams, HeldJob, StepSave
 from conveyor.errors import InvalidArgumentsError
 from conveyor.steps import JobContext as Ctx
 from conveyor.testing import drain
@@ -149,6 +149,21 @@ def test_a_stale_worker_records_no_step_and_no_progress(app: Conveyor) -> None:
     assert current.step("charge", lambda: "paid") == "paid"
     assert [s.name for s in app.operations.job_steps(job.id)[1]] == ["charge"]
     assert app.backend.job_get(job.id).state is JobState.RUNNING  # type: ignore[union-attr]
+    # A sleep's wait and the give-back are one write: a stale worker makes neither.
+    nap = StepSave(job.id, first.lease_token, "sleep-1", "d", "waiting", wake_in=5.0)
+    stale_wait = (HeldJob(job.id, first.lease_token), 5.0, nap)
+    assert app.backend.job_suspend_many("w1", [stale_wait]) == []
+    assert [s.name for s in app.operations.job_steps(job.id)[1]] == ["charge"]
+    nap = StepSave(job.id, second.lease_token, "sleep-1", "d", "waiting", wake_in=5.0)
+    wait = (HeldJob(job.id, second.lease_token), 5.0, nap)
+    # In one batch with a stale one, which changes nothing.
+    assert app.backend.job_suspend_many("w2", [stale_wait, wait]) == [job.id]
+    assert app.backend.job_suspend_many("w2", [wait]) == []  # the same call twice
+    after = app.backend.job_get(job.id)
+    assert after is not None and after.state is JobState.SCHEDULED and after.attempt == 1
+    step = {s.name: s for s in app.operations.job_steps(job.id)[1]}["sleep-1"]
+    assert step.status == "waiting" and step.wake_at is not None
+    assert after.run_at.timestamp() == pytest.approx(step.wake_at, abs=0.01)
 
 
 def test_a_running_workflow_node_cancelled_settles_its_dependants(app: Conveyor) -> None:

@@ -980,6 +980,15 @@ class StepStore(Protocol):
         was already finished or signalled."""
         ...
 
+    def job_suspend_many(
+        self, worker_id: str, waits: Sequence[tuple[HeldJob, float, StepSave]]
+    ) -> list[int]:
+        """Durable waits starting, in one transaction: for each (job, delay, step), record
+        the wait `step` and give the job back for `delay` seconds, its attempt not counted
+        (as `job_release_many`). Returns the ids given back; a job whose lease moved on
+        is missing, and nothing of it was written."""
+        ...
+
     def job_signal(self, job_id: int, name: str, payload_json: str) -> str | None:
         """Deliver a signal to a job waiting for `name`: the new status of its wait
         ("done": the job was given back to wait and is woken; "signalled": it is still

@@ -477,12 +477,7 @@ class SQLBackend(ABC):
         ]
 
     def step_save(self, step: StepSave) -> bool:
-        return bool(self._change("step_save", {
-            "job_id": step.job_id, "lease_token": step.lease_token, "name": step.name,
-            "args_digest": step.args_digest, "status": step.status,
-            "result": step.result_json, "wake_in": step.wake_in, "tries": step.tries,
-            "took": max(0.0, step.took),
-        }))
+        return bool(self._change("step_save", step_params(step)))
 
     def job_context(self, job_id: int) -> JobContextRecord | None:
         rows = self._rows("context_get", {"job_id": job_id})
@@ -619,6 +614,16 @@ class SQLBackend(ABC):
             )
             for row in rows
         ]
+
+
+def step_params(step: StepSave) -> dict[str, Any]:
+    """The parameters of the step_save query."""
+    return {
+        "job_id": step.job_id, "lease_token": step.lease_token, "name": step.name,
+        "args_digest": step.args_digest, "status": step.status,
+        "result": step.result_json, "wake_in": step.wake_in, "tries": step.tries,
+        "took": max(0.0, step.took),
+    }
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -1,6 +1,8 @@
 """The completer thread: writes finished attempts in batches (one transaction each), and
 with them the start marks of prefetched jobs a slot took up, so a rescue counts only
-attempts that started (one more statement per batch, none per job)."""
+attempts that started (one more statement per batch, none per job). Durable waits
+starting (`ctx.sleep`: the wait step and the give-back) are batched the same way, one
+transaction for all those queued."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from conveyor.backends.base import Completion, HeldJob
+from conveyor.backends.base import Completion, HeldJob, StepSave
 from conveyor.errors import BackendError
 from conveyor.events import EventBus, EventName, attempt_events
 from conveyor.middleware import AttemptResult
@@ -24,6 +27,18 @@ log = logging.getLogger("conveyor.worker")
 
 BATCH = 500
 """Most completions written in one transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """A durable wait to record with the give-back of its job."""
+
+    record: JobRecord
+    delay: float
+    step: StepSave
+
+
+_Item = tuple[Completion, JobRecord] | HeldJob | Suspension | None
 
 
 class Completer:
@@ -41,6 +56,7 @@ class Completer:
         now: Callable[[], float],
         hard_stop: threading.Event,
         backend_failed: Callable[[BackendError, int], None],
+        suspended: Callable[[float], None] = lambda delay: None,
     ) -> None:
         self.worker_id = worker_id
         self.backend = backend
@@ -52,9 +68,9 @@ class Completer:
         self.now = now
         self.hard_stop = hard_stop
         self.backend_failed = backend_failed
-        self._queue: queue.SimpleQueue[tuple[Completion, JobRecord] | HeldJob | None] = (
-            queue.SimpleQueue()
-        )
+        self.suspended = suspended
+        """Told the delay of each job given back to wait."""
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
 
     def submit(self, record: JobRecord, result: AttemptResult) -> None:
         """Queue the completion of an attempt that is still ours (thread-safe)."""
@@ -68,6 +84,10 @@ class Completer:
         """Queue the start mark of an attempt the fetch did not mark (thread-safe)."""
         self._queue.put(job)
 
+    def submit_suspension(self, suspension: Suspension) -> None:
+        """Queue a durable wait of an attempt that is still ours (thread-safe)."""
+        self._queue.put(suspension)
+
     def close(self) -> None:
         """Write what is queued, then end the thread."""
         self._queue.put(None)
@@ -80,13 +100,16 @@ class Completer:
                 return
             batch: list[tuple[Completion, JobRecord]] = []
             starts: list[HeldJob] = []
-            item: tuple[Completion, JobRecord] | HeldJob | None = first
+            waits: list[Suspension] = []
+            item: _Item = first
             while item is not None:
                 if isinstance(item, HeldJob):
                     starts.append(item)
+                elif isinstance(item, Suspension):
+                    waits.append(item)
                 else:
                     batch.append(item)
-                if len(batch) + len(starts) >= BATCH:
+                if len(batch) + len(starts) + len(waits) >= BATCH:
                     break
                 try:
                     item = self._queue.get_nowait()
@@ -94,14 +117,51 @@ class Completer:
                     break
                 if item is None:
                     done = True
-            self.write(batch, starts)
+            if waits:
+                self.write_waits(waits)
+            self.write(batch, starts, given_back=waits)
+
+    def write_waits(self, waits: list[Suspension]) -> None:
+        """Record the waits and give their jobs back, in one transaction."""
+        failures = 0
+        while True:
+            try:
+                applied = set(self.backend.job_suspend_many(self.worker_id, [
+                    (HeldJob(w.record.id, w.record.lease_token), w.delay, w.step)
+                    for w in waits
+                ]))
+                break
+            except BackendError as exc:
+                failures += 1
+                if self.hard_stop.is_set() and failures > 3:
+                    # Still running in the database: its lease expires and it is
+                    # rescued (the wait runs again from the top).
+                    log.error("worker %s: dropping %d waits: %s", self.worker_id,
+                              len(waits), exc)
+                    applied = set()
+                    break
+                self.backend_failed(exc, failures)
+        self.held.completed((w.record for w in waits), durations=False)
+        for wait in waits:
+            if wait.record.id in applied:
+                self.stats.deferred += 1
+                self.suspended(wait.delay)
+            else:
+                self.stats.lost += 1
+                log.warning(
+                    "worker %s: job %s: the lease had moved on, its wait %r was not recorded",
+                    self.worker_id, wait.record.id, wait.step.name,
+                    extra={"job_id": wait.record.id, "task": wait.record.task},
+                )
 
     def write(
-        self, batch: list[tuple[Completion, JobRecord]], starts: list[HeldJob] | None = None
+        self, batch: list[tuple[Completion, JobRecord]], starts: list[HeldJob] | None = None,
+        *, given_back: list[Suspension] | None = None,
     ) -> None:
-        # A job whose completion is in this batch needs no start mark.
+        # A job whose completion (or give-back) is in this batch needs no start mark.
         if starts:
             ended = {(c.job_id, c.lease_token) for c, _ in batch}
+            ended.update((w.record.id, w.record.lease_token) for w in given_back or ())
             starts = [s for s in starts if (s.id, s.lease_token) not in ended]
         failures = 0
         while True:
@@ -158,4 +218,4 @@ class Completer:
                 stats.dead += 1
 
 
-__all__ = ["BATCH", "Completer"]
+__all__ = ["BATCH", "Completer", "Suspension"]

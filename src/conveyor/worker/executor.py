@@ -13,6 +13,7 @@ import logging
 import math
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from conveyor.arguments import context_parameter
@@ -71,7 +72,7 @@ marks the job `cancelled` instead of failing it."""
 def classify(task: Task[Any, Any], exc: BaseException) -> AttemptResult:
     """What an exception raised by `task` means for the job."""
     if isinstance(exc, Suspend):
-        return AttemptResult.deferred(exc.seconds)
+        return replace(AttemptResult.deferred(exc.seconds), wait_step=exc.step)
     if isinstance(exc, CancelRequested):
         return AttemptResult(kind="error", error_type=CANCELLED_TYPE, message=describe(exc),
                              retryable=False)

@@ -56,7 +56,7 @@ from types import FrameType
 from typing import Any
 
 from conveyor import redaction
-from conveyor.backends.base import FetchParams, HeldJob
+from conveyor.backends.base import FetchParams, HeldJob, StepSave
 from conveyor.errors import BackendError, ConveyorError
 from conveyor.events import EventName, JobEvent, OpsEvent, started_event
 from conveyor.middleware import (
@@ -71,7 +71,7 @@ from conveyor.types import JobRecord
 from conveyor.worker.breaker import BreakerMiddleware, Breakers
 from conveyor.worker.budget import RetryBudgets
 from conveyor.worker.child import ChildProcess
-from conveyor.worker.completer import Completer
+from conveyor.worker.completer import Completer, Suspension
 from conveyor.worker.deps import WorkerApp, WorkerDeps
 from conveyor.worker.executor import CANCELLED_TYPE, run_attempt, with_timeout
 from conveyor.worker.heartbeat import Heartbeat
@@ -79,6 +79,7 @@ from conveyor.worker.held import HeldJobs, Start
 from conveyor.worker.maintenance import Maintenance
 from conveyor.worker.settings import POOLS, PRUNE_BATCH, WorkerSettings
 from conveyor.worker.stats import WorkerStats
+from conveyor.worker.wakes import Wakes
 from conveyor.workflow import WorkflowInputs, in_workflow
 
 log = logging.getLogger("conveyor.worker")
@@ -169,6 +170,9 @@ class Worker:
         )
         self._backend_answered = threading.Event()
         """Set by the heartbeat when the backend answers: cuts short a backoff wait."""
+        self._wakes = Wakes()
+        """When the jobs this worker gave back to wait come due: an idle worker fetches
+        then rather than a poll interval later."""
 
     # -- public -----------------------------------------------------------------------
     def stop(self, *, graceful: bool = True) -> None:
@@ -202,6 +206,7 @@ class Worker:
             worker_id=self.id, backend=backend, held=self.held, events=deps.events,
             stats=self.stats, retry_policy=lambda name: deps.retry_policy(deps.tasks.get(name)),
             now=deps.now, hard_stop=self._hard_stop, backend_failed=self._backend_failed,
+            suspended=self._wakes.add,
         )
         self.heartbeat = Heartbeat(
             settings=self.settings, backend=backend, held=self.held,
@@ -294,9 +299,9 @@ class Worker:
                 # Jobs wait for a limit: ask again when a token or a slot may be free
                 # (a completion elsewhere wakes nobody), not after a whole poll interval.
                 limited = backend.limits_waiting()
-                backend.wait_for_work(
+                backend.wait_for_work(self._wakes.wait(
                     self.poll_interval if limited is None else min(self.poll_interval, limited)
-                )
+                ))
             except BackendError as exc:
                 failures += 1
                 self._backend_failed(exc, failures)
@@ -402,7 +407,10 @@ class Worker:
                     continue
                 result = self._run_middleware(record, child)
                 if result.kind == "deferred":
-                    self._defer(record, result.defer)
+                    if result.wait_step is not None:
+                        self._suspend(record, result.defer, result.wait_step)
+                    else:
+                        self._defer(record, result.defer)
                     continue
                 if result.kind == "error" and result.error_type == CANCELLED_TYPE:
                     self._cancelled(record)
@@ -489,6 +497,22 @@ class Worker:
             )
         self.held.forget(record)
 
+    def _suspend(self, record: JobRecord, wait: float, step: tuple[str, str]) -> None:
+        """A durable wait (`ctx.sleep`) ended the attempt: the completer records its step
+        and gives the job back for `wait` seconds, attempt not counted, in one transaction
+        batched with the other waits queued."""
+        if not self.held.finished(record):
+            log.warning(
+                "worker %s: job %s began a wait after its attempt was given up (timeout, "
+                "lost lease or shutdown); the wait is not recorded", self.id, record.id,
+                extra={"job_id": record.id, "task": record.task},
+            )
+            return
+        wait = min(wait, MAX_DEFER) if math.isfinite(wait) and wait > 0 else 0.0
+        self.completer.submit_suspension(Suspension(record, wait, StepSave(
+            record.id, record.lease_token, step[0], step[1], "waiting", wake_in=wait,
+        )))
+
     def _defer(self, record: JobRecord, wait: float) -> None:
         """Give a job back for `wait` seconds (a middleware, e.g. an open circuit, asked
         for it), attempt not counted."""
@@ -503,6 +527,7 @@ class Worker:
                     self.id, [HeldJob(record.id, record.lease_token)], delay=wait
                 )
                 self.stats.deferred += 1
+                self._wakes.add(wait)
                 given_back = True
                 break
             except BackendError as exc:

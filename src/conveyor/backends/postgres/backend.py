@@ -71,6 +71,7 @@ from conveyor.backends.base import (
     LimitNumbers,
     LimitState,
     SendGate,
+    StepSave,
     WorkerInfo,
     WorkflowInsert,
 )
@@ -89,7 +90,14 @@ from conveyor.backends.records import (
     resolved,
     token_from_row,
 )
-from conveyor.backends.sql import Run, SQLBackend, T, load_migrations, load_queries
+from conveyor.backends.sql import (
+    Run,
+    SQLBackend,
+    T,
+    load_migrations,
+    load_queries,
+    step_params,
+)
 from conveyor.clock import EARLIEST, LATEST
 from conveyor.errors import (
     BackendError,
@@ -863,6 +871,25 @@ class PostgresBackend(SQLBackend):
             if delay <= 0:
                 _notify_for(conn, rows)
         return [int(row["id"]) for row in rows]
+
+    def job_suspend_many(
+        self, worker_id: str, waits: Sequence[tuple[HeldJob, float, StepSave]]
+    ) -> list[int]:
+        if not waits:
+            return []
+        # Pipelined (one round trip, so the rows stay locked briefly), in id order like the
+        # heartbeat's locks. A step and its release are fenced by the same lease in the
+        # same transaction: both are written, or neither.
+        with self._transaction(pipeline=True) as conn:
+            released = []
+            for job, delay, step in sorted(waits, key=lambda w: w[0].id):
+                conn.execute(_Q["step_save"], step_params(step))
+                released.append(conn.execute(_Q["job_release"], {
+                    "worker_id": worker_id, "ids": [job.id], "tokens": [job.lease_token],
+                    "delay": max(0.0, delay),
+                }))
+            rows = [cur.fetchone() for cur in released]
+        return [int(row["id"]) for row in rows if row is not None]
 
     def job_rescue(self, limit: int = 1000) -> list[int]:
         with self._transaction() as conn:

@@ -42,6 +42,7 @@ from conveyor.backends.base import (
     LimitNumbers,
     LimitState,
     SendGate,
+    StepSave,
     WorkerInfo,
     WorkflowInsert,
 )
@@ -61,7 +62,14 @@ from conveyor.backends.records import (
     resolved,
     token_from_row,
 )
-from conveyor.backends.sql import Run, SQLBackend, T, load_migrations, load_queries
+from conveyor.backends.sql import (
+    Run,
+    SQLBackend,
+    T,
+    load_migrations,
+    load_queries,
+    step_params,
+)
 from conveyor.clock import Clock, SystemClock
 from conveyor.errors import BackendError, ConfigurationError, EnqueueError, SchemaError
 from conveyor.jsonvalue import storable_json
@@ -775,6 +783,28 @@ class SQLiteBackend(SQLBackend):
         if released:
             self._notify_local()
         return released
+
+    def job_suspend_many(
+        self, worker_id: str, waits: Sequence[tuple[HeldJob, float, StepSave]]
+    ) -> list[int]:
+        if not waits:
+            return []
+        given_back: list[int] = []
+        with self._write() as conn:
+            now = self.clock.now()
+            for job, delay, step in sorted(waits, key=lambda w: w[0].id):
+                if conn.execute(
+                    _Q["step_save"], {**step_params(step), "now": now}
+                ).fetchone() is None:
+                    continue  # not ours any more: nothing written
+                # The same transaction and lease as the step: both are written, or neither.
+                row = conn.execute(_Q["job_release"], {
+                    "worker_id": worker_id, "held": _held([job]), "now": now,
+                    "delay": max(0.0, delay),
+                }).fetchone()
+                if row is not None:
+                    given_back.append(int(row[0]))
+        return given_back
 
     def _held_write(
         self, name: str, worker_id: str, jobs: Sequence[HeldJob], **params: float
