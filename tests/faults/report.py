@@ -102,6 +102,14 @@ FAULTS: list[tuple[str, str, str]] = [
      "three worker hosts (namespaces, 4 threads each) drain 400 jobs of 100 ms; one is cut "
      "off for 6 s (lease 2 s): the others rescue its jobs, its late completions are "
      "refused, and once its link is back it takes new jobs (80 more enqueued then)"),
+    ("limit-slots-sigkill", "21. SIGKILL a worker holding concurrency slots",
+     "a limit of 2 running per key (lease 2 s): the worker that holds both slots of a key is "
+     "SIGKILLed; a second worker must not run a third job of that key, and gets the slots "
+     "back within the lease"),
+    ("limits-postgres-restart", "22. PostgreSQL restarted under limits",
+     "300 jobs under a 50/s rate limit and 200 jobs under 2 running per key (10 keys), 2 "
+     "workers x 8; PostgreSQL restarted mid-drain: no sliding second holds more starts than "
+     "rate + burst, no key runs more than 2"),
 ]
 
 PREAMBLE = """\
