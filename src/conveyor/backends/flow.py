@@ -21,6 +21,10 @@ RECHECK = 1.0
 SLOT_RECHECK = 0.02
 """Seconds a worker waits before asking again for a limit bound by its concurrency
 (a slot frees when any worker records a completion, which wakes nobody)."""
+BUSY_RECHECK = 0.002
+"""Seconds a worker waits before asking again when another worker's fetch held every
+limit with work here (PostgreSQL's SKIP LOCKED): that fetch commits within a round
+trip or two, and its limits may still have tokens and slots to spare."""
 
 
 class LimitWatch:
@@ -37,10 +41,13 @@ class LimitWatch:
         with self._lock:
             return self._present or now - self._looked_at >= RECHECK
 
-    def saw(self, now: float, limits: int, token_waits: Sequence[float | None]) -> None:
+    def saw(
+        self, now: float, limits: int, token_waits: Sequence[float | None], *,
+        held_elsewhere: bool = False,
+    ) -> None:
         """What the fetch found: how many limits are declared, and for those with
         available jobs here, the seconds until each one's next token (None: not bound
-        by its rate now)."""
+        by its rate now). held_elsewhere: another fetch held the limits with work."""
         with self._lock:
             self._looked_at = now
             self._present = limits > 0
@@ -49,6 +56,8 @@ class LimitWatch:
                 return
             waits = [SLOT_RECHECK if w is None or w <= 0 else w for w in token_waits]
             self.waiting = min(RECHECK, max(0.005, min(waits)))
+            if held_elsewhere:
+                self.waiting = BUSY_RECHECK
 
     def declared(self) -> None:
         """A limit was declared here: look at the next fetch."""

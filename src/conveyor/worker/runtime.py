@@ -90,6 +90,11 @@ PREFETCH_MAX_FACTOR = 8
 """The adaptive prefetch holds at most this many jobs per slot."""
 
 
+SLOT_WAIT = 0.05
+"""A worker told to ask again within this many seconds (a concurrency limit or a
+contended one holds its jobs) waits for one of its own slots to free instead of
+for a notification; another process's freed slot is seen when the wait ends."""
+
 class Worker:
     """Runs jobs of `app` from `queues` with `concurrency` slots until stopped."""
 
@@ -299,6 +304,12 @@ class Worker:
                 # Jobs wait for a limit: ask again when a token or a slot may be free
                 # (a completion elsewhere wakes nobody), not after a whole poll interval.
                 limited = backend.limits_waiting()
+                if limited is not None and limited <= SLOT_WAIT:
+                    # Bound by a concurrency limit: a slot this worker frees is the one
+                    # most likely to admit the next job, so its completion wakes us.
+                    with held.changed:
+                        held.changed.wait(limited)
+                    continue
                 backend.wait_for_work(self._wakes.wait(
                     self.poll_interval if limited is None else min(self.poll_interval, limited)
                 ))

@@ -730,11 +730,17 @@ class PostgresBackend(SQLBackend):
             waiting = conn.execute(_Q["limit_waiting"], {"queues": queues})
             locking = conn.execute(_Q["limit_lock"], {"queues": queues})
             declared = waiting.fetchall()
+            locked = locking.fetchall()
+            mine = {row["name"] for row in locked}
             self._limits.saw(time.monotonic(), len(declared), [
                 None if row["token_wait"] is None else float(row["token_wait"])
                 for row in declared if row["has_work"]
-            ])
-            locked = locking.fetchall()
+            ], held_elsewhere=any(
+                # Another fetch holds a limit that has work and tokens: it commits soon.
+                row["has_work"] and row["name"] not in mine
+                and (row["token_wait"] is None or row["token_wait"] <= 0)
+                for row in declared
+            ))
             if not locked:
                 return []
             rows = conn.execute(_Q["job_fetch_limited"], prepare=True, params={

@@ -758,7 +758,10 @@ class SQLiteBackend(SQLBackend):
                     (c.job_id, c.outcome) for c in known
                     if c.job_id in ended and c.outcome in ("succeeded", "dead")
                 ])
-        if woken:
+        if woken or (applied and self._limits.waiting is not None):
+            # Jobs wait for a limit: a slot this process freed may admit one now, so a
+            # worker of this process waiting to ask again asks at once (its own commits
+            # do not move data_version, which is what wakes it for other processes').
             self._notify_local()
         return applied
 
