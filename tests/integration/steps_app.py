@@ -22,7 +22,7 @@ def _effect(job: int, step: int) -> str:
     """The side effect of one step: a history line with a fresh id, which the step
     returns (so the stored result names the call that was recorded)."""
     call = uuid.uuid4().hex
-    time.sleep(0.004)  # long enough for kills to land inside a step now and then
+    time.sleep(0.015)  # long enough for kills to land inside a step now and then
     fd = os.open(os.environ["STEPS_HISTORY"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, f"{job} {step} {call}\n".encode())

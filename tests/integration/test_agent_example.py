@@ -41,11 +41,11 @@ def services(tmp_path: Path) -> Iterator[Any]:
 
 
 def test_the_agent_never_repeats_a_finished_model_call_when_its_worker_is_killed(
-    backend_url: str, services: Any, tmp_path: Path
+    backend_url: str, services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = {**os.environ, "CONVEYOR_URL": backend_url, "AGENT_SERVICES": services.url,
            "PYTHONPATH": os.pathsep.join([str(EXAMPLE), os.environ.get("PYTHONPATH", "")])}
-    os.environ["CONVEYOR_URL"] = backend_url
+    monkeypatch.setenv("CONVEYOR_URL", backend_url)  # for the example's own app
     import agent
 
     app = Conveyor(backend_url)
