@@ -180,6 +180,53 @@ shared server; the disk-full test mounts a small tmpfs, which needs root (under
 """
 
 
+NEWER: list[tuple[str, str, str, str]] = [
+    ('one probe for the fleet',
+     'a dependency down under 4 workers x 8; a worker SIGKILLed holding the probe; '
+     'PostgreSQL restarted while open',
+     '`tests/faults/test_flow_control.py`',
+     'flow-control-breakers.md'),
+    ('retries within budget, none dead from it',
+     'every attempt failing at 50 jobs/s',
+     '`tests/faults/test_flow_control.py`',
+     'flow-control-breakers.md'),
+    ('a limit holds across processes',
+     '4 worker processes, rate and per-key limits',
+     '`tests/integration/test_flow_control.py`',
+     'flow-control.md'),
+    ('a recorded step never runs again',
+     '200 jobs of 5 steps, the worker SIGKILLed 8 times mid-run',
+     '`tests/integration/test_steps.py`',
+     'workflows.md'),
+    ('a running job can be cancelled',
+     'thread pool (cooperative) and process pool (hard)',
+     '`tests/integration/test_steps.py`',
+     'workflows.md'),
+    ('a fan-in callback runs once',
+     'a chord of 1,000, workers SIGKILLed at random',
+     '`tests/integration/test_workflows.py`',
+     'workflows-composition.md'),
+    ('a cancelled workflow starts nothing more',
+     '100 pending nodes',
+     '`tests/integration/test_workflows.py`',
+     'workflows-composition.md'),
+    ('an agent never repeats a finished model call',
+     "the example's worker killed 3 times",
+     '`tests/integration/test_agent_example.py`',
+     'workflows.md'),
+    ('a slow database does not expire leases',
+     'completions written slower than slots finish',
+     '`tests/integration/test_table_churn.py`',
+     'performance.md'),
+    ('events survive the database being away',
+     "the event log's database unreachable",
+     '`tests/contract/test_event_log.py`',
+     'incidents.md'),
+]
+"""Promises whose tests assert their bound on every run without writing a row above:
+(promise, fault, test, page)."""
+
+
 def load_rows(folder: Path = RESULTS) -> list[dict[str, Any]]:
     rows = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
     order = {fault: i for i, (fault, _, _) in enumerate(FAULTS)}
@@ -218,6 +265,15 @@ def render(rows: list[dict[str, Any]]) -> str:
             f"| {r['broken_leases']} | {r['duplicate_completions']} "
             f"| {r['stale_completions']} | {recovery} |"
         )
+    lines += [
+        "", "## Newer promises, and the tests that break them on purpose", "",
+        "These tests assert their bound on every run (they fail, and CI with them, when it "
+        "does not hold) but write no row above; their figures are in the test output and on "
+        "the page named.", "",
+        "| promise | fault | test | page |", "|---|---|---|---|",
+        *(f"| {promise} | {fault} | {test} | [{page}]({page}) |"
+          for promise, fault, test, page in NEWER),
+    ]
     lines += ["", "## What each fault does, and the run's own measurements", ""]
     for fault, title, what in FAULTS:
         lines.append(f"**{title}**: {what}.")
