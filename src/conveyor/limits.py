@@ -122,18 +122,6 @@ class LimitSpec:
     weights: tuple[tuple[str, int], ...] = ()
     """(key, weight): a key of weight w gets w jobs per round of turns (default 1)."""
 
-    def describe(self) -> str:
-        parts = []
-        if self.rate is not None:
-            parts.append(f"{format_rate(self.rate)} (burst {self.burst:g})")
-        if self.concurrency is not None:
-            parts.append(f"{self.concurrency} at once")
-        if self.key_rate is not None:
-            parts.append(f"{format_rate(self.key_rate)} per key (burst {self.key_burst:g})")
-        if self.key_concurrency is not None:
-            parts.append(f"{self.key_concurrency} at once per key")
-        return ", ".join(parts) or "no bound"
-
 
 def build_limit(
     name: str,

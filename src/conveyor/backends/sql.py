@@ -642,16 +642,13 @@ def _locked_second(run: Run, task: str) -> int:
 
 
 def _breaker_from_row(row: RowLike) -> BreakerRow:
-    def optional(name: str) -> float | None:
-        value = row[name]
-        return None if value is None else float(value)
-
     return BreakerRow(
         task=str(row["task"]), state=row["state"],
         window_started_at=float(row["window_started_at"]),
         attempts=int(row["attempts"]), failures=int(row["failures"]),
         prev_attempts=int(row["prev_attempts"]), prev_failures=int(row["prev_failures"]),
-        cooldown=float(row["cooldown"]), open_until=optional("open_until"),
-        probe_holder=row["probe_holder"], probe_expires_at=optional("probe_expires_at"),
+        cooldown=float(row["cooldown"]), open_until=_float_or_none(row["open_until"]),
+        probe_holder=row["probe_holder"],
+        probe_expires_at=_float_or_none(row["probe_expires_at"]),
         changed_at=float(row["changed_at"]), now=float(row["now"]),
     )
