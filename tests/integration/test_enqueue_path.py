@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from conveyor import Conveyor, EnqueueJob, InvalidOptionError, Job, Middleware
+from conveyor import (
+    Conveyor,
+    EnqueueJob,
+    InvalidArgumentsError,
+    InvalidOptionError,
+    Job,
+    Middleware,
+)
 from conveyor.backends.base import JobFilter
 from conveyor.events import EventName, JobEvent
 from conveyor.web import create_app
@@ -185,3 +192,30 @@ def test_job_handles_outlive_closing_the_app_and_bad_items_are_refused(app: Conv
     with pytest.raises(InvalidOptionError, match=r"task\.prepare"):
         app.enqueue_jobs([add.prepare(1, 2), ("add", 1, 2)])  # type: ignore[list-item]
     assert len(stored(app)) == 1
+
+
+def test_a_single_enqueue_stores_the_row_a_bulk_of_one_task_stores(app: Conveyor) -> None:
+    """One job, and a bulk of like jobs, take two statements of their own on PostgreSQL
+    (job_insert_one, job_insert_group): every option lands alike through both, and a
+    batch's options are resolved once for all its jobs."""
+
+    @app.task(queue="mail", priority=3, timeout=9.0, tags=["t"])
+    def send(to: str, n: int = 0) -> None: ...
+
+    task = send.using(max_attempts=4)
+    one = task.enqueue("a", n=1)
+    many = task.enqueue_many([("b",), {"to": "c"}, send.call("d", 2)])
+    assert [j.created for j in [one, *many]] == [True] * 4
+    assert len({j.client_id for j in [one, *many]}) == 4
+    records = [j.refresh().record for j in [one, *many]]
+    assert [(r.args, r.kwargs) for r in records] == [
+        (["a"], {"n": 1}), (["b"], {}), ([], {"to": "c"}), (["d", 2], {})]
+    for record in records:
+        assert (record.task, record.queue, record.priority, record.max_attempts,
+                record.timeout, record.state, record.tags) == (
+            "send", "mail", 3, 4, 9.0, "available", ["t"])
+        assert abs((record.run_at - record.created_at).total_seconds()) < 0.01
+    assert [r.id for r in records] == sorted(r.id for r in records)
+    with pytest.raises(InvalidArgumentsError, match="n"):
+        task.enqueue_many([("e",), ("f", "2")])  # each job's arguments are still checked
+    assert len(stored(app)) == 4

@@ -259,17 +259,23 @@ def check_insert(job: JobInsert) -> None:
         check_text(job.group_key, "the group key")
         for tag in job.tags:
             check_text(tag, "the tag")
-    if not json_text_storable(job.args_json):
-        raise SerializationError(
-            f"arguments of {job.task!r} hold a NUL character or a lone surrogate, which "
-            "cannot be stored: encode binary data (e.g. base64) before enqueueing"
-        )
+    check_insert_arguments(job)
     if not 0.0 <= job.delay <= MAX_AHEAD:  # also refuses NaN
         raise InvalidOptionError(
             f"delay must be from 0 to {MAX_AHEAD:.0f} seconds (100 years), got {job.delay!r}"
         )
     if job.run_at is not None:
         check_run_at(job.run_at)
+
+
+def check_insert_arguments(job: JobInsert) -> None:
+    """The part of `check_insert` that differs between the jobs of a bulk whose options
+    are all alike: their arguments."""
+    if not json_text_storable(job.args_json):
+        raise SerializationError(
+            f"arguments of {job.task!r} hold a NUL character or a lone surrogate, which "
+            "cannot be stored: encode binary data (e.g. base64) before enqueueing"
+        )
 
 
 def resolved(

@@ -50,7 +50,7 @@ import psycopg.errors
 from psycopg import IsolationLevel
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg.types.datetime import TimestamptzLoader
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
@@ -84,6 +84,7 @@ from conveyor.backends.flow import (
 from conveyor.backends.records import (
     RowLike,
     check_insert,
+    check_insert_arguments,
     dumps,
     filter_params,
     job_record_from_row,
@@ -118,6 +119,8 @@ _MIGRATIONS = load_migrations("conveyor.backends.postgres")
 _STAGE_LIMIT = 1_000
 """Most scheduled jobs one fetch makes available (so a fetch stays short); a larger
 backlog that fell due at once is staged by the next fetches, oldest first."""
+_STATES = {state.value: state for state in JobState}
+"""A state by its stored name: a dict look-up, cheaper than JobState(name) per row."""
 _NOTIFY_PAYLOAD_MAX = 7_999
 """PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; past that we send an empty one."""
 _LISTEN_RETRY_AFTER = 5.0
@@ -563,8 +566,14 @@ class PostgresBackend(SQLBackend):
         foreign = None if connection is None else self._check_foreign_connection(connection)
         if not jobs:
             return []
-        for job in jobs:
-            check_insert(job)
+        due_group = _one_group_due_now(jobs)
+        if due_group:  # every option alike: check them once, and each job's arguments
+            check_insert(jobs[0])
+            for job in jobs:
+                check_insert_arguments(job)
+        else:
+            for job in jobs:
+                check_insert(job)
         if foreign is not None:
             conn = foreign
             try:
@@ -572,7 +581,7 @@ class PostgresBackend(SQLBackend):
                     return self._insert(conn, jobs)
             except psycopg.Error as exc:
                 raise translate_error(exc, self.where) from exc
-        if _one_group_due_now(jobs):
+        if due_group:
             return self._insert_due_group(jobs, gate)
         with self._enqueue_connection(gate) as conn, conn.pipeline(), conn.transaction():
             if gate is not None:
@@ -616,17 +625,30 @@ class PostgresBackend(SQLBackend):
         jobs are committed.
         """
         params = _group_params(jobs[0])
-        params["args"] = "[" + ",".join(job.args_json for job in jobs) + "]"
+        if len(jobs) == 1:
+            # One statement (the INSERT and its NOTIFY), no pipeline: see job_insert_one.sql.
+            params["args"] = jobs[0].args_json
+            params["client_id"] = jobs[0].client_id
+            params["queues"] = _notify_payload([jobs[0].queue])
+            with self._enqueue_connection(gate) as conn:
+                if gate is not None:
+                    gate.sending(conn.info.backend_pid)
+                row = conn.execute(_Q["job_insert_one"], params).fetchone()
+            assert row is not None  # INSERT ... VALUES inserts its row (or raises)
+            return [InsertResult(int(row["id"]), True, JobState(row["state"]))]
+        params["args"] = "[" + ",".join([job.args_json for job in jobs]) + "]"
         params["client_ids"] = dumps([job.client_id for job in jobs])
-        with self._enqueue_connection(gate) as conn, conn.pipeline(), conn.cursor() as cur:
+        with self._enqueue_connection(gate) as conn, conn.pipeline(), \
+                conn.cursor(row_factory=tuple_row) as cur:
             if gate is not None:
                 gate.sending(conn.info.backend_pid)
             cur.execute(_Q["job_insert_group"], params)
             conn.execute(_Q["notify"], {"queues": _notify_payload([jobs[0].queue])})
-            rows = sorted(cur.fetchall(), key=lambda row: int(row["id"]))
+            rows = sorted(cur.fetchall())  # (id, state): by id, which is input order
         if len(rows) != len(jobs):  # pragma: no cover - INSERT ... SELECT inserts all
             raise BackendError(f"inserted {len(rows)} of {len(jobs)} jobs")
-        return [InsertResult(int(row["id"]), True, JobState(row["state"])) for row in rows]
+        states = _STATES
+        return [InsertResult(job_id, True, states[state]) for job_id, state in rows]
 
     def _insert(
         self, conn: psycopg.Connection[Any], jobs: Sequence[JobInsert]
