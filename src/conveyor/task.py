@@ -328,14 +328,18 @@ class Task(Generic[P, R]):
         return self._prepare(args, kwargs, signature=False)
 
     def _prepare(
-        self, args: Sequence[Any], kwargs: Mapping[str, Any], trace_context: Any = UNSET,
-        *, signature: bool = True,
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], *, signature: bool = True,
     ) -> EnqueueJob:
-        """`trace_context`: the caller's, when it already looked it up (once per batch)."""
         if signature:
             self.check_arguments(args, kwargs)
         else:
             jsonvalue.check_arguments(args, kwargs, self.name)
+        return EnqueueJob(args=tuple(args), kwargs=dict(kwargs), **self._options())
+
+    def _options(self, trace_context: Any = UNSET) -> dict[str, Any]:
+        """Every field of this task's `EnqueueJob` but the arguments, resolved call ->
+        task -> app: the same for each job of a batch, so `enqueue_many` resolves them
+        once, not once per job."""
         app, opts, call = self.app, self.options, self._call
         queue = call.queue if call.queue is not UNSET else (opts.queue or app.default_queue)
         limit_name = app.limit_for(call.limit if call.limit is not UNSET else opts.limit, queue)
@@ -345,30 +349,28 @@ class Task(Generic[P, R]):
                 "app.limit('tenants', key_concurrency=2) and enqueue with "
                 "using(limit='tenants', limit_key=...)"
             )
-        return EnqueueJob(
-            task=self.name,
-            queue=queue,
-            limit_name=limit_name,
-            limit_key=None if limit_name is None else (
+        return {
+            "task": self.name,
+            "queue": queue,
+            "limit_name": limit_name,
+            "limit_key": None if limit_name is None else (
                 "" if call.limit_key is UNSET else call.limit_key),
-            args=tuple(args),
-            kwargs=dict(kwargs),
-            priority=call.priority if call.priority is not UNSET else (
+            "priority": call.priority if call.priority is not UNSET else (
                 opts.priority if opts.priority is not None else app.default_priority
             ),
-            max_attempts=call.max_attempts if call.max_attempts is not UNSET else (
+            "max_attempts": call.max_attempts if call.max_attempts is not UNSET else (
                 opts.max_attempts or app.default_max_attempts
             ),
-            run_at=None if call.run_at is UNSET else call.run_at,
-            delay=0.0 if call.delay is UNSET else call.delay,
-            idempotency_key=None if call.idempotency_key is UNSET else call.idempotency_key,
-            idempotency_window=app.idempotency_window,
-            group=None if call.group is UNSET else call.group,
-            timeout=call.timeout if call.timeout is not UNSET else opts.timeout,
-            tags=call.tags if call.tags is not UNSET else opts.tags,
-            trace_context=(current_trace_context() if trace_context is UNSET
-                           else trace_context),
-        )
+            "run_at": None if call.run_at is UNSET else call.run_at,
+            "delay": 0.0 if call.delay is UNSET else call.delay,
+            "idempotency_key": None if call.idempotency_key is UNSET else call.idempotency_key,
+            "idempotency_window": app.idempotency_window,
+            "group": None if call.group is UNSET else call.group,
+            "timeout": call.timeout if call.timeout is not UNSET else opts.timeout,
+            "tags": call.tags if call.tags is not UNSET else opts.tags,
+            "trace_context": (current_trace_context() if trace_context is UNSET
+                              else trace_context),
+        }
 
     @property
     def _connection(self) -> Any:
@@ -401,23 +403,27 @@ class Task(Generic[P, R]):
         """Store many jobs in one transaction. Items: `task.call(...)`, a tuple of
         positional arguments, or a dict of keyword arguments. All or nothing."""
         jobs: list[EnqueueJob] = []
-        context = current_trace_context()  # one span around the whole batch
+        options: dict[str, Any] | None = None  # resolved once, at the first item
         for i, item in enumerate(calls):
             if isinstance(item, Call):
                 if item.task.name != self.name:
                     raise InvalidOptionError(
                         f"item {i} is a call of {item.task.name}, not of {self.name}"
                     )
-                jobs.append(self._prepare(item.args, item.kwargs, context))
+                args, kwargs = item.args, item.kwargs
             elif isinstance(item, tuple):
-                jobs.append(self._prepare(item, {}, context))
+                args, kwargs = item, {}
             elif isinstance(item, Mapping):
-                jobs.append(self._prepare((), dict(item), context))
+                args, kwargs = (), dict(item)
             else:
                 raise InvalidOptionError(
                     f"item {i} of enqueue_many is a {type(item).__name__}: pass "
                     f"{self.name}.call(...), a tuple of arguments or a dict of keyword arguments"
                 )
+            self.check_arguments(args, kwargs)
+            if options is None:
+                options = self._options(current_trace_context())  # one span for the batch
+            jobs.append(EnqueueJob(args=tuple(args), kwargs=dict(kwargs), **options))
         if not jobs:
             return []
         return self.app.enqueue_jobs(
