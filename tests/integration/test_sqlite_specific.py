@@ -224,3 +224,31 @@ def test_the_stall_threshold_follows_the_shortest_lease_within_its_bounds(
     assert WriteGuard._orphaned_for(b"999999.0 1", 10.0, 12.0) == 0.0  # before a reboot
     assert WriteGuard._orphaned_for(b"garbage", 10.0, 12.0) == 0.0
     backend.close()
+
+
+def test_an_enqueue_deadline_bounds_its_own_lock_wait_and_no_other_write(
+    tmp_path: Path,
+) -> None:
+    """Back-to-back enqueues set the connection's busy timeout once, not twice per call;
+    any other write on that connection gets the full busy timeout back first."""
+    app = Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}?busy_timeout=20",
+                   unreachable_timeout=0.5)
+
+    @app.task()
+    def noop() -> None: ...
+
+    backend = app.backend
+
+    def busy_ms() -> int:
+        return int(backend._conn.execute("PRAGMA busy_timeout").fetchone()[0])  # type: ignore[attr-defined]
+
+    noop.enqueue()
+    assert 480 <= busy_ms() <= 500
+    for _ in range(20):
+        noop.enqueue()
+        assert 480 <= busy_ms() <= 500
+    assert backend.job_rescue() == []  # a worker's write, on the same thread
+    assert busy_ms() == 20_000
+    noop.enqueue()
+    assert 480 <= busy_ms() <= 500
+    app.close()
