@@ -398,7 +398,8 @@ class Task(Generic[P, R]):
     def enqueue_many(
         self, calls: Iterable[Call[P, R] | tuple[Any, ...] | Mapping[str, Any]]
     ) -> list[Job[R]]:
-        """Store many jobs in one transaction. Items: `task.call(...)`, a tuple of
+        """Store many jobs in one transaction. Items: `task.call(...)` (or
+        `task.using(...).call(...)`, whose options apply to that job alone), a tuple of
         positional arguments, or a dict of keyword arguments. All or nothing."""
         jobs: list[EnqueueJob] = []
         context = current_trace_context()  # one span around the whole batch
@@ -408,7 +409,9 @@ class Task(Generic[P, R]):
                     raise InvalidOptionError(
                         f"item {i} is a call of {item.task.name}, not of {self.name}"
                     )
-                jobs.append(self._prepare(item.args, item.kwargs, context))
+                # The item's own options (`task.using(priority=..., limit_key=...).call()`)
+                # apply to its job, the rest take this task's.
+                jobs.append(item.task._prepare(item.args, item.kwargs, context))
             elif isinstance(item, tuple):
                 jobs.append(self._prepare(item, {}, context))
             elif isinstance(item, Mapping):
