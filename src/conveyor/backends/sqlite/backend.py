@@ -689,9 +689,9 @@ class SQLiteBackend(SQLBackend):
         key_tokens: dict[tuple[str, str], float | None] = {}
         for row in open_limits:
             name = row["name"]
-            served = 0  # keys with jobs to offer: as many as the fetch takes are enough
+            turns: list[tuple[int, str, int, int]] = []  # walk position, key, allowance, weight
             for n, (key, state) in enumerate(self._walk_keys(conn, row, limit, now)):
-                if served >= limit:
+                if len(turns) >= limit:  # as many keys as the fetch can take are enough
                     break
                 key_tokens[(name, key)] = state["tokens"]
                 allowance = int(row["allowance"])
@@ -699,13 +699,14 @@ class SQLiteBackend(SQLBackend):
                     allowance = min(allowance, int(state["tokens"]))
                 if state["running"] is not None:
                     allowance = min(allowance, int(row["key_concurrency"]) - state["running"])
-                if allowance <= 0:
-                    continue
+                if allowance > 0:
+                    turns.append((n, key, allowance, int(state["weight"])))
+            rounds = -(-limit // max(1, len(turns)))  # no key needs more rounds than this
+            for n, key, allowance, weight in turns:
                 jobs = conn.execute(_Q["job_fetch_limited_candidates"], {
-                    "limit_name": name, "limit_key": key, "queues": queues, "limit": allowance,
+                    "limit_name": name, "limit_key": key, "queues": queues,
+                    "limit": min(allowance, weight * rounds),
                 }).fetchall()
-                served += bool(jobs)
-                weight = int(state["weight"])
                 held_back.update(int(job[0]) for job in jobs if job[1])
                 candidates.extend(
                     (bool(row["prefetch"]), -(-(nth + 1) // weight), n, name, key, int(job[0]))

@@ -23,7 +23,8 @@
 --   index probe each, wrapping around to the cursor. It stops after a bounded
 --   number of keys, so a fetch visits about the keys it serves, not every key.
 -- keys: each visited key's own bucket, free slots and weight; a paused key waits.
--- candidates: up to a key's allowance of its jobs in queue order; the n-th job of
+-- candidates: up to a key's allowance of its jobs in queue order (and no more than
+--   the rounds the fetch can take need); the n-th job of
 --   a key of weight w belongs to round ceil(n / w), and picks go round by round,
 --   in walk order, each limit within its allowance.
 -- spent: the buckets pay for what was leased, and the cursor moves to the last
@@ -159,7 +160,10 @@ candidates AS MATERIALIZED (
                     AND (other.state = 'running' OR other.id < job.id)
               ))
             ORDER BY job.priority, job.run_at, job.id
-            LIMIT t.allowance
+            -- No key needs more than its weight per round, for as many rounds as
+            -- the fetch can take with these keys.
+            LIMIT least(t.allowance, t.weight * ceil(
+                %(limit)s::float8 / (SELECT count(*) FROM turns))::integer)
             FOR UPDATE OF job SKIP LOCKED
         ) AS s
     ) AS c
