@@ -501,17 +501,7 @@ class Worker:
             "or starved); giving it back instead of starting it", self.id, record.id,
             extra={"job_id": record.id, "task": record.task},
         )
-        try:
-            released = self.backend.job_release_many(
-                self.id, [HeldJob(record.id, record.lease_token)]
-            )
-            self.stats.released += len(released)
-        except ConveyorError as exc:
-            log.warning(
-                "worker %s: could not give job %s back (%s); its lease expires instead",
-                self.id, record.id, exc,
-            )
-        self.held.forget(record)
+        self._give_back_unstarted(record)
 
     def _give_back_late(self, record: JobRecord) -> None:
         """A prefetched job of a rate limit that waited in the prefetch longer than its
@@ -520,6 +510,9 @@ class Worker:
         fetch leases it again against fresh tokens."""
         log.debug("worker %s: job %s of limit %s waited past its start window; giving it back",
                   self.id, record.id, record.limit_name)
+        self._give_back_unstarted(record)
+
+    def _give_back_unstarted(self, record: JobRecord) -> None:
         try:
             released = self.backend.job_release_many(
                 self.id, [HeldJob(record.id, record.lease_token)]
