@@ -327,9 +327,12 @@ class Worker:
         carries many jobs, not one per finished job.
         """
         busy, running = self.held.counts()
-        if busy >= self.concurrency and self.backend.limits_waiting() is not None:
+        if (self.backend.limits_waiting() is not None
+                and busy + self.held.awaiting_completion() >= self.concurrency):
             # Limited jobs wait and go only to free slots: fetch when one frees up
-            # (prefetching unlimited jobs meanwhile would only delay that).
+            # (prefetching unlimited jobs meanwhile would only delay that). A slot
+            # frees for a limit once its completion is written: asking before that
+            # finds the limit still full, and holds it from the other workers.
             return 0
         prefetch = self._prefetch()
         # A finished attempt stays held (and heartbeated) until the completer has
