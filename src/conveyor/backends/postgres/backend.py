@@ -739,7 +739,7 @@ class PostgresBackend(SQLBackend):
         which locks the limits it leases from only while it runs, and in the same round
         trip what the worker's next wait needs (limit_waiting.sql)."""
         with self._connection(quick_check=True) as conn, conn.pipeline():
-            fetched = conn.execute(_Q["job_fetch_limited"], prepare=True, params={
+            fetched = conn.execute(_Q["job_fetch_limited"], {
                 "queues": queues, "start": params.start,
                 "limit": room,
                 "worker_id": params.worker_id, "lease_seconds": params.lease_seconds,
