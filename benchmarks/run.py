@@ -585,15 +585,25 @@ class BacklogResult:
     whole: float | None = None
     table_mib: float | None = None
     """PostgreSQL: the job table with its indexes when the drain ends."""
+    done: int | None = None
+    """Jobs finished when the drain was cut off (None: it finished)."""
     diagnostics: list[str] = field(default_factory=list)
     error: str | None = None
 
 
+BACKLOG_CAP = 420.0
+"""Seconds a backlog drain may take (--backlog-cap); a system still draining then is
+measured on the jobs it finished: the whole rate from the first start to the last
+finish, the first 10% if it got that far, the last 10% not at all."""
+
+
 def run_backlog(
-    system: System, stores: Stores, n: int, log: Callable[[str], None]
+    system: System, stores: Stores, n: int, log: Callable[[str], None],
+    cap: float = BACKLOG_CAP,
 ) -> BacklogResult:
-    """Bulk-enqueue `n` no-op jobs, drain them with PROCESSES x SLOTS; PostgreSQL systems
-    of conveyor also get snapshots of the job table near the start and the end (pgdiag)."""
+    """Bulk-enqueue `n` no-op jobs, drain them with PROCESSES x SLOTS for at most `cap`
+    seconds; PostgreSQL systems of conveyor also get snapshots of the job table near the
+    start and the end (pgdiag)."""
     import pgdiag
 
     result = BacklogResult(n)
@@ -610,7 +620,7 @@ def run_backlog(
         timeline: list[tuple[float, int]] = []
         workers = Workers(system, env, env.workdir / "probe-backlog")
         try:
-            deadline = time.monotonic() + max(300.0, n / 500.0)
+            deadline = time.monotonic() + cap
             while True:
                 progress = read_probe(workers.probe_dir)
                 timeline.append((time.time(), progress.count))
@@ -626,7 +636,11 @@ def run_backlog(
                     break
                 workers.check_alive()
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"only {progress.count:,} of {n:,} done")
+                    if not progress.count:
+                        raise TimeoutError(f"no job done in {cap:.0f}s")
+                    result.done = progress.count
+                    log(f"{system.name}: cut off after {cap:.0f}s, {progress.count:,} done")
+                    break
                 time.sleep(0.05)
             if diagnose:
                 end = pgdiag.snapshot(url, progress.count)
@@ -643,25 +657,31 @@ def run_backlog(
         finally:
             workers.stop()
     first_start, last_end = progress.first_start, progress.last_end
+    done = progress.count
     tenth = n / 10
-    at_10 = next(t for t, c in timeline if c >= tenth)
-    count_10 = next(c for t, c in timeline if c >= tenth)
-    t_90, c_90 = [(t, c) for t, c in timeline if c <= n - tenth][-1]
-    result.first = count_10 / max(1e-9, at_10 - first_start)
-    result.last = (n - c_90) / max(1e-9, last_end - t_90)
-    result.whole = n / max(1e-9, last_end - first_start)
+    reached = [(t, c) for t, c in timeline if c >= tenth]
+    if reached:
+        at_10, count_10 = reached[0]
+        result.first = count_10 / max(1e-9, at_10 - first_start)
+    if result.done is None:
+        t_90, c_90 = [(t, c) for t, c in timeline if c <= n - tenth][-1]
+        result.last = (n - c_90) / max(1e-9, last_end - t_90)
+    result.whole = done / max(1e-9, last_end - first_start)
     return result
 
 
 def backlog_report(results: list[tuple[System, BacklogResult]], started: datetime,
-                   loads: dict[str, tuple[tuple[float, ...], tuple[float, ...]]]) -> str:
+                   loads: dict[str, tuple[tuple[float, ...], tuple[float, ...]]],
+                   cap: float = BACKLOG_CAP) -> str:
     out = [
         f"# Backlog drain, {started:%Y-%m-%d %H:%M} UTC",
         "",
         "`python benchmarks/run.py --backlog N`: N no-op jobs enqueued with the system's "
         f"bulk API, then drained by {PROCESSES} worker processes x {SLOTS} slots. First/last "
         "10%: the rate from the first start to the moment 10% of the jobs were done, and from "
-        "the 90% mark to the last finish (progress sampled every 50 ms).",
+        "the 90% mark to the last finish (progress sampled every 50 ms). A drain still running "
+        f"after {cap:.0f} s is cut off (\\*): its whole rate is over the jobs done by then "
+        "(first start to last finish), and its last 10% is not measured.",
         "",
         *machine(),
         "",
@@ -671,9 +691,11 @@ def backlog_report(results: list[tuple[System, BacklogResult]], started: datetim
     ]
     for system, r in results:
         ratio = f"{r.last / r.first:.0%}" if r.first and r.last else "—"
+        whole = fmt(r.whole) + ("\\*" if r.done is not None else "")
         out.append(f"| {system.name} | {r.n:,} | {fmt(r.bulk)} | {fmt(r.first)} | {fmt(r.last)} "
-                   f"| {ratio} | {fmt(r.whole)} | {fmt(r.table_mib)} |"
-                   + (f" error: {_cell(r.error)}" if r.error else ""))
+                   f"| {ratio} | {whole} | {fmt(r.table_mib)} |"
+                   + (f" error: {_cell(r.error)}" if r.error else "")
+                   + (f" cut off: {r.done:,} done in {cap:.0f} s" if r.done is not None else ""))
     out += ["", "Load average (1/5/15 min) before / after each system (the machine is shared):",
             ""]
     for name, (before, after) in loads.items():
@@ -903,6 +925,8 @@ def main(argv: list[str] | None = None) -> int:
                              "Celery's canvas and DBOS): see benchmarks/workflows.py")
     parser.add_argument("--backlog", type=int, metavar="N",
                         help="only the backlog row: N no-op jobs in bulk, then drained")
+    parser.add_argument("--backlog-cap", type=float, default=BACKLOG_CAP, metavar="SECONDS",
+                        help="cut a backlog drain off after this long (default %(default)g)")
     args = parser.parse_args(argv)
     if args.workflows:
         return run_workflows(args)
@@ -1044,14 +1068,14 @@ def backlog_main(args: argparse.Namespace, chosen: list[System], started: dateti
             before = os.getloadavg()
             log(f"{system.name}: backlog of {args.backlog:,}")
             try:
-                result = run_backlog(system, stores, args.backlog, log)
+                result = run_backlog(system, stores, args.backlog, log, args.backlog_cap)
             except Exception as exc:
                 result = BacklogResult(args.backlog, error=f"{type(exc).__name__}: {exc}"[-300:])
             log(f"{system.name}: {result.error or ''} first {fmt(result.first)} last "
                 f"{fmt(result.last)} whole {fmt(result.whole)}")
             loads[system.name] = (before, os.getloadavg())
             results.append((system, result))
-    text = backlog_report(results, started, loads)
+    text = backlog_report(results, started, loads, args.backlog_cap)
     print(text)
     if not args.no_write:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,15 @@ inside the task, see systems/soak_app.py), the job table's size with its indexes
 (and partitions), dead tuples, autovacuum runs, WAL written, and the RSS of the
 workers (process trees) and of the web process. Writes
 benchmarks/results/soak-<UTC time>.{json,md,png}.
+
+With --diag SECONDS, also every SECONDS: what each server connection of the
+database is doing (state, wait event, how long its statement and transaction have
+run, which connections block it, the statement's start), the job table's tuple
+counts and vacuum progress, and how many jobs the workers started so far, as
+JSON lines in soak-<UTC time>-diag.jsonl; the workers' and web's warnings in
+soak-<UTC time>-processes.log; and the plan of every statement that
+ran over a second (auto_explain) and every lock wait over a second, from the
+server's log when this user can read it (--server-log), in soak-<UTC time>-slow.log.
 """
 
 from __future__ import annotations
@@ -19,8 +28,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,13 +50,15 @@ import pgdiag  # noqa: E402
 from run import PG_ADMIN_URL, PROCESSES, PY, SLOTS, _pg_admin, machine, tree_rss  # noqa: E402
 
 
-def produce(rate: float, seconds: float) -> None:
-    """The producer process: `rate` jobs/s for `seconds`, a batch every 100 ms, on schedule."""
+def produce(rate: float, seconds: float, start_at: float) -> None:
+    """The producer process: `rate` jobs/s for `seconds` from wall-clock `start_at`, a
+    batch every 100 ms, on schedule."""
     from systems import soak_app
 
     from conveyor.errors import ConveyorError
 
     soak_app.setup()
+    time.sleep(max(0.0, start_at - time.time()))
     started = time.monotonic()
     sent = 0
     while (elapsed := time.monotonic() - started) < seconds:
@@ -81,6 +94,77 @@ def _read_minutes(probe_dir: Path) -> dict[int, dict[int, int]]:
     return merged
 
 
+def _started_so_far(probe_dir: Path) -> int:
+    return sum(sum(hist.values()) for hist in _read_minutes(probe_dir).values())
+
+
+_ACTIVITY = """
+SELECT pid, client_port AS port, state, wait_event_type AS wait_type, wait_event AS wait,
+       round(extract(epoch FROM now() - query_start)::numeric, 3)::float8 AS query_s,
+       round(extract(epoch FROM now() - xact_start)::numeric, 3)::float8 AS xact_s,
+       age(backend_xmin) AS xmin_age, pg_blocking_pids(pid) AS blocked_by,
+       left(regexp_replace(regexp_replace(query, '--[^\\n]*', '', 'g'), '\\s+', ' ', 'g'),
+            100) AS query
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+ORDER BY pid
+"""
+_TABLE = """
+SELECT s.n_live_tup AS live, s.n_dead_tup AS dead, s.n_mod_since_analyze AS modified,
+       c.reltuples::bigint AS reltuples, s.vacuum_count + s.autovacuum_count AS vacuums,
+       s.analyze_count + s.autoanalyze_count AS analyzes,
+       (SELECT phase FROM pg_stat_progress_vacuum v WHERE v.relid = s.relid) AS vacuum_phase
+FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+WHERE s.relid = 'conveyor_jobs'::regclass
+"""
+
+
+def _diagnose(url: str, every: float, path: Path, probe_dir: Path,
+              stop: threading.Event) -> None:
+    """Every `every` seconds, one JSON line: the database's connections and the table."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with open(path, "w") as out, psycopg.connect(
+            url, autocommit=True, row_factory=dict_row) as conn:
+        while not stop.wait(every):
+            try:
+                line = {"at": round(time.time(), 3), "started": _started_so_far(probe_dir),
+                        "load1": os.getloadavg()[0],
+                        "table": conn.execute(_TABLE).fetchone(),
+                        "activity": conn.execute(_ACTIVITY).fetchall()}
+            except psycopg.Error as exc:
+                line = {"at": round(time.time(), 3), "error": str(exc)}
+            out.write(json.dumps(line, default=str) + "\n")
+            out.flush()
+
+
+def _log_slow(url: str, dbname: str) -> None:
+    """Log the plan of every statement over a second and every lock wait over a second
+    (deadlock_timeout) of the soak's database, for its new connections."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for setting, value in (("session_preload_libraries", "auto_explain"),
+                               ("auto_explain.log_min_duration", "1s"),
+                               ("auto_explain.log_nested_statements", "on"),
+                               ("log_lock_waits", "on")):
+            conn.execute(f'ALTER DATABASE "{dbname}" SET {setting} = {value!r}')
+
+
+def _copy_slow(server_log: Path, offset: int, dbname: str, path: Path) -> None:
+    """The server log's entries for `dbname` written since `offset` (a line with this
+    server's prefix starts an entry; its continuation lines follow it)."""
+    keep = False
+    with open(server_log, errors="replace") as log, open(path, "w") as out:
+        log.seek(offset)
+        for line in log:
+            if re.match(r"\d{4}-\d\d-\d\d \d", line):
+                keep = f"@{dbname} " in line
+            if keep:
+                out.write(line)
+
+
 def _p99(hist: dict[int, int]) -> float | None:
     total = sum(hist.values())
     if not total:
@@ -111,10 +195,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retention", type=float, default=600.0, help="seconds")
     parser.add_argument("--port", type=int, default=8731, help="the web process's port")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--diag", type=float, metavar="SECONDS",
+                        help="sample the server's connections every SECONDS (see above)")
+    parser.add_argument("--server-log", type=Path,
+                        default=Path("/var/log/postgresql/postgresql-15-main.log"),
+                        help="the PostgreSQL server's log, for --diag (read if readable)")
     parser.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.produce:
-        produce(args.rate, args.minutes * 60)
+        produce(args.rate, args.minutes * 60, args.start_at)
         return 0
 
     # SIGTERM (and SIGINT, even when started in the background) stop the soak cleanly:
@@ -125,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     dbname = f"soak_{os.getpid()}"
     url = re.sub(r"/[^/]*$", f"/{dbname}", PG_ADMIN_URL)
     _pg_admin(f'CREATE DATABASE "{dbname}"')
+    stem = args.out / f"soak-{started:%Y-%m-%dT%H%M}Z"
+    log_offset = None
+    if args.diag:
+        _log_slow(url, dbname)
+        with contextlib.suppress(OSError):
+            log_offset = args.server_log.stat().st_size
     procs: list[subprocess.Popen[bytes]] = []
     stop = threading.Event()
     samples: list[dict[str, Any]] = []
@@ -143,18 +239,25 @@ def main(argv: list[str] | None = None) -> int:
                 [PY, "-m", "conveyor", "web", "systems.soak_app:app", "--no-auth", "--port",
                  str(args.port)], cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
+            # The producer starts on a wall-clock minute (the probes' minutes) at least
+            # 20 s away, so the workers are up, and every sampled minute is a whole
+            # minute of production.
+            t0 = ((time.time() + 20) // 60 + 1) * 60
             producer = subprocess.Popen(
                 [PY, str(HERE / "soak.py"), "--produce", "--rate", str(args.rate), "--minutes",
-                 str(args.minutes)], cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                 str(args.minutes), "--start-at", str(t0)], cwd=HERE, env=env, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True)
             procs = [*workers, web, producer]
             threading.Thread(target=_poll_web, args=(args.port, stop), daemon=True).start()
-            t0 = (time.time() // 60 + 1) * 60  # samples on wall-clock minutes (the probes')
+            if args.diag:
+                args.out.mkdir(parents=True, exist_ok=True)
+                threading.Thread(target=_diagnose, args=(
+                    url, args.diag, stem.with_name(stem.name + "-diag.jsonl"), probe_dir, stop,
+                ), daemon=True).start()
+            time.sleep(max(0.0, t0 - time.time()))
             previous = pgdiag.snapshot(url, 0)
-            minute = 0
-            while producer.poll() is None:
-                time.sleep(max(0.0, t0 + 60 * (minute + 1) - time.time()))
-                minute += 1
+            for minute in range(1, math.ceil(args.minutes) + 1):
+                time.sleep(max(0.0, t0 + 60 * minute - time.time()))
                 for proc in [*workers, web]:
                     if proc.poll() is not None:
                         raise RuntimeError(f"a process exited with {proc.returncode}: see "
@@ -173,8 +276,17 @@ def main(argv: list[str] | None = None) -> int:
                 })
                 previous = snap
                 print(json.dumps(samples[-1]), file=sys.stderr, flush=True)
+            producer.wait(timeout=60)
             time.sleep(5)  # the last jobs drain and the probes flush
             per_minute = _read_minutes(probe_dir)
+            if args.diag:
+                log.flush()
+                shutil.copy(probe_dir / "processes.log",
+                            stem.with_name(stem.name + "-processes.log"))
+            if log_offset is not None:
+                with contextlib.suppress(OSError):
+                    _copy_slow(args.server_log, log_offset, dbname,
+                               stem.with_name(stem.name + "-slow.log"))
         finally:
             stop.set()
             for proc in procs:

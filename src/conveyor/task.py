@@ -400,10 +400,12 @@ class Task(Generic[P, R]):
     def enqueue_many(
         self, calls: Iterable[Call[P, R] | tuple[Any, ...] | Mapping[str, Any]]
     ) -> list[Job[R]]:
-        """Store many jobs in one transaction. Items: `task.call(...)`, a tuple of
+        """Store many jobs in one transaction. Items: `task.call(...)` (or
+        `task.using(...).call(...)`, whose options apply to that job alone), a tuple of
         positional arguments, or a dict of keyword arguments. All or nothing."""
         jobs: list[EnqueueJob] = []
         options: dict[str, Any] | None = None  # resolved once, at the first item
+        context: Any = UNSET
         for i, item in enumerate(calls):
             if isinstance(item, Call):
                 if item.task.name != self.name:
@@ -421,9 +423,17 @@ class Task(Generic[P, R]):
                     f"{self.name}.call(...), a tuple of arguments or a dict of keyword arguments"
                 )
             self.check_arguments(args, kwargs)
-            if options is None:
-                options = self._options(current_trace_context())  # one span for the batch
-            jobs.append(EnqueueJob(args=tuple(args), kwargs=dict(kwargs), **options))
+            if context is UNSET:
+                context = current_trace_context()  # one span for the batch
+            if isinstance(item, Call) and item.task is not self:
+                # The item's own options (`task.using(priority=..., limit_key=...).call()`)
+                # apply to its job alone.
+                fields = item.task._options(context)
+            else:
+                if options is None:
+                    options = self._options(context)
+                fields = options
+            jobs.append(EnqueueJob(args=tuple(args), kwargs=dict(kwargs), **fields))
         if not jobs:
             return []
         return self.app.enqueue_jobs(

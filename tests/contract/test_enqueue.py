@@ -131,6 +131,23 @@ def test_enqueue_many_writes_all_in_one_go(app: Conveyor) -> None:
     assert len(all_jobs(app)) == 3
 
 
+def test_enqueue_many_keeps_each_items_own_options(app: Conveyor) -> None:
+    app.limit("tenants", key_concurrency=2)
+
+    @app.task(limit="tenants")
+    def add(a: int) -> int:
+        return a
+
+    jobs = add.enqueue_many([
+        add.call(1),
+        add.using(priority=7, limit_key="tenant:a").call(2),
+        add.using(queue="other", limit="tenants", limit_key="tenant:b").call(3),
+    ])
+    records = [job.refresh().record for job in jobs]
+    assert [(r.priority, r.queue, r.limit_key) for r in records] == [
+        (5, "default", ""), (7, "default", "tenant:a"), (5, "other", "tenant:b")]
+
+
 def test_enqueue_many_is_all_or_nothing(app: Conveyor) -> None:
     @app.task()
     def add(a: int) -> int:

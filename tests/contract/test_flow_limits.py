@@ -13,6 +13,7 @@ import pytest
 
 from conveyor import Conveyor, JobState, RetryAfter
 from conveyor.backends.base import AuditFilter, FetchParams, HeldJob, JobFilter
+from conveyor.backends.flow import PREFETCH_START_WITHIN
 from conveyor.errors import ConfigurationError, InvalidOptionError, OperationError
 from conveyor.limits import MAX_LIMIT_KEY
 
@@ -112,6 +113,60 @@ def test_keys_take_turns_with_weights(make_app: Any) -> None:
     # Rounds: big, small, vip x3 | big, small, vip x2 | one more: vip has 3 per round.
     assert picked[:5].count("vip") == 3 and {"big", "small"} <= set(picked[:5]), picked
     assert picked.count("vip") == 5 and picked.count("big") <= 3, picked
+
+
+def test_keys_take_turns_across_fetches_from_where_the_last_one_stopped(
+    make_app: Any
+) -> None:
+    app = make_app()
+    app.limit("fair", key_concurrency=100)
+
+    @app.task(limit="fair")
+    def job(n: int) -> None: ...
+
+    app.enqueue_jobs([job.using(limit_key=k).prepare(n) for n in range(3)
+                      for k in ("a", "b", "c", "d")])
+    served = [[r.limit_key for r in fetch(app, start=3)] for _ in range(4)]
+    assert served == [["a", "b", "c"], ["d", "a", "b"], ["c", "d", "a"], ["b", "c", "d"]]
+    # A key that turns up takes its turn in key order within the round, not after
+    # the keys already waiting.
+    app.enqueue_jobs([job.using(limit_key=k).prepare(9) for k in ("a", "b", "bb")])
+    assert [r.limit_key for r in fetch(app, start=2)] == ["a", "b"]
+    assert [r.limit_key for r in fetch(app, start=1)] == ["bb"]
+
+
+def test_only_a_limit_with_a_rate_alone_fills_the_prefetch_and_its_refill_waits(
+    make_app: Any
+) -> None:
+    """Limited jobs go to free slots, except those of a limit with only a rate once the
+    worker's queues show no unlimited job: they may fill the prefetch, and the bucket
+    then does not refill for `PREFETCH_START_WITHIN` (the span in which they start)."""
+    app = make_app()
+    app.limit("fast", rate="1000/s")
+    app.limit("bounded", rate="1000/s", concurrency=100)
+
+    @app.task(limit="fast")
+    def fast(n: int) -> None: ...
+
+    @app.task(limit="bounded", queue="other")
+    def bounded(n: int) -> None: ...
+
+    fast.enqueue_many([(n,) for n in range(100)])
+    bounded.enqueue_many([(n,) for n in range(100)])
+
+    def take(queue: str) -> int:
+        return len(app.backend.job_fetch(FetchParams("w", [queue], 16, 30.0, start=4)))
+
+    # Free slots first; once the fetch found no unlimited job, the prefetch too.
+    assert (take("default"), take("default")) == (16, 16)
+    assert (take("other"), take("other")) == (4, 4)
+    tokens = app.backend.limit_list("fast")[0].tokens
+    assert tokens is not None and tokens <= 1000 - 32 + 5, tokens
+    time.sleep(PREFETCH_START_WITHIN / 3)
+    assert app.backend.limit_list("fast")[0].tokens == tokens  # no refill yet
+    time.sleep(PREFETCH_START_WITHIN)
+    later = app.backend.limit_list("fast")[0].tokens
+    assert later is not None and later > tokens + 10, (tokens, later)
 
 
 def test_a_rate_limit_spends_tokens_and_refills(make_app: Any) -> None:

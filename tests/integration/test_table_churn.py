@@ -9,6 +9,7 @@ storage parameters, so it migrates a table full of jobs in place.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor
-from conveyor.backends.base import Completion, FetchParams, JobInsert
+from conveyor.backends.base import Completion, FetchParams, HeldJob, JobInsert
 from conveyor.worker import maintenance as maintenance_module
 from conveyor.worker.maintenance import Maintenance
 from conveyor.worker.settings import WorkerSettings
@@ -200,3 +201,56 @@ def test_a_worker_stops_fetching_while_its_completions_cannot_be_written(
         assert worker.stats.succeeded == 2_000 and worker.stats.lost == 0
     finally:
         app.close()
+
+
+@pytest.mark.postgres
+def test_completions_and_heartbeats_look_their_jobs_up_by_key_whatever_the_statistics_say(
+    empty_pg_url: str,
+) -> None:
+    """Statistics taken while no job ran (a quiet moment, or a large table in which the
+    running few are not sampled) once made the planner walk the leases index (every
+    running job of every worker) and compare each with every entry of the batch:
+    running jobs x batch size per completion and heartbeat. The batch drives both now,
+    one primary-key lookup per job, and fencing is unchanged."""
+    import psycopg
+
+    from conveyor.backends.postgres.backend import _Q, PostgresBackend
+
+    backend = PostgresBackend(empty_pg_url)
+    try:
+        backend.migrate()
+        backend.job_insert_many([JobInsert("t", "q", "[[], {}]", 5, 1) for _ in range(3000)])
+        with psycopg.connect(empty_pg_url, autocommit=True) as conn:
+            conn.execute("ANALYZE conveyor_jobs")  # nothing running: 'running' unseen
+        mine = backend.job_fetch(FetchParams("w1", ["q"], 400, 30))
+        theirs = backend.job_fetch(FetchParams("w2", ["q"], 400, 30))
+        batch = [Completion(j.id, j.lease_token, "succeeded", result_json="null")
+                 for j in mine[:200]]
+        completions = json.dumps([
+            {"job_id": c.job_id, "lease_token": c.lease_token, "outcome": c.outcome,
+             "result": c.result_json, "error": None, "retry_delay": 0.0} for c in batch])
+        with psycopg.connect(empty_pg_url) as conn:
+            plans = {
+                name: "\n".join(row[0] for row in conn.execute(
+                    "EXPLAIN (COSTS OFF) " + _Q[name], params))  # type: ignore[arg-type]
+                for name, params in (
+                    ("job_complete", {"completions": completions}),
+                    ("job_heartbeat", {"worker_id": "w1", "ids": [j.id for j in mine],
+                                       "tokens": [j.lease_token for j in mine],
+                                       "lease_seconds": 30.0}),
+                )
+            }
+        for name, plan in plans.items():
+            assert "conveyor_jobs_leases" not in plan, (name, plan)
+            assert "Join Filter" not in plan, (name, plan)
+            assert "conveyor_jobs_pkey" in plan, (name, plan)
+        # Fencing as before: a stale token, or another worker's job, changes nothing.
+        stale = Completion(mine[200].id, mine[200].lease_token - 1, "succeeded",
+                           result_json="null")
+        done = backend.job_complete_many([*batch, stale])
+        assert sorted(done) == sorted(c.job_id for c in batch)
+        kept = backend.job_heartbeat(
+            "w1", [HeldJob(j.id, j.lease_token) for j in [*mine, theirs[0]]], 30.0)
+        assert sorted(kept) == sorted(j.id for j in mine[200:])
+    finally:
+        backend.close()

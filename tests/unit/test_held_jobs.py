@@ -60,6 +60,25 @@ def test_a_prefetched_job_past_its_lease_deadline_is_not_started_but_given_back(
     assert held.idle()
 
 
+def test_a_prefetched_job_of_a_limit_past_its_start_window_is_given_back() -> None:
+    """A rate limit counted a prefetched job as starting within `start_within` of its
+    fetch: later, it is given back (LATE), not started; a job handed to a free slot by
+    the fetch and a job without a limit keep only the lease deadline."""
+    slot, limited = (replace(record(n), limit_name="api", limit_key="") for n in (1, 2))
+    plain = record(3)
+    clock = Clock()
+    held = HeldJobs(lease=LEASE, soft_timeouts=True, clock=clock)
+    held.claimed([slot, limited, plain], sent_at=clock.now, start_recorded=1, start_within=0.1)
+    clock.now += 0.05
+    assert held.start(slot, stopping=False) is Start.RUN
+    clock.now += 0.06
+    assert held.start(limited, stopping=False) is Start.LATE
+    assert held.start(plain, stopping=False) is Start.RUN
+    assert held.counts() == (2, 2)
+    assert [j.id for j in held.snapshot()[0]] == [1, 3]  # given back: no longer renewed
+    held.forget(limited)
+
+
 def test_a_heartbeat_moves_the_deadline_from_when_it_was_sent() -> None:
     job = record(1)
     held, clock = holding(job)

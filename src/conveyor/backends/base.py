@@ -26,7 +26,7 @@ from conveyor.errors import NotStoredError
 from conveyor.limits import LimitSpec
 from conveyor.types import JobRecord, JobState
 
-SCHEMA_VERSION = 18
+SCHEMA_VERSION = 19
 """The schema version this code reads and writes. A database at another version is refused."""
 
 

@@ -22,9 +22,20 @@ SLOT_RECHECK = 0.02
 """Seconds a worker waits before asking again for a limit bound by its concurrency
 (a slot frees when any worker records a completion, which wakes nobody)."""
 BUSY_RECHECK = 0.002
-"""Seconds a worker waits before asking again when another worker's fetch held every
-limit with work here (PostgreSQL's SKIP LOCKED): that fetch commits within a round
-trip or two, and its limits may still have tokens and slots to spare."""
+"""Seconds a worker waits before asking again when another worker's fetch held a
+limit with work here (PostgreSQL's SKIP LOCKED): that fetch commits within its one
+statement, and its limits may still have tokens and slots to spare."""
+PREFETCH_START_WITHIN = 0.1
+"""Seconds after its fetch by which a prefetched job of a rate limit must start; a
+worker gives back one that could not (held.py), and the fetch that prefetched it
+gave up that long of its limit's refill (job_fetch_limited.sql)."""
+UNLIMITED_RECHECK = 0.1
+"""Seconds after the fetch of unlimited jobs came back short (the worker's queues had
+no more of them) during which limited jobs of a limit with a rate only may fill the
+prefetch too, and a fetch whose limited jobs took every free slot skips the
+unlimited part. Past it, limited jobs take only free slots again until the unlimited
+part has been asked, so unlimited jobs sharing a queue with a limited backlog wait
+at most this long for their turn."""
 
 
 class LimitWatch:
@@ -35,6 +46,7 @@ class LimitWatch:
         self._lock = threading.Lock()
         self._present = True  # look at the first fetch
         self._looked_at = float("-inf")
+        self._unlimited_dry_at = float("-inf")
         self.waiting: float | None = None
 
     def due(self, now: float) -> bool:
@@ -42,22 +54,49 @@ class LimitWatch:
             return self._present or now - self._looked_at >= RECHECK
 
     def saw(
-        self, now: float, limits: int, token_waits: Sequence[float | None], *,
+        self, now: float, limits: int, with_work: Sequence[tuple[float | None, bool]], *,
         held_elsewhere: bool = False,
     ) -> None:
         """What the fetch found: how many limits are declared, and for those with
-        available jobs here, the seconds until each one's next token (None: not bound
-        by its rate now). held_elsewhere: another fetch held the limits with work."""
+        available jobs here, the seconds until each one's next token (None: no rate) and
+        whether it is bounded (counts running jobs or keys' tokens, so its jobs go only
+        to free slots). held_elsewhere: another fetch held a limit with work.
+
+        Jobs wait for a limit when it is bounded or short of a token; a limit with a
+        rate alone and tokens to spare holds nothing back, and the worker fetches (and
+        prefetches) as for unlimited jobs."""
+        token_waits = [wait for wait, bounded in with_work
+                       if bounded or (wait is not None and wait > 0)]
         with self._lock:
             self._looked_at = now
             self._present = limits > 0
-            if not token_waits:
+            if not token_waits and not held_elsewhere:
                 self.waiting = None
+                return
+            if held_elsewhere:
+                self.waiting = BUSY_RECHECK
                 return
             waits = [SLOT_RECHECK if w is None or w <= 0 else w for w in token_waits]
             self.waiting = min(RECHECK, max(0.005, min(waits)))
-            if held_elsewhere:
-                self.waiting = BUSY_RECHECK
+
+    def _unlimited_dry(self, now: float) -> bool:
+        return now - self._unlimited_dry_at < UNLIMITED_RECHECK
+
+    def limited_room(self, now: float, start: int, limit: int) -> int:
+        """How many limited jobs this fetch may lease: the free slots, or the whole
+        fetch (its prefetch too) while no unlimited job was found here lately."""
+        with self._lock:
+            return limit if self._unlimited_dry(now) else start
+
+    def skip_unlimited(self, now: float, got: int, start: int, limit: int) -> bool:
+        """Whether the fetch can stop after its limited part, which leased `got`."""
+        with self._lock:
+            return got >= limit or (got >= start and self._unlimited_dry(now))
+
+    def unlimited_found(self, now: float, got: int, asked: int) -> None:
+        """What the unlimited part of a fetch found: short of `asked` means no more."""
+        with self._lock:
+            self._unlimited_dry_at = now if got < asked else float("-inf")
 
     def declared(self) -> None:
         """A limit was declared here: look at the next fetch."""

@@ -58,6 +58,9 @@ class Held:
     start_recorded: bool = False
     """The backend knows the attempt started (attempts count runs): marked by the fetch
     for a job it handed to a free slot, else by the completer once a slot starts it."""
+    start_by: float = float("inf")
+    """Monotonic time after which a prefetched job of a rate limit must not start: its
+    limit counted it as starting within that span (`PREFETCH_START_WITHIN`)."""
 
 
 class Start(Enum):
@@ -67,6 +70,9 @@ class Start(Enum):
     """Do not start it: its lease was lost, or the worker is stopping (shutdown releases it)."""
     EXPIRED = "expired"
     """Do not start it: its lease deadline passed; give it back (`forget` afterwards)."""
+    LATE = "late"
+    """Do not start it: a prefetched job of a rate limit waited past its `start_by`;
+    give it back (`forget` afterwards), its lease still holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +123,22 @@ class HeldJobs:
 
     # -- fetch loop ---------------------------------------------------------------------
     def claimed(
-        self, records: Sequence[JobRecord], sent_at: float, *, start_recorded: int = 0
+        self, records: Sequence[JobRecord], sent_at: float, *, start_recorded: int = 0,
+        start_within: float | None = None,
     ) -> None:
         """Jobs a fetch sent at monotonic `sent_at` leased; each is now prefetched. The
-        first `start_recorded` go to idle slots, and the fetch recorded their start."""
+        first `start_recorded` go to idle slots, and the fetch recorded their start.
+        `start_within`: the others that fall under a limit must start within that many
+        seconds of `sent_at` (before their lease, so surely within it of their lease)."""
         deadline = sent_at + self.lease
+        late = float("inf") if start_within is None else sent_at + start_within
         with self.lock:
             for i, record in enumerate(records):
-                self._jobs[record.id] = Held(record, deadline, start_recorded=i < start_recorded)
+                self._jobs[record.id] = Held(
+                    record, deadline, start_recorded=i < start_recorded,
+                    start_by=late if i >= start_recorded and record.limit_name is not None
+                    else float("inf"),
+                )
             self.busy += len(records)
 
     def mark_started(self, record: JobRecord) -> bool:
@@ -171,6 +185,11 @@ class HeldJobs:
                     return Start.SKIP  # still held: shutdown gives it back
                 held.abandoned = held.giving_back = True
                 return Start.EXPIRED
+            if now >= held.start_by:
+                self.busy -= 1
+                self.changed.notify_all()
+                held.abandoned = held.giving_back = True
+                return Start.LATE
             self.running += 1
             held.started = now
             if record.timeout is not None and self.soft_timeouts:

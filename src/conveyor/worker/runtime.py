@@ -57,6 +57,7 @@ from typing import Any
 
 from conveyor import redaction
 from conveyor.backends.base import FetchParams, HeldJob, StepSave
+from conveyor.backends.flow import PREFETCH_START_WITHIN
 from conveyor.errors import BackendError, ConveyorError
 from conveyor.events import EventName, JobEvent, OpsEvent, started_event
 from conveyor.middleware import (
@@ -288,7 +289,8 @@ class Worker:
                 self._backend_failed(exc, failures)
                 continue
             if jobs:
-                held.claimed(jobs, sent_at, start_recorded=start)
+                held.claimed(jobs, sent_at, start_recorded=start,
+                             start_within=PREFETCH_START_WITHIN)
                 self.stats.fetched += len(jobs)
                 for record in jobs:
                     self._work.put(record)
@@ -325,9 +327,12 @@ class Worker:
         carries many jobs, not one per finished job.
         """
         busy, running = self.held.counts()
-        if busy >= self.concurrency and self.backend.limits_waiting() is not None:
+        if (self.backend.limits_waiting() is not None
+                and busy + self.held.awaiting_completion() >= self.concurrency):
             # Limited jobs wait and go only to free slots: fetch when one frees up
-            # (prefetching unlimited jobs meanwhile would only delay that).
+            # (prefetching unlimited jobs meanwhile would only delay that). A slot
+            # frees for a limit once its completion is written: asking before that
+            # finds the limit still full, and holds it from the other workers.
             return 0
         prefetch = self._prefetch()
         # A finished attempt stays held (and heartbeated) until the completer has
@@ -414,6 +419,9 @@ class Worker:
                 if verdict is Start.EXPIRED:
                     self._give_back_expired(record)
                     continue
+                if verdict is Start.LATE:
+                    self._give_back_late(record)
+                    continue
                 if verdict is not Start.RUN:
                     continue
                 result = self._run_middleware(record, child)
@@ -496,6 +504,18 @@ class Worker:
             "or starved); giving it back instead of starting it", self.id, record.id,
             extra={"job_id": record.id, "task": record.task},
         )
+        self._give_back_unstarted(record)
+
+    def _give_back_late(self, record: JobRecord) -> None:
+        """A prefetched job of a rate limit that waited in the prefetch longer than its
+        limit counted on (`PREFETCH_START_WITHIN`): starting it now could put more starts
+        in a window than the limit allows. Give it back, attempt not counted; the next
+        fetch leases it again against fresh tokens."""
+        log.debug("worker %s: job %s of limit %s waited past its start window; giving it back",
+                  self.id, record.id, record.limit_name)
+        self._give_back_unstarted(record)
+
+    def _give_back_unstarted(self, record: JobRecord) -> None:
         try:
             released = self.backend.job_release_many(
                 self.id, [HeldJob(record.id, record.lease_token)]

@@ -76,6 +76,7 @@ from conveyor.backends.base import (
     WorkflowInsert,
 )
 from conveyor.backends.flow import (
+    PREFETCH_START_WITHIN,
     LimitWatch,
     key_wait_from_row,
     limit_spec_params,
@@ -721,13 +722,15 @@ class PostgresBackend(SQLBackend):
         if params.limit <= 0 or not queues:
             return []
         limited: list[JobRecord] = []
-        if params.start > 0 and self._limits.due(time.monotonic()):
-            limited = self._fetch_limited(queues, params)
+        now = time.monotonic()
+        room = self._limits.limited_room(now, params.start, params.limit)
+        if params.start > 0 and self._limits.due(now):
+            limited = self._fetch_limited(queues, params, now, room)
             if limited:
-                params = replace(params, limit=params.limit - len(limited),
-                                 start=params.start - len(limited))
-                if params.limit <= 0:
+                if self._limits.skip_unlimited(now, len(limited), params.start, params.limit):
                     return limited
+                params = replace(params, limit=params.limit - len(limited),
+                                 start=max(0, params.start - len(limited)))
         # Staging and leasing need not be atomic together (a staged job is simply
         # available), so each commits on its own: in one pipeline that is one round
         # trip, not the two an explicit transaction takes (BEGIN..., then COMMIT).
@@ -738,38 +741,41 @@ class PostgresBackend(SQLBackend):
                 {"queues": queues, "limit": params.limit, "worker_id": params.worker_id,
                  "lease_seconds": params.lease_seconds, "start": max(0, params.start)},
             ).fetchall()
+        self._limits.unlimited_found(now, len(rows), params.limit)
         rows.sort(key=lambda row: int(row["pick_order"]))
-        return limited + [job_record_from_row(row) for row in rows]
+        jobs = limited + [job_record_from_row(row) for row in rows]
+        left = params.limit - len(rows)
+        if limited and len(limited) >= room and left > 0 and self._limits.limited_room(
+            now, 0, left
+        ):
+            # The limited part filled the free slots it was given, and the queues turned
+            # out to hold no more unlimited jobs: a limit with a rate alone may fill the
+            # prefetch now (the next fetches do it in their first statement).
+            jobs += self._fetch_limited(queues, replace(params, limit=left, start=0), now, left)
+        return jobs
 
-    def _fetch_limited(self, queues: list[str], params: FetchParams) -> list[JobRecord]:
-        """Lease limited jobs to free slots, within their limits (job_fetch_limited.sql).
-
-        One transaction: the limits with work here (for the worker's next wait), those
-        of them no other fetch holds, locked (limit_lock.sql), then the lease, whose
-        snapshot, taken once the locks are held, counts what every earlier fetch of
-        these limits leased."""
-        with self._transaction(pipeline=True) as conn:
+    def _fetch_limited(
+        self, queues: list[str], params: FetchParams, now: float, room: int
+    ) -> list[JobRecord]:
+        """Lease limited jobs within their limits (job_fetch_limited.sql): one statement,
+        which locks the limits it leases from only while it runs, and in the same round
+        trip what the worker's next wait needs (limit_waiting.sql)."""
+        with self._connection(quick_check=True) as conn, conn.pipeline():
+            fetched = conn.execute(_Q["job_fetch_limited"], {
+                "queues": queues, "start": params.start,
+                "limit": room,
+                "worker_id": params.worker_id, "lease_seconds": params.lease_seconds,
+                "start_within": PREFETCH_START_WITHIN,
+            })
             waiting = conn.execute(_Q["limit_waiting"], {"queues": queues})
-            locking = conn.execute(_Q["limit_lock"], {"queues": queues})
+            rows = fetched.fetchall()
             declared = waiting.fetchall()
-            locked = locking.fetchall()
-            mine = {row["name"] for row in locked}
-            self._limits.saw(time.monotonic(), len(declared), [
-                None if row["token_wait"] is None else float(row["token_wait"])
-                for row in declared if row["has_work"]
-            ], held_elsewhere=any(
-                # Another fetch holds a limit that has work and tokens: it commits soon.
-                row["has_work"] and row["name"] not in mine
-                and (row["token_wait"] is None or row["token_wait"] <= 0)
-                for row in declared
-            ))
-            if not locked:
-                return []
-            rows = conn.execute(_Q["job_fetch_limited"], prepare=True, params={
-                "names": [row["name"] for row in locked], "queues": queues,
-                "limit": params.start, "worker_id": params.worker_id,
-                "lease_seconds": params.lease_seconds,
-            }).fetchall()
+        skipped = rows[0]["skipped"] if rows else []
+        self._limits.saw(now, len(declared), [
+            (None if row["token_wait"] is None else float(row["token_wait"]), row["bounded"])
+            for row in declared if row["has_work"]
+        ], held_elsewhere=bool(skipped))
+        rows = [row for row in rows if row["id"] is not None]
         rows.sort(key=lambda row: int(row["pick_order"]))
         return [job_record_from_row(row) for row in rows]
 

@@ -47,6 +47,7 @@ from conveyor.backends.base import (
     WorkflowInsert,
 )
 from conveyor.backends.flow import (
+    PREFETCH_START_WITHIN,
     LimitWatch,
     key_wait_from_row,
     limit_spec_params,
@@ -630,13 +631,15 @@ class SQLiteBackend(SQLBackend):
             now = self.clock.now()
             conn.execute(_Q["job_stage"], {"now": now})
             limited: list[JobRecord] = []
+            room = self._limits.limited_room(now, params.start, params.limit)
             if params.start > 0 and self._limits.due(now):
                 limited = self._fetch_limited(conn, params, now)
                 if limited:
-                    params = replace(params, limit=params.limit - len(limited),
-                                     start=params.start - len(limited))
-                    if params.limit <= 0:
+                    if self._limits.skip_unlimited(now, len(limited), params.start,
+                                                   params.limit):
                         return limited
+                    params = replace(params, limit=params.limit - len(limited),
+                                     start=max(0, params.start - len(limited)))
             held_back: set[int] = set()
             candidates: list[list[int]] = []
             for queue in params.queues:
@@ -646,95 +649,160 @@ class SQLiteBackend(SQLBackend):
                 candidates.append([row[0] for row in rows])
                 held_back.update(row[0] for row in rows if row[1])
             picked = interleave(candidates, params.limit)
+            self._limits.unlimited_found(now, len(picked), params.limit)
             if held_back:
                 # A job a dead worker held without starting it goes only to a free slot
                 # (its start recorded here), never into a prefetch again: a second crash
                 # of a worker it merely waited in would cost it its attempt.
                 picked = [job_id for i, job_id in enumerate(picked)
                           if i < params.start or job_id not in held_back]
-            if not picked:
-                return limited
-            rows = conn.execute(
+            rows = [] if not picked else conn.execute(
                 _Q["job_lease"],
                 {"ids": dumps(picked), "worker_id": params.worker_id, "now": now,
                  "lease_seconds": params.lease_seconds,
                  "started": dumps(picked[:max(0, params.start)])},
             ).fetchall()
-        order = {job_id: i for i, job_id in enumerate(picked)}
-        records = [job_record_from_row(row) for row in rows]
-        records.sort(key=lambda r: order[r.id])
+            order = {job_id: i for i, job_id in enumerate(picked)}
+            records = [job_record_from_row(row) for row in rows]
+            records.sort(key=lambda r: order[r.id])
+            left = params.limit - len(records)
+            if limited and len(limited) >= room and left > 0 and self._limits.limited_room(
+                now, 0, left
+            ):
+                # As on PostgreSQL: the limited part filled its free slots and no more
+                # unlimited jobs are here, so a limit with a rate alone fills the prefetch.
+                records += self._fetch_limited(conn, replace(params, limit=left, start=0), now)
         return limited + records
 
     def _fetch_limited(
         self, conn: sqlite3.Connection, params: FetchParams, now: float
     ) -> list[JobRecord]:
-        """Lease limited jobs to free slots, within their limits (docs/flow-control.md).
+        """Lease limited jobs within their limits (docs/flow-control.md).
 
         One writer at a time: nothing else leases between these reads and the lease.
-        The order is PostgreSQL's (job_fetch_limited.sql): keys by turn, at most
-        `weight` jobs of a key per round, each limit within its allowance."""
+        The order is PostgreSQL's (job_fetch_limited.sql): keys take turns round-robin
+        from each limit's cursor, at most `weight` jobs of a key per round, each limit
+        within its allowance; jobs of a limit that bounds concurrency go to free slots
+        first, and only a limit with a rate alone fills the prefetch."""
         queues = dumps(list(params.queues))
-        limits = conn.execute(
-            _Q["job_fetch_limits"], {"queues": queues, "limit": params.start, "now": now}
-        ).fetchall()
+        limit = self._limits.limited_room(now, params.start, params.limit)
+        limits = conn.execute(_Q["job_fetch_limits"], {
+            "queues": queues, "start": params.start, "limit": limit, "now": now,
+            "start_within": PREFETCH_START_WITHIN,
+        }).fetchall()
         declared = conn.execute(_Q["limit_count"]).fetchone()[0] if not limits else len(limits)
-        self._limits.saw(now, declared, [row["token_wait"] for row in limits])
+        self._limits.saw(now, declared, [(row["token_wait"], bool(row["bounded"]))
+                                         for row in limits])
         open_limits = [row for row in limits if row["allowance"] > 0]
         if not open_limits:
             return []
-        allowance = {row["name"]: int(row["allowance"]) for row in open_limits}
-        tokens = {row["name"]: row["tokens"] for row in open_limits}
-        keys = conn.execute(_Q["job_fetch_limited_keys"], {
-            "limits": dumps([[row["name"], row["allowance"], row["key_rate"], row["key_burst"],
-                              row["key_concurrency"]] for row in open_limits]),
-            "now": now, "limit": params.start,
-        }).fetchall()
-        candidates: list[tuple[int, int, str, str, int]] = []  # round, turn, name, key, id
-        for key in keys:
-            rows = conn.execute(_Q["job_fetch_limited_candidates"], {
-                "limit_name": key["limit_name"], "limit_key": key["limit_key"],
-                "queues": queues, "limit": int(key["allowance"]),
-            }).fetchall()
-            weight = int(key["weight"])
-            candidates.extend(
-                (-(-(nth + 1) // weight), int(key["turn"]), key["limit_name"],
-                 key["limit_key"], int(row[0]))
-                for nth, row in enumerate(rows)
-            )
-        candidates.sort()
-        picked: list[tuple[str, str, int]] = []
-        taken: dict[str, int] = {}
-        for _, _, name, key_name, job_id in candidates:
-            if len(picked) >= params.start:
+        # (prefetchable, round, walk position, limit, key, job id)
+        candidates: list[tuple[bool, int, int, str, str, int]] = []
+        held_back: set[int] = set()
+        key_tokens: dict[tuple[str, str], float | None] = {}
+        for row in open_limits:
+            name = row["name"]
+            turns: list[tuple[int, str, int, int]] = []  # walk position, key, allowance, weight
+            for n, (key, state) in enumerate(self._walk_keys(conn, row, limit, now)):
+                if len(turns) >= limit:  # as many keys as the fetch can take are enough
+                    break
+                key_tokens[(name, key)] = state["tokens"]
+                allowance = int(row["allowance"])
+                if state["tokens"] is not None:
+                    allowance = min(allowance, int(state["tokens"]))
+                if state["running"] is not None:
+                    allowance = min(allowance, int(row["key_concurrency"]) - state["running"])
+                if allowance > 0:
+                    turns.append((n, key, allowance, int(state["weight"])))
+            rounds = -(-limit // max(1, len(turns)))  # no key needs more rounds than this
+            for n, key, allowance, weight in turns:
+                jobs = conn.execute(_Q["job_fetch_limited_candidates"], {
+                    "limit_name": name, "limit_key": key, "queues": queues,
+                    "limit": min(allowance, weight * rounds),
+                }).fetchall()
+                held_back.update(int(job[0]) for job in jobs if job[1])
+                candidates.extend(
+                    (bool(row["prefetch"]), -(-(nth + 1) // weight), n, name, key, int(job[0]))
+                    for nth, job in enumerate(jobs)
+                )
+        # Jobs that go only to free slots first (False sorts first), then round by round.
+        candidates.sort(key=lambda c: (c[0], c[1], c[2], c[3]))
+        allowance_of = {row["name"]: int(row["allowance"]) for row in open_limits}
+        picked: list[tuple[str, str, int, int]] = []  # name, key, walk position, id
+        taken: Counter[str] = Counter()
+        slot_only = 0
+        for prefetchable, _, n, name, key_name, job_id in candidates:
+            if len(picked) >= limit:
                 break
-            if taken.get(name, 0) < allowance[name]:
-                taken[name] = taken.get(name, 0) + 1
-                picked.append((name, key_name, job_id))
+            if taken[name] >= allowance_of[name]:
+                continue
+            if not prefetchable:
+                if slot_only >= params.start:
+                    continue
+                slot_only += 1
+            elif len(picked) >= params.start and job_id in held_back:
+                continue
+            taken[name] += 1
+            picked.append((name, key_name, n, job_id))
         if not picked:
             return []
-        ids = [job_id for _, _, job_id in picked]
+        ids = [job_id for _, _, _, job_id in picked]
         rows = conn.execute(
             _Q["job_lease"],
             {"ids": dumps(ids), "worker_id": params.worker_id, "now": now,
-             "lease_seconds": params.lease_seconds, "started": dumps(ids)},
+             "lease_seconds": params.lease_seconds, "started": dumps(ids[:params.start])},
         ).fetchall()
         leased = {int(row["id"]) for row in rows}
-        for name, used in Counter(n for n, _, i in picked if i in leased).items():
-            if tokens[name] is not None:
-                conn.execute(_Q["limit_spend"], {"name": name, "used": used, "now": now})
-        key_tokens = {(k["limit_name"], k["limit_key"]): k["tokens"] for k in keys}
+        position = {job_id: i for i, job_id in enumerate(ids)}
+        for name in {name for name, _, _, job_id in picked if job_id in leased}:
+            mine = [(n, key, job_id) for nm, key, n, job_id in picked
+                    if nm == name and job_id in leased]
+            conn.execute(_Q["limit_spend"], {
+                "name": name, "used": len(mine), "now": now,
+                "prefetched": int(any(position[job_id] >= params.start for _, _, job_id in mine)),
+                "start_within": PREFETCH_START_WITHIN, "cursor_key": max(mine)[1],
+            })
         for (name, key_name), used in Counter(
-            (n, k) for n, k, i in picked if i in leased
+            (nm, key) for nm, key, _, job_id in picked if job_id in leased
         ).items():
             left = key_tokens[(name, key_name)]
-            conn.execute(_Q["limit_key_serve"], {
-                "limit_name": name, "key": key_name, "now": now,
-                "tokens": None if left is None else left - used,
-            })
-        order = {job_id: i for i, job_id in enumerate(ids)}
+            if left is not None:
+                conn.execute(_Q["limit_key_serve"], {
+                    "limit_name": name, "key": key_name, "now": now, "tokens": left - used,
+                })
         records = [job_record_from_row(row) for row in rows]
-        records.sort(key=lambda r: order[r.id])
+        records.sort(key=lambda r: position[r.id])
         return records
+
+    def _walk_keys(
+        self, conn: sqlite3.Connection, limit_row: sqlite3.Row, fetch: int, now: float
+    ) -> Iterator[tuple[str, sqlite3.Row]]:
+        """The keys of a limit with available jobs, round-robin: from the one after its
+        cursor, wrapping around to the cursor itself, at most `2 * fetch + 16` of them
+        (PostgreSQL's walk), with each key's state; a paused key is passed over."""
+        name, cursor = limit_row["name"], limit_row["cursor_key"]
+        after, wrapped = cursor, cursor is None
+        for _ in range(2 * fetch + 16):
+            found = None if after is None else conn.execute(
+                _Q["limit_next_key"], {"limit_name": name, "after": after}).fetchone()
+            if found is None:
+                if wrapped and after is not None:
+                    return
+                after, wrapped = None, True
+                found = conn.execute(_Q["limit_first_key"], {"limit_name": name}).fetchone()
+                if found is None:
+                    return
+            key = found[0]
+            if wrapped and cursor is not None and key > cursor:
+                return
+            after = key
+            state = conn.execute(_Q["limit_key_state"], {
+                "limit_name": name, "limit_key": key, "now": now,
+                "key_rate": limit_row["key_rate"], "key_burst": limit_row["key_burst"],
+                "key_concurrency": limit_row["key_concurrency"],
+            }).fetchone()
+            if not state["paused"]:
+                yield key, state
 
     def job_complete_many(
         self, completions: Sequence[Completion], *, started: Sequence[HeldJob] = ()

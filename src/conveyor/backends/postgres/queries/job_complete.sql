@@ -11,27 +11,40 @@
 -- Entries with outcome 'started' record that an attempt started (start_token =
 -- lease_token, so a rescue of its lease counts it): locked with the others, in id
 -- order, and written by their own update; they are not completions.
-WITH done AS (
+--
+-- The batch drives every step, one primary-key lookup per entry: each row is
+-- looked up and locked in a LATERAL subquery (FOR UPDATE keeps it from being
+-- flattened, so the entries, in id order, are the outer side), and the state is
+-- checked `IS TRUE`, which matches no partial index's predicate. With statistics
+-- taken while few jobs were running, the planner otherwise walked the leases
+-- index (every running job of every worker) and compared each with every entry
+-- of the batch, in each step: a cost of running jobs x batch size, which grew
+-- with the fleet and with the batches of a slow database.
+WITH done AS MATERIALIZED (
     SELECT * FROM jsonb_to_recordset(%(completions)s::jsonb) AS given(
         job_id bigint, lease_token bigint, outcome text, result text, error text,
         retry_delay float8
     )
+    WHERE outcome IN ('succeeded', 'retry', 'dead', 'started')
+    ORDER BY job_id
 ),
 held AS MATERIALIZED (
     SELECT job.id, job.lease_token, job.queue, job.task, job.run_at, job.started_at,
            done.outcome, done.result, done.error, done.retry_delay
-    FROM conveyor_jobs AS job
-    JOIN done ON done.job_id = job.id AND done.lease_token = job.lease_token
-    WHERE job.state = 'running' AND done.outcome IN ('succeeded', 'retry', 'dead', 'started')
-    ORDER BY job.id
-    FOR UPDATE OF job
+    FROM done CROSS JOIN LATERAL (
+        SELECT id, lease_token, queue, task, run_at, started_at
+        FROM conveyor_jobs
+        WHERE id = done.job_id AND lease_token = done.lease_token
+          AND (state = 'running') IS TRUE
+        FOR UPDATE
+    ) AS job
 ),
 marked AS (
 UPDATE conveyor_jobs AS job
 SET start_token = job.lease_token
 FROM held
 WHERE held.outcome = 'started'
-  AND job.id = held.id AND job.state = 'running' AND job.lease_token = held.lease_token
+  AND job.id = held.id AND (job.state = 'running') IS TRUE AND job.lease_token = held.lease_token
 ),
 updated AS (
 UPDATE conveyor_jobs AS job
@@ -56,7 +69,7 @@ SET state = CASE
     END
 FROM held
 WHERE held.outcome <> 'started'
-  AND job.id = held.id AND job.state = 'running' AND job.lease_token = held.lease_token
+  AND job.id = held.id AND (job.state = 'running') IS TRUE AND job.lease_token = held.lease_token
 RETURNING job.id, held.queue, held.task, held.outcome,
           extract(epoch FROM held.started_at - held.run_at)::float8 AS wait,
           extract(epoch FROM now() - held.started_at)::float8 AS run

@@ -3,7 +3,7 @@
 SELECT l.name, l.rate, l.burst, l.concurrency, l.key_rate, l.key_burst, l.key_concurrency,
        l.queue, l.overridden,
        CASE WHEN l.rate IS NULL THEN NULL ELSE least(
-           l.burst, l.tokens + l.rate * extract(epoch FROM now() - l.refreshed_at)::float8)
+           l.burst, l.tokens + l.rate * greatest(0, extract(epoch FROM now() - l.refreshed_at))::float8)
        END AS tokens,
        (SELECT count(*) FROM conveyor_jobs AS r WHERE r.state = 'running'
           AND r.limit_name IS NOT NULL AND r.limit_name = l.name

@@ -1,7 +1,8 @@
 -- Up to :limit available jobs of one key of a limit in the worker's queues, in
 -- queue order; a paused queue and an ordering group's later jobs wait, as in
--- job_fetch_candidates.sql.
-SELECT id FROM conveyor_jobs AS job
+-- job_fetch_candidates.sql. held_back: a job a dead worker held without starting
+-- it goes only to a free slot, never into a prefetch.
+SELECT id, uncounted_rescues > 0 AS held_back FROM conveyor_jobs AS job
 WHERE state = 'available' AND limit_name IS NOT NULL
   AND limit_name = :limit_name AND limit_key = :limit_key
   AND queue IN (SELECT value FROM json_each(:queues))

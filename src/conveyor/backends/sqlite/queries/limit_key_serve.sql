@@ -1,7 +1,6 @@
--- A key served by a fetch: its bucket (already refilled, :tokens) less :used, and a
--- new turn, behind every key served before it.
-INSERT INTO conveyor_limit_keys AS k (limit_name, key, tokens, refreshed_at, turn)
-VALUES (:limit_name, :key, :tokens, :now,
-        (SELECT coalesce(max(turn), 0) + 1 FROM conveyor_limit_keys WHERE limit_name = :limit_name))
+-- A key with its own rate served by a fetch: its bucket (already refilled,
+-- :tokens) less :used.
+INSERT INTO conveyor_limit_keys AS k (limit_name, key, tokens, refreshed_at)
+VALUES (:limit_name, :key, :tokens, :now)
 ON CONFLICT (limit_name, key) DO UPDATE
-SET tokens = excluded.tokens, refreshed_at = excluded.refreshed_at, turn = excluded.turn
+SET tokens = excluded.tokens, refreshed_at = excluded.refreshed_at

@@ -3,7 +3,7 @@
 SELECT l.name, l.rate, l.burst, l.concurrency, l.key_rate, l.key_burst, l.key_concurrency,
        l.queue, l.overridden,
        CASE WHEN l.rate IS NULL THEN NULL
-            ELSE min(l.burst, l.tokens + l.rate * (:now - l.refreshed_at)) END AS tokens,
+            ELSE min(l.burst, l.tokens + l.rate * max(0, :now - l.refreshed_at)) END AS tokens,
        (SELECT count(*) FROM conveyor_jobs AS r WHERE r.state = 'running'
           AND r.limit_name IS NOT NULL AND r.limit_name = l.name
           AND r.lease_expires_at > :now) AS running,
