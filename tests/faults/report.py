@@ -194,6 +194,11 @@ NEWER: list[tuple[str, str, str, str]] = [
      '4 worker processes, rate and per-key limits',
      '`tests/integration/test_flow_control.py`',
      'flow-control.md'),
+    ('a prefetched job of a rate limit keeps the bound',
+     'its start later than 0.1 s after its fetch (given back, attempt not counted); '
+     'the bucket paused for the span in which it may start',
+     '`tests/unit/test_held_jobs.py`, `tests/contract/test_flow_limits.py`',
+     'flow-control.md'),
     ('a recorded step never runs again',
      '200 jobs of 5 steps, the worker SIGKILLed 8 times mid-run',
      '`tests/integration/test_steps.py`',
