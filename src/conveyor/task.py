@@ -12,6 +12,7 @@ import inspect
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import (
@@ -425,10 +426,9 @@ class Task(Generic[P, R]):
             self.check_arguments(args, kwargs)
             if context is UNSET:
                 context = current_trace_context()  # one span for the batch
-            if isinstance(item, Call) and item.task is not self:
-                # The item's own options (`task.using(priority=..., limit_key=...).call()`)
-                # apply to its job alone.
-                fields = item.task._options(context)
+            own = self._item_options(item) if isinstance(item, Call) else None
+            if own is not None:
+                fields = own._options(context)
             else:
                 if options is None:
                     options = self._options(context)
@@ -439,6 +439,23 @@ class Task(Generic[P, R]):
         return self.app.enqueue_jobs(
             jobs, connection=self._connection, when_unreachable=self._when_unreachable
         )
+
+    def _item_options(self, item: Call[P, R]) -> Task[P, R] | None:
+        """The task whose options a `task.using(...).call()` item of this task's batch
+        takes: the batch's, with the ones the item set itself (delay or run_at replacing
+        the other); None when the item set none. The connection and `when_unreachable`
+        are the batch's."""
+        own = {f.name: getattr(item.task._call, f.name) for f in dataclass_fields(_CallOptions)
+               if f.name not in ("connection", "when_unreachable")
+               and getattr(item.task._call, f.name) is not UNSET}
+        if not own:
+            return None
+        if "delay" in own:
+            own.setdefault("run_at", UNSET)
+        if "run_at" in own:
+            own.setdefault("delay", UNSET)
+        return Task(self.app, self.fn, self.name, self.options, replace(self._call, **own),
+                    checker=self.checker)
 
     async def aenqueue_many(
         self, calls: Iterable[Call[P, R] | tuple[Any, ...] | Mapping[str, Any]]

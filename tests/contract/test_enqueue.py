@@ -146,6 +146,11 @@ def test_enqueue_many_keeps_each_items_own_options(app: Conveyor) -> None:
     records = [job.refresh().record for job in jobs]
     assert [(r.priority, r.queue, r.limit_key) for r in records] == [
         (5, "default", ""), (7, "default", "tenant:a"), (5, "other", "tenant:b")]
+    # Over the batch's own options: what an item sets wins, the rest is the batch's.
+    batch = add.using(priority=2, queue="low")
+    jobs = batch.enqueue_many([add.call(4), add.using(queue="high").call(5)])
+    assert [(j.refresh().record.priority, j.refresh().record.queue) for j in jobs] == [
+        (2, "low"), (2, "high")]
 
 
 def test_enqueue_many_is_all_or_nothing(app: Conveyor) -> None:
