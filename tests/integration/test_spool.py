@@ -111,10 +111,12 @@ class InsertKillingProxy(Proxy):
                     if sock is upstream and armed and b"Z\0\0\0\x05" in data:
                         self._reset(peers)  # ReadyForQuery: committed; the answer is dropped
                         return
-                    peers[sock].sendall(data)
                     if sock is client and self.kill_next_insert \
                             and b"INSERT INTO conveyor_jobs" in data:
                         when, self.kill_next_insert = self.kill_next_insert, None
+                        # "sent": the client wrote the INSERT and the link died with it in
+                        # flight (a statement and its Sync travel in one packet, so
+                        # forwarding it first would let the server commit it).
                         if when == "sent":
                             self._reset(peers)
                             return
@@ -122,6 +124,7 @@ class InsertKillingProxy(Proxy):
                             self.cut()  # this connection reset, new ones never answered
                             return
                         armed = True
+                    peers[sock].sendall(data)
         except (OSError, ValueError):
             return
         finally:
