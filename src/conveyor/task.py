@@ -402,7 +402,7 @@ class Task(Generic[P, R]):
         self, calls: Iterable[Call[P, R] | tuple[Any, ...] | Mapping[str, Any]]
     ) -> list[Job[R]]:
         """Store many jobs in one transaction. Items: `task.call(...)` (or
-        `task.using(...).call(...)`, whose options apply to that job alone), a tuple of
+        `task.using(...).call(...)`, whose options win over this task's for that job), a tuple of
         positional arguments, or a dict of keyword arguments. All or nothing."""
         jobs: list[EnqueueJob] = []
         options: dict[str, Any] | None = None  # resolved once, at the first item

@@ -93,6 +93,15 @@ class LimitWatch:
         with self._lock:
             return got >= limit or (got >= start and self._unlimited_dry(now))
 
+    def prefetch_room(self, now: float, limited: int, room: int, left: int) -> int:
+        """After the unlimited part of a fetch: how many more limited jobs to lease for
+        the prefetch (0: none). The limited part filled the `room` it was given (free
+        slots only, the queues not yet known to hold no unlimited job) and the unlimited
+        part left `left` of the fetch unfilled: a limit with a rate alone may take it."""
+        if not limited or limited < room or left <= 0:
+            return 0
+        return self.limited_room(now, 0, left)
+
     def unlimited_found(self, now: float, got: int, asked: int) -> None:
         """What the unlimited part of a fetch found: short of `asked` means no more."""
         with self._lock:

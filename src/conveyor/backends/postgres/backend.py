@@ -744,14 +744,9 @@ class PostgresBackend(SQLBackend):
         self._limits.unlimited_found(now, len(rows), params.limit)
         rows.sort(key=lambda row: int(row["pick_order"]))
         jobs = limited + [job_record_from_row(row) for row in rows]
-        left = params.limit - len(rows)
-        if limited and len(limited) >= room and left > 0 and self._limits.limited_room(
-            now, 0, left
-        ):
-            # The limited part filled the free slots it was given, and the queues turned
-            # out to hold no more unlimited jobs: a limit with a rate alone may fill the
-            # prefetch now (the next fetches do it in their first statement).
-            jobs += self._fetch_limited(queues, replace(params, limit=left, start=0), now, left)
+        more = self._limits.prefetch_room(now, len(limited), room, params.limit - len(rows))
+        if more:  # the next fetches do it in their first statement
+            jobs += self._fetch_limited(queues, replace(params, limit=more, start=0), now, more)
         return jobs
 
     def _fetch_limited(

@@ -665,13 +665,10 @@ class SQLiteBackend(SQLBackend):
             order = {job_id: i for i, job_id in enumerate(picked)}
             records = [job_record_from_row(row) for row in rows]
             records.sort(key=lambda r: order[r.id])
-            left = params.limit - len(records)
-            if limited and len(limited) >= room and left > 0 and self._limits.limited_room(
-                now, 0, left
-            ):
-                # As on PostgreSQL: the limited part filled its free slots and no more
-                # unlimited jobs are here, so a limit with a rate alone fills the prefetch.
-                records += self._fetch_limited(conn, replace(params, limit=left, start=0), now)
+            more = self._limits.prefetch_room(now, len(limited), room,
+                                              params.limit - len(records))
+            if more:
+                records += self._fetch_limited(conn, replace(params, limit=more, start=0), now)
         return limited + records
 
     def _fetch_limited(
