@@ -229,23 +229,39 @@ def start_worker(
     env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """`conveyor worker` on the fault app, its output kept in tmp/<log_name>.log."""
-    log = (tmp / f"{log_name}.log").open("ab")
-    return subprocess.Popen(
+    path = tmp / f"{log_name}.log"
+    log = path.open("ab")
+    proc = subprocess.Popen(
         [sys.executable, "-m", "conveyor", "worker", APP_PATH, "--poll-interval", "0.05",
          *args],
         cwd=REPO, env=env or app_env(url, history), stdout=log, stderr=subprocess.STDOUT,
     )
+    _logs[proc.pid] = path
+    return proc
+
+
+_logs: dict[int, Path] = {}
+"""The log file of each worker `start_worker` started, by pid."""
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """SIGTERM the worker and wait for it; one still running after `timeout` has its
+    threads' stacks dumped (SIGUSR1) into its log, printed here, and is killed."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGCONT)
         proc.send_signal(signal.SIGTERM)
     try:
         return proc.wait(timeout)
     except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
         proc.kill()
-        return proc.wait()
+        code = proc.wait()
+        path = _logs.get(proc.pid)
+        if path is not None and path.exists():
+            tail = path.read_text(errors="replace")[-20_000:]
+            print(f"--- worker {proc.pid} did not stop within {timeout}s; its log ends:\n{tail}")
+        return code
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -207,6 +207,28 @@ def test_sigterm_past_the_grace_period_releases_the_job_and_exits_0(cli_app: Cli
     assert "released" in stderr
 
 
+def test_sigusr1_prints_every_threads_stack_and_the_worker_runs_on(cli_app: CliApp) -> None:
+    job = cli_app.module.nap.enqueue(30)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "worker", cli_app.path, "--grace", "0"],
+        cwd=cli_app.folder, env=cli_app.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: cli_app.state(job.id) is JobState.RUNNING)
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        assert proc.poll() is None, "SIGUSR1 must not stop the worker"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, stderr
+    # The slot thread running the task, at the task's own line.
+    assert "Thread 0x" in stderr and "in nap" in stderr, stderr
+
+
 def test_split_queues_takes_comma_lists_repeated_in_order_once_each() -> None:
     assert split_queues(("a,b", "c", " b , d,,")) == ["a", "b", "c", "d"]
     assert split_queues(()) == []

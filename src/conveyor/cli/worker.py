@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -104,9 +106,12 @@ def worker(
 
     SIGTERM or Ctrl-C stops fetching, lets running jobs finish for up to
     --grace seconds, gives back what is left, and exits 0. A second signal
-    skips the grace period.
+    skips the grace period. SIGUSR1 prints every thread's stack to stderr (the
+    worker runs on), to see where a worker that looks stuck is waiting.
     """
     configure_logging(log_level, json_lines=log_json)
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
     app, path = open_app(app_argument, app_option)
     runner = app.worker(
         queues=split_queues(queues) or None,
