@@ -63,19 +63,23 @@ def test_a_prefetched_job_past_its_lease_deadline_is_not_started_but_given_back(
 def test_a_prefetched_job_of_a_limit_past_its_start_window_is_given_back() -> None:
     """A rate limit counted a prefetched job as starting within `start_within` of its
     fetch: later, it is given back (LATE), not started; a job handed to a free slot by
-    the fetch and a job without a limit keep only the lease deadline."""
+    the fetch, a job without a limit and one of a limit without a rate (it counts no
+    starts) keep only the lease deadline."""
     slot, limited = (replace(record(n), limit_name="api", limit_key="") for n in (1, 2))
     plain = record(3)
+    keyed = replace(record(4), limit_name="tenants", limit_key="t1")
     clock = Clock()
     held = HeldJobs(lease=LEASE, soft_timeouts=True, clock=clock)
-    held.claimed([slot, limited, plain], sent_at=clock.now, start_recorded=1, start_within=0.1)
+    held.claimed([slot, limited, plain, keyed], sent_at=clock.now, start_recorded=1,
+                 start_within=lambda limit: None if limit == "tenants" else 0.1)
     clock.now += 0.05
     assert held.start(slot, stopping=False) is Start.RUN
     clock.now += 0.06
     assert held.start(limited, stopping=False) is Start.LATE
     assert held.start(plain, stopping=False) is Start.RUN
-    assert held.counts() == (2, 2)
-    assert [j.id for j in held.snapshot()[0]] == [1, 3]  # given back: no longer renewed
+    assert held.start(keyed, stopping=False) is Start.RUN
+    assert held.counts() == (3, 3)
+    assert [j.id for j in held.snapshot()[0]] == [1, 3, 4]  # given back: no longer renewed
     held.forget(limited)
 
 

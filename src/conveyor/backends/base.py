@@ -1104,6 +1104,11 @@ class LimitStore(Protocol):
         left waiting (a token refills, a slot frees); None: no limited job waited."""
         ...
 
+    def prefetch_start_within(self, limit_name: str) -> float | None:
+        """Seconds after its fetch by which a prefetched job of this limit must start
+        (a limit with a rate counted it as starting within them); None: any time."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class EventInsert:

@@ -10,7 +10,7 @@ within that time; one declared by this process at once).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from conveyor.backends.base import KeyWait, LimitState
@@ -47,6 +47,7 @@ class LimitWatch:
         self._present = True  # look at the first fetch
         self._looked_at = float("-inf")
         self._unlimited_dry_at = float("-inf")
+        self._unrated: frozenset[str] = frozenset()
         self.waiting: float | None = None
 
     def due(self, now: float) -> bool:
@@ -55,12 +56,13 @@ class LimitWatch:
 
     def saw(
         self, now: float, limits: int, with_work: Sequence[tuple[float | None, bool]], *,
-        held_elsewhere: bool = False,
+        held_elsewhere: bool = False, unrated: Iterable[str] | None = None,
     ) -> None:
         """What the fetch found: how many limits are declared, and for those with
         available jobs here, the seconds until each one's next token (None: no rate) and
         whether it is bounded (counts running jobs or keys' tokens, so its jobs go only
-        to free slots). held_elsewhere: another fetch held a limit with work.
+        to free slots). held_elsewhere: another fetch held a limit with work. unrated:
+        the limits seen without a rate (their prefetched jobs may start any time).
 
         Jobs wait for a limit when it is bounded or short of a token; a limit with a
         rate alone and tokens to spare holds nothing back, and the worker fetches (and
@@ -70,6 +72,8 @@ class LimitWatch:
         with self._lock:
             self._looked_at = now
             self._present = limits > 0
+            if unrated is not None:
+                self._unrated = frozenset(unrated)
             if not token_waits and not held_elsewhere:
                 self.waiting = None
                 return
@@ -78,6 +82,12 @@ class LimitWatch:
                 return
             waits = [SLOT_RECHECK if w is None or w <= 0 else w for w in token_waits]
             self.waiting = min(RECHECK, max(0.005, min(waits)))
+
+    def start_within(self, limit_name: str) -> float | None:
+        """`PREFETCH_START_WITHIN` for a prefetched job of a limit with a rate (or one
+        not seen yet); None for a limit seen without one, which counts no starts."""
+        with self._lock:
+            return None if limit_name in self._unrated else PREFETCH_START_WITHIN
 
     def _unlimited_dry(self, now: float) -> bool:
         return now - self._unlimited_dry_at < UNLIMITED_RECHECK

@@ -124,20 +124,23 @@ class HeldJobs:
     # -- fetch loop ---------------------------------------------------------------------
     def claimed(
         self, records: Sequence[JobRecord], sent_at: float, *, start_recorded: int = 0,
-        start_within: float | None = None,
+        start_within: Callable[[str], float | None] | None = None,
     ) -> None:
         """Jobs a fetch sent at monotonic `sent_at` leased; each is now prefetched. The
         first `start_recorded` go to idle slots, and the fetch recorded their start.
-        `start_within`: the others that fall under a limit must start within that many
-        seconds of `sent_at` (before their lease, so surely within it of their lease)."""
+        `start_within(limit)`: the seconds of `sent_at` within which the others that fall
+        under that limit must start (before their lease, so surely within it of their
+        lease), or None for no bound."""
         deadline = sent_at + self.lease
-        late = float("inf") if start_within is None else sent_at + start_within
         with self.lock:
             for i, record in enumerate(records):
+                start_by = float("inf")
+                if i >= start_recorded and record.limit_name is not None and start_within:
+                    within = start_within(record.limit_name)
+                    if within is not None:
+                        start_by = sent_at + within
                 self._jobs[record.id] = Held(
-                    record, deadline, start_recorded=i < start_recorded,
-                    start_by=late if i >= start_recorded and record.limit_name is not None
-                    else float("inf"),
+                    record, deadline, start_recorded=i < start_recorded, start_by=start_by,
                 )
             self.busy += len(records)
 

@@ -57,7 +57,6 @@ from typing import Any
 
 from conveyor import redaction
 from conveyor.backends.base import FetchParams, HeldJob, StepSave
-from conveyor.backends.flow import PREFETCH_START_WITHIN
 from conveyor.errors import BackendError, ConveyorError
 from conveyor.events import EventName, JobEvent, OpsEvent, started_event
 from conveyor.middleware import (
@@ -290,7 +289,7 @@ class Worker:
                 continue
             if jobs:
                 held.claimed(jobs, sent_at, start_recorded=start,
-                             start_within=PREFETCH_START_WITHIN)
+                             start_within=backend.prefetch_start_within)
                 self.stats.fetched += len(jobs)
                 for record in jobs:
                     self._work.put(record)

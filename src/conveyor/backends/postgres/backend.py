@@ -766,11 +766,15 @@ class PostgresBackend(SQLBackend):
             rows = fetched.fetchall()
             declared = waiting.fetchall()
         skipped = rows[0]["skipped"] if rows else []
-        self._limits.saw(now, len(declared), [
-            (None if row["token_wait"] is None else float(row["token_wait"]), row["bounded"])
-            for row in declared if row["has_work"]
-        ], held_elsewhere=bool(skipped))
         rows = [row for row in rows if row["id"] is not None]
+        # A key-slots limit holds jobs back only when this fetch could not fill.
+        short = len(rows) < room
+        self._limits.saw(now, len(declared), [
+            (None if row["token_wait"] is None else float(row["token_wait"]),
+             row["bounded"] and (short or not row["key_slots"]))
+            for row in declared if row["has_work"]
+        ], held_elsewhere=bool(skipped),
+            unrated=[row["name"] for row in declared if row["token_wait"] is None])
         rows.sort(key=lambda row: int(row["pick_order"]))
         return [job_record_from_row(row) for row in rows]
 
@@ -822,6 +826,9 @@ class PostgresBackend(SQLBackend):
 
     def limits_waiting(self) -> float | None:
         return self._limits.waiting
+
+    def prefetch_start_within(self, limit_name: str) -> float | None:
+        return self._limits.start_within(limit_name)
 
     def job_complete_many(
         self, completions: Sequence[Completion], *, started: Sequence[HeldJob] = ()

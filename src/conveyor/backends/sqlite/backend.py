@@ -680,7 +680,8 @@ class SQLiteBackend(SQLBackend):
         The order is PostgreSQL's (job_fetch_limited.sql): keys take turns round-robin
         from each limit's cursor, at most `weight` jobs of a key per round, each limit
         within its allowance; jobs of a limit that bounds concurrency go to free slots
-        first, and only a limit with a rate alone fills the prefetch."""
+        first, and only a limit with a rate alone fills the prefetch, or one that bounds
+        only each key's concurrency, from keys that keep a slot free besides."""
         queues = dumps(list(params.queues))
         limit = self._limits.limited_room(now, params.start, params.limit)
         limits = conn.execute(_Q["job_fetch_limits"], {
@@ -688,13 +689,21 @@ class SQLiteBackend(SQLBackend):
             "start_within": PREFETCH_START_WITHIN,
         }).fetchall()
         declared = conn.execute(_Q["limit_count"]).fetchone()[0] if not limits else len(limits)
-        self._limits.saw(now, declared, [(row["token_wait"], bool(row["bounded"]))
-                                         for row in limits])
+
+        def saw(got: int) -> None:
+            # A key-slots limit holds jobs back only when this fetch could not fill.
+            self._limits.saw(now, declared, [
+                (row["token_wait"], bool(row["bounded"]) and (got < limit or not row["key_slots"]))
+                for row in limits
+            ], unrated=[row["name"] for row in limits if row["tokens"] is None])
+
         open_limits = [row for row in limits if row["allowance"] > 0]
         if not open_limits:
+            saw(0)
             return []
-        # (prefetchable, round, walk position, limit, key, job id)
-        candidates: list[tuple[bool, int, int, str, str, int]] = []
+        # (prefetchable, round, walk position, limit, key, job id, spare): spare, a job
+        # of a key-slots limit whose key keeps a slot free besides it
+        candidates: list[tuple[bool, int, int, str, str, int, bool]] = []
         held_back: set[int] = set()
         key_tokens: dict[tuple[str, str], float | None] = {}
         for row in open_limits:
@@ -719,7 +728,8 @@ class SQLiteBackend(SQLBackend):
                 }).fetchall()
                 held_back.update(int(job[0]) for job in jobs if job[1])
                 candidates.extend(
-                    (bool(row["prefetch"]), -(-(nth + 1) // weight), n, name, key, int(job[0]))
+                    (bool(row["prefetch"]), -(-(nth + 1) // weight), n, name, key, int(job[0]),
+                     bool(row["key_slots"]) and nth + 1 < allowance)
                     for nth, job in enumerate(jobs)
                 )
         # Jobs that go only to free slots first (False sorts first), then round by round.
@@ -728,20 +738,22 @@ class SQLiteBackend(SQLBackend):
         picked: list[tuple[str, str, int, int]] = []  # name, key, walk position, id
         taken: Counter[str] = Counter()
         slot_only = 0
-        for prefetchable, _, n, name, key_name, job_id in candidates:
+        for prefetchable, _, n, name, key_name, job_id, spare in candidates:
             if len(picked) >= limit:
                 break
             if taken[name] >= allowance_of[name]:
                 continue
             if not prefetchable:
-                if slot_only >= params.start:
+                if slot_only < params.start:
+                    slot_only += 1
+                elif not spare or job_id in held_back:
                     continue
-                slot_only += 1
             elif len(picked) >= params.start and job_id in held_back:
                 continue
             taken[name] += 1
             picked.append((name, key_name, n, job_id))
         if not picked:
+            saw(0)
             return []
         ids = [job_id for _, _, _, job_id in picked]
         rows = conn.execute(
@@ -769,6 +781,7 @@ class SQLiteBackend(SQLBackend):
                 })
         records = [job_record_from_row(row) for row in rows]
         records.sort(key=lambda r: position[r.id])
+        saw(len(records))
         return records
 
     def _walk_keys(
@@ -1026,6 +1039,9 @@ class SQLiteBackend(SQLBackend):
 
     def limits_waiting(self) -> float | None:
         return self._limits.waiting
+
+    def prefetch_start_within(self, limit_name: str) -> float | None:
+        return self._limits.start_within(limit_name)
 
     # -- operator side ------------------------------------------------------------
     def job_retry(self, filter: JobFilter, *, audit: AuditRecord | None = None) -> int:

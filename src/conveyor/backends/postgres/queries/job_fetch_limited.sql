@@ -1,5 +1,9 @@
 -- Lease limited jobs, within their limits, in one statement (docs/flow-control.md).
--- A limit that bounds concurrency gives jobs only to the %(start)s free slots. A
+-- A limit that bounds concurrency gives jobs only to the %(start)s free slots, but
+-- one that bounds only each key's concurrency (key slots) may also prefetch a key's
+-- jobs while the key keeps a slot free besides (a prefetched job holds its key's
+-- slot like a running one, so the bound holds; the free slot keeps the key open to
+-- a worker that could start it at once). A
 -- limit with only a rate may also fill the worker's prefetch (up to %(limit)s in
 -- all) while its bucket holds the whole fetch and more: a prefetched job may start
 -- up to %(start_within)s seconds after its lease (the worker gives back one that
@@ -47,8 +51,9 @@ WITH RECURSIVE locked AS MATERIALIZED (
 ),
 lim AS MATERIALIZED (
     SELECT c.name, c.key_rate, c.key_burst, c.key_concurrency, c.cursor_key, b.tokens,
-           b.prefetch, c.rate,
-           least(CASE WHEN b.prefetch THEN %(limit)s::integer ELSE %(start)s::integer END,
+           b.prefetch, c.rate, b.key_slots,
+           least(CASE WHEN b.prefetch OR b.key_slots THEN %(limit)s::integer
+                      ELSE %(start)s::integer END,
                  coalesce(floor(b.tokens)::integer, %(limit)s::integer),
                  CASE WHEN c.concurrency IS NULL THEN %(limit)s::integer
                       ELSE c.concurrency - (
@@ -62,7 +67,9 @@ lim AS MATERIALIZED (
                c.concurrency IS NULL AND c.key_concurrency IS NULL AND c.key_rate IS NULL
                AND (t.tokens IS NULL
                     OR t.tokens >= %(limit)s::integer + c.rate * %(start_within)s::float8)
-               AS prefetch
+               AS prefetch,
+               c.key_concurrency IS NOT NULL AND c.concurrency IS NULL AND c.rate IS NULL
+               AND c.key_rate IS NULL AS key_slots
         FROM (SELECT CASE WHEN c.rate IS NULL THEN NULL ELSE least(
                          c.burst,
                          c.tokens + c.rate * greatest(0, extract(epoch FROM now() - c.refreshed_at))::float8)
@@ -144,7 +151,8 @@ turns AS MATERIALIZED (
     LIMIT %(limit)s::integer
 ),
 candidates AS MATERIALIZED (
-    SELECT c.id, t.limit_name, t.limit_key, t.n, ceil(c.nth::float8 / t.weight) AS round
+    SELECT c.id, t.limit_name, t.limit_key, t.n, ceil(c.nth::float8 / t.weight) AS round,
+           c.nth, t.allowance AS key_room
     FROM turns AS t CROSS JOIN LATERAL (
         SELECT s.id, row_number() OVER (ORDER BY s.priority, s.run_at, s.id) AS nth
         FROM (
@@ -169,12 +177,13 @@ candidates AS MATERIALIZED (
     ) AS c
 ),
 picked AS MATERIALIZED (
-    -- Jobs of a limit that bounds concurrency first (they go only to free slots),
-    -- then round by round in walk order.
+    -- Jobs of a limit that bounds concurrency first (they go to free slots), then
+    -- round by round in walk order. Past the free slots, a key-slots limit's job is
+    -- prefetched only while its key keeps a slot free besides (nth < key_room).
     SELECT r.id, r.limit_name, r.limit_key, r.n,
            row_number() OVER (ORDER BY r.prefetch, r.round, r.n, r.limit_name) AS pick_order
     FROM (
-        SELECT cand.*, lim.prefetch, lim.allowance AS limit_allowance,
+        SELECT cand.*, lim.prefetch, lim.key_slots, lim.allowance AS limit_allowance,
                row_number() OVER (PARTITION BY cand.limit_name
                                   ORDER BY cand.round, cand.n) AS nth_in_limit,
                row_number() OVER (PARTITION BY lim.prefetch
@@ -183,7 +192,8 @@ picked AS MATERIALIZED (
         JOIN lim ON lim.name = cand.limit_name
     ) AS r
     WHERE r.nth_in_limit <= r.limit_allowance
-      AND (r.prefetch OR r.nth_in_class <= %(start)s::integer)
+      AND (r.prefetch OR r.nth_in_class <= %(start)s::integer
+           OR (r.key_slots AND r.nth < r.key_room))
     ORDER BY r.prefetch, r.round, r.n, r.limit_name
     LIMIT %(limit)s::integer
 ),
