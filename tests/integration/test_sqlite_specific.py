@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -251,4 +253,33 @@ def test_an_enqueue_deadline_bounds_its_own_lock_wait_and_no_other_write(
     assert busy_ms() == 20_000
     noop.enqueue()
     assert 480 <= busy_ms() <= 500
+    app.close()
+
+
+def test_the_connection_of_a_thread_that_ended_is_closed(tmp_path: Path) -> None:
+    """Each thread has its own connection; one a finished thread left behind is closed
+    when the next thread connects, so short-lived threads (a prune pass, a step's
+    timeout) do not gather open files for the life of the process."""
+    path = tmp_path / "jobs.db"
+    app = Conveyor(f"sqlite:///{path}")
+
+    def open_files() -> int:
+        fds = Path("/proc/self/fd")
+        found = 0
+        for fd in fds.iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) == str(path):
+                    found += 1
+        return found
+
+    def use() -> None:
+        app.backend.queue_stats()
+
+    for _ in range(20):
+        thread = threading.Thread(target=use)
+        thread.start()
+        thread.join()
+    # The last thread's connection (closed when the next thread connects), and at
+    # most the file's first one: not one per thread that ever ran.
+    assert open_files() <= 2
     app.close()

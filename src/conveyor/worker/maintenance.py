@@ -91,6 +91,8 @@ class Maintenance:
         self._last_vacuum = now
         self._vacuum: threading.Thread | None = None
         self._pruning: threading.Thread | None = None
+        self._prune_due = threading.Event()
+        self._prune_busy = threading.Event()
 
     @property
     def leading(self) -> bool:
@@ -155,17 +157,32 @@ class Maintenance:
         return leading
 
     def _start_prune(self) -> None:
-        """Prune in a thread of its own, one at a time. At thousands of completions a
-        second a pass deletes hundreds of thousands of rows (seconds of work), and the
+        """Prune in a thread of its own, one pass at a time. At thousands of completions
+        a second a pass deletes hundreds of thousands of rows (seconds of work), and the
         fetch loop that runs maintenance must not wait for it: while it did (half a
         second per pass, every pass while behind), the leader's prefetched jobs waited
-        with it, and the pickup latency of the whole fleet rose once pruning began."""
-        if self._pruning is not None and self._pruning.is_alive():
+        with it, and the pickup latency of the whole fleet rose once pruning began. One
+        thread for the worker's life, not one per pass: a backend may hold a connection
+        per thread (SQLite does)."""
+        if self._prune_busy.is_set():
             return
-        self._pruning = threading.Thread(
-            target=self._prune, name="conveyor-prune", daemon=True
-        )
-        self._pruning.start()
+        self._prune_busy.set()
+        if self._pruning is None or not self._pruning.is_alive():
+            self._pruning = threading.Thread(
+                target=self._prune_when_due, name="conveyor-prune", daemon=True
+            )
+            self._pruning.start()
+        self._prune_due.set()
+
+    def _prune_when_due(self) -> None:
+        while not self.stopping.is_set():
+            if not self._prune_due.wait(timeout=1.0):
+                continue
+            self._prune_due.clear()
+            try:
+                self._prune()
+            finally:
+                self._prune_busy.clear()
 
     def _prune(self) -> None:
         """Delete finished history past retention in short batches (one transaction each,

@@ -298,7 +298,16 @@ class SQLiteBackend(SQLBackend):
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         with self._lock:
+            # A thread that ended left its connection behind (its thread-local is gone,
+            # this list still holds it): close those, or a process that runs short-lived
+            # threads (a step's timeout, a helper per task) gathers open files without end.
+            ended = [c for owner, c in self._connections if not owner.is_alive()]
+            self._connections = [(owner, c) for owner, c in self._connections
+                                 if owner.is_alive()]
             self._connections.append((threading.current_thread(), conn))
+        for old in ended:  # never the last connection to the file: this one is open
+            with contextlib.suppress(sqlite3.Error):
+                old.close()
         return conn
 
     @property
