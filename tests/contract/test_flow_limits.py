@@ -218,6 +218,51 @@ def test_a_limit_on_each_keys_concurrency_prefetches_only_from_keys_with_a_slot_
     assert len(take("other")) == 2
 
 
+def test_key_slots_with_weights_prefetch_alike_on_both_backends(make_app: Any) -> None:
+    """One statement with free slots and spare key slots together (the fetch right after
+    one that found no unlimited job): the free slot takes a key's first job, the
+    prefetch up to all but the last slot of each key, and the fetch fills its room."""
+    app = make_app()
+    keys = [f"k{k:02d}" for k in range(20)]
+    app.limit("tenants", key_concurrency=3, weights=dict.fromkeys(keys, 3))
+
+    @app.task(limit="tenants")
+    def job(n: int) -> None: ...
+
+    app.enqueue_jobs([job.using(limit_key=k, priority=n).prepare(n) for k in keys
+                      for n in range(4)])
+    app.backend.job_fetch(FetchParams("w", ["empty"], 1, 30.0, start=1))  # none unlimited
+    got = app.backend.job_fetch(FetchParams("w", ["default"], 40, 30.0, start=1))
+    per_key = Counter(r.limit_key for r in got)
+    assert len(got) == 40 and set(per_key.values()) == {2}, per_key
+    # The free slot's job is its key's first in queue order, then the key's second.
+    assert [r.args[0] for r in got if r.limit_key == got[0].limit_key] == [0, 1]
+
+
+def test_a_worker_with_every_slot_taken_prefetches_key_slots_without_waiting_a_poll(
+    make_app: Any
+) -> None:
+    """With every slot running or prefetched, the next fetch has no free slot: it must
+    still look for jobs a key-slots limit may prefetch, not wait a poll interval for
+    a NOTIFY that a completion never sends."""
+    app = make_app()
+    app.limit("tenants", key_concurrency=2)
+
+    @app.task(limit="tenants")
+    def job(n: int) -> None:
+        time.sleep(0.005)
+
+    app.enqueue_jobs([job.using(limit_key=f"k{k}").prepare(n) for k in range(30)
+                      for n in range(3)])
+    started = time.monotonic()
+    app.worker(install_signals=False, burst=True, concurrency=2, poll_interval=2.0).run()
+    took = time.monotonic() - started
+    assert app.backend.job_list(JobFilter(states=[JobState.AVAILABLE], limit=1)) == []
+    # 90 jobs of 5 ms on 2 slots: well under a second of work; each wait for a poll
+    # would add 2 s (the worker used to wait several times).
+    assert took < 4.0, f"took {took:.1f}s"
+
+
 def test_a_rate_limit_spends_tokens_and_refills(make_app: Any) -> None:
     app = make_app()
     app.limit("rated", rate="2/s", burst=3)

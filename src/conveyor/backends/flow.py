@@ -47,7 +47,7 @@ class LimitWatch:
         self._present = True  # look at the first fetch
         self._looked_at = float("-inf")
         self._unlimited_dry_at = float("-inf")
-        self._unrated: frozenset[str] = frozenset()
+        self._has_rate: dict[str, bool] = {}
         self.waiting: float | None = None
 
     def due(self, now: float) -> bool:
@@ -56,13 +56,14 @@ class LimitWatch:
 
     def saw(
         self, now: float, limits: int, with_work: Sequence[tuple[float | None, bool]], *,
-        held_elsewhere: bool = False, unrated: Iterable[str] | None = None,
+        held_elsewhere: bool = False, rates: Iterable[tuple[str, bool]] = (),
     ) -> None:
         """What the fetch found: how many limits are declared, and for those with
         available jobs here, the seconds until each one's next token (None: no rate) and
         whether it is bounded (counts running jobs or keys' tokens, so its jobs go only
-        to free slots). held_elsewhere: another fetch held a limit with work. unrated:
-        the limits seen without a rate (their prefetched jobs may start any time).
+        to free slots). held_elsewhere: another fetch held a limit with work. rates:
+        limits seen, and whether each has a rate (a prefetched job of one without a
+        rate may start any time).
 
         Jobs wait for a limit when it is bounded or short of a token; a limit with a
         rate alone and tokens to spare holds nothing back, and the worker fetches (and
@@ -72,8 +73,7 @@ class LimitWatch:
         with self._lock:
             self._looked_at = now
             self._present = limits > 0
-            if unrated is not None:
-                self._unrated = frozenset(unrated)
+            self._has_rate.update(rates)
             if not token_waits and not held_elsewhere:
                 self.waiting = None
                 return
@@ -87,7 +87,7 @@ class LimitWatch:
         """`PREFETCH_START_WITHIN` for a prefetched job of a limit with a rate (or one
         not seen yet); None for a limit seen without one, which counts no starts."""
         with self._lock:
-            return None if limit_name in self._unrated else PREFETCH_START_WITHIN
+            return None if self._has_rate.get(limit_name) is False else PREFETCH_START_WITHIN
 
     def _unlimited_dry(self, now: float) -> bool:
         return now - self._unlimited_dry_at < UNLIMITED_RECHECK
@@ -106,9 +106,12 @@ class LimitWatch:
     def prefetch_room(self, now: float, limited: int, room: int, left: int) -> int:
         """After the unlimited part of a fetch: how many more limited jobs to lease for
         the prefetch (0: none). The limited part filled the `room` it was given (free
-        slots only, the queues not yet known to hold no unlimited job) and the unlimited
-        part left `left` of the fetch unfilled: a limit with a rate alone may take it."""
-        if not limited or limited < room or left <= 0:
+        slots only, the queues not yet known to hold no unlimited job), or had none to
+        fill (no free slot), and the unlimited part left `left` of the fetch unfilled: a
+        limit with a rate alone, or with spare key slots, may take it. Without this, a
+        worker whose slots are all taken would wait for work while its prefetch could
+        hold limited jobs."""
+        if left <= 0 or limited < room or (room > 0 and not limited) or not self.due(now):
             return 0
         return self.limited_room(now, 0, left)
 

@@ -724,7 +724,7 @@ class PostgresBackend(SQLBackend):
         limited: list[JobRecord] = []
         now = time.monotonic()
         room = self._limits.limited_room(now, params.start, params.limit)
-        if params.start > 0 and self._limits.due(now):
+        if room > 0 and self._limits.due(now):
             limited = self._fetch_limited(queues, params, now, room)
             if limited:
                 if self._limits.skip_unlimited(now, len(limited), params.start, params.limit):
@@ -774,7 +774,7 @@ class PostgresBackend(SQLBackend):
              row["bounded"] and (short or not row["key_slots"]))
             for row in declared if row["has_work"]
         ], held_elsewhere=bool(skipped),
-            unrated=[row["name"] for row in declared if row["token_wait"] is None])
+            rates=[(row["name"], row["token_wait"] is not None) for row in declared])
         rows.sort(key=lambda row: int(row["pick_order"]))
         return [job_record_from_row(row) for row in rows]
 

@@ -641,7 +641,7 @@ class SQLiteBackend(SQLBackend):
             conn.execute(_Q["job_stage"], {"now": now})
             limited: list[JobRecord] = []
             room = self._limits.limited_room(now, params.start, params.limit)
-            if params.start > 0 and self._limits.due(now):
+            if room > 0 and self._limits.due(now):
                 limited = self._fetch_limited(conn, params, now)
                 if limited:
                     if self._limits.skip_unlimited(now, len(limited), params.start,
@@ -704,7 +704,7 @@ class SQLiteBackend(SQLBackend):
             self._limits.saw(now, declared, [
                 (row["token_wait"], bool(row["bounded"]) and (got < limit or not row["key_slots"]))
                 for row in limits
-            ], unrated=[row["name"] for row in limits if row["tokens"] is None])
+            ], rates=[(row["name"], row["tokens"] is not None) for row in limits])
 
         open_limits = [row for row in limits if row["allowance"] > 0]
         if not open_limits:

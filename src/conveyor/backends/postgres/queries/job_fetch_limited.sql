@@ -42,6 +42,9 @@ WITH RECURSIVE locked AS MATERIALIZED (
            (SELECT s.xmin::text FROM conveyor_limits AS s WHERE s.name = l.name) AS seen
     FROM conveyor_limits AS l
     WHERE (l.paused_until IS NULL OR l.paused_until <= now())
+      -- Without a free slot only a limit that may prefetch can lease (see above).
+      AND (%(start)s::integer > 0 OR (l.concurrency IS NULL AND l.key_rate IS NULL
+                                      AND (l.key_concurrency IS NULL OR l.rate IS NULL)))
       AND (SELECT 1 FROM conveyor_jobs AS j
            WHERE j.state = 'available' AND j.limit_name IS NOT NULL AND j.limit_name = l.name
              AND j.queue = ANY(%(queues)s::text[])
@@ -82,6 +85,8 @@ skipped AS (
     FROM (
         SELECT l.name FROM conveyor_limits AS l
         WHERE (l.paused_until IS NULL OR l.paused_until <= now())
+          AND (%(start)s::integer > 0 OR (l.concurrency IS NULL AND l.key_rate IS NULL
+                                          AND (l.key_concurrency IS NULL OR l.rate IS NULL)))
           AND (SELECT 1 FROM conveyor_jobs AS j
                WHERE j.state = 'available' AND j.limit_name IS NOT NULL
                  AND j.limit_name = l.name AND j.queue = ANY(%(queues)s::text[])
@@ -178,23 +183,30 @@ candidates AS MATERIALIZED (
 ),
 picked AS MATERIALIZED (
     -- Jobs of a limit that bounds concurrency first (they go to free slots), then
-    -- round by round in walk order. Past the free slots, a key-slots limit's job is
-    -- prefetched only while its key keeps a slot free besides (nth < key_room).
+    -- round by round in walk order, a key's jobs in queue order (nth). Past the free
+    -- slots, a key-slots limit's job is prefetched only while its key keeps a slot
+    -- free besides (nth < key_room). Each limit's allowance counts only the jobs
+    -- that may be picked.
     SELECT r.id, r.limit_name, r.limit_key, r.n,
-           row_number() OVER (ORDER BY r.prefetch, r.round, r.n, r.limit_name) AS pick_order
+           row_number() OVER (ORDER BY r.prefetch, r.round, r.n, r.nth, r.limit_name)
+               AS pick_order
     FROM (
-        SELECT cand.*, lim.prefetch, lim.key_slots, lim.allowance AS limit_allowance,
-               row_number() OVER (PARTITION BY cand.limit_name
-                                  ORDER BY cand.round, cand.n) AS nth_in_limit,
-               row_number() OVER (PARTITION BY lim.prefetch
-                                  ORDER BY cand.round, cand.n, cand.limit_name) AS nth_in_class
-        FROM candidates AS cand
-        JOIN lim ON lim.name = cand.limit_name
+        SELECT e.*,
+               row_number() OVER (PARTITION BY e.limit_name
+                                  ORDER BY e.round, e.n, e.nth) AS nth_in_limit
+        FROM (
+            SELECT cand.*, lim.prefetch, lim.key_slots, lim.allowance AS limit_allowance,
+                   row_number() OVER (PARTITION BY lim.prefetch
+                                      ORDER BY cand.round, cand.n, cand.nth, cand.limit_name)
+                       AS nth_in_class
+            FROM candidates AS cand
+            JOIN lim ON lim.name = cand.limit_name
+        ) AS e
+        WHERE e.prefetch OR e.nth_in_class <= %(start)s::integer
+           OR (e.key_slots AND e.nth < e.key_room)
     ) AS r
     WHERE r.nth_in_limit <= r.limit_allowance
-      AND (r.prefetch OR r.nth_in_class <= %(start)s::integer
-           OR (r.key_slots AND r.nth < r.key_room))
-    ORDER BY r.prefetch, r.round, r.n, r.limit_name
+    ORDER BY r.prefetch, r.round, r.n, r.nth, r.limit_name
     LIMIT %(limit)s::integer
 ),
 leased AS (
