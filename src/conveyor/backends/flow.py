@@ -94,9 +94,14 @@ class LimitWatch:
 
     def limited_room(self, now: float, start: int, limit: int) -> int:
         """How many limited jobs this fetch may lease: the free slots, or the whole
-        fetch (its prefetch too) while no unlimited job was found here lately."""
+        fetch (its prefetch too) while no unlimited job was found here lately and the
+        last look found no limit holding jobs back: a limit that does (keys full,
+        tokens short, slots taken) has nothing for the prefetch, and looking for it
+        would only hold the limit's row longer from the workers with free slots."""
         with self._lock:
-            return limit if self._unlimited_dry(now) else start
+            if not self._unlimited_dry(now) or self.waiting is not None:
+                return start
+            return limit
 
     def skip_unlimited(self, now: float, got: int, start: int, limit: int) -> bool:
         """Whether the fetch can stop after its limited part, which leased `got`."""
