@@ -163,15 +163,20 @@ def test_worker_with_the_process_pool_gives_its_children_the_app_path(cli_app: C
     assert cli_app.state(dead.id) is JobState.DEAD
 
 
+def worker_process(cli_app: CliApp, *args: str) -> subprocess.Popen[str]:
+    """`conveyor worker` on the CLI app, its output captured as text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "worker", cli_app.path, *args],
+        cwd=cli_app.folder, env=cli_app.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_sigterm_lets_the_running_job_finish_within_the_grace_period_and_exits_0(
     cli_app: CliApp,
 ) -> None:
     job = cli_app.module.nap.enqueue(1.5)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "worker", cli_app.path, "--grace", "10"],
-        cwd=cli_app.folder, env=cli_app.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = worker_process(cli_app, "--grace", "10")
     try:
         wait_for(lambda: cli_app.state(job.id) is JobState.RUNNING)
         signalled = time.monotonic()
@@ -189,11 +194,7 @@ def test_sigterm_lets_the_running_job_finish_within_the_grace_period_and_exits_0
 
 def test_sigterm_past_the_grace_period_releases_the_job_and_exits_0(cli_app: CliApp) -> None:
     job = cli_app.module.nap.enqueue(30)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "worker", cli_app.path, "--grace", "0.5"],
-        cwd=cli_app.folder, env=cli_app.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = worker_process(cli_app, "--grace", "0.5")
     try:
         wait_for(lambda: cli_app.state(job.id) is JobState.RUNNING)
         proc.send_signal(signal.SIGTERM)
@@ -209,11 +210,7 @@ def test_sigterm_past_the_grace_period_releases_the_job_and_exits_0(cli_app: Cli
 
 def test_sigusr1_prints_every_threads_stack_and_the_worker_runs_on(cli_app: CliApp) -> None:
     job = cli_app.module.nap.enqueue(30)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "worker", cli_app.path, "--grace", "0"],
-        cwd=cli_app.folder, env=cli_app.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = worker_process(cli_app, "--grace", "0")
     try:
         wait_for(lambda: cli_app.state(job.id) is JobState.RUNNING)
         proc.send_signal(signal.SIGUSR1)
