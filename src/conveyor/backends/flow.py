@@ -94,12 +94,12 @@ class LimitWatch:
 
     def limited_room(self, now: float, start: int, limit: int) -> int:
         """How many limited jobs this fetch may lease: the free slots, or the whole
-        fetch (its prefetch too) while no unlimited job was found here lately and the
-        last look found no limit holding jobs back: a limit that does (keys full,
-        tokens short, slots taken) has nothing for the prefetch, and looking for it
-        would only hold the limit's row longer from the workers with free slots."""
+        fetch (its prefetch too) while no unlimited job was found here lately. Without
+        a free slot, only while the last look found no limit holding jobs back: a
+        fetch for the prefetch alone would find the limits as full and hold their
+        rows from the fetches of workers with free slots."""
         with self._lock:
-            if not self._unlimited_dry(now) or self.waiting is not None:
+            if not self._unlimited_dry(now) or (start <= 0 and self.waiting is not None):
                 return start
             return limit
 
