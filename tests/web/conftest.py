@@ -60,8 +60,9 @@ def make_tokens(app: Conveyor) -> dict[str, str]:
 def web_factory(make_app: Callable[..., Conveyor]) -> Iterator[Callable[..., Web]]:
     clients: list[TestClient] = []
 
-    def build(*, auth: bool = True, **settings: Any) -> Web:
-        app = make_app()
+    def build(*, auth: bool = True, app_options: dict[str, Any] | None = None,
+              **settings: Any) -> Web:
+        app = make_app(**(app_options or {}))
         register_tasks(app)
         settings.setdefault("rate_limit", 10_000.0)
         settings.setdefault("rate_burst", 10_000)
