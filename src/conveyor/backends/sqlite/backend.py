@@ -301,10 +301,15 @@ class SQLiteBackend(SQLBackend):
             # A thread that ended left its connection behind (its thread-local is gone,
             # this list still holds it): close those, or a process that runs short-lived
             # threads (a step's timeout, a helper per task) gathers open files without end.
-            ended = [c for owner, c in self._connections if not owner.is_alive()]
-            self._connections = [(owner, c) for owner, c in self._connections
-                                 if owner.is_alive()]
-            self._connections.append((threading.current_thread(), conn))
+            ended: list[sqlite3.Connection] = []
+            kept: list[tuple[threading.Thread, sqlite3.Connection]] = []
+            for owner, c in self._connections:  # one look per thread: it may end meanwhile
+                if owner.is_alive():
+                    kept.append((owner, c))
+                else:
+                    ended.append(c)
+            kept.append((threading.current_thread(), conn))
+            self._connections = kept
         for old in ended:  # never the last connection to the file: this one is open
             with contextlib.suppress(sqlite3.Error):
                 old.close()
